@@ -1,0 +1,61 @@
+"""The `layerprobe` command: parses arguments and calls the rooms. No logic of its own.
+
+Each sub-command lives in ``layerprobe/commands/<name>.py`` with two functions,
+``add_parser(subparsers)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from layerprobe import __version__
+from layerprobe.errors import UserError
+
+# Sub-command name -> module in layerprobe.commands, in the order `--help` lists them.
+COMMANDS = {
+    "layers": "layers",
+    "extract": "extract",
+    "tasks": "tasks",
+    "probe": "probe",
+    "results": "results",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="layerprobe",
+        description="How good is every layer of a vision backbone for every downstream task?",
+    )
+    parser.add_argument("--version", action="version", version=f"layerprobe {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMANDS.values():
+        try:
+            module = importlib.import_module(f"layerprobe.commands.{module_name}")
+        except ModuleNotFoundError as err:  # a command whose module is not written yet
+            if err.name != f"layerprobe.commands.{module_name}":
+                raise
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.run(args) or 0)
+    except UserError as err:
+        print(f"layerprobe: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("layerprobe: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

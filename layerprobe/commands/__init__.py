@@ -1,0 +1,1 @@
+"""Sub-commands of the `layerprobe` CLI: one module each, argument parsing only."""

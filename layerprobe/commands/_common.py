@@ -1,0 +1,51 @@
+"""Argument helpers shared by several sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
+def parse_key_value(text: str) -> tuple[str, object]:
+    """Parse ``key=value``; the value as a Python literal when it is one, else a string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return key.strip(), value
+
+
+def parse_int_list(text: str) -> list[int]:
+    """Parse ``1,5,10,25`` into a list of ints."""
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+
+
+def parse_float_list(text: str) -> list[float]:
+    """Parse ``0.1,1,2**10`` into floats (``2**k`` allowed)."""
+    out = []
+    for t in text.split(","):
+        t = t.strip()
+        if not t:
+            continue
+        try:
+            if "**" in t:
+                base, exp = t.split("**")
+                out.append(float(base) ** float(exp))
+            elif "^" in t:
+                base, exp = t.split("^")
+                out.append(float(base) ** float(exp))
+            else:
+                out.append(float(t))
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
+    return out

@@ -1,0 +1,59 @@
+"""Errors a user can cause.
+
+Every error that bad input can trigger is a :class:`UserError` subclass whose message
+is one line that says what is wrong and what to do. The CLI prints that line and
+exits with code 2, without a traceback. Bugs still raise ordinary exceptions.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """Base class of every error a user can fix by changing the input."""
+
+    exit_code = 2
+
+
+class UnknownNameError(UserError, KeyError):
+    """A model, layer, task or namespace that does not exist."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DataError(UserError):
+    """Missing, empty, corrupt or inconsistent data (datasets, images, features)."""
+
+
+class CacheError(UserError):
+    """A feature cache that is missing, incomplete, foreign or of another format version."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be read or does not fit the architecture."""
+
+
+class ConfigError(UserError):
+    """An invalid option value, option combination, or job file."""
+
+
+class EnvironmentProblem(UserError):
+    """Something missing from the machine: a GPU, an optional package, disk space, network."""
+
+
+def close_names(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
+    """Return up to ``n`` candidates that look like ``name`` (for "did you mean" hints)."""
+    candidates = list(candidates)
+    hits = difflib.get_close_matches(name, candidates, n=n, cutoff=0.5)
+    if len(hits) < n:  # substring matches catch 'vit_small' -> 'vit_small_patch16_224'
+        hits += [c for c in candidates if name.lower() in c.lower() and c not in hits][: n - len(hits)]
+    return hits
+
+
+def did_you_mean(name: str, candidates: Iterable[str], n: int = 5) -> str:
+    """A ' Did you mean: a, b?' suffix, or '' when nothing is close."""
+    hits = close_names(name, candidates, n)
+    return f" Did you mean: {', '.join(hits)}?" if hits else ""

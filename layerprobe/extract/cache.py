@@ -1,0 +1,150 @@
+"""The HDF5 feature cache: paths, the format contract, and reading.
+
+One file per (model key, task, split): ``<cache>/<model_key>/<task>/<split>.h5``. While it
+is written it is called ``<split>.h5.partial``; it is renamed to ``<split>.h5`` only once
+``complete`` is true, so a crash never leaves a file that looks finished.
+
+Inside: ``labels`` (N,) int64, ``index`` (N,) int64, ``features/<layer>`` (N, D) float16 or
+float32; attributes ``format_version``, ``model``, ``model_key``, ``weights_sha256``,
+``task``, ``split``, ``layers`` (depth order), ``depths``, ``pooling``, ``preprocess``,
+``dtype``, ``rows_done``, ``complete``, ``layerprobe_version``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from layerprobe.errors import CacheError
+
+FORMAT_VERSION = 1
+SUFFIX = ".h5"
+PARTIAL_SUFFIX = ".h5.partial"
+
+
+def cache_path(cache_dir: str | Path, model_key: str, task: str, split: str) -> Path:
+    """Where the finished cache file of (model key, task, split) lives."""
+    return Path(cache_dir) / model_key / _task_dir(task) / f"{split}{SUFFIX}"
+
+
+def partial_path(cache_dir: str | Path, model_key: str, task: str, split: str) -> Path:
+    """Where the cache file is written until it is complete."""
+    return Path(cache_dir) / model_key / _task_dir(task) / f"{split}{PARTIAL_SUFFIX}"
+
+
+def _task_dir(task: str) -> str:
+    # `folder:/abs/path` tasks must not escape the cache folder.
+    return task.replace(":", "_").replace("..", "_").strip("/")
+
+
+def _decode(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray) and value.dtype.kind in "OSU":
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+@dataclass
+class CacheInfo:
+    """What a complete cache file holds, read from its attributes (no features loaded)."""
+
+    path: Path
+    model_key: str
+    model: str
+    task: str
+    split: str
+    layers: list[str]
+    depths: list[float]
+    num_rows: int
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def pretrain(self) -> dict:
+        """Pretraining knobs recorded by the backbone (params, head_wd, ...), or {}."""
+        raw = self.attrs.get("pretrain", "{}")
+        return json.loads(raw) if isinstance(raw, str) else {}
+
+
+def read_info(path: str | Path) -> CacheInfo:
+    """Read and check a cache file's attributes; raises :class:`CacheError` if unusable."""
+    path = Path(path)
+    if path.name.endswith(PARTIAL_SUFFIX):
+        raise CacheError(f"{path} is an unfinished extraction; re-run the same `layerprobe extract` to finish it")
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: _decode(v) for k, v in f.attrs.items()}
+            num_rows = int(f["labels"].shape[0]) if "labels" in f else -1
+    except (OSError, KeyError) as err:
+        raise CacheError(f"cannot read cache file {path}: {err}; delete it and extract again") from err
+    version = attrs.get("format_version")
+    if version is None or "layers" not in attrs:
+        raise CacheError(f"{path} is not a layerprobe feature cache (no format_version/layers attributes)")
+    if int(version) != FORMAT_VERSION:
+        raise CacheError(
+            f"{path} has cache format_version {version}, this layerprobe reads {FORMAT_VERSION}; "
+            "re-extract with --force"
+        )
+    if not attrs.get("complete", False):
+        raise CacheError(f"{path} is not complete; re-run the same `layerprobe extract` to finish it")
+    layers = list(attrs["layers"])
+    depths = [float(d) for d in attrs.get("depths", [])] or [
+        i / max(len(layers) - 1, 1) for i in range(len(layers))
+    ]
+    return CacheInfo(
+        path=path,
+        model_key=str(attrs.get("model_key", path.parent.parent.name)),
+        model=str(attrs.get("model", "")),
+        task=str(attrs["task"]),
+        split=str(attrs["split"]),
+        layers=layers,
+        depths=depths,
+        num_rows=num_rows,
+        attrs=attrs,
+    )
+
+
+def read_arrays(
+    path: str | Path, layers: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Load ``labels`` (N,), ``index`` (N,) and ``{layer: (N, D) features}`` of a complete cache.
+
+    Features come back in the dtype they were stored in (float16 or float32).
+    """
+    info = read_info(path)
+    wanted = info.layers if layers is None else layers
+    missing = [name for name in wanted if name not in info.layers]
+    if missing:
+        raise CacheError(f"{path} has no layer(s) {', '.join(missing)}; it has {', '.join(info.layers)}")
+    with h5py.File(path, "r") as f:
+        labels = f["labels"][()].astype(np.int64)
+        index = f["index"][()].astype(np.int64)
+        feats = {name: f["features"][name][()] for name in wanted}
+    return labels, index, feats
+
+
+def find_caches(
+    cache_dir: str | Path, model_keys: list[str] | None = None, tasks: list[str] | None = None
+) -> list[CacheInfo]:
+    """Every complete cache file under ``cache_dir`` (optionally only some model keys / tasks).
+
+    Unfinished ``.h5.partial`` files are never returned.
+    """
+    root = Path(cache_dir)
+    if not root.is_dir():
+        raise CacheError(f"cache folder {root} does not exist; run `layerprobe extract` first")
+    found = []
+    for path in sorted(root.rglob(f"*{SUFFIX}")):
+        info = read_info(path)
+        if model_keys and info.model_key not in model_keys:
+            continue
+        if tasks and info.task not in tasks:
+            continue
+        found.append(info)
+    return found

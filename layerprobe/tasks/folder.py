@@ -1,0 +1,59 @@
+"""`folder:PATH` tasks: an ImageFolder tree (one sub-folder per class, sorted), split `all`.
+
+When PATH itself holds ``train/``, ``val/`` and/or ``test/`` sub-folders, each is a split
+with the class folders below it (classes taken from the union, sorted).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from layerprobe.errors import DataError
+from layerprobe.tasks.base import FileSplit, Task
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+    )
+
+
+def folder_task(path: str | Path) -> Task:
+    """Build a task from an ImageFolder tree; raises :class:`DataError` if missing or empty."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist; give a folder with one sub-folder per class")
+    split_dirs = {s: root / s for s in SPLIT_NAMES if (root / s).is_dir()}
+    tops = list(split_dirs.values()) or [root]
+    classes = sorted({d.name for top in tops for d in _class_dirs(top)})
+    if not classes:
+        raise DataError(f"data folder {root} has no class sub-folders; put each class's images in a sub-folder")
+    splits = tuple(split_dirs) or ("all",)
+
+    def loader(split: str, _data_root: Path | None) -> FileSplit:
+        top = split_dirs.get(split, root)
+        paths, labels = [], []
+        for label, name in enumerate(classes):
+            if (top / name).is_dir():
+                found = _images(top / name)
+                paths += found
+                labels += [label] * len(found)
+        if not paths:
+            raise DataError(f"data folder {top} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return FileSplit(paths, labels)
+
+    return Task(
+        name=f"folder:{root}",
+        group="natural",
+        classes=classes,
+        splits=splits,
+        loader=loader,
+        description=f"image folder {root}",
+    )

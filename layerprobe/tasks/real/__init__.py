@@ -1,0 +1,1 @@
+"""Real downstream tasks read from the user's data root (registered on import)."""
