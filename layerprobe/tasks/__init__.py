@@ -1,6 +1,14 @@
 """tasks: the task registry, loaders for each split, and few-shot index sampling."""
 
-from layerprobe.tasks.base import GROUPS, ArraySplit, FileSplit, SplitData, Task, open_image, resolve_data_root
+from layerprobe.tasks.base import (
+    GROUPS,
+    ArraySplit,
+    FileSplit,
+    SplitData,
+    Task,
+    open_image,
+    resolve_data_root,
+)
 from layerprobe.tasks.fewshot import fewshot_indices, holdout_split
 from layerprobe.tasks.registry import get_task, list_tasks, register_task
 

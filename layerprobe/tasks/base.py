@@ -78,7 +78,9 @@ def open_image(path: str | os.PathLike) -> Image.Image:
             img.load()
             return img.convert("RGB")
     except (OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"cannot read image {path}: {err}; remove or replace the file (or pass --skip-bad)") from err
+        raise DataError(
+            f"cannot read image {path}: {err}; remove or replace the file (or pass --skip-bad)"
+        ) from err
 
 
 @dataclass
@@ -95,6 +97,9 @@ class Task:
     description : one line shown by ``layerprobe tasks``.
     locate : ``locate(data_root) -> (found, what)``: whether the data is present, and if not,
         what was looked for (a path and where the data is published).
+    count : optional ``count(split, data_root) -> int``, the size of a split without building
+        it (used by ``layerprobe tasks``); without it :meth:`split_sizes` calls the loader,
+        which must then be cheap (labels only, no image decoding).
     """
 
     name: str
@@ -105,6 +110,7 @@ class Task:
     description: str = ""
     locate: Callable[[Path | None], tuple[bool, str]] | None = None
     extra: dict = field(default_factory=dict)
+    count: Callable[[str, Path | None], int] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -125,6 +131,13 @@ class Task:
                 f"{data.describe_item(i)} is outside 0..{self.num_classes - 1}; check the data"
             )
         return data
+
+    def split_sizes(self, data_root: str | os.PathLike | None = None) -> dict[str, int]:
+        """Number of examples in each split, without decoding images."""
+        root = resolve_data_root(data_root)
+        if self.count is not None:
+            return {s: int(self.count(s, root)) for s in self.splits}
+        return {s: len(self.loader(s, root)) for s in self.splits}
 
     def find(self, data_root: str | os.PathLike | None = None) -> tuple[bool, str]:
         """``(found, what)``: whether this task's data is present under the data root."""

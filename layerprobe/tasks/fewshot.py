@@ -14,8 +14,11 @@ from layerprobe.errors import DataError
 
 
 def fewshot_indices(
-    labels: np.ndarray, shots: Iterable[int] = (1, 5, 10, 25), seed: int = 0,
+    labels: np.ndarray,
+    shots: Iterable[int] = (1, 5, 10, 25),
+    seed: int = 0,
     class_names: Sequence[str] | None = None,
+    num_classes: int | None = None,
 ) -> dict[int, np.ndarray]:
     """Nested few-shot train indices for each shot count.
 
@@ -23,32 +26,53 @@ def fewshot_indices(
     ----------
     labels : (N,) int array of train labels, classes 0..C-1.
     shots : shot counts k per class; 0 means the whole split.
-    seed : ``numpy.random.default_rng(seed)`` draws one permutation per class, classes in
-        increasing order.
+    seed : ``rng = numpy.random.default_rng(seed)`` draws one permutation per class, for each
+        class c present in increasing order: ``rng.permutation(numpy.where(labels == c)[0])``.
     class_names : optional names used in error messages.
+    num_classes : C, when known; then every class 0..C-1 must have k examples (a class with no
+        train example at all is an error, not silently skipped), and labels must lie in 0..C-1.
 
     Returns
     -------
-    dict k -> (k * C,) int64 indices into ``labels``, class-major (all of class 0 first).
+    dict k -> (k * C,) int64 indices into ``labels``, class-major (all of class 0 first); the
+    k-shot set of each class is the first k of that class's permutation, so shot sets are nested.
     """
     labels = np.asarray(labels)
     shots = [int(k) for k in shots]
-    rng = np.random.default_rng(seed)
-    classes = np.unique(labels)
-    perms = [rng.permutation(np.where(labels == c)[0]) for c in classes]
-    out: dict[int, np.ndarray] = {}
     for k in shots:
         if k < 0:
             raise DataError(f"shots must be >= 0, got {k}")
+    if (
+        num_classes is not None
+        and len(labels)
+        and (labels.min() < 0 or labels.max() >= num_classes)
+    ):
+        bad = labels[(labels < 0) | (labels >= num_classes)][0]
+        raise DataError(
+            f"train label {int(bad)} is outside 0..{num_classes - 1}; check the task's data"
+        )
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    perms = [rng.permutation(np.where(labels == c)[0]) for c in classes]
+    counts = dict(zip(classes.tolist(), (len(p) for p in perms), strict=True))
+    expected = range(num_classes) if num_classes is not None else classes.tolist()
+
+    def name(c: int) -> str:
+        return str(class_names[c]) if class_names is not None else str(int(c))
+
+    out: dict[int, np.ndarray] = {}
+    for k in shots:
         if k == 0:
             out[k] = np.arange(len(labels), dtype=np.int64)
             continue
-        for c, perm in zip(classes, perms, strict=True):
-            if len(perm) < k:
-                name = class_names[c] if class_names is not None else str(int(c))
+        for c in expected:
+            have = counts.get(c, 0)
+            if have < k:
+                hint = (
+                    f"lower --shots to at most {have}" if have else "check the task's train split"
+                )
                 raise DataError(
-                    f"class {name!r} has {len(perm)} train examples, fewer than {k} shots; "
-                    f"lower --shots to at most {len(perm)}"
+                    f"class {name(c)!r} has {have} train examples, fewer than {k} shots; {hint}"
                 )
         out[k] = np.concatenate([perm[:k] for perm in perms]).astype(np.int64)
     return out

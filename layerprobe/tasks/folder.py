@@ -29,12 +29,16 @@ def folder_task(path: str | Path) -> Task:
     """Build a task from an ImageFolder tree; raises :class:`DataError` if missing or empty."""
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise DataError(f"data folder {root} does not exist; give a folder with one sub-folder per class")
+        raise DataError(
+            f"data folder {root} does not exist; give a folder with one sub-folder per class"
+        )
     split_dirs = {s: root / s for s in SPLIT_NAMES if (root / s).is_dir()}
     tops = list(split_dirs.values()) or [root]
     classes = sorted({d.name for top in tops for d in _class_dirs(top)})
     if not classes:
-        raise DataError(f"data folder {root} has no class sub-folders; put each class's images in a sub-folder")
+        raise DataError(
+            f"data folder {root} has no class sub-folders; put each class's images in a sub-folder"
+        )
     splits = tuple(split_dirs) or ("all",)
 
     def loader(split: str, _data_root: Path | None) -> FileSplit:
@@ -46,7 +50,9 @@ def folder_task(path: str | Path) -> Task:
                 paths += found
                 labels += [label] * len(found)
         if not paths:
-            raise DataError(f"data folder {top} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise DataError(
+                f"data folder {top} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
         return FileSplit(paths, labels)
 
     return Task(

@@ -1,0 +1,150 @@
+"""Building a ``torch.nn.Module`` from a spec: timm, torchvision, or a user's Python factory.
+
+Random initialisation is seeded (seed 0, without touching the caller's RNG state), so the
+same spec and arguments always give the same weights, hence the same model key.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import torch
+
+from layerprobe.errors import ConfigError, EnvironmentProblem, UnknownNameError, did_you_mean
+
+INIT_SEED = 0
+
+
+def build_timm(
+    name: str, *, pretrained: bool, image_size: int | None, kwargs: dict
+) -> torch.nn.Module:
+    """``timm.create_model(name, pretrained, **kwargs)``, with ``img_size`` where the model takes it."""
+    import timm
+
+    if not timm.is_model(name):
+        raise UnknownNameError(
+            f"unknown timm model {name!r}; see `timm.list_models()`.{did_you_mean(name, timm.list_models())}"
+        )
+    arch, _, tag = name.partition(".")
+    if tag and name not in (tags := timm.list_pretrained(f"{arch}.*")):
+        raise UnknownNameError(
+            f"unknown pretrained tag {tag!r} for timm model {arch!r}.{did_you_mean(name, tags)}"
+        )
+    kwargs = dict(kwargs)
+    if image_size is not None:
+        kwargs["img_size"] = image_size
+
+    def create(**kw):
+        return timm.create_model(name, pretrained=pretrained, **kw)
+
+    return _create(
+        create,
+        kwargs,
+        f"timm:{name}",
+        size_key="img_size" if image_size else None,
+        pretrained=pretrained,
+    )
+
+
+def build_torchvision(
+    name: str, *, pretrained: bool, image_size: int | None, kwargs: dict
+) -> torch.nn.Module:
+    """``torchvision.models.get_model(name, weights=...)``, with ``image_size`` where the model takes it."""
+    import torchvision
+
+    names = torchvision.models.list_models(module=torchvision.models)
+    if name not in names:
+        raise UnknownNameError(
+            f"unknown torchvision classification model {name!r}.{did_you_mean(name, names)}"
+        )
+    kwargs = dict(kwargs)
+    if image_size is not None:
+        kwargs["image_size"] = image_size
+
+    def create(**kw):
+        return torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None, **kw)
+
+    return _create(
+        create,
+        kwargs,
+        f"torchvision:{name}",
+        size_key="image_size" if image_size else None,
+        pretrained=pretrained,
+    )
+
+
+def build_python(target: str, *, kwargs: dict) -> torch.nn.Module:
+    """Call ``factory(**kwargs)`` from ``package.module:factory`` (importable from the cwd too)."""
+    module_name, _, factory_name = target.rpartition(":")
+    if (
+        os.getcwd() not in sys.path
+    ):  # like `python -m`: the current folder's packages are importable
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise UnknownNameError(
+            f"cannot import {module_name!r} for python:{target} ({err}); check the module path "
+            "and that it is importable from the current folder or PYTHONPATH"
+        ) from err
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
+        raise UnknownNameError(
+            f"module {module_name!r} has no callable {factory_name!r}.{did_you_mean(factory_name, names)}"
+        )
+
+    def create(**kw):
+        return factory(**kw)
+
+    model = _create(create, kwargs, f"python:{target}", size_key=None, pretrained=False)
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(
+            f"python:{target} returned a {type(model).__name__}, not a torch.nn.Module"
+        )
+    return model
+
+
+def _create(create, kwargs: dict, what: str, *, size_key: str | None, pretrained: bool):
+    """Call ``create(**kwargs)`` under a fixed seed; turn user-caused failures into UserErrors."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(INIT_SEED)
+        try:
+            return create(**kwargs)
+        except TypeError as err:
+            # A size override the architecture does not take: build it at its own size.
+            if size_key and size_key in str(err):
+                kwargs = {k: v for k, v in kwargs.items() if k != size_key}
+                return _create(create, kwargs, what, size_key=None, pretrained=pretrained)
+            if kwargs:
+                raise ConfigError(
+                    f"{what} does not accept these arguments {kwargs}: {_first_line(err)}"
+                ) from err
+            raise
+        except Exception as err:  # noqa: BLE001 - sorted below; bugs without `pretrained` re-raise
+            if not pretrained:
+                if kwargs and isinstance(err, (ValueError, AssertionError)):
+                    raise ConfigError(
+                        f"{what} cannot be built with {kwargs}: {_first_line(err)}"
+                    ) from err
+                raise
+            if isinstance(err, RuntimeError) and "no pretrained weights" in str(err).lower():
+                raise ConfigError(f"{what} has no pretrained weights; drop --pretrained") from err
+            if isinstance(err, RuntimeError) and "state_dict" in str(err):
+                raise ConfigError(
+                    f"pretrained weights of {what} do not fit the arguments {kwargs}: {_first_line(err)}"
+                ) from err
+            if isinstance(err, (ValueError, KeyError)):
+                raise ConfigError(f"{what} with --pretrained: {_first_line(err)}") from err
+            raise EnvironmentProblem(
+                f"could not download pretrained weights for {what} ({type(err).__name__}: "
+                f"{_first_line(err)}); check the network (or HF_HUB_OFFLINE / the torch hub cache), "
+                "or pass the weights with --checkpoint"
+            ) from err
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__

@@ -1,0 +1,136 @@
+"""``load(spec)``: a model spec (plus optional weights) to a ready :class:`Backbone`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from layerprobe.backbones import builders
+from layerprobe.backbones.backbone import Backbone
+from layerprobe.backbones.checkpoint import read_checkpoint
+from layerprobe.backbones.preprocess import (
+    Preprocess,
+    default_preprocess,
+    timm_preprocess,
+    torchvision_preprocess,
+)
+from layerprobe.backbones.spec import Spec, parse_spec
+from layerprobe.backbones.weights import load_weights, read_state_dict
+from layerprobe.errors import ConfigError
+
+
+def load(
+    spec: str,
+    checkpoint: str | Path | None = None,
+    *,
+    pretrained: bool = False,
+    image_size: int | None = None,
+    mean=None,
+    std=None,
+    **model_kwargs,
+) -> Backbone:
+    """Build a backbone from a spec.
+
+    Parameters
+    ----------
+    spec : ``[timm:]NAME``, ``torchvision:NAME``, ``python:package.module:factory``, or a
+        layerprobe checkpoint (``layerprobe:PATH`` or a path), which rebuilds itself.
+    checkpoint : weights to load (``.pt``/``.pth`` state dict, plain or nested under
+        ``state_dict``/``model``, or ``.safetensors``); must fit exactly.
+    pretrained : download the hub's pretrained weights (timm / torchvision).
+    image_size : input size in pixels; overrides the model's own (timm models are built
+        with ``img_size`` where they take it). Resize = round(size / crop_pct).
+    mean, std : per-channel normalisation overriding the model's own.
+    **model_kwargs : passed to the model constructor / factory.
+
+    Without pretrained weights or a checkpoint the weights are a seeded random init, so the
+    same arguments give the same weights (and model key) every time.
+    """
+    parsed = parse_spec(spec)
+    if pretrained and checkpoint is not None:
+        raise ConfigError("both --pretrained and --checkpoint given; pick one source of weights")
+    pretrain_info: dict = {}
+    if parsed.namespace == "layerprobe":
+        if pretrained:
+            raise ConfigError("--pretrained does not apply to a layerprobe checkpoint; drop it")
+        contents = read_checkpoint(parsed.name)
+        arch = parse_spec(contents.spec)
+        kwargs = {**contents.model_kwargs, **model_kwargs}
+        model = _build(arch, pretrained=False, image_size=image_size, kwargs=kwargs)
+        load_weights(model, contents.state_dict, source=parsed.name, target=str(arch))
+        base = contents.preprocess or _own_preprocess(arch, model, image_size)
+        pretrain_info = contents.pretrain_info
+    else:
+        arch, kwargs = parsed, dict(model_kwargs)
+        model = _build(arch, pretrained=pretrained, image_size=image_size, kwargs=kwargs)
+        base = _own_preprocess(arch, model, image_size)
+    name = parsed.readable
+    if checkpoint is not None:
+        load_weights(model, read_state_dict(checkpoint), source=str(checkpoint), target=str(arch))
+        name = f"{name}-{Path(checkpoint).stem}"
+    size = image_size if image_size is not None else _size_from_kwargs(kwargs)
+    if size == base.input_size:  # keep the source's own resize (timm floors, a checkpoint stores)
+        size = None
+    preprocess = base.with_overrides(image_size=size, mean=mean, std=std)
+    return Backbone(
+        str(parsed),
+        model,
+        preprocess,
+        name=name,
+        arch_spec=str(arch),
+        model_kwargs=kwargs,
+        pretrain_info=pretrain_info,
+    )
+
+
+def _build(
+    arch: Spec, *, pretrained: bool, image_size: int | None, kwargs: dict
+) -> torch.nn.Module:
+    if arch.namespace == "timm":
+        return builders.build_timm(
+            arch.name, pretrained=pretrained, image_size=image_size, kwargs=kwargs
+        )
+    if arch.namespace == "torchvision":
+        return builders.build_torchvision(
+            arch.name, pretrained=pretrained, image_size=image_size, kwargs=kwargs
+        )
+    if arch.namespace == "python":
+        if pretrained:
+            raise ConfigError(
+                "--pretrained needs a timm or torchvision model; for python: models use --checkpoint"
+            )
+        return builders.build_python(arch.name, kwargs=kwargs)
+    raise ConfigError(
+        f"a checkpoint's architecture must be timm, torchvision or python, got {arch}"
+    )
+
+
+def _own_preprocess(arch: Spec, model: torch.nn.Module, image_size: int | None) -> Preprocess:
+    if arch.namespace == "timm":
+        return timm_preprocess(model)
+    if arch.namespace == "torchvision":
+        return torchvision_preprocess(arch.name)
+    return default_preprocess(image_size or _native_size(model))
+
+
+def _size_from_kwargs(kwargs: dict) -> int | None:
+    """A model built with ``img_size`` / ``image_size`` takes inputs of that size."""
+    for key in ("img_size", "image_size"):
+        value = kwargs.get(key)
+        if isinstance(value, (tuple, list)) and value:
+            value = value[0]
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _native_size(model: torch.nn.Module) -> int | None:
+    """The input size a model fixes itself (a timm patch embedding's, a torchvision ViT's)."""
+    size = getattr(model, "image_size", None)  # torchvision VisionTransformer
+    for module in model.modules():  # timm PatchEmbed (ViT patch_embed, Mixer stem)
+        if size is None and hasattr(module, "patch_size") and hasattr(module, "img_size"):
+            size = module.img_size
+    if isinstance(size, (tuple, list)) and size:
+        size = size[0]
+    return size if isinstance(size, int) else None

@@ -1,0 +1,124 @@
+"""`layerprobe probe`: closed-form probes of every cached layer, appended to the results store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from layerprobe.commands._common import add_quiet, parse_float_list, parse_int_list
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "probe",
+        help="fit few-shot and full-data linear probes on cached features (results -> Parquet)",
+        description=(
+            "Probe every complete (model key, task) of a feature cache that has train and test "
+            "splits: closed-form ridge probes for each layer, shot count, seed and L2 value, the "
+            "L2 chosen on the val split (or a held-out part of train). One Parquet part file per "
+            "(model key, task) is added to the results folder; units already there are skipped."
+        ),
+    )
+    p.add_argument(
+        "--cache",
+        required=True,
+        metavar="DIR",
+        help="feature cache folder (from `layerprobe extract`)",
+    )
+    p.add_argument(
+        "--results", required=True, metavar="DIR", help="results store folder (created if missing)"
+    )
+    p.add_argument(
+        "--model-key", action="append", metavar="K", help="only this model key (repeatable)"
+    )
+    p.add_argument("--task", action="append", metavar="T", help="only this task (repeatable)")
+    p.add_argument(
+        "--layers",
+        default="all",
+        metavar="all|NAMES|GLOBS",
+        help="comma-separated layer names or globs (e.g. 'blocks.*,pre_logits'); default all",
+    )
+    p.add_argument(
+        "--shots",
+        type=parse_int_list,
+        default=[1, 5, 10, 25],
+        metavar="K,…",
+        help="examples per class; 0 = the whole train split (default 1,5,10,25)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        metavar="N",
+        help="few-shot draws per shot count (default 3)",
+    )
+    p.add_argument(
+        "--l2",
+        type=parse_float_list,
+        default=None,
+        metavar="λ,…",
+        help="L2 values, e.g. '2**-10,1,2**10' (default 2**-10 … 2**19, 30 values)",
+    )
+    p.add_argument(
+        "--backend",
+        default="torch",
+        help="torch (default), cuml (GPU, the gpu extra) or sklearn (slow reference)",
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="torch backend device (default auto)",
+    )
+    p.add_argument(
+        "--precision",
+        default="float64",
+        choices=["float64", "float32"],
+        help="dtype of the Gram matrices and eigendecompositions (default float64)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="probe units that are already in the store again"
+    )
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="report and skip unusable cache files and units instead of stopping",
+    )
+    add_quiet(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from layerprobe.probe import DEFAULT_L2S, ProbeConfig, run_probes
+
+    layers = (
+        None
+        if args.layers.strip() in ("", "all")
+        else [s.strip() for s in args.layers.split(",") if s.strip()]
+    )
+    config = ProbeConfig(
+        shots=args.shots,
+        seeds=args.seeds,
+        l2s=args.l2 or DEFAULT_L2S,
+        layers=layers,
+        backend=args.backend,
+        device=args.device,
+        precision=args.precision,
+    )
+    summary = run_probes(
+        args.cache,
+        args.results,
+        config,
+        model_keys=args.model_key,
+        tasks=args.task,
+        force=args.force,
+        skip_bad=args.skip_bad,
+        quiet=args.quiet,
+    )
+    if not args.quiet:
+        print(
+            f"probed {len(summary.written)} unit(s), skipped {len(summary.skipped)} already in "
+            f"{args.results}" + (f", {len(summary.bad)} bad" if summary.bad else ""),
+            file=sys.stderr,
+        )
+    return 0

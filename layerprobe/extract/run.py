@@ -1,0 +1,406 @@
+"""`extract`: run a backbone over a task's splits once and write one HDF5 cache file per split.
+
+For each split: reuse a complete cache with the same model key (unless ``force``), otherwise
+resume or start ``<split>.h5.partial``, stream pooled features into it batch by batch (memory
+bounded by a batch, never by the dataset) and rename it to ``<split>.h5`` once complete. Under
+``torchrun`` each rank fills a shard of the rows and rank 0 merges the shards.
+
+``force`` means "do not reuse the finished cache"; a ``.partial`` file of the same extraction
+is still resumed, so that a killed ``--force`` run continues when the same command is re-run.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from layerprobe import __version__
+from layerprobe.errors import CacheError, ConfigError, DataError, EnvironmentProblem
+from layerprobe.extract import distributed
+from layerprobe.extract.cache import FORMAT_VERSION, cache_path, partial_path, read_info
+from layerprobe.extract.data import batches
+from layerprobe.extract.features import AMP, DTYPES, BatchFeatures
+from layerprobe.extract.writer import PartialCache, merge_shards
+from layerprobe.tasks.base import Task
+from layerprobe.tasks.registry import get_task
+
+DEFAULT_CACHE_DIR = "cache"
+
+
+def extract(
+    model,
+    task: str | Task,
+    splits: str | list[str] = "all",
+    layers: str | list[str] = "all",
+    pool: str = "auto",
+    cache_dir: str | Path = DEFAULT_CACHE_DIR,
+    dtype: str = "float16",
+    batch_size: int = 64,
+    device: str = "auto",
+    workers: int = 0,
+    force: bool = False,
+    skip_bad: bool = False,
+    quiet: bool = False,
+    amp: str = "none",
+    checkpoint: str | Path | None = None,
+    image_size: int | None = None,
+    data_root: str | Path | None = None,
+    pretrained: bool = False,
+    mean=None,
+    std=None,
+    **model_kwargs,
+) -> list[Path]:
+    """Extract pooled features of every requested layer for every requested split of a task.
+
+    Parameters
+    ----------
+    model : a model spec (``"vit_small_patch16_224"``, ``"torchvision:resnet50"``,
+        ``"python:pkg.mod:factory"``, a layerprobe checkpoint) or a loaded ``Backbone``.
+    task : a task name (``layerprobe tasks``), ``"folder:PATH"``, or a :class:`Task`.
+    splits : ``"all"`` (every split of the task), a split name, or a list of them.
+    layers : ``"all"``, layer names, or globs (``"blocks.*"``), as ``Backbone.select`` takes.
+    pool : ``auto``, ``cls``, ``mean``, ``cls+mean`` or ``gap`` (see the backbones room).
+    cache_dir : root of the cache; files go to ``<cache_dir>/<model_key>/<task>/<split>.h5``.
+    dtype : ``"float16"`` or ``"float32"``, the stored feature dtype.
+    batch_size : images per forward pass.
+    device : ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+    workers : DataLoader worker processes decoding images (0 = in this process).
+    force : extract again even when a complete cache exists.
+    skip_bad : leave out unreadable images instead of stopping; their dataset indices are stored
+        in the file's ``skipped_items`` attribute and their rows are removed.
+    quiet : no progress bar and no messages (warnings still print).
+    amp : ``"bf16"`` runs the forward under bfloat16 autocast, ``"none"`` in full precision.
+    checkpoint, image_size, pretrained, mean, std, **model_kwargs : passed to
+        ``layerprobe.backbones.load`` when ``model`` is a spec.
+    data_root : where the task's data lives (default ``$LAYERPROBE_DATA``).
+
+    Returns
+    -------
+    list of Path : the complete cache file of each split, in the order of ``splits``.
+    """
+    _check_options(dtype, amp, batch_size, workers)
+    dev = resolve_device(device)
+    task = get_task(task) if isinstance(task, str) else task
+    split_names = resolve_splits(task, splits)
+    bb = _backbone(model, checkpoint, pretrained, image_size, mean, std, model_kwargs)
+    requested = [p.name for p in bb.select(layers)]
+    ranks = distributed.start(dev.type)
+    try:
+        if dev.type == "cuda" and ranks.world > 1:
+            dev = torch.device("cuda", ranks.local_rank)
+        if len(set(ranks.gather(bb.weights_sha256))) > 1:
+            raise ConfigError(
+                "the torchrun ranks built different weights (a random initialisation?); pass "
+                "--checkpoint or --pretrained so that every rank loads the same weights"
+            )
+        job = _Job(
+            bb,
+            task,
+            pool,
+            Path(cache_dir),
+            dtype,
+            amp,
+            int(batch_size),
+            int(workers),
+            force,
+            skip_bad,
+            quiet,
+            data_root,
+            dev,
+            ranks,
+            bb.model_key(pool),
+        )
+        return [job.run_split(split, requested) for split in split_names]
+    finally:
+        distributed.stop(ranks)
+
+
+def _check_options(dtype: str, amp: str, batch_size: int, workers: int) -> None:
+    if dtype not in DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    if amp not in AMP:
+        raise ConfigError(f"unknown amp mode {amp!r}; use one of {', '.join(AMP)}")
+    if int(batch_size) < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    if int(workers) < 0:
+        raise ConfigError(f"workers must be 0 or more, got {workers}")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without CUDA -> :class:`EnvironmentProblem`."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise EnvironmentProblem(
+            "--device cuda was asked for but CUDA is not available here; use --device cpu"
+        )
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unsupported device {device!r}; use auto, cpu or cuda")
+    return dev
+
+
+def resolve_splits(task: Task, splits: str | list[str]) -> list[str]:
+    """Split names to extract: ``all`` means every split of the task; commas separate names."""
+    names = [splits] if isinstance(splits, str) else list(splits)
+    names = [s.strip() for name in names for s in str(name).split(",") if s.strip()]
+    if not names or names == ["all"]:
+        return list(task.splits)
+    out = []
+    for name in names:
+        if name == "all":
+            out += [s for s in task.splits if s not in out]
+        elif name not in task.splits:
+            raise DataError(
+                f"task {task.name!r} has no split {name!r}; it has {', '.join(task.splits)}"
+            )
+        elif name not in out:
+            out.append(name)
+    return out
+
+
+def _backbone(model, checkpoint, pretrained, image_size, mean, std, model_kwargs):
+    if not isinstance(model, str | Path):
+        if checkpoint or pretrained or image_size or mean or std or model_kwargs:
+            raise ConfigError(
+                "checkpoint/model options apply to a model spec, not to an already loaded Backbone"
+            )
+        return model
+    from layerprobe.backbones import load
+
+    return load(
+        str(model),
+        checkpoint,
+        pretrained=pretrained,
+        image_size=image_size,
+        mean=mean,
+        std=std,
+        **model_kwargs,
+    )
+
+
+def cache_header(
+    bb,
+    model_key: str,
+    task: str,
+    split: str,
+    points,
+    pool: str,
+    dtype: str,
+    amp: str,
+    num_items: int,
+) -> dict:
+    """The attributes of a cache file (see :mod:`layerprobe.extract.cache`), before any row is written."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": bb.spec,
+        "model_key": model_key,
+        "weights_sha256": bb.weights_sha256,
+        "task": task,
+        "split": split,
+        "layers": [p.name for p in points],
+        "depths": [float(p.depth) for p in points],
+        # The pooling spelt out ("auto" -> what it means for this model), as in the model key.
+        "pooling": bb.canonical_pool(pool) if hasattr(bb, "canonical_pool") else pool,
+        "preprocess": bb.preprocess.to_dict(),
+        "pretrain": dict(bb.pretrain_info or {}),
+        "dtype": dtype,
+        "amp": amp,
+        "layerprobe_version": __version__,
+        "num_items": num_items,
+        "item_start": 0,
+        "item_stop": num_items,
+    }
+
+
+@dataclass
+class _Job:
+    """The settings shared by every split of one `extract` call."""
+
+    bb: object
+    task: Task
+    pool: str
+    cache_dir: Path
+    dtype: str
+    amp: str
+    batch_size: int
+    workers: int
+    force: bool
+    skip_bad: bool
+    quiet: bool
+    data_root: str | Path | None
+    device: torch.device
+    ranks: distributed.Ranks
+    model_key: str
+
+    # -- messages ---------------------------------------------------------------------------
+    def say(self, msg: str) -> None:
+        if not self.quiet and self.ranks.is_main:
+            print(f"layerprobe: {msg}", file=sys.stderr)
+
+    def warn(self, msg: str) -> None:
+        where = f"[rank {self.ranks.rank}] " if self.ranks.world > 1 else ""
+        print(f"layerprobe: warning: {where}{msg}", file=sys.stderr)
+
+    # -- one split --------------------------------------------------------------------------
+    def run_split(self, split: str, requested: list[str]) -> Path:
+        final = cache_path(self.cache_dir, self.model_key, self.task.name, split)
+        layers = self._layers_to_extract(final, requested)
+        if layers is None:
+            self.say(f"reusing complete cache {final}")
+            return final
+        data = self.task.load(split, self.data_root)
+        if len(data) == 0:
+            raise DataError(f"task {self.task.name!r} split {split!r} has no items; check the data")
+        points = self.bb.select(layers)
+        widths = self.bb.pooled_widths([p.name for p in points], self.pool)
+        header = cache_header(
+            self.bb,
+            self.model_key,
+            self.task.name,
+            split,
+            points,
+            self.pool,
+            self.dtype,
+            self.amp,
+            len(data),
+        )
+        if self.ranks.world == 1:
+            part = self._fill(
+                partial_path(self.cache_dir, self.model_key, self.task.name, split),
+                header,
+                widths,
+                data,
+                0,
+                len(data),
+                split,
+            )
+            return self._finish(part, final)
+        return self._run_sharded(final, split, header, widths, data)
+
+    def _run_sharded(self, final: Path, split: str, header: dict, widths: dict, data) -> Path:
+        merged_at = partial_path(self.cache_dir, self.model_key, self.task.name, split)
+        shards = [
+            merged_at.with_name(f"{merged_at.name}.rank{r}of{self.ranks.world}")
+            for r in range(self.ranks.world)
+        ]
+        start, stop = self.ranks.shard(len(data))
+        part = self._fill(shards[self.ranks.rank], header, widths, data, start, stop, split)
+        try:
+            part.mark_complete()
+        finally:
+            part.close()
+        self.ranks.barrier()  # every shard is complete
+        if self.ranks.is_main:
+            merged = merge_shards(
+                shards, merged_at, header | {"item_start": 0, "item_stop": len(data)}, widths
+            )
+            self._finish(merged, final)
+            for shard in shards:
+                shard.unlink(missing_ok=True)
+        self.ranks.barrier()  # the merged file exists before any rank returns it
+        return final
+
+    def _finish(self, part: PartialCache, final: Path) -> Path:
+        try:
+            part.finish(final)
+        finally:
+            part.close()
+        if part.skipped:
+            self.warn(
+                f"skipped {len(part.skipped)} unreadable image(s); their dataset indices are "
+                f"in the skipped_items attribute of {final}"
+            )
+        self.say(f"wrote {final} ({part.rows_done} rows, {len(part.layers)} layers)")
+        return final
+
+    def _layers_to_extract(self, final: Path, requested: list[str]) -> list[str] | None:
+        """None to reuse the complete cache at ``final``; else the layers to extract."""
+        if not final.exists():
+            return requested
+        try:
+            info = read_info(final)
+        except CacheError as err:
+            if self.force:
+                return requested
+            if "format_version" in str(err):
+                raise
+            raise CacheError(f"{err} (or pass --force to extract it again)") from err
+        if self.force:
+            return requested
+        missing = [name for name in requested if name not in info.layers]
+        if (
+            not missing
+            and info.attrs.get("dtype") == self.dtype
+            and info.attrs.get("amp", "none") == self.amp
+        ):
+            return None
+        if missing:
+            why = f"it lacks layer(s) {', '.join(missing)}"
+        else:
+            why = f"it was made with dtype={info.attrs.get('dtype')}, amp={info.attrs.get('amp', 'none')}"
+        self.say(f"extracting {final} again: {why}; its other layers are kept")
+        return list(dict.fromkeys(list(info.layers) + requested))
+
+    def _fill(
+        self, path: Path, header: dict, widths: dict, data, start: int, stop: int, split: str
+    ) -> PartialCache:
+        """Open (resume or start) the partial file of items ``[start, stop)`` and fill it."""
+        header = header | {"item_start": start, "item_stop": stop}
+        part = PartialCache.open(path, header, widths, warn=self.warn)
+        try:
+            if not part.complete and part.items_done < stop - start:
+                if part.items_done:
+                    self.say(
+                        f"resuming {path} at item {start + part.items_done} of {header['num_items']}"
+                    )
+                self._stream(part, data, start, stop, split)
+        except BaseException:
+            part.close()
+            raise
+        return part
+
+    def _stream(self, part: PartialCache, data, start: int, stop: int, split: str) -> None:
+        compute = BatchFeatures(self.bb, part.layers, self.pool, self.device, self.dtype, self.amp)
+        pre = self.bb.preprocess
+        loader = batches(
+            data,
+            start + part.items_done,
+            stop,
+            pre.transform(),
+            pre.input_size,
+            self.batch_size,
+            self.workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        show = not self.quiet and self.ranks.is_main and sys.stderr.isatty()
+        with tqdm(
+            total=stop - start,
+            initial=part.items_done,
+            unit="img",
+            disable=not show,
+            desc=f"{self.task.name}/{split}",
+            dynamic_ncols=True,
+        ) as bar:
+            for x, index, errors in loader:
+                index = index.numpy()
+                bad = np.array([bool(e) for e in errors])
+                if bad.any() and not self.skip_bad:
+                    raise DataError(" ".join(errors[int(np.argmax(bad))].split()))
+                keep = index[~bad]
+                if len(keep):
+                    feats = compute(x[torch.from_numpy(~bad)] if bad.any() else x, keep)
+                else:
+                    feats = {name: np.zeros((0, 1)) for name in part.layers}
+                part.write(
+                    feats, data.labels[keep], keep, items=len(index), skipped=index[bad].tolist()
+                )
+                bar.update(len(index))

@@ -1,0 +1,333 @@
+"""Writing the HDF5 cache: a ``.partial`` file filled block by block, resumable, renamed when complete.
+
+The file follows the contract in :mod:`layerprobe.extract.cache`. Every dataset is created at
+its full size N up front and chunked by rows; each block of rows is written, flushed, and only
+then is ``rows_done`` advanced and flushed again. So after a crash (``kill -9`` included) the
+rows below ``rows_done`` are good, rows above it are overwritten on resume, and a file that is
+not complete is never named ``<split>.h5``.
+
+Extra attributes, besides the contract's:
+
+``num_items``, ``item_start``, ``item_stop``
+    The split's size, and the range of dataset items this file covers (a rank's shard in a
+    ``torchrun`` extraction; the whole split otherwise).
+``items_done``
+    Dataset items processed so far (rows written plus items skipped).
+``skipped_items`` (K,) int64
+    Dataset indices of unreadable images left out with ``--skip-bad``. Their rows are
+    *removed*: the finished file has N - K rows and ``index`` says which item each row is.
+``amp``
+    ``"none"`` or ``"bf16"``: the autocast the features were computed under.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from layerprobe.errors import EnvironmentProblem
+from layerprobe.extract.cache import FORMAT_VERSION
+
+# Attributes that say *what* a file holds; a partial file is resumed only when all of them match.
+IDENTITY_ATTRS = (
+    "format_version",
+    "model_key",
+    "weights_sha256",
+    "task",
+    "split",
+    "layers",
+    "pooling",
+    "dtype",
+    "amp",
+    "num_items",
+    "item_start",
+    "item_stop",
+)
+# Chunks of 10 KiB - 1 MiB are what HDF5 reads and writes best; aim at the middle.
+CHUNK_TARGET_BYTES = 256 * 1024
+
+
+def chunk_rows(width: int, itemsize: int, num_rows: int) -> int:
+    """Rows per chunk so that a chunk of a (N, width) dataset holds about 256 KiB."""
+    rows = max(1, CHUNK_TARGET_BYTES // max(1, width * itemsize))
+    return max(1, min(rows, num_rows))
+
+
+def is_no_space(err: OSError) -> bool:
+    """Whether an OSError (h5py's included, which often lack ``errno``) means the disk is full."""
+    text = str(err)
+    return err.errno == errno.ENOSPC or "No space left" in text or "errno = 28" in text
+
+
+@contextmanager
+def disk_errors(path: Path) -> Iterator[None]:
+    """Turn 'no space left on device' during a write into :class:`EnvironmentProblem`."""
+    try:
+        yield
+    except OSError as err:
+        if is_no_space(err):
+            raise EnvironmentProblem(
+                f"no space left on the device while writing {path}; free some space and re-run the "
+                "same command: it resumes where it stopped"
+            ) from err
+        raise
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, bytes):
+        a = a.decode()
+    if isinstance(a, np.ndarray) or isinstance(b, list | tuple | np.ndarray):
+        a = [x.decode() if isinstance(x, bytes) else x for x in np.asarray(a).tolist()]
+        return a == list(b)
+    if isinstance(a, np.generic):
+        a = a.item()
+    return a == b
+
+
+class PartialCache:
+    """An open ``.partial`` cache file being filled with rows in dataset order.
+
+    Use :meth:`open` (resume or start), then :meth:`write` blocks, then :meth:`finish`.
+
+    Attributes
+    ----------
+    rows_done : rows written and committed so far.
+    items_done : dataset items of ``[item_start, item_stop)`` processed so far (written or skipped).
+    skipped : dataset indices of skipped (unreadable) items.
+    """
+
+    def __init__(self, path: Path, file: h5py.File):
+        self.path = path
+        self.file = file
+        self.rows_done = int(file.attrs["rows_done"])
+        self.items_done = int(file.attrs["items_done"])
+        self.skipped = [int(i) for i in np.asarray(file.attrs["skipped_items"]).tolist()]
+        self.layers = [str(x) for x in _decoded_list(file.attrs["layers"])]
+
+    @classmethod
+    def open(
+        cls, path: str | Path, header: dict, widths: dict[str, int], warn=print
+    ) -> PartialCache:
+        """Resume ``path`` if it holds the same extraction (``header``'s identity), else start it anew.
+
+        Parameters
+        ----------
+        path : the ``.partial`` file.
+        header : attributes of the extraction (see :data:`IDENTITY_ATTRS`); ``item_start`` and
+            ``item_stop`` give the number of rows, ``item_stop - item_start``.
+        widths : ``{layer: D}``, the pooled width of each layer in ``header["layers"]``.
+        warn : called with a one-line message when an unusable partial file is discarded.
+        """
+        path = Path(path)
+        if path.exists():
+            reason = _resume_problem(path, header)
+            if reason is None:
+                with disk_errors(path):
+                    return cls(path, h5py.File(path, "r+"))
+            warn(f"restarting {path} from zero: {reason}")
+            path.unlink()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with disk_errors(path):
+            return cls(path, _create(path, header, widths))
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.file.attrs["complete"])
+
+    def write(
+        self,
+        feats: dict[str, np.ndarray],
+        labels: np.ndarray,
+        index: np.ndarray,
+        items: int,
+        skipped: list[int] = (),
+    ) -> None:
+        """Append a block of rows and commit it.
+
+        Parameters
+        ----------
+        feats : ``{layer: (R, D)}`` features of the block's rows, in the file's dtype.
+        labels, index : (R,) label and dataset item of each row.
+        items : how many dataset items the block covers (R plus the skipped ones).
+        skipped : dataset indices of the block's skipped items.
+        """
+        start, stop = self.rows_done, self.rows_done + len(index)
+        with disk_errors(self.path):
+            if stop > start:
+                self._write_rows(start, stop, feats, labels, index)
+                self.file.flush()  # data reaches the file before rows_done says it is there
+                _test_pause()
+            if len(skipped):
+                self.skipped += [int(i) for i in skipped]
+                self.file.attrs["skipped_items"] = np.asarray(self.skipped, dtype=np.int64)
+            self.file.attrs["rows_done"] = stop
+            self.file.attrs["items_done"] = self.items_done + items
+            self.file.flush()
+        self.rows_done, self.items_done = stop, self.items_done + items
+
+    def _write_rows(self, start, stop, feats, labels, index) -> None:
+        group = self.file["features"]
+        for layer in self.layers:
+            group[layer][start:stop] = feats[layer]
+        self.file["labels"][start:stop] = labels
+        self.file["index"][start:stop] = index
+
+    def mark_complete(self) -> None:
+        """Drop the rows of skipped items (datasets shrink to ``rows_done``) and set ``complete``."""
+        with disk_errors(self.path):
+            if self.file["labels"].shape[0] != self.rows_done:
+                for name in ["labels", "index"] + [f"features/{layer}" for layer in self.layers]:
+                    self.file[name].resize(self.rows_done, axis=0)
+            self.file.attrs["complete"] = True
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file.id.valid:
+            self.file.close()
+
+    def finish(self, final: str | Path) -> Path:
+        """Mark complete, close, and rename to ``final`` (replacing an older file there)."""
+        self.mark_complete()
+        self.close()
+        os.replace(self.path, final)
+        return Path(final)
+
+
+def _test_pause() -> None:
+    # Tests set this to kill an extraction between writing rows and committing them.
+    delay = os.environ.get("LAYERPROBE_TEST_WRITE_DELAY")
+    if delay:
+        time.sleep(float(delay))
+
+
+def _decoded_list(value) -> list:
+    return [x.decode() if isinstance(x, bytes) else x for x in np.asarray(value).tolist()]
+
+
+def _resume_problem(path: Path, header: dict) -> str | None:
+    """Why the partial file at ``path`` cannot be resumed for ``header``, or None if it can."""
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = dict(f.attrs)
+            layers = _decoded_list(attrs.get("layers", []))
+            shapes = {name: f["features"][name].shape[0] for name in layers}
+            n = f["labels"].shape[0]
+            for key in ("rows_done", "items_done", "skipped_items", "complete"):
+                attrs[key]  # noqa: B018 - raises KeyError when missing
+    except (OSError, KeyError, ValueError, RuntimeError) as err:
+        return f"the file cannot be read ({type(err).__name__}: {err})"
+    for key in IDENTITY_ATTRS:
+        if key not in attrs or not _same(attrs[key], header[key]):
+            return f"it was started with another {key} ({_short(attrs.get(key))} != {_short(header[key])})"
+    rows = header["item_stop"] - header["item_start"]
+    if (
+        n < int(attrs["rows_done"])
+        or any(s != n for s in shapes.values())
+        or int(attrs["items_done"]) > rows
+    ):
+        return "its row counts are inconsistent"
+    return None
+
+
+def _short(value) -> str:
+    if isinstance(value, np.ndarray):
+        value = _decoded_list(value)
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _create(path: Path, header: dict, widths: dict[str, int]) -> h5py.File:
+    rows = header["item_stop"] - header["item_start"]
+    f = h5py.File(path, "w")
+    try:
+        for key, value in header.items():
+            f.attrs[key] = _attr(value)
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["rows_done"] = 0
+        f.attrs["items_done"] = 0
+        f.attrs["skipped_items"] = np.zeros(0, dtype=np.int64)
+        f.attrs["complete"] = False
+        dtype = np.dtype(header["dtype"])
+        # maxshape=None on rows lets finishing drop the rows of skipped items.
+        for name in ("labels", "index"):
+            f.create_dataset(
+                name,
+                shape=(rows,),
+                maxshape=(None,),
+                dtype=np.int64,
+                chunks=(chunk_rows(1, 8, max(rows, 1)),),
+            )
+        group = f.create_group("features")
+        for layer in header["layers"]:
+            width = int(widths[layer])
+            group.create_dataset(
+                layer,
+                shape=(rows, width),
+                maxshape=(None, width),
+                dtype=dtype,
+                chunks=(chunk_rows(width, dtype.itemsize, max(rows, 1)), width),
+            )
+        f.flush()
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _attr(value):
+    """An attribute value h5py stores well: dicts as JSON, lists of str as string arrays."""
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
+        return np.asarray(value, dtype=h5py.string_dtype())
+    if isinstance(value, list | tuple):
+        return np.asarray(value)
+    return value
+
+
+def merge_shards(
+    shards: list[Path], target: Path, header: dict, widths: dict[str, int]
+) -> PartialCache:
+    """Concatenate complete rank shards (in rank order) into a fresh partial file at ``target``.
+
+    Rows are copied one chunk-sized block at a time, so memory stays bounded by a block.
+    The returned file is ready for :meth:`PartialCache.finish`.
+    """
+    if target.exists():
+        target.unlink()
+    out = PartialCache.open(target, header, widths)
+    try:
+        for shard in shards:
+            with h5py.File(shard, "r") as f:
+                n, items = int(f.attrs["rows_done"]), int(f.attrs["items_done"])
+                skipped = [int(i) for i in np.asarray(f.attrs["skipped_items"]).tolist()]
+                block = max(
+                    1,
+                    min(
+                        chunk_rows(w, np.dtype(header["dtype"]).itemsize, n)
+                        for w in widths.values()
+                    ),
+                )
+                for start in range(0, max(n, 1), block):
+                    stop = min(n, start + block)
+                    feats = {layer: f["features"][layer][start:stop] for layer in out.layers}
+                    last = stop >= n
+                    out.write(
+                        feats,
+                        f["labels"][start:stop],
+                        f["index"][start:stop],
+                        items=(stop - start) + (items - n if last else 0),
+                        skipped=skipped if last else (),
+                    )
+    except BaseException:
+        out.close()
+        raise
+    return out

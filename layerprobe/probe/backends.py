@@ -1,0 +1,179 @@
+"""Probe backends: the same recipe computed three ways, chosen by name.
+
+Every backend is a function ``(probes: ProbeSet, l2s, device, precision) -> (layers, P, G, L)``
+int64 counts of correct predictions.
+
+- ``torch`` (default): batched closed form on the CPU or a CUDA GPU (fast);
+- ``cuml``: cuML's ``Ridge`` on a GPU, one fit per probe and λ (the ``gpu`` extra);
+- ``sklearn``: scikit-learn's ``Ridge``, one fit per probe and λ (slow; a reference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from layerprobe.errors import ConfigError, EnvironmentProblem, UnknownNameError, did_you_mean
+from layerprobe.probe.problems import ProbeSet
+
+Backend = Callable[[ProbeSet, np.ndarray, str, str], np.ndarray]
+PRECISIONS = ("float64", "float32")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; checks that ``cuda`` exists."""
+    import torch
+
+    if device not in DEVICES and not device.startswith("cuda:"):
+        raise ConfigError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EnvironmentProblem(
+            f"--device {device} asked for a GPU but torch sees none; use --device cpu (or auto)"
+        )
+    return device
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+
+
+def torch_backend(probes: ProbeSet, l2s: np.ndarray, device: str, precision: str) -> np.ndarray:
+    import torch
+
+    from layerprobe.probe.accuracy import EvalRows
+    from layerprobe.probe.torch_backend import sweep
+
+    _check_precision(precision)
+    device = resolve_device(device)
+    rows = EvalRows.build(probes.y_eval, probes.eval_group, probes.num_groups)
+    dtype = torch.float64 if precision == "float64" else torch.float32
+    return sweep(
+        probes.train,
+        probes.y_train,
+        probes.subsets,
+        probes.evals,
+        rows,
+        l2s,
+        probes.num_classes,
+        device=device,
+        dtype=dtype,
+    )
+
+
+def _recipe_arrays(x_train, y_train, x_eval, num_classes, xp):
+    """The recipe's standardised, bias-augmented arrays and ±1 targets, in module ``xp``."""
+    x_train = xp.asarray(x_train, dtype=xp.float64)
+    x_eval = xp.asarray(x_eval, dtype=xp.float64)
+    mu = x_train.mean(axis=0)
+    sd = x_train.std(axis=0) + 1e-5
+    ones = xp.full((x_train.shape[0], 1), 100.0)
+    xa = xp.concatenate([(x_train - mu) / sd, ones], axis=1)
+    ea = xp.concatenate([(x_eval - mu) / sd, xp.full((x_eval.shape[0], 1), 100.0)], axis=1)
+    y = 2.0 * xp.eye(num_classes)[xp.asarray(y_train)] - 1.0
+    return xa, y, ea
+
+
+def _count(pred, y_eval, group, num_groups) -> np.ndarray:
+    right = np.asarray(pred) == y_eval
+    return np.bincount(group[right], minlength=num_groups)
+
+
+def sklearn_backend(probes: ProbeSet, l2s: np.ndarray, device: str, precision: str) -> np.ndarray:
+    from sklearn.linear_model import Ridge
+
+    _check_precision(precision)
+    if device.startswith("cuda"):
+        raise ConfigError(
+            "the sklearn backend runs on the CPU only; use --device cpu (or --backend torch)"
+        )
+    out = np.zeros((len(probes.train), len(probes.subsets), probes.num_groups, len(l2s)), np.int64)
+    for i, (train, evals) in enumerate(zip(probes.train, probes.evals, strict=True)):
+        for p, idx in enumerate(probes.subsets):
+            xa, y, ea = _recipe_arrays(
+                train[idx], probes.y_train[idx], evals, probes.num_classes, np
+            )
+            for j, l2 in enumerate(l2s):
+                # Ridge without intercept on the augmented data is exactly (xaᵀxa + λI) W = xaᵀ y.
+                model = Ridge(alpha=float(l2), fit_intercept=False, solver="cholesky").fit(xa, y)
+                pred = np.argmax(model.predict(ea), axis=1)
+                out[i, p, :, j] = _count(pred, probes.y_eval, probes.eval_group, probes.num_groups)
+    return out
+
+
+def cuml_backend(probes: ProbeSet, l2s: np.ndarray, device: str, precision: str) -> np.ndarray:
+    _check_precision(precision)
+    cp, ridge_cls = _import_cuml()
+    if device == "cpu":
+        raise ConfigError("the cuml backend runs on a GPU only; use --device cuda or auto")
+    out = np.zeros((len(probes.train), len(probes.subsets), probes.num_groups, len(l2s)), np.int64)
+    for i, (train, evals) in enumerate(zip(probes.train, probes.evals, strict=True)):
+        for p, idx in enumerate(probes.subsets):
+            xa, y, ea = _recipe_arrays(
+                train[idx], probes.y_train[idx], evals, probes.num_classes, cp
+            )
+            if precision == "float32":
+                xa, y, ea = xa.astype(cp.float32), y.astype(cp.float32), ea.astype(cp.float32)
+            for j, l2 in enumerate(l2s):
+                scores = _cuml_fit_predict(ridge_cls, cp, xa, y, ea, float(l2))
+                pred = cp.asnumpy(cp.argmax(scores, axis=1))
+                out[i, p, :, j] = _count(pred, probes.y_eval, probes.eval_group, probes.num_groups)
+    return out
+
+
+def _import_cuml():
+    try:
+        import cupy as cp
+        from cuml.linear_model import Ridge
+    except ImportError as err:
+        raise EnvironmentProblem(
+            f"the cuml backend needs RAPIDS cuML ({err}); install layerprobe[gpu] on a CUDA machine, "
+            "or use --backend torch"
+        ) from err
+    try:
+        count = cp.cuda.runtime.getDeviceCount()
+    except Exception as err:  # cupy raises its own CUDARuntimeError without a driver
+        raise EnvironmentProblem(
+            f"the cuml backend needs a CUDA GPU, none is usable ({err})"
+        ) from err
+    if count == 0:
+        raise EnvironmentProblem(
+            "the cuml backend needs a CUDA GPU and none is visible; use --backend torch"
+        )
+    return cp, Ridge
+
+
+def _cuml_fit_predict(ridge_cls, cp, xa, y, ea, l2):
+    """Scores (M, C) of one λ; one multi-target fit, or one fit per class on older cuML."""
+    try:
+        model = ridge_cls(alpha=l2, fit_intercept=False, solver="svd").fit(xa, y)
+        scores = cp.asarray(model.predict(ea))
+        if scores.ndim == 2 and scores.shape[1] == y.shape[1]:
+            return scores
+    except (ValueError, TypeError, NotImplementedError):
+        pass  # cuML releases without multi-target Ridge
+    cols = []
+    for c in range(y.shape[1]):
+        model = ridge_cls(alpha=l2, fit_intercept=False, solver="eig").fit(xa, y[:, c])
+        cols.append(cp.asarray(model.predict(ea)).reshape(-1))
+    return cp.stack(cols, axis=1)
+
+
+BACKENDS: dict[str, Backend] = {
+    "torch": torch_backend,
+    "cuml": cuml_backend,
+    "sklearn": sklearn_backend,
+}
+
+
+def get_backend(name: str) -> Backend:
+    """The backend called ``name``; :class:`UnknownNameError` otherwise."""
+    if name not in BACKENDS:
+        raise UnknownNameError(
+            f"unknown probe backend {name!r}.{did_you_mean(name, BACKENDS)} Use one of {', '.join(BACKENDS)}."
+        )
+    return BACKENDS[name]

@@ -1,0 +1,202 @@
+"""The closed-form few-shot probe of the recipe, batched over problems, in torch.
+
+One problem is a train set ``x`` (n, D) with labels, solved for every L2 value at once:
+
+1. standardise with the train set's mean and std (+1e-5) and append a bias column of 100
+   (so the bias is almost unregularised): ``xa`` (n, D + 1);
+2. targets are ±1 one-hot: ``y`` (n, C);
+3. one symmetric eigendecomposition on the cheaper side,
+   ``xa xaᵀ = Q diag(e) Qᵀ`` when n < D + 1 (dual), ``xaᵀ xa = Q diag(e) Qᵀ`` otherwise (primal);
+4. ``W(λ) = lhs · diag(1 / (e + λ)) · rhs`` with ``lhs = xaᵀ Q, rhs = Qᵀ y`` (dual) or
+   ``lhs = Q, rhs = Qᵀ xaᵀ y`` (primal): every λ from the one decomposition.
+
+Raw evaluation features are scored without standardising them: the standardisation is
+folded into ``lhs`` (``lhs / sd`` and an offset row ``100 · lhs_bias - (mu / sd) · lhs``), so
+``[z, 1] @ lift`` equals ``[(z - mu) / sd, 100] @ lhs`` for any row ``z``.
+"""
+
+from __future__ import annotations
+
+import functools
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from threadpoolctl import ThreadpoolController
+
+BIAS = 100.0  # the constant bias feature; large, so the bias is barely regularised
+STD_EPS = 1e-5  # added to the train std before dividing (the recipe's value)
+ROW_CHUNK = 65536  # rows per step when the primal Gram matrix is accumulated
+
+
+@dataclass
+class Decomposition:
+    """The λ-independent part of B problems solved on the same side.
+
+    Attributes
+    ----------
+    lift : (B, D + 1, r) maps ``[z, 1]`` (raw features and a one) to the eigenbasis,
+        standardisation and bias folded in; r = n (dual) or D + 1 (primal).
+    eigs : (B, r) eigenvalues, clamped at 0.
+    rhs : (B, r, C) the eigenbasis projection of the ±1 targets.
+    """
+
+    lift: torch.Tensor
+    eigs: torch.Tensor
+    rhs: torch.Tensor
+
+    @property
+    def rank(self) -> int:
+        return self.lift.shape[-1]
+
+
+def signed_onehot(y: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """±1 one-hot targets: (..., n) int -> (..., n, C)."""
+    hot = torch.nn.functional.one_hot(y, num_classes).to(dtype)
+    return 2.0 * hot - 1.0
+
+
+def decompose(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    dtype: torch.dtype = torch.float64,
+    origin: torch.Tensor | None = None,
+    lift_dtype: torch.dtype | None = None,
+) -> Decomposition:
+    """Solve B problems of the same size up to the choice of λ.
+
+    Parameters
+    ----------
+    x : (B, n, D) raw train features (any float dtype).
+    y : (B, n) int64 labels in [0, num_classes).
+    num_classes : C, the number of target columns.
+    dtype : dtype of the Gram matrix and its eigendecomposition (float64 by default;
+        float32 Gram matrices can give wrong small eigenvalues).
+    origin : (B, 1, D) or None; the lift then acts on ``[z - origin, 1]``. Scoring features
+        centred near their mean keeps float32 products from cancelling large offsets.
+    lift_dtype : dtype of ``xaᵀ Q`` on the dual side (default ``dtype``). float32 loses
+        accuracy here: the bias column (100) dwarfs the standardised features.
+    """
+    _, n, dim = x.shape
+    if n < dim + 1:
+        return _decompose_dual(x, y, num_classes, dtype, origin, lift_dtype or dtype)
+    return _decompose_primal(x, y, num_classes, dtype, origin)
+
+
+def _stats(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std (+eps) over rows, (B, 1, D) each, accumulated in ``dtype`` by row chunks."""
+    n = x.shape[1]
+    total = sum(
+        x[:, i : i + ROW_CHUNK].to(dtype).sum(1, keepdim=True) for i in range(0, n, ROW_CHUNK)
+    )
+    mu = total / n
+    # Two passes (mean first) so a large mean cannot swamp a small variance.
+    sq = sum(
+        ((x[:, i : i + ROW_CHUNK].to(dtype) - mu) ** 2).sum(1, keepdim=True)
+        for i in range(0, n, ROW_CHUNK)
+    )
+    return mu, (sq / n).sqrt() + STD_EPS
+
+
+def _augment(xs: torch.Tensor) -> torch.Tensor:
+    """Append the constant bias column: (B, n, D) -> (B, n, D + 1)."""
+    return torch.nn.functional.pad(xs, (0, 1), value=BIAS)
+
+
+def _eigh(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched symmetric eigendecomposition, eigenvalues clamped at 0.
+
+    On the CPU a batch is split over one single-threaded LAPACK call per core: torch runs a
+    batch one matrix after another, and the tridiagonal reduction scales poorly over cores,
+    so this is about twice as fast on two cores.
+    """
+    workers = min(torch.get_num_threads(), gram.shape[0])
+    if gram.device.type != "cpu" or workers < 2:
+        eigs, q = torch.linalg.eigh(gram)
+    else:
+        parts = np.array_split(gram.numpy(), workers)
+        with _controller().limit(limits=1, user_api="blas"):
+            results = list(_pool(workers).map(np.linalg.eigh, parts))
+        eigs = torch.from_numpy(np.concatenate([r[0] for r in results]))
+        q = torch.from_numpy(np.concatenate([r[1] for r in results]))
+    # Round-off can make a PSD matrix's smallest eigenvalues slightly negative.
+    return eigs.clamp_min_(0.0), q
+
+
+@functools.cache
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(workers, thread_name_prefix="layerprobe-eigh")
+
+
+@functools.cache
+def _controller() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def _fold(lhs: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor, origin) -> torch.Tensor:
+    """lhs (B, D + 1, r) acting on standardised rows -> lift acting on ``[z - origin, 1]``.
+
+    With ``m = mu - origin``:
+    ``[(z - mu) / sd, 100] @ lhs = (z - origin) @ (lhs[:D] / sd) + (100 lhs[D] - (m / sd) @ lhs[:D])``.
+    """
+    mu, sd = mu.to(lhs.dtype), sd.to(lhs.dtype)
+    if origin is not None:
+        mu = mu - origin.to(lhs.dtype)
+    top = lhs[:, :-1] / sd.transpose(1, 2)
+    offset = BIAS * lhs[:, -1:] - (mu / sd) @ lhs[:, :-1]
+    return torch.cat([top, offset], dim=1)
+
+
+def _decompose_dual(x, y, num_classes, dtype, origin, lift_dtype) -> Decomposition:
+    mu, sd = _stats(x, dtype)
+    xa = _augment((x.to(dtype) - mu) / sd)  # (B, n, D + 1)
+    eigs, q = _eigh(xa @ xa.transpose(1, 2))  # (B, n, n): the cheaper side when n < D + 1
+    lhs = xa.to(lift_dtype).transpose(1, 2) @ q.to(lift_dtype)  # xaᵀ Q
+    rhs = q.transpose(1, 2) @ signed_onehot(y, num_classes, dtype)  # Qᵀ y
+    return Decomposition(_fold(lhs, mu, sd, origin), eigs, rhs)
+
+
+def _decompose_primal(x, y, num_classes, dtype, origin) -> Decomposition:
+    batch, n, dim = x.shape
+    mu, sd = _stats(x, dtype)
+    gram = x.new_zeros((batch, dim + 1, dim + 1), dtype=dtype)
+    xty = x.new_zeros((batch, dim + 1, num_classes), dtype=dtype)
+    for i in range(0, n, ROW_CHUNK):  # xaᵀ xa and xaᵀ y, a chunk of rows at a time
+        xa = _augment((x[:, i : i + ROW_CHUNK].to(dtype) - mu) / sd)
+        gram += xa.transpose(1, 2) @ xa
+        xty += xa.transpose(1, 2) @ signed_onehot(y[:, i : i + ROW_CHUNK], num_classes, dtype)
+    eigs, q = _eigh(gram)
+    rhs = q.transpose(1, 2) @ xty  # Qᵀ xaᵀ y
+    return Decomposition(_fold(q, mu, sd, origin), eigs, rhs)
+
+
+def lambda_weights(
+    dec: Decomposition, l2s: torch.Tensor, dtype: torch.dtype, centre: bool = False
+) -> torch.Tensor:
+    """``diag(1 / (e + λ)) · rhs`` for every λ, laid out class-major: (B, r, C * L).
+
+    Column ``c * L + l`` holds class c at λ_l, so the scores of one class over all λ are
+    contiguous (the accuracy count takes maxima over classes slice by slice).
+
+    ``centre`` subtracts the mean over classes from ``rhs`` first: every row's scores then
+    lose their class-independent part, which leaves the argmax unchanged but removes the
+    large common offset (the bias at large λ) that would otherwise drown the differences
+    between classes in float32 round-off.
+    """
+    rhs = dec.rhs - dec.rhs.mean(-1, keepdim=True) if centre else dec.rhs
+    scale = 1.0 / (dec.eigs.unsqueeze(-1) + l2s.to(dec.eigs.dtype))  # (B, r, L)
+    weights = rhs.unsqueeze(-1) * scale.unsqueeze(-2)  # (B, r, C, L)
+    return weights.flatten(2).to(dtype)
+
+
+def dual_scoring_is_cheaper(rank: int, dim: int, num_columns: int, num_rows: int) -> bool:
+    """Score through the r-dimensional eigenbasis, or through the (D + 1, C·L) weights?
+
+    Per evaluation row the eigenbasis route costs r (D + 1) + r C L multiply-adds, the
+    weight route (D + 1) C L, plus (D + 1) r C L once to form the weights.
+    """
+    dual = num_rows * rank * (dim + 1 + num_columns)
+    primal = num_rows * (dim + 1) * num_columns + (dim + 1) * rank * num_columns
+    return dual < primal

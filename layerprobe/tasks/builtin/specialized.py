@@ -1,0 +1,135 @@
+"""Specialized-group tasks: texture, histology and retina patches from real scientific pictures.
+
+Histology and retina labels are measured on each patch (how much brown DAB stain; how
+much of the patch is blood vessel) and cut into equally likely bins, fixed once from a
+reference sample, like a pathologist's grade. Patches are drawn until every class has
+its share, so splits stay exactly balanced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+
+import numpy as np
+
+from layerprobe.tasks.builtin import photos as P
+from layerprobe.tasks.builtin import raster as R
+
+TEXTURES = ("brick", "grass", "gravel", "page", "handwriting", "hubble")
+HISTOLOGY_CLASSES = ("low DAB stain", "medium DAB stain", "high DAB stain")
+RETINA_CLASSES = ("few vessels", "some vessels", "many vessels", "dense vessels")
+SCORE_SIZE = 16  # patches are scored at this resolution, whatever the output size
+
+
+def gen_textures(labels, rng, size, split):
+    """A rotated, mirrored grey crop of the labelled texture, with its brightness and contrast
+    set at random so that only the pattern tells the classes apart."""
+    n = len(labels)
+    out = np.empty((n, size, size), R.F)
+    for c in np.unique(labels):
+        m = labels == c
+        grey = P.block_crops(
+            TEXTURES[c], split, int(m.sum()), rng, size, (0.6, 1.0), rotate=True
+        ).mean(-1)
+        out[m] = grey
+    mean = out.mean((1, 2), keepdims=True)
+    std = out.std((1, 2), keepdims=True) + 1e-3
+    out = (out - mean) / std * R.col(rng.uniform(0.1, 0.2, n)) + R.col(rng.uniform(0.35, 0.65, n))
+    return R.to_uint8(np.repeat(out[..., None], 3, axis=-1))
+
+
+@cache
+def _dab_levels() -> tuple[np.ndarray, ...]:
+    from skimage.color import rgb2hed
+
+    dab = rgb2hed(P.picture("histology"))[..., 2:3].astype(R.F)  # haematoxylin, eosin, DAB
+    return _halvings(dab)
+
+
+@cache
+def _vessel_levels() -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Vessel map and fundus mask pyramids, at the picture's level-1 resolution (half size)."""
+    from scipy import ndimage
+
+    half = P.pyramid("retina")[1]
+    green, fundus = half[..., 1], half[..., 0] > 0.12
+    fundus = ndimage.binary_erosion(fundus, iterations=4)
+    # Vessels are thin and darker than their surroundings in the green channel.
+    vessels = (ndimage.gaussian_filter(green, 6) - green > 0.02) & fundus
+    return _halvings(vessels[..., None].astype(R.F)), _halvings(fundus[..., None].astype(R.F))
+
+
+def _halvings(a: np.ndarray) -> tuple[np.ndarray, ...]:
+    levels = [a]
+    while min(levels[-1].shape[:2]) >= 32:
+        b = levels[-1]
+        h, w = b.shape[0] // 2 * 2, b.shape[1] // 2 * 2
+        b = b[:h, :w]
+        levels.append((b[0::2, 0::2] + b[1::2, 0::2] + b[0::2, 1::2] + b[1::2, 1::2]) / 4)
+    return tuple(levels)
+
+
+def _histology_score(geometry):
+    return P.crops(_dab_levels(), *geometry, SCORE_SIZE).mean((1, 2, 3)), np.ones(
+        len(geometry[1]), bool
+    )
+
+
+def _retina_score(geometry):
+    # Vessel maps are at half resolution: halve the geometry's pixel units.
+    centres, sides, angles, flips = geometry
+    half = ((centres - 0.5) / 2, sides / 2, angles, flips)
+    vessels, fundus = _vessel_levels()
+    inside = P.crops(fundus, *half, SCORE_SIZE).min((1, 2, 3)) > 0.5
+    return P.crops(vessels, *half, SCORE_SIZE).mean((1, 2, 3)), inside
+
+
+SIDES = {"histology": (0.3, 0.6), "retina": (0.25, 0.5)}
+SCORERS: dict[str, Callable] = {"histology": _histology_score, "retina": _retina_score}
+
+
+@cache
+def score_edges(picture: str, n_classes: int) -> np.ndarray:
+    """Inner bin edges that cut a fixed reference sample of patch scores into equal parts."""
+    rng = np.random.default_rng(1411)
+    scores = []
+    for split in ("train", "val", "test"):
+        s, ok = SCORERS[picture](
+            P.block_geometry(picture, split, 4000, rng, SIDES[picture], rotate=True)
+        )
+        scores.append(s[ok])
+    return np.quantile(np.concatenate(scores), np.arange(1, n_classes) / n_classes)
+
+
+def scored_patches(picture: str, n_classes: int, labels, rng, size, split) -> np.ndarray:
+    """Patches of ``picture`` whose measured bin equals each label: uint8 (N, S, S, 3)."""
+    edges = score_edges(picture, n_classes)
+    need = [list(np.where(labels == c)[0]) for c in range(n_classes)]
+    out = np.empty((len(labels), size, size, 3), R.F)
+    for _ in range(200):
+        if not any(need):
+            return R.to_uint8(out)
+        geometry = P.block_geometry(
+            picture, split, 4 * len(labels), rng, SIDES[picture], rotate=True
+        )
+        score, ok = SCORERS[picture](geometry)
+        bins = np.searchsorted(edges, score)
+        take, slots = [], []
+        for c in range(n_classes):
+            hits = np.where(ok & (bins == c))[0][: len(need[c])]
+            take += list(hits)
+            slots += need[c][: len(hits)]
+            need[c] = need[c][len(hits) :]
+        if take:
+            take = np.array(take)
+            out[slots] = P.crops(P.pyramid(picture), *(g[take] for g in geometry), size)
+    raise RuntimeError(f"could not find enough {picture} patches of every class in split {split}")
+
+
+def gen_histology(labels, rng, size, split):
+    return scored_patches("histology", len(HISTOLOGY_CLASSES), labels, rng, size, split)
+
+
+def gen_retina(labels, rng, size, split):
+    return scored_patches("retina", len(RETINA_CLASSES), labels, rng, size, split)

@@ -1,0 +1,200 @@
+"""`layerprobe probe` end to end on caches written by the test helper, and its bad inputs."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from cachefiles import write_cache_file, write_task
+
+from layerprobe.cli import main
+from layerprobe.extract.cache import cache_path
+from layerprobe.probe.store import COLUMNS
+
+L2 = "2**-10,1,2**10"
+FAST = ["--shots", "1,5,0", "--seeds", "2", "--l2", L2, "--quiet"]
+
+
+def probe(tmp_path, *extra) -> int:
+    return main(
+        [
+            "probe",
+            "--cache",
+            str(tmp_path / "cache"),
+            "--results",
+            str(tmp_path / "res"),
+            *FAST,
+            *extra,
+        ]
+    )
+
+
+def parts(tmp_path) -> list:
+    return sorted((tmp_path / "res").rglob("*.parquet"))
+
+
+@pytest.fixture
+def cache(tmp_path):
+    write_task(
+        tmp_path / "cache",
+        pretrain={"params": 5_000_000, "head_wd": 0.1, "upstream_accuracy": 0.71},
+    )
+    write_task(tmp_path / "cache", task="builtin/shapes", rows={"train": 30, "val": 6, "test": 12})
+    return tmp_path / "cache"
+
+
+def test_probe_writes_one_part_per_unit_with_the_store_columns(tmp_path, cache):
+    assert probe(tmp_path) == 0
+    files = parts(tmp_path)
+    assert len(files) == 2
+    table = pd.concat([pq.read_table(f).to_pandas() for f in files])
+    assert list(table.columns) == COLUMNS
+    # 3 layers × (2 seeds × {1, 5} shots + 1 full probe) × 3 λ per task
+    assert len(table) == 2 * 3 * 5 * 3
+    toy = table[table.task == "toy"]
+    assert set(toy.model_key) == {"toy-0123456789ab"} and set(toy.model) == {"timm:toy"}
+    assert (
+        (toy.params == 5_000_000).all() and (toy.head_wd == 0.1).all() and toy.head_lr.isna().all()
+    )
+    assert (toy.upstream_accuracy == 0.71).all()
+    assert set(toy.n_train) == {3, 15, 3 * 24}  # 1 and 5 shots × 3 classes; full = 30 - 6 held out
+    assert set(toy.n_test) == {30}
+    assert set(table.l2) == {2.0**-10, 1.0, 2.0**10}
+    one_per_probe = table.groupby(["task", "layer", "shots", "seed"])["selected"].sum()
+    assert (one_per_probe == 1).all()
+    assert set(table.depth) == {0.0, 0.5, 1.0}
+    assert table.test_accuracy.between(0, 1).all() and table.val_accuracy.between(0, 1).all()
+    # The helper's layers get more separable with depth: the last layer beats chance clearly.
+    chosen = table[table.selected & (table.shots == 0)]
+    assert chosen.test_accuracy.max() > 0.6
+
+
+def test_rerun_skips_done_units_and_force_rewrites(tmp_path, cache):
+    assert probe(tmp_path) == 0
+    first = {f: pq.read_table(f).to_pandas().created_at.iloc[0] for f in parts(tmp_path)}
+    assert probe(tmp_path) == 0
+    assert {f: pq.read_table(f).to_pandas().created_at.iloc[0] for f in parts(tmp_path)} == first
+    assert probe(tmp_path, "--force", "--task", "toy") == 0
+    after = {f: pq.read_table(f).to_pandas().created_at.iloc[0] for f in parts(tmp_path)}
+    changed = [f for f in after if after[f] != first[f]]
+    assert len(changed) == 1 and "toy." in changed[0].name
+
+
+def test_layers_and_model_key_filters(tmp_path, cache):
+    write_task(cache, model_key="other-key", task="toy")
+    assert probe(tmp_path, "--model-key", "other-key", "--layers", "blocks.*") == 0
+    table = pd.concat([pq.read_table(f).to_pandas() for f in parts(tmp_path)])
+    assert set(table.model_key) == {"other-key"} and set(table.layer) == {"blocks.0", "blocks.1"}
+
+
+def test_results_match_the_python_api(tmp_path, cache):
+    from layerprobe.extract.cache import read_arrays
+    from layerprobe.probe import ridge_accuracy
+
+    assert probe(tmp_path, "--task", "builtin/shapes") == 0
+    table = pq.read_table(parts(tmp_path)[0]).to_pandas()
+    row = table[(table.layer == "pre_logits") & (table.shots == 0) & (table.l2 == 1.0)].iloc[0]
+    ytr, _, ftr = read_arrays(cache_path(cache, "toy-0123456789ab", "builtin/shapes", "train"))
+    yte, _, fte = read_arrays(cache_path(cache, "toy-0123456789ab", "builtin/shapes", "test"))
+    expected = ridge_accuracy(ftr["pre_logits"], ytr, fte["pre_logits"], yte, [1.0])[0]
+    assert row.test_accuracy == pytest.approx(expected)
+
+
+def run_error(tmp_path, capsys, *extra) -> str:
+    assert probe(tmp_path, *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("layerprobe: error:") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_incomplete_and_foreign_cache_files(tmp_path, cache, capsys):
+    path = cache_path(cache, "toy-0123456789ab", "toy", "test")
+    with h5py.File(path, "r+") as f:
+        f.attrs["complete"] = False
+    assert "not complete" in run_error(tmp_path, capsys)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.zeros(3))
+    assert "not a layerprobe feature cache" in run_error(tmp_path, capsys)
+    # --skip-bad reports the file and probes the other task; nothing else is lost.
+    assert probe(tmp_path, "--skip-bad") == 0
+    assert "skipping" in capsys.readouterr().err
+    assert [p.name.split(".")[0] for p in parts(tmp_path)] == ["builtin__shapes"]
+
+
+def test_nan_features_name_the_layer_and_row(tmp_path, cache, capsys):
+    path = cache_path(cache, "toy-0123456789ab", "toy", "test")
+    with h5py.File(path, "r+") as f:
+        data = f["features/blocks.1"][()]
+        data[4, 1] = np.inf
+        f["features/blocks.1"][...] = data
+    err = run_error(tmp_path, capsys, "--task", "toy")
+    assert "blocks.1" in err and "row 4" in err
+
+
+def test_train_and_test_widths_differ(tmp_path, capsys):
+    labels = np.repeat([0, 1], 10)
+    root = tmp_path / "cache"
+    write_cache_file(
+        cache_path(root, "k", "t", "train"),
+        {"f": np.ones((20, 4))},
+        labels,
+        model_key="k",
+        task="t",
+    )
+    write_cache_file(
+        cache_path(root, "k", "t", "test"),
+        {"f": np.ones((20, 3))},
+        labels,
+        model_key="k",
+        task="t",
+        split="test",
+    )
+    err = run_error(tmp_path, capsys)
+    assert "4 wide in train but 3 in test" in err
+
+
+def test_single_class_and_too_many_shots(tmp_path, capsys):
+    root = tmp_path / "cache"
+    write_task(root, task="one", num_classes=1)
+    assert "single class" in run_error(tmp_path, capsys)
+    root_two = tmp_path / "two"
+    write_task(root_two, task="few", rows={"train": 4, "test": 3})
+    assert (
+        main(
+            [
+                "probe",
+                "--cache",
+                str(root_two),
+                "--results",
+                str(tmp_path / "r2"),
+                "--shots",
+                "5",
+                "-q",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "fewer than 5 shots" in err and "holding out" in err
+
+
+def test_unknown_names_and_missing_cache(tmp_path, cache, capsys):
+    assert "did you mean" in run_error(tmp_path, capsys, "--task", "toyy").lower()
+    assert "model key" in run_error(tmp_path, capsys, "--model-key", "nope")
+    assert "no layer" in run_error(tmp_path, capsys, "--layers", "blocks.9")
+    assert "sklearn" in run_error(tmp_path, capsys, "--backend", "sklern")
+    assert main(["probe", "--cache", str(tmp_path / "none"), "--results", str(tmp_path / "r")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_an_error_keeps_units_already_written(tmp_path, cache, capsys):
+    # 'toy' is probed after 'builtin/shapes'
+    path = cache_path(cache, "toy-0123456789ab", "toy", "train")
+    with h5py.File(path, "r+") as f:
+        data = f["features/pre_logits"][()]
+        data[0, 0] = np.nan
+        f["features/pre_logits"][...] = data
+    run_error(tmp_path, capsys)
+    assert [p.name.split(".")[0] for p in parts(tmp_path)] == ["builtin__shapes"]

@@ -1,0 +1,147 @@
+"""Reading the results store (`layerprobe.results.load`) and `layerprobe results show`."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from layerprobe.cli import main
+from layerprobe.errors import DataError
+from layerprobe.probe.store import COLUMNS, write_part
+from layerprobe.results import layer_summary, load, selected
+
+
+def rows(
+    task="toy", model_key="m-1", accs=None, seeds=(0, 1), shots=5, created=None
+) -> pd.DataFrame:
+    """Store rows: layers with per-seed test accuracies at λ=1 (validation best) and λ=2."""
+    accs = accs or {"blocks.0": [0.5, 0.6], "pre_logits": [0.8, 0.9]}
+    out = []
+    for depth, (layer, per_seed) in enumerate(accs.items()):
+        for seed, acc in zip(seeds, per_seed, strict=True):
+            for l2, val, test in ((1.0, 0.9, acc), (2.0, 0.4, 0.0)):
+                out.append(
+                    dict(
+                        model="timm:m",
+                        model_key=model_key,
+                        upstream_accuracy=None,
+                        params=None,
+                        data_fraction=None,
+                        epochs=None,
+                        head_wd=None,
+                        head_lr=None,
+                        task=task,
+                        layer=layer,
+                        depth=float(depth),
+                        shots=shots,
+                        seed=seed,
+                        l2=l2,
+                        val_accuracy=val,
+                        test_accuracy=test,
+                        n_train=5,
+                        n_test=10,
+                        probe="closed_form_ridge",
+                        backend="torch",
+                        created_at=created or pd.Timestamp(datetime.now(UTC)),
+                        selected=l2 == 1.0,
+                    )
+                )
+    return pd.DataFrame(out)[COLUMNS]
+
+
+@pytest.fixture
+def store(tmp_path):
+    write_part(rows(), tmp_path / "m-1" / "toy.a.parquet")
+    write_part(
+        rows(task="other", accs={"blocks.0": [0.7, 0.7], "pre_logits": [0.2, 0.4]}),
+        tmp_path / "m-1" / "other.a.parquet",
+    )
+    return tmp_path
+
+
+def show(store, *extra) -> int:
+    return main(["results", "show", "--results", str(store), *extra])
+
+
+def test_load_returns_every_row(store):
+    table = load(store)
+    assert isinstance(table, pd.DataFrame) and len(table) == 16
+    assert list(table.columns) == COLUMNS
+
+
+def test_newer_rerun_replaces_older_rows(store):
+    old = pd.Timestamp("2020-01-01", tz="UTC")
+    write_part(
+        rows(accs={"blocks.0": [0.1, 0.1], "pre_logits": [0.1, 0.1]}, created=old),
+        store / "m-1" / "toy.b.parquet",
+    )
+    table = load(store)
+    assert len(table) == 16 and table[table.task == "toy"].test_accuracy.max() == 0.9
+
+
+def test_selected_lambda_ties_go_to_the_larger_lambda():
+    table = rows()
+    table.loc[table.l2 == 2.0, "val_accuracy"] = 0.9  # tie with λ = 1
+    assert set(selected(table).l2) == {2.0}
+
+
+def test_summary_is_mean_std_over_seeds_with_best_layer(store):
+    summary = layer_summary(load(store))
+    toy = summary[summary.task == "toy"].set_index("layer")
+    assert toy.loc["pre_logits", "accuracy"] == pytest.approx(0.85)
+    assert toy.loc["pre_logits", "std"] == pytest.approx(np.std([0.8, 0.9], ddof=1))
+    assert toy.best.tolist() == [False, True] and (toy.seeds == 2).all()
+    other = summary[summary.task == "other"].set_index("layer")
+    assert other.best.tolist() == [True, False]  # an early layer can be the best
+
+
+def test_show_text_marks_the_best_layer(store, capsys):
+    assert show(store) == 0
+    out = capsys.readouterr().out
+    assert out.index("  other  ") < out.index("  toy  ")  # one block per model × task × shots
+    best_lines = [line for line in out.splitlines() if "best" in line]
+    assert len(best_lines) == 2
+    assert any("pre_logits" in line and "85.0" in line for line in best_lines)
+    assert any("blocks.0" in line and "70.0" in line for line in best_lines)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "markdown"])
+def test_show_formats_and_filters(store, capsys, fmt):
+    assert show(store, "--format", fmt, "--task", "toy", "--shots", "5") == 0
+    out = capsys.readouterr().out
+    if fmt == "csv":
+        table = pd.read_csv(io.StringIO(out))
+        assert set(table.task) == {"toy"} and table.best.sum() == 1
+    elif fmt == "json":
+        records = json.loads(out)
+        assert {r["layer"] for r in records} == {"blocks.0", "pre_logits"}
+    else:
+        assert out.startswith("| model |") and out.count("**best**") == 1 and "other" not in out
+
+
+def test_show_errors_are_one_line(tmp_path, store, capsys):
+    (tmp_path / "empty").mkdir()
+    assert show(tmp_path / "empty") == 2
+    assert "no results" in capsys.readouterr().err
+    assert show(tmp_path / "missing") == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert show(store, "--task", "toi") == 2
+    assert "did you mean" in capsys.readouterr().err.lower()
+
+
+def test_unreadable_part_is_named_and_can_be_skipped(store, capsys):
+    bad = store / "m-1" / "broken.x.parquet"
+    bad.write_bytes(b"PAR1 not really parquet")
+    assert show(store) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and err.count("\n") == 1
+    with pytest.raises(DataError, match="broken"):
+        load(store)
+    assert show(store, "--skip-bad") == 0
+    captured = capsys.readouterr()
+    assert "skipping" in captured.err and "pre_logits" in captured.out
