@@ -41,8 +41,12 @@ def make_task(task: int):
     for layer in range(LAYERS):
         centers = rng.normal(size=(CLASSES, DIM)) * (0.05 + 0.02 * layer)
         scale = rng.uniform(0.5, 2.0, DIM)  # features of different scales, as real ones
-        train.append(((centers[y_train] + rng.normal(size=(TRAIN, DIM))) * scale + 1.0).astype(np.float32))
-        test.append(((centers[y_test] + rng.normal(size=(TEST, DIM))) * scale + 1.0).astype(np.float32))
+        train.append(
+            ((centers[y_train] + rng.normal(size=(TRAIN, DIM))) * scale + 1.0).astype(np.float32)
+        )
+        test.append(
+            ((centers[y_test] + rng.normal(size=(TEST, DIM))) * scale + 1.0).astype(np.float32)
+        )
     plan = plan_probes(y_train, SHOTS, SEEDS, has_val_split=False)
     y_eval = np.concatenate([y_train[plan.val], y_test])
     group = np.repeat([0, 1], [len(plan.val), TEST])
@@ -106,7 +110,9 @@ def main() -> None:
     args = parser.parse_args()
     l2s = np.asarray(DEFAULT_L2S)
     fits = LAYERS * args.tasks * len(SHOTS) * SEEDS * len(l2s)
-    print(f"{fits:,} probe fits; {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"{fits:,} probe fits; {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
 
     torch_backend(make_task(999), l2s, "cpu", "float64")  # warm-up (thread pools, allocator)
     ours, ours32, numpy_time = [], [], 0.0
@@ -140,7 +146,7 @@ def main() -> None:
             sk_diffs = np.abs(ours_acc - sk_acc)[:, 1] * 100
             # Test accuracy at the λ chosen on validation, per probe (ties: larger λ).
             per_probe = {}
-            for (i, p, j), a, b in zip(keys, ours_acc, sk_acc, strict=True):
+            for (i, p, _), a, b in zip(keys, ours_acc, sk_acc, strict=True):
                 per_probe.setdefault((i, p), []).append((a, b))
             for pairs in per_probe.values():
                 if len(pairs) == len(l2s):
@@ -160,7 +166,10 @@ def main() -> None:
         ("layerprobe torch, float64 eigh (median/task)", total),
         ("layerprobe torch, float64 eigh (best/task)", best),
         ("layerprobe torch, --precision float32", total32),
-        (f"(a) numpy recipe, eigh per probe ({min(args.baseline_tasks, args.tasks)} tasks)", numpy_total),
+        (
+            f"(a) numpy recipe, eigh per probe ({min(args.baseline_tasks, args.tasks)} tasks)",
+            numpy_total,
+        ),
         (f"(b) sklearn RidgeClassifier ({sk_fits} fits, extrapolated)", sk_total),
     ]
     for name, seconds in rows:

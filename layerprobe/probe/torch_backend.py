@@ -71,7 +71,9 @@ def sweep(
         z = torch.stack([torch.as_tensor(evals[i]) for i in layer_ids]).to(device)
         z = (z[:, order].to(origin.dtype) - origin).to(score_dtype)
         z = torch.nn.functional.pad(z, (0, 1), value=1.0)
-        plans = _decompose_all(x, y, subsets, num_classes, l2, dtype, score_dtype, z.shape[1], origin)
+        plans = _decompose_all(
+            x, y, subsets, num_classes, l2, dtype, score_dtype, z.shape[1], origin
+        )
         del x
         # One scores buffer for every layer of the batch: (P, M, C * L), reused.
         scores = z.new_empty((len(subsets), z.shape[1], num_classes * len(l2s)))

@@ -73,7 +73,11 @@ def gen_digits(labels, rng, size, split):
     ) * fr
     alpha = np.clip(ink * inside * 1.6, 0, 1).astype(R.F)
     canvas = R.gradient_background(rng, n, size, sat=0.6, noise=0.04)
-    R.composite(canvas, alpha, R.random_colour(rng, n, sat=(0.3, 1.0), val=(0.3, 1.0)))
+    # Ink at least 0.3 brighter or darker than the background, so every digit stays legible.
+    bg = canvas.mean((1, 2, 3))
+    ink_value = np.clip(bg + np.where(bg < 0.5, 1, -1) * rng.uniform(0.3, 0.6, n), 0.05, 1)
+    ink = R.hsv_to_rgb(rng.uniform(0, 1, n), rng.uniform(0.3, 1.0, n), ink_value)
+    R.composite(canvas, alpha, ink)
     return R.to_uint8(canvas)
 
 
