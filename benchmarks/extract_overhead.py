@@ -9,7 +9,7 @@ batch, interleaved and in the same run:
 
 Goal: extract / plain <= 1.10 (medians). Image decoding is left out of both sides (same batch).
 
-    python benchmarks/extract_overhead.py            # batches of 32, 3 timed repeats
+    python benchmarks/extract_overhead.py            # batches of 32, 5 timed repeats
     python benchmarks/extract_overhead.py --quick    # batches of 8, 2 timed repeats
 """
 
@@ -88,14 +88,14 @@ def main(argv: list[str] | None = None) -> int:
         "--batch-size", type=int, help="images per batch (default 32; 8 with --quick)"
     )
     parser.add_argument(
-        "--repeats", type=int, help="timed repeats per side (default 3; 2 with --quick)"
+        "--repeats", type=int, help="timed repeats per side (default 5; 2 with --quick)"
     )
     parser.add_argument(
         "--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS)
     )
     args = parser.parse_args(argv)
     batch = args.batch_size or (8 if args.quick else 32)
-    repeats = args.repeats or (2 if args.quick else 3)
+    repeats = args.repeats or (2 if args.quick else 5)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {batch}, 224 px, "
         f"{repeats} interleaved repeats, medians"

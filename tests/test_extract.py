@@ -291,3 +291,48 @@ def test_progress_bar_counts_images_on_a_terminal(vit, image_folder, tmp_path, m
         vit, f"folder:{image_folder}", cache_dir=tmp_path / "b", layers="pre_logits", quiet=True
     )
     assert quiet.getvalue() == ""
+
+
+def test_bf16_autocast_is_recorded_and_not_mixed_with_full_precision(
+    vit, image_folder, tmp_path, capsys
+):
+    task = f"folder:{image_folder}"
+    (full,) = extract(vit, task, cache_dir=tmp_path / "a", layers="pre_logits", quiet=True)
+    (half,) = extract(
+        vit, task, cache_dir=tmp_path / "b", layers="pre_logits", amp="bf16", quiet=True
+    )
+    assert read_info(half).attrs["amp"] == "bf16"
+    a, b = read_arrays(full)[2]["pre_logits"], read_arrays(half)[2]["pre_logits"]
+    np.testing.assert_allclose(a.astype(np.float32), b, rtol=0.1, atol=0.1)  # bf16 keeps ~3 digits
+    assert not np.array_equal(a, b)  # the autocast really ran
+    extract(
+        vit, task, cache_dir=tmp_path / "b", layers="pre_logits"
+    )  # full precision asked for now
+    assert "amp=bf16" in capsys.readouterr().err
+    assert read_info(half).attrs["amp"] == "none"
+
+
+def test_torchrun_shards_cover_every_item_once():
+    from layerprobe.extract.distributed import Ranks
+
+    for n in (0, 1, 5, 30, 31):
+        for world in (1, 2, 3, 8):
+            ranges = [Ranks(rank, world).shard(n) for rank in range(world)]
+            assert [i for a, b in ranges for i in range(a, b)] == list(range(n))
+
+
+def test_float16_overflow_and_nan_features_are_clear_errors(image_folder, tmp_path):
+    bb = tiny("convnet")
+    with torch.no_grad():
+        bb.model.stem[0].weight.mul_(1e6)  # activations far beyond float16's 65504
+    task = f"folder:{image_folder}"
+    with pytest.raises(ConfigError, match="float16 range.*--dtype float32"):
+        extract(bb, task, cache_dir=tmp_path, quiet=True)
+    (path,) = extract(bb, task, cache_dir=tmp_path, dtype="float32", quiet=True)
+    assert np.isfinite(read_arrays(path)[2]["block2"]).all()
+    with torch.no_grad():
+        bb.model.fc.weight.fill_(float("nan"))
+        bb.model.block1[0].weight.fill_(float("nan"))
+    bb.__dict__.pop("weights_sha256", None)  # new weights, new model key
+    with pytest.raises(DataError, match="layer block1 gives NaN.*item 0"):
+        extract(bb, task, cache_dir=tmp_path, dtype="float32", quiet=True)

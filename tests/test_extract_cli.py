@@ -181,7 +181,9 @@ def test_bad_input_in_process(image_folder, tmp_path, vit_checkpoint, capsys):
 FORK_DRIVER = r"""
 import json, os, sys, traceback
 from layerprobe.cli import main
-import layerprobe.backbones, layerprobe.extract  # noqa: F401 - import once, before forking
+# Import once, before forking -- but run no torch op here: a forked child of a process whose
+# OpenMP pool has started can hang.
+import h5py, timm, torchvision.transforms, layerprobe.backbones, layerprobe.extract  # noqa: F401
 for args in json.loads(sys.argv[1]):
     r, w = os.pipe()
     pid = os.fork()
@@ -211,7 +213,7 @@ def test_bad_input_from_the_command_line(image_folder, tmp_path, vit_checkpoint)
     cases = _bad_cases(image_folder, tmp_path, vit_checkpoint)
     if torch.cuda.is_available():
         del cases["cuda without cuda"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     run = subprocess.run(
         [sys.executable, "-c", FORK_DRIVER, json.dumps([args for args, _ in cases.values()])],
         cwd=ROOT,
@@ -231,6 +233,7 @@ def test_bad_input_from_the_command_line(image_folder, tmp_path, vit_checkpoint)
         assert len(err.splitlines()) == 1, (name, err)
 
 
+@pytest.mark.slow
 def test_unreadable_image_with_workers_from_a_fresh_process(image_folder, tmp_path, vit_checkpoint):
     """The real `python -m layerprobe`, with DataLoader workers: the error still is one line."""
     bad = sorted((image_folder / "class_c").glob("*.png"))[0]
@@ -352,3 +355,14 @@ def test_torchrun_two_processes_equal_one(image_folder, tmp_path, vit_checkpoint
     )
     assert run.stdout.strip().splitlines() == [str(two.path)]  # printed once, by rank 0
     assert_same_cache(two.path, one.path, exact=False)
+
+
+def test_cli_repeated_splits_and_layer_lists(split_folder, tmp_path, vit_checkpoint, capsys):
+    args = vit_args(split_folder, tmp_path / "c", vit_checkpoint)
+    args += ["--split", "test", "--split", "train,val", "--layers", "blocks.0,pre_logits"]
+    assert main(args + ["--dtype", "float32", "--batch-size", "5"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert [p.rsplit("/", 1)[-1] for p in printed] == ["test.h5", "train.h5", "val.h5"]
+    infos = {info.split: info for info in find_caches(tmp_path / "c")}
+    assert infos["train"].layers == ["blocks.0", "pre_logits"] and infos["train"].num_rows == 18
+    assert infos["val"].attrs["dtype"] == "float32"

@@ -187,3 +187,25 @@ def test_merge_shards_reads_like_one_file(tmp_path):
     np.testing.assert_array_equal(index, kept)
     np.testing.assert_array_equal(feats["blocks.0"], block(0, 10)[0]["blocks.0"][kept])
     assert read_info(final).attrs["skipped_items"].tolist() == [6]
+
+
+def test_a_partial_file_another_process_writes_is_left_alone(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "train.h5.partial"
+    part = PartialCache.open(path, header(), WIDTHS)
+    write_all(part, 4)
+    part.file.flush()  # still open for writing here: HDF5 locks the file
+    probe = (
+        "import sys; from layerprobe.extract.writer import PartialCache\n"
+        "from layerprobe.errors import CacheError\n"
+        "try:\n"
+        f"    PartialCache.open({str(path)!r}, {header()!r}, {WIDTHS!r})\n"
+        "except CacheError as err:\n"
+        "    print(err); sys.exit(3)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 3 and "being written by another process" in run.stdout, run.stderr
+    assert path.exists() and part.rows_done == 4
+    part.close()

@@ -182,3 +182,32 @@ def test_cuda_and_cuml_agree_with_cpu():
         ridge_accuracy_batch([x], y, [z], yz, L2S, subsets=subsets, backend="cuml", device="cuda"),
         cpu,
     )
+
+
+def test_row_blocks_and_argmax_counting_give_the_same_counts(monkeypatch):
+    from layerprobe.probe import accuracy, torch_backend
+
+    layers = [blobs(90, 12, seed=s)[0] for s in (15, 16)]
+    y = blobs(90, 12)[1]
+    tests = [blobs(70, 12, seed=s)[0] for s in (17, 18)]
+    yt = blobs(70, 12)[1]
+    subsets = [np.arange(8), np.arange(40), np.arange(90)]
+    expected = ridge_accuracy_batch(layers, y, tests, yt, L2S, subsets=subsets)
+    monkeypatch.setattr(torch_backend, "SCORES_BYTES", 3 * 4 * 4 * len(L2S) * 7)  # 7-row blocks
+    np.testing.assert_array_equal(
+        ridge_accuracy_batch(layers, y, tests, yt, L2S, subsets=subsets), expected
+    )
+    monkeypatch.setattr(accuracy, "MAX_SEGMENTS", 0)  # the many-classes path
+    np.testing.assert_array_equal(
+        ridge_accuracy_batch(layers, y, tests, yt, L2S, subsets=subsets), expected
+    )
+
+
+def test_float16_features_as_stored_in_caches():
+    x, y = blobs(60, 10, seed=19)
+    z, yz = blobs(40, 10, seed=20)
+    x16, z16 = x.astype(np.float16), z.astype(np.float16)
+    np.testing.assert_array_equal(
+        ridge_accuracy(x16, y, z16, yz, L2S),
+        ridge_accuracy(x16.astype(np.float32), y, z16.astype(np.float32), yz, L2S),
+    )

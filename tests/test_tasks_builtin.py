@@ -198,7 +198,7 @@ def test_unwritable_disk_cache_is_a_user_error(tmp_path):
 
 def test_real_sources_never_share_items_between_splits():
     # Photos: each block belongs to one split.
-    for name in natural.SCENES + ("brick", "histology", "retina"):
+    for name in natural.SCENES + ("brick", "histology", "retina", "terrain"):
         blocks = [set(map(tuple, photos.split_blocks(name, s))) for s in ("train", "val", "test")]
         assert all(blocks) and not (
             blocks[0] & blocks[1] or blocks[0] & blocks[2] or blocks[1] & blocks[2]
@@ -217,16 +217,12 @@ def test_real_sources_never_share_items_between_splits():
         for s in ("train", "val", "test")
     ]
     rows = np.concatenate(faces)
-    assert (
-        len(rows) == 200 and len(np.unique(rows, axis=0)) >= 198
-    )  # mirrored copies are allowed to coincide
+    assert len(rows) == 200 and len(np.unique(rows, axis=0)) == 200
 
 
 def _white_pixels(name, split="val", size=32):
-    images, labels = (
-        builtin_task(name, size).load(split).images,
-        builtin_task(name, size).load(split).labels,
-    )
+    data = builtin_task(name, size).load(split)
+    images, labels = data.images, data.labels
     return images[..., 0].astype(float) / 255, labels
 
 
@@ -248,6 +244,12 @@ def test_histology_grades_follow_the_brown_stain():
     rgb = images.astype(float) / 255
     brown = (rgb[..., 0] - rgb[..., 2]).mean((1, 2))  # DAB is brown: red high, blue low
     assert (np.diff([brown[labels == c].mean() for c in range(3)]) > 0).all()
+
+
+def test_steeper_terrain_shades_with_more_contrast():
+    images, labels = load_arrays("terrain", "val", 32, 0)
+    contrast = images[..., 0].astype(float).std((1, 2))
+    assert (np.diff([contrast[labels == c].mean() for c in range(4)]) > 0).all()
 
 
 def test_count_scenes_grow_busier_with_the_count():
@@ -289,3 +291,35 @@ def test_split_sizes_are_known_without_generating(monkeypatch):
     sizes = get_task("builtin/upstream").split_sizes()
     assert sizes == {"train": 120 * 200, "val": 120 * 20, "test": 120 * 50}
     assert get_task("builtin/faces").split_sizes() == {"train": 100, "val": 40, "test": 60}
+
+
+def test_fingerprint_names_what_the_images_depend_on():
+    registered = get_task("builtin/count")
+    assert registered.extra["fingerprint"]() == f"builtin-v{builtin.GENERATOR_VERSION}-32px-seed0"
+    configure(image_size=48, seed=7)
+    assert registered.extra["fingerprint"]().endswith("-48px-seed7")
+    pinned = builtin_task("count", image_size=20, seed=1)
+    assert pinned.extra["fingerprint"]().endswith("-20px-seed1")
+    assert (pinned.extra["image_size"], pinned.extra["seed"]) == (20, 1)
+
+
+def test_timing_command_prints_a_table_and_rejects_bad_input(monkeypatch, capsys):
+    from layerprobe.tasks.builtin import timing
+
+    monkeypatch.setattr(builtin, "SPECS", {"relation": SPECS["relation"]})
+    assert timing.main(["--size", "12", "--seed", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "relation" in out and "total" in out and "240" in out
+    with pytest.raises(SystemExit) as exit_info:
+        timing.main(["--size", "4"])
+    assert exit_info.value.code == 2
+    assert "must be a whole number of pixels" in capsys.readouterr().err
+
+
+def test_cache_folder_choices(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for raw, expected in [("", None), ("off", None), ("1", tmp_path / "layerprobe" / "builtin"),
+                          (str(tmp_path / "mine"), tmp_path / "mine")]:  # fmt: skip
+        monkeypatch.setenv("LAYERPROBE_BUILTIN_CACHE", raw)
+        assert builtin.settings().cache_dir == expected
+    assert configure(cache_dir=None).cache_dir is None  # configure() beats the environment

@@ -8,6 +8,11 @@ Inside: ``labels`` (N,) int64, ``index`` (N,) int64, ``features/<layer>`` (N, D)
 float32; attributes ``format_version``, ``model``, ``model_key``, ``weights_sha256``,
 ``task``, ``split``, ``layers`` (depth order), ``depths``, ``pooling``, ``preprocess``,
 ``dtype``, ``rows_done``, ``complete``, ``layerprobe_version``.
+
+The writer (:mod:`layerprobe.extract.writer`) also stores ``pretrain`` (JSON),
+``amp``, ``num_items``, ``item_start``, ``item_stop``, ``items_done`` and
+``skipped_items`` (dataset indices of unreadable images left out with ``--skip-bad``;
+their rows are removed, so ``index`` is the way from a row to its dataset item).
 """
 
 from __future__ import annotations

@@ -53,9 +53,11 @@ class BatchFeatures:
         x = x.to(self.device, non_blocking=True)
         if self.cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), self._autocast():
-            pooled = self.backbone.capture(x, self.layers, self.pool)
-            # One (B, sum D) tensor: a single cast and a single device -> host copy per batch.
+        with torch.inference_mode():
+            with self._autocast():
+                pooled = self.backbone.capture(x, self.layers, self.pool)
+            # One (B, sum D) tensor: a single cast and a single device -> host copy per batch
+            # (outside autocast, which would re-cast the concatenation).
             flat = torch.cat(
                 [pooled[name].flatten(1).to(self.dtype) for name in self.layers], dim=1
             )

@@ -89,6 +89,7 @@ def extract(
     split_names = resolve_splits(task, splits)
     bb = _backbone(model, checkpoint, pretrained, image_size, mean, std, model_kwargs)
     requested = [p.name for p in bb.select(layers)]
+    model_key = bb.model_key(pool)  # also checks the pooling name
     ranks = distributed.start(dev.type)
     try:
         if dev.type == "cuda" and ranks.world > 1:
@@ -99,21 +100,21 @@ def extract(
                 "--checkpoint or --pretrained so that every rank loads the same weights"
             )
         job = _Job(
-            bb,
-            task,
-            pool,
-            Path(cache_dir),
-            dtype,
-            amp,
-            int(batch_size),
-            int(workers),
-            force,
-            skip_bad,
-            quiet,
-            data_root,
-            dev,
-            ranks,
-            bb.model_key(pool),
+            bb=bb,
+            task=task,
+            pool=pool,
+            cache_dir=Path(cache_dir),
+            dtype=dtype,
+            amp=amp,
+            batch_size=int(batch_size),
+            workers=int(workers),
+            force=force,
+            skip_bad=skip_bad,
+            quiet=quiet,
+            data_root=data_root,
+            device=dev,
+            ranks=ranks,
+            model_key=model_key,
         )
         return [job.run_split(split, requested) for split in split_names]
     finally:
@@ -296,8 +297,10 @@ class _Job:
         part = self._fill(shards[self.ranks.rank], header, widths, data, start, stop, split)
         try:
             part.mark_complete()
-        finally:
             part.close()
+        except BaseException:
+            part.abandon()
+            raise
         self.ranks.barrier()  # every shard is complete
         if self.ranks.is_main:
             merged = merge_shards(
@@ -312,8 +315,9 @@ class _Job:
     def _finish(self, part: PartialCache, final: Path) -> Path:
         try:
             part.finish(final)
-        finally:
-            part.close()
+        except BaseException:
+            part.abandon()
+            raise
         if part.skipped:
             self.warn(
                 f"skipped {len(part.skipped)} unreadable image(s); their dataset indices are "
@@ -364,7 +368,7 @@ class _Job:
                     )
                 self._stream(part, data, start, stop, split)
         except BaseException:
-            part.close()
+            part.abandon()
             raise
         return part
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from layerprobe.errors import EnvironmentProblem
+from layerprobe.errors import CacheError, EnvironmentProblem
 from layerprobe.extract.cache import FORMAT_VERSION
 
 # Attributes that say *what* a file holds; a partial file is resumed only when all of them match.
@@ -190,8 +190,18 @@ class PartialCache:
             self.file.flush()
 
     def close(self) -> None:
+        """Close the file (flushing what is left; a full disk is an :class:`EnvironmentProblem`)."""
         if self.file.id.valid:
-            self.file.close()
+            with disk_errors(self.path):
+                self.file.close()
+
+    def abandon(self) -> None:
+        """Close after an error, never masking it: what was committed stays resumable."""
+        try:
+            if self.file.id.valid:
+                self.file.close()
+        except Exception:  # noqa: BLE001 - the error being handled matters more
+            pass
 
     def finish(self, final: str | Path) -> Path:
         """Mark complete, close, and rename to ``final`` (replacing an older file there)."""
@@ -222,7 +232,14 @@ def _resume_problem(path: Path, header: dict) -> str | None:
             n = f["labels"].shape[0]
             for key in ("rows_done", "items_done", "skipped_items", "complete"):
                 attrs[key]  # noqa: B018 - raises KeyError when missing
-    except (OSError, KeyError, ValueError, RuntimeError) as err:
+    except OSError as err:
+        if _is_locked(err):  # never discard a file another process is filling
+            raise CacheError(
+                f"{path} is being written by another process (the file is locked); wait for it "
+                "to finish, or stop it and re-run this command to resume"
+            ) from err
+        return f"the file cannot be read ({type(err).__name__}: {err})"
+    except (KeyError, ValueError, RuntimeError) as err:
         return f"the file cannot be read ({type(err).__name__}: {err})"
     for key in IDENTITY_ATTRS:
         if key not in attrs or not _same(attrs[key], header[key]):
@@ -235,6 +252,10 @@ def _resume_problem(path: Path, header: dict) -> str | None:
     ):
         return "its row counts are inconsistent"
     return None
+
+
+def _is_locked(err: OSError) -> bool:
+    return err.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or "unable to lock file" in str(err)
 
 
 def _short(value) -> str:
@@ -328,6 +349,6 @@ def merge_shards(
                         skipped=skipped if last else (),
                     )
     except BaseException:
-        out.close()
+        out.abandon()
         raise
     return out

@@ -163,6 +163,16 @@ def _cuml_fit_predict(ridge_cls, cp, xa, y, ea, l2):
     return cp.stack(cols, axis=1)
 
 
+def check_backend(name: str, device: str, precision: str) -> None:
+    """Fail early (before any work) on a backend, device or precision this machine cannot run."""
+    get_backend(name)
+    _check_precision(precision)
+    if name == "torch":
+        resolve_device(device)
+    elif name == "cuml":
+        _import_cuml()
+
+
 BACKENDS: dict[str, Backend] = {
     "torch": torch_backend,
     "cuml": cuml_backend,

@@ -19,7 +19,7 @@ import pandas as pd
 
 from layerprobe.errors import CacheError, DataError, UnknownNameError, UserError, did_you_mean
 from layerprobe.extract.cache import SUFFIX, CacheInfo, read_arrays, read_info
-from layerprobe.probe.backends import get_backend
+from layerprobe.probe.backends import check_backend, get_backend
 from layerprobe.probe.plan import VAL_FRACTION, VAL_MAX_PER_CLASS, plan_probes
 from layerprobe.probe.problems import DEFAULT_L2S, ProbeSet, check_finite, check_l2s, select_l2
 from layerprobe.probe.store import COLUMNS, part_path, write_part
@@ -159,7 +159,7 @@ def run_probes(
     from tqdm.auto import tqdm
 
     warn = warn or _stderr
-    get_backend(config.backend)  # fail on a bad name before touching the cache
+    check_backend(config.backend, config.device, config.precision)  # before touching the cache
     identity = config.identity()
     units = find_units(cache_dir, model_keys, tasks, skip_bad, warn)
     summary = RunSummary()

@@ -135,27 +135,34 @@ def _controller() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def _fold(lhs: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor, origin) -> torch.Tensor:
-    """lhs (B, D + 1, r) acting on standardised rows -> lift acting on ``[z - origin, 1]``.
+def _fold(top: torch.Tensor, bias_row: torch.Tensor, mu, sd, origin) -> torch.Tensor:
+    """``lhs = [top; bias_row]`` (B, D + 1, r), acting on standardised rows -> the lift acting
+    on ``[z - origin, 1]``. With ``m = mu - origin``:
 
-    With ``m = mu - origin``:
-    ``[(z - mu) / sd, 100] @ lhs = (z - origin) @ (lhs[:D] / sd) + (100 lhs[D] - (m / sd) @ lhs[:D])``.
+    ``[(z - mu) / sd, 100] @ lhs = (z - origin) @ (top / sd) + (100 bias_row - (m / sd) @ top)``.
     """
-    mu, sd = mu.to(lhs.dtype), sd.to(lhs.dtype)
+    mu, sd = mu.to(top.dtype), sd.to(top.dtype)
     if origin is not None:
-        mu = mu - origin.to(lhs.dtype)
-    top = lhs[:, :-1] / sd.transpose(1, 2)
-    offset = BIAS * lhs[:, -1:] - (mu / sd) @ lhs[:, :-1]
-    return torch.cat([top, offset], dim=1)
+        mu = mu - origin.to(top.dtype)
+    offset = BIAS * bias_row.to(top.dtype) - (mu / sd) @ top
+    return torch.cat([top / sd.transpose(1, 2), offset], dim=1)
 
 
 def _decompose_dual(x, y, num_classes, dtype, origin, lift_dtype) -> Decomposition:
-    mu, sd = _stats(x, dtype)
-    xa = _augment((x.to(dtype) - mu) / sd)  # (B, n, D + 1)
-    eigs, q = _eigh(xa @ xa.transpose(1, 2))  # (B, n, n): the cheaper side when n < D + 1
-    lhs = xa.to(lift_dtype).transpose(1, 2) @ q.to(lift_dtype)  # xaᵀ Q
+    # Standardise in place on a private copy; the sums of squares go through a batched
+    # product with a row of ones, much faster on the CPU than a reduction over rows.
+    xs = x.to(dtype, copy=True)  # (B, n, D)
+    mu = xs.mean(1, keepdim=True)
+    xs.sub_(mu)
+    ones = xs.new_ones((xs.shape[0], 1, xs.shape[1]))
+    sd = (torch.bmm(ones, xs * xs) / xs.shape[1]).sqrt_().add_(STD_EPS)
+    xs.div_(sd)  # the bias column is added implicitly below
+    # Gram of [xs, 100] on the cheaper side when n < D + 1: xs xsᵀ + 100².
+    eigs, q = _eigh(torch.baddbmm(xs.new_full((1, 1, 1), BIAS * BIAS), xs, xs.transpose(1, 2)))
+    top = xs.transpose(1, 2).to(lift_dtype) @ q.to(lift_dtype)  # xsᵀ Q (B, D, n)
+    bias_row = BIAS * q.sum(1, keepdim=True)  # the bias column's row of xaᵀ Q
     rhs = q.transpose(1, 2) @ signed_onehot(y, num_classes, dtype)  # Qᵀ y
-    return Decomposition(_fold(lhs, mu, sd, origin), eigs, rhs)
+    return Decomposition(_fold(top, bias_row, mu, sd, origin), eigs, rhs)
 
 
 def _decompose_primal(x, y, num_classes, dtype, origin) -> Decomposition:
@@ -169,7 +176,7 @@ def _decompose_primal(x, y, num_classes, dtype, origin) -> Decomposition:
         xty += xa.transpose(1, 2) @ signed_onehot(y[:, i : i + ROW_CHUNK], num_classes, dtype)
     eigs, q = _eigh(gram)
     rhs = q.transpose(1, 2) @ xty  # Qᵀ xaᵀ y
-    return Decomposition(_fold(q, mu, sd, origin), eigs, rhs)
+    return Decomposition(_fold(q[:, :-1], q[:, -1:], mu, sd, origin), eigs, rhs)
 
 
 def lambda_weights(

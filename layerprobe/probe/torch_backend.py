@@ -15,16 +15,25 @@ or λ values:
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
 from layerprobe.probe.accuracy import EvalRows, count_correct
-from layerprobe.probe.solver import decompose, dual_scoring_is_cheaper, lambda_weights
+from layerprobe.probe.solver import (
+    Decomposition,
+    decompose,
+    dual_scoring_is_cheaper,
+    lambda_weights,
+)
 
 SCORE_DTYPE = torch.float32  # the large products; decompositions keep their own precision
 MAX_BATCH_BYTES = 1 << 30  # train features of the layers decomposed together (float32)
+SCORES_BYTES = 64 << 20  # scores of all probes of a layer for one block of evaluation rows
 
 
 def sweep(
@@ -61,37 +70,76 @@ def sweep(
     l2 = torch.as_tensor(np.asarray(l2s, dtype=np.float64), device=device)
     y = torch.as_tensor(np.asarray(y_train, dtype=np.int64), device=device)
     order = torch.as_tensor(rows.order, device=device)
-    rows_dev = EvalRows(rows.order, rows.segments, rows.groups.to(device))
+    rows = EvalRows(rows.order, rows.segments, rows.groups.to(device))
     out = np.zeros((len(train), len(subsets), rows.groups.shape[0], len(l2s)), dtype=np.int64)
-    for layer_ids in _layer_batches(train):
-        x = torch.stack([torch.as_tensor(train[i]) for i in layer_ids]).to(device)
-        # Evaluation rows are scored as [z - origin, 1], origin the train pool's mean, so the
-        # float32 products never cancel a large common offset.
-        origin = _pool_mean(x)
-        z = torch.stack([torch.as_tensor(evals[i]) for i in layer_ids]).to(device)
-        z = (z[:, order].to(origin.dtype) - origin).to(score_dtype)
-        z = torch.nn.functional.pad(z, (0, 1), value=1.0)
-        plans = _decompose_all(
-            x, y, subsets, num_classes, l2, dtype, score_dtype, z.shape[1], origin
-        )
-        del x
-        # One scores buffer for every layer of the batch: (P, M, C * L), reused.
-        scores = z.new_empty((len(subsets), z.shape[1], num_classes * len(l2s)))
-        for j, layer in enumerate(layer_ids):
-            counts = _score_layer(z[j], j, plans, scores, rows_dev, len(l2s))
-            out[layer] = counts.cpu().numpy()
+
+    def run(layer_ids: list[int]) -> None:
+        for batch in _layer_batches(train, layer_ids):
+            x = torch.stack([torch.as_tensor(train[i]) for i in batch]).to(device)
+            z = torch.stack([torch.as_tensor(evals[i]) for i in batch]).to(device)[:, order]
+            counts = _sweep_batch(x, y, subsets, z, rows, l2, num_classes, dtype, score_dtype)
+            out[batch] = counts.cpu().numpy()
+
+    workers = min(torch.get_num_threads(), len(train)) if device == "cpu" else 1
+    if workers < 2:
+        run(list(range(len(train))))
+        return out
+    # On the CPU, one single-threaded worker per core, each with a share of the layers: many
+    # small operations then never wait on each other's threads, and eigh runs in parallel.
+    shares = [list(map(int, share)) for share in np.array_split(np.arange(len(train)), workers)]
+    with _intra_op_threads(1):
+        list(_pool(workers).map(run, shares))
     return out
 
 
-def _layer_batches(train: Sequence[np.ndarray]) -> list[list[int]]:
+@contextlib.contextmanager
+def _intra_op_threads(count: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@functools.cache
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(workers, thread_name_prefix="layerprobe-probe")
+
+
+def _sweep_batch(x, y, subsets, z, rows, l2, num_classes, dtype, score_dtype) -> torch.Tensor:
+    """(layers, P, G, L) counts of a batch of same-width layers: x (layers, N, D) train
+    features, z (layers, M, D) evaluation features in ``rows.order``."""
+    # Evaluation rows are scored as [z - origin, 1], origin the train pool's mean, so the
+    # float32 products never cancel a large common offset.
+    origin = _pool_mean(x)
+    z = torch.nn.functional.pad(z.to(score_dtype) - origin.to(score_dtype), (0, 1), value=1.0)
+    plans = _decompose_all(x, y, subsets, num_classes, dtype, score_dtype, origin)
+    width = num_classes * len(l2)
+    chunk = max(1, SCORES_BYTES // (4 * width * len(subsets)))  # evaluation rows per step
+    scores = z.new_empty((len(subsets), min(chunk, z.shape[1]), width))  # reused buffer
+    out = []
+    for j in range(z.shape[0]):
+        columns = [plan.columns(j, l2, z.shape[1]) for plan in plans]
+        counts = 0
+        for start in range(0, z.shape[1], chunk):
+            stop = min(start + chunk, z.shape[1])
+            part = scores[:, : stop - start]
+            _fill_scores(z[j, start:stop], plans, columns, part)
+            counts = counts + count_correct(part, rows.slice(start, stop), len(l2))
+        out.append(counts)
+    return torch.stack(out)
+
+
+def _layer_batches(train: Sequence[np.ndarray], layer_ids: list[int]) -> list[list[int]]:
     """Runs of consecutive layers of equal width whose train features fit the memory budget."""
     batches: list[list[int]] = []
-    for i, feats in enumerate(train):
-        size = feats.shape[0] * feats.shape[1] * 4
+    for i in layer_ids:
+        size = train[i].shape[0] * train[i].shape[1] * 4
         last = batches[-1] if batches else None
         if (
             last is not None
-            and train[last[0]].shape[1] == feats.shape[1]
+            and train[last[0]].shape[1] == train[i].shape[1]
             and (len(last) + 1) * size <= MAX_BATCH_BYTES
         ):
             last.append(i)
@@ -100,31 +148,41 @@ def _layer_batches(train: Sequence[np.ndarray]) -> list[list[int]]:
     return batches
 
 
-class _Plan:
-    """One batch of same-size problems: for every (layer, subset) its scoring columns."""
-
-    def __init__(self, subset_ids, lift, weights, dual):
-        self.subset_ids = subset_ids  # which subsets, in batch order within a layer
-        self.dual = dual
-        # dual: columns are the lift (D + 1, r), then a second product with the λ weights;
-        # primal: columns are the weights of every λ, lift @ weights (D + 1, C * L).
-        self.columns = lift if dual else torch.bmm(lift, weights)
-        self.weights = weights if dual else None
-
-    def width(self) -> int:
-        return self.columns.shape[-1]
-
-
 def _pool_mean(x: torch.Tensor) -> torch.Tensor:
-    """(layers, 1, D) float64 mean of each layer's train pool."""
-    return torch.stack([layer.to(torch.float64).mean(0, keepdim=True) for layer in x])
+    """(layers, 1, D) float32 mean of each layer's train pool (any origin is exact as long as
+    scoring and folding use the same one; near the mean keeps the scores' products small)."""
+    return x.to(torch.float32).mean(1, keepdim=True)
 
 
-def _decompose_all(
-    x, y, subsets, num_classes, l2, dtype, score_dtype, num_rows, origin
-) -> list[_Plan]:
+class _Plan:
+    """Same-size problems of every layer in a batch, decomposed together (layer-major)."""
+
+    def __init__(self, subset_ids: list[int], dec: Decomposition, score_dtype: torch.dtype):
+        self.subset_ids = subset_ids  # which subsets, in batch order within a layer
+        self.dec = dec
+        self.lift = dec.lift.to(score_dtype)
+        self.score_dtype = score_dtype
+
+    def columns(self, layer: int, l2: torch.Tensor, num_rows: int):
+        """This layer's scoring columns (k, D + 1, w) and, on the dual route, the λ weights.
+
+        Dual route: the columns are the lift (w = r) and a second product with the λ weights
+        (k, r, C * L) follows; primal route: the columns are the weights of every λ,
+        ``lift @ weights`` (w = C * L). Weights are made per layer to bound memory.
+        """
+        k = len(self.subset_ids)
+        part = slice(layer * k, (layer + 1) * k)
+        dec = Decomposition(self.dec.lift[part], self.dec.eigs[part], self.dec.rhs[part])
+        weights = lambda_weights(dec, l2, self.score_dtype, centre=True)
+        dim = self.lift.shape[1] - 1
+        if dual_scoring_is_cheaper(dec.rank, dim, weights.shape[-1], num_rows):
+            return self.lift[part], weights
+        return torch.bmm(self.lift[part], weights), None
+
+
+def _decompose_all(x, y, subsets, num_classes, dtype, score_dtype, origin) -> list[_Plan]:
     """Decompose every (layer, subset) problem, batched by subset size."""
-    num_layers, pool, dim = x.shape
+    num_layers, pool, _ = x.shape
     by_size: dict[int, list[int]] = {}
     for p, idx in enumerate(subsets):
         by_size.setdefault(len(idx), []).append(p)
@@ -137,30 +195,23 @@ def _decompose_all(
             xs = x[:, idx].flatten(0, 1)  # (layers * subsets, n, D), layer-major
             ys = y[idx].repeat(num_layers, 1)
         centre = origin.repeat_interleave(len(ids), dim=0)
-        dec = decompose(xs, ys, num_classes, dtype, centre)
+        plans.append(_Plan(ids, decompose(xs, ys, num_classes, dtype, centre), score_dtype))
         del xs
-        weights = lambda_weights(dec, l2, score_dtype, centre=True)
-        dual = dual_scoring_is_cheaper(dec.rank, dim, weights.shape[-1], num_rows)
-        plans.append(_Plan(ids, dec.lift.to(score_dtype), weights, dual))
     return plans
 
 
-def _score_layer(z, layer, plans, scores, rows, num_l2) -> torch.Tensor:
-    """(P, G, L) counts of one layer: one product for all its probes, then the count."""
-    per_layer = [len(plan.subset_ids) for plan in plans]
-    blocks = [
-        plan.columns[layer * k : (layer + 1) * k] for plan, k in zip(plans, per_layer, strict=True)
-    ]
-    cols = torch.cat([b.transpose(0, 1).flatten(1) for b in blocks], dim=1)  # (D + 1, total)
-    product = z @ cols  # (M, total): every probe of this layer in one product
+def _fill_scores(z, plans, columns, scores) -> None:
+    """Scores (P, rows, C * L) of a block of evaluation rows: one product for every probe of
+    the layer, then the dual route's second products."""
+    cols = torch.cat([c.transpose(0, 1).flatten(1) for c, _ in columns], dim=1)  # (D + 1, total)
+    product = z @ cols  # (rows, total)
     start = 0
-    for plan, k in zip(plans, per_layer, strict=True):
-        r = plan.width()
+    for plan, (block, weights) in zip(plans, columns, strict=True):
+        w = block.shape[-1]
         for i, p in enumerate(plan.subset_ids):
-            part = product[:, start + i * r : start + (i + 1) * r]
-            if plan.dual:  # (M, r) @ (r, C * L)
-                torch.mm(part, plan.weights[layer * k + i], out=scores[p])
+            part = product[:, start + i * w : start + (i + 1) * w]
+            if weights is not None:  # (rows, r) @ (r, C * L)
+                torch.mm(part, weights[i], out=scores[p])
             else:
                 scores[p].copy_(part)
-        start += k * r
-    return count_correct(scores, rows, num_l2)
+        start += len(plan.subset_ids) * w

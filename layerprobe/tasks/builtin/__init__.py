@@ -1,14 +1,14 @@
 """The built-in offline suite: ``builtin/*`` tasks generated without any download.
 
 One upstream task to pre-train small models on (``builtin/upstream``: 120 classes of
-procedural objects, 32,400 images) and 22 downstream tasks spread on purpose from close
+procedural objects, 32,400 images) and 23 downstream tasks spread on purpose from close
 to far from it, mirroring VTAB's natural / specialized / structured groups:
 
 * natural: new object classes and coarse groupings of the upstream kind (close), then
   handwritten digits, photo scenes, faces and 3D toy categories from real or rendered
   pictures (farther);
-* specialized: texture, histology and retina patches cut from pictures that ship with
-  scikit-image;
+* specialized: texture, histology, retina and terrain patches cut from pictures and an
+  elevation model that ship with scikit-image and matplotlib;
 * structured: counting, depth, x / y position, orientation, size, 3D azimuth and
   elevation, left-of and in-front-of relations in procedural scenes.
 
@@ -17,8 +17,9 @@ says how many images per class each split holds), drawn deterministically from a
 any image size (default 32 px). The whole suite takes about 10 s of CPU at 32 px
 (``python -m layerprobe.tasks.builtin`` prints the time per task); the cost grows with the
 number of pixels. Splits are generated on first use and kept in memory (up to 1 GiB); set
-``configure(cache_dir=...)`` or ``$LAYERPROBE_BUILTIN_CACHE`` to also keep them on disk as
-``.npy`` files, read back memory-mapped -- worth it at large image sizes.
+``configure(cache_dir=...)`` or ``$LAYERPROBE_BUILTIN_CACHE`` (a folder, or ``1`` for
+``~/.cache/layerprobe/builtin``) to also keep them on disk as ``.npy`` files, read back
+memory-mapped -- worth it at large image sizes.
 
 ``get_task("builtin/...")`` takes no arguments, so the registered tasks follow
 :func:`configure` (or ``$LAYERPROBE_BUILTIN_SIZE`` / ``$LAYERPROBE_BUILTIN_SEED``);
@@ -109,6 +110,8 @@ def _specs() -> list[BuiltinSpec]:
                     summary="Amount of brown DAB stain in an immunohistochemistry patch (tertiles)"),
         BuiltinSpec("retina", "specialized", specialized.RETINA_CLASSES, specialized.gen_retina,
                     summary="Blood-vessel density of a fundus photo patch (quartiles)"),
+        BuiltinSpec("terrain", "specialized", specialized.TERRAIN_CLASSES, specialized.gen_terrain,
+                    summary="Mean slope (quartiles) of a shaded-relief patch of a real elevation model, sun at random"),
         # structured
         BuiltinSpec("count", "structured", tuple(str(k) for k in range(1, S.COUNT_MAX + 1)), S.gen_count,
                     summary="Number of objects (1-6) in a scene of small shapes (CLEVR-count style)"),
@@ -176,6 +179,18 @@ def _count(spec: BuiltinSpec, split: str, _root: Path | None) -> int:
     return spec.split_size(split)
 
 
+def _fingerprint(image_size: int | None, seed: int | None) -> str:
+    """What the images depend on besides the task name, e.g. ``builtin-v1-32px-seed0``.
+
+    Registered tasks follow :func:`configure`, so their fingerprint is read when called;
+    a feature cache can store it and notice when the images it was made from changed.
+    """
+    now = settings()
+    size = now.image_size if image_size is None else image_size
+    seed = now.seed if seed is None else seed
+    return f"builtin-v{GENERATOR_VERSION}-{size}px-seed{seed}"
+
+
 def _task(spec: BuiltinSpec, image_size: int | None, seed: int | None) -> Task:
     tr, va, te = spec.per_class
     return Task(
@@ -188,7 +203,8 @@ def _task(spec: BuiltinSpec, image_size: int | None, seed: int | None) -> Task:
         locate=None,  # nothing to find: everything is generated
         count=partial(_count, spec),  # split sizes are known without generating anything
         extra={"builtin": True, "per_class": {"train": tr, "val": va, "test": te},
-               "image_size": image_size, "seed": seed, "generator_version": GENERATOR_VERSION},
+               "image_size": image_size, "seed": seed, "generator_version": GENERATOR_VERSION,
+               "fingerprint": partial(_fingerprint, image_size, seed)},
     )  # fmt: skip
 
 

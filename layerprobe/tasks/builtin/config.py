@@ -1,9 +1,10 @@
-"""Settings of the built-in suite: image size, seed, on-disk cache and memory budget.
+"""Settings of the built-in suite: image size, seed and on-disk cache folder.
 
 ``get_task("builtin/...")`` takes no arguments, so the registered tasks read these
 settings each time a split is loaded. Precedence: :func:`configure` > environment
 variables (``LAYERPROBE_BUILTIN_SIZE``, ``LAYERPROBE_BUILTIN_SEED``,
-``LAYERPROBE_BUILTIN_CACHE``) > defaults (32 px, seed 0, no disk cache).
+``LAYERPROBE_BUILTIN_CACHE``: a folder, or ``1`` for ``~/.cache/layerprobe/builtin``)
+> defaults (32 px, seed 0, no disk cache).
 """
 
 from __future__ import annotations
@@ -57,6 +58,22 @@ def check_seed(value: object, where: str = "seed") -> int:
     return seed
 
 
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/layerprobe/builtin``, else ``~/.cache/layerprobe/builtin``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "layerprobe" / "builtin"
+
+
+def parse_cache_dir(raw: str) -> Path | None:
+    """``""``, ``0``, ``off`` -> no disk cache; ``1``, ``on`` -> :func:`default_cache_dir`; else a folder."""
+    raw = raw.strip()
+    if raw.lower() in ("", "0", "off", "no", "false"):
+        return None
+    if raw.lower() in ("1", "on", "yes", "true", "default"):
+        return default_cache_dir()
+    return Path(raw).expanduser()
+
+
 def _from_env(var: str, check):
     raw = os.environ.get(var, "").strip()
     return check(raw, f"${var}") if raw else None
@@ -73,8 +90,7 @@ def settings() -> BuiltinSettings:
         seed = DEFAULT_SEED if env_seed is None else env_seed
     cache_dir = _overrides.get("cache_dir", _UNSET)
     if cache_dir is _UNSET:
-        raw = os.environ.get("LAYERPROBE_BUILTIN_CACHE", "").strip()
-        cache_dir = Path(raw).expanduser() if raw else None
+        cache_dir = parse_cache_dir(os.environ.get("LAYERPROBE_BUILTIN_CACHE", ""))
     return BuiltinSettings(int(size), int(seed), cache_dir)  # type: ignore[arg-type]
 
 

@@ -17,13 +17,15 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from layerprobe.errors import CacheError
+from layerprobe.errors import CacheError, DataError
 from layerprobe.tasks.builtin.spec import SPLITS, BuiltinSpec
 
 # Bump when any generator changes its output: old disk caches are then ignored.
 GENERATOR_VERSION = 1
 CHUNK = 512
+PROGRESS_MIN_VALUES = 300_000_000  # uint8 values in a split (about 100k images at 32 px)
 MEMORY_BUDGET_BYTES = 1 << 30  # splits kept in memory, least recently used dropped first
 
 _memory: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -40,6 +42,10 @@ def generate_split(
     images : (N, S, S, 3) uint8, N = per-class count x number of classes.
     labels : (N,) int64, exactly ``per_class`` of each class, in a shuffled order.
     """
+    if split not in SPLITS:
+        raise DataError(
+            f"task builtin/{spec.name} has no split {split!r}; it has {', '.join(SPLITS)}"
+        )
     n_per = spec.per_class[SPLITS.index(split)]
     root = np.random.SeedSequence([seed, zlib.crc32(spec.name.encode()), SPLITS.index(split)])
     order_seq, chunks_seq = root.spawn(2)
@@ -48,7 +54,11 @@ def generate_split(
     step = len(labels) if spec.whole_split else chunk_size(image_size)
     starts = range(0, len(labels), step)
     images = np.empty((len(labels), image_size, image_size, 3), np.uint8)
-    for start, seq in zip(starts, chunks_seq.spawn(len(starts)), strict=True):
+    # A progress bar only when generation takes a while (large images) and on a terminal.
+    slow = images.size > PROGRESS_MIN_VALUES
+    chunks = zip(starts, chunks_seq.spawn(len(starts)), strict=True)
+    for start, seq in tqdm(chunks, total=len(starts), desc=f"builtin/{spec.name} {split}",
+                           unit="chunk", leave=False, disable=None if slow else True):  # fmt: skip
         batch = labels[start : start + step]
         out = spec.generate(batch, np.random.default_rng(seq), image_size, split)
         if out.shape != (len(batch), image_size, image_size, 3) or out.dtype != np.uint8:

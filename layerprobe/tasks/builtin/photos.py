@@ -2,7 +2,7 @@
 
 Sources are read from the wheels of scikit-image (``skimage.data`` files that need no
 download), scikit-learn (``load_sample_image``, ``load_digits``) and matplotlib (its
-sample data). To keep train, val and test honest, each picture is cut into a grid of
+sample photo and elevation model). To keep train, val and test honest, each picture is cut into a grid of
 blocks and every block belongs to one split (a fixed assignment): crops of a split come
 only from its own blocks, so no test pixel is ever seen in training.
 """
@@ -67,7 +67,39 @@ SOURCES = {
     "china": _sklearn("china.jpg"),
     "flower": _sklearn("flower.jpg"),
     "grace_hopper": _matplotlib("grace_hopper.jpg"),
+    "terrain": lambda: hillshade(elevation_model()),
 }
+
+DEM_CELL_M = 90.0  # the Jacksboro DEM has 3 arc-second cells, about 90 m
+
+
+def elevation_model() -> np.ndarray:
+    """matplotlib's sample digital elevation model (Jacksboro fault, 344 x 403, metres)."""
+    from matplotlib import cbook
+
+    return cbook.get_sample_data("jacksboro_fault_dem.npz")["elevation"].astype(F)
+
+
+def hillshade(dem: np.ndarray, azimuth: float = 315.0, altitude: float = 45.0) -> np.ndarray:
+    """Shaded relief of an elevation model, uint8 (H, W): light from ``azimuth`` degrees."""
+    gy, gx = np.gradient(dem, DEM_CELL_M)
+    return (255 * shade(gx, gy, np.radians(azimuth), np.radians(altitude))).astype(np.uint8)
+
+
+def shade(gx, gy, azimuth, altitude, exaggeration: float = 4.0) -> np.ndarray:
+    """Lambert shading of a surface with slopes (gx, gy) under a sun at (azimuth, altitude) radians.
+
+    The normal of z(x, y) is (-gx, -gy, 1) normalised; heights are exaggerated so gentle
+    relief still shows.
+    """
+    gx, gy = gx * exaggeration, gy * exaggeration
+    light = (
+        np.cos(altitude) * np.sin(azimuth),
+        -np.cos(altitude) * np.cos(azimuth),
+        np.sin(altitude),
+    )
+    dot = -gx * light[0] - gy * light[1] + light[2]
+    return np.clip(dot / np.sqrt(1 + gx * gx + gy * gy), 0, 1).astype(F)
 
 
 @cache

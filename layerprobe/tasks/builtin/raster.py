@@ -68,55 +68,55 @@ def _polygon_r(n: int):
     return r
 
 
-def sdf_circle(u, v):
+def sdf_circle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.sqrt(u * u + v * v) - 0.9
 
 
-def sdf_square(u, v):
+def sdf_square(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return _box(u, v, 0.72, 0.72)
 
 
-def sdf_triangle(u, v):
+def sdf_triangle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return _radial(u, v, _polygon_r(3))
 
 
-def sdf_pentagon(u, v):
+def sdf_pentagon(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return _radial(u, v, _polygon_r(5))
 
 
-def sdf_star(u, v):
+def sdf_star(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return _radial(u, v, lambda t: 0.62 + 0.38 * np.cos(5 * (t + np.pi / 2)))
 
 
-def sdf_gear(u, v):
+def sdf_gear(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return _radial(u, v, lambda t: 0.8 + 0.2 * np.sign(np.cos(8 * t)))
 
 
-def sdf_cross(u, v):
+def sdf_cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.minimum(_box(u, v, 0.9, 0.3), _box(u, v, 0.3, 0.9))
 
 
-def sdf_ring(u, v):
+def sdf_ring(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.abs(np.sqrt(u * u + v * v) - 0.62) - 0.3
 
 
-def sdf_crescent(u, v):
+def sdf_crescent(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     outer = np.sqrt(u * u + v * v) - 0.92
     bite = np.sqrt((u - 0.5) ** 2 + v * v) - 0.72
     return np.maximum(outer, -bite)
 
 
-def sdf_ellipse(u, v):
+def sdf_ellipse(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     # Not an exact distance, but a good one near the edge: scale by the minor axis.
     return (np.sqrt((u / 0.95) ** 2 + (v / 0.45) ** 2) - 1) * 0.45
 
 
-def sdf_semicircle(u, v):
+def sdf_semicircle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     v = v - 0.35  # centre the half disk's bounding box on the origin
     return np.maximum(np.sqrt(u * u + v * v) - 0.95, v)
 
 
-def sdf_arrow(u, v):
+def sdf_arrow(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     # Shaft to the left, head pointing right (+x): no rotational symmetry.
     shaft = _box(u + 0.35, v, 0.55, 0.18)
     # Head: the triangle (0.95, 0), (0.1, +-0.7); the slanted edges' distance is the line
@@ -173,7 +173,9 @@ def hsv_to_rgb(h, s, v) -> np.ndarray:
     return v[:, None] - v[:, None] * s[:, None] * np.clip(np.minimum(k, 4 - k), 0, 1)
 
 
-def hue_colour(rng: np.random.Generator, hue_ids, n_hues: int = 10, jitter: float = 0.025):
+def hue_colour(
+    rng: np.random.Generator, hue_ids, n_hues: int = 10, jitter: float = 0.025
+) -> np.ndarray:
     """Saturated colours around ``n_hues`` evenly spaced hues: (N, 3) in [0, 1]."""
     hue_ids = np.asarray(hue_ids)
     n = len(hue_ids)
@@ -181,12 +183,14 @@ def hue_colour(rng: np.random.Generator, hue_ids, n_hues: int = 10, jitter: floa
     return hsv_to_rgb(h, rng.uniform(0.65, 1.0, n), rng.uniform(0.7, 1.0, n))
 
 
-def random_colour(rng: np.random.Generator, n: int, sat=(0.5, 1.0), val=(0.5, 1.0)):
+def random_colour(rng: np.random.Generator, n: int, sat=(0.5, 1.0), val=(0.5, 1.0)) -> np.ndarray:
     """Any hue: (N, 3) in [0, 1]."""
     return hsv_to_rgb(rng.uniform(0, 1, n), rng.uniform(*sat, n), rng.uniform(*val, n))
 
 
-def gradient_background(rng: np.random.Generator, n: int, size: int, sat=0.25, noise=0.03):
+def gradient_background(
+    rng: np.random.Generator, n: int, size: int, sat=0.25, noise=0.03
+) -> np.ndarray:
     """Muted colour with a linear gradient in a random direction and pixel noise: (N, S, S, 3)."""
     x, y = grid(size)
     base = hsv_to_rgb(rng.uniform(0, 1, n), rng.uniform(0, sat, n), rng.uniform(0.25, 0.8, n))

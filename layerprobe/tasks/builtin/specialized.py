@@ -1,7 +1,8 @@
-"""Specialized-group tasks: texture, histology and retina patches from real scientific pictures.
+"""Specialized-group tasks: texture, histology, retina and terrain patches from real scientific data.
 
-Histology and retina labels are measured on each patch (how much brown DAB stain; how
-much of the patch is blood vessel) and cut into equally likely bins, fixed once from a
+Histology, retina and terrain labels are measured on each patch (how much brown DAB
+stain; how much of the patch is blood vessel; how steep the ground is) and cut into
+equally likely bins, fixed once from a
 reference sample, like a pathologist's grade. Patches are drawn until every class has
 its share, so splits stay exactly balanced.
 """
@@ -19,10 +20,11 @@ from layerprobe.tasks.builtin import raster as R
 TEXTURES = ("brick", "grass", "gravel", "page", "handwriting", "hubble")
 HISTOLOGY_CLASSES = ("low DAB stain", "medium DAB stain", "high DAB stain")
 RETINA_CLASSES = ("few vessels", "some vessels", "many vessels", "dense vessels")
+TERRAIN_CLASSES = ("flat", "gentle", "hilly", "steep")
 SCORE_SIZE = 16  # patches are scored at this resolution, whatever the output size
 
 
-def gen_textures(labels, rng, size, split):
+def gen_textures(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
     """A rotated, mirrored grey crop of the labelled texture, with its brightness and contrast
     set at random so that only the pattern tells the classes apart."""
     n = len(labels)
@@ -70,6 +72,31 @@ def _halvings(a: np.ndarray) -> tuple[np.ndarray, ...]:
     return tuple(levels)
 
 
+@cache
+def _terrain_levels() -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Pyramids of the elevation model's slope vectors (gx, gy) and slope magnitude."""
+    gy, gx = np.gradient(P.elevation_model(), P.DEM_CELL_M)
+    return _halvings(np.stack([gx, gy], -1)), _halvings(np.hypot(gx, gy)[..., None])
+
+
+def _terrain_score(geometry):
+    return P.crops(_terrain_levels()[1], *geometry, SCORE_SIZE).mean((1, 2, 3)), np.ones(
+        len(geometry[1]), bool
+    )
+
+
+def _terrain_render(geometry, rng, size):
+    # Shade each patch under a sun of its own, so brightness alone does not give the slope
+    # away. Slopes are sampled in the map's frame and the sun is too, so a rotated crop
+    # is simply the same relief seen turned.
+    slopes = P.crops(_terrain_levels()[0], *geometry, size)
+    n = len(slopes)
+    azimuth = R.col(rng.uniform(0, 2 * np.pi, n))
+    altitude = R.col(rng.uniform(np.radians(25), np.radians(65), n))
+    grey = P.shade(slopes[..., 0], slopes[..., 1], azimuth, altitude)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
 def _histology_score(geometry):
     return P.crops(_dab_levels(), *geometry, SCORE_SIZE).mean((1, 2, 3)), np.ones(
         len(geometry[1]), bool
@@ -85,8 +112,14 @@ def _retina_score(geometry):
     return P.crops(vessels, *half, SCORE_SIZE).mean((1, 2, 3)), inside
 
 
-SIDES = {"histology": (0.3, 0.6), "retina": (0.25, 0.5)}
-SCORERS: dict[str, Callable] = {"histology": _histology_score, "retina": _retina_score}
+SIDES = {"histology": (0.3, 0.6), "retina": (0.25, 0.5), "terrain": (0.3, 0.6)}
+SCORERS: dict[str, Callable] = {
+    "histology": _histology_score,
+    "retina": _retina_score,
+    "terrain": _terrain_score,
+}
+# How a patch is drawn, given its geometry: a crop of the picture unless said otherwise.
+RENDERERS: dict[str, Callable] = {"terrain": _terrain_render}
 
 
 @cache
@@ -123,13 +156,23 @@ def scored_patches(picture: str, n_classes: int, labels, rng, size, split) -> np
             need[c] = need[c][len(hits) :]
         if take:
             take = np.array(take)
-            out[slots] = P.crops(P.pyramid(picture), *(g[take] for g in geometry), size)
+            chosen = tuple(g[take] for g in geometry)
+            if picture in RENDERERS:
+                out[slots] = RENDERERS[picture](chosen, rng, size)
+            else:
+                out[slots] = P.crops(P.pyramid(picture), *chosen, size)
     raise RuntimeError(f"could not find enough {picture} patches of every class in split {split}")
 
 
-def gen_histology(labels, rng, size, split):
+def gen_histology(
+    labels: np.ndarray, rng: np.random.Generator, size: int, split: str
+) -> np.ndarray:
     return scored_patches("histology", len(HISTOLOGY_CLASSES), labels, rng, size, split)
 
 
-def gen_retina(labels, rng, size, split):
+def gen_retina(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
     return scored_patches("retina", len(RETINA_CLASSES), labels, rng, size, split)
+
+
+def gen_terrain(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+    return scored_patches("terrain", len(TERRAIN_CLASSES), labels, rng, size, split)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from layerprobe.errors import ConfigError
 from layerprobe.tasks.builtin.generate import generate_split
 from layerprobe.tasks.builtin.spec import SPLITS, BuiltinSpec
 
@@ -40,6 +41,18 @@ def time_generation(specs: list[BuiltinSpec], image_size: int = 32, seed: int = 
     return rows
 
 
+def _argument(check):
+    # argparse reports ArgumentTypeError as a one-line usage error (exit 2), not a traceback.
+    def parse(text: str):
+        try:
+            return check(text, "the value")
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err)) from err
+
+    parse.__name__ = check.__name__
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     from layerprobe.tasks.builtin import SPECS
     from layerprobe.tasks.builtin.config import check_image_size, check_seed
@@ -48,9 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m layerprobe.tasks.builtin", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
-        "--size", type=check_image_size, default=32, help="image side in pixels (default 32)"
+        "--size",
+        type=_argument(check_image_size),
+        default=32,
+        help="image side in pixels (default 32)",
     )
-    parser.add_argument("--seed", type=check_seed, default=0, help="generation seed (default 0)")
+    parser.add_argument(
+        "--seed", type=_argument(check_seed), default=0, help="generation seed (default 0)"
+    )
     args = parser.parse_args(argv)
     warm = time.perf_counter()
     rows = time_generation(list(SPECS.values()), args.size, args.seed)
