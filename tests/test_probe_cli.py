@@ -198,3 +198,14 @@ def test_an_error_keeps_units_already_written(tmp_path, cache, capsys):
         f["features/pre_logits"][...] = data
     run_error(tmp_path, capsys)
     assert [p.name.split(".")[0] for p in parts(tmp_path)] == ["builtin__shapes"]
+
+
+def test_probe_cache_from_python(tmp_path, cache):
+    from layerprobe.probe import probe_cache
+    from layerprobe.results import load
+
+    summary = probe_cache(cache, tmp_path / "py", shots=[5], seeds=1, l2s=[1.0], tasks=["toy"])
+    assert len(summary.written) == 1 and summary.skipped == []
+    table = load(tmp_path / "py")
+    assert set(table.task) == {"toy"} and len(table) == 3 and table.selected.all()
+    assert probe_cache(cache, tmp_path / "py", shots=[5], seeds=1, l2s=[1.0], tasks=["toy"]).skipped

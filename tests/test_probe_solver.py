@@ -78,19 +78,59 @@ def test_batch_matches_one_at_a_time_and_sklearn():
     np.testing.assert_array_equal(batch, reference)
 
 
-def test_accuracy_count_has_argmax_tie_semantics():
+@pytest.mark.parametrize("many_classes", [False, True])
+def test_accuracy_count_has_argmax_tie_semantics(monkeypatch, many_classes):
+    from layerprobe.probe import accuracy
+
+    if many_classes:
+        monkeypatch.setattr(accuracy, "MAX_SEGMENTS", 0)
     rng = np.random.default_rng(0)
     classes, l2s, rows = 4, 3, 40
     scores = rng.integers(0, 3, size=(2, rows, classes, l2s)).astype(np.float32)  # many exact ties
     labels = rng.integers(0, classes, rows)
     group = rng.integers(0, 2, rows)
     ev = EvalRows.build(labels, group, 2)
-    counts = count_correct(
-        torch.from_numpy(scores[:, ev.order].reshape(2, rows, -1).copy()), ev, l2s
-    )
+    block = torch.from_numpy(scores[:, ev.order].reshape(2, rows, -1).copy())
+    counts, unsure = count_correct(block, ev, l2s)
     right = scores.argmax(2) == labels[None, :, None]  # numpy: the first of tied maxima
     expected = np.stack([(right & (group == g)[None, :, None]).sum(1) for g in (0, 1)], axis=1)
     np.testing.assert_array_equal(counts.numpy(), expected)
+    assert unsure is None
+    # Flagged as too close to call: exactly the rows whose label ties the best other class.
+    counts, unsure = count_correct(block, ev, l2s, tol=1e-6)
+    np.testing.assert_array_equal(counts.numpy(), expected)
+    s = scores[:, ev.order]
+    own = np.take_along_axis(s, np.sort(labels)[None, :, None, None], axis=2)[:, :, 0]
+    others = np.where(
+        np.arange(classes)[None, None, :, None] == np.sort(labels)[None, :, None, None], -np.inf, s
+    )
+    np.testing.assert_array_equal(unsure.numpy(), own == others.max(2))
+
+
+def test_near_ties_are_settled_in_float64(monkeypatch):
+    from layerprobe.probe import torch_backend
+
+    layers = [blobs(90, 12, seed=s)[0] for s in (21, 22)]
+    y = blobs(90, 12)[1]
+    tests = [blobs(70, 12, seed=s)[0] for s in (23, 24)]
+    yt = blobs(70, 12)[1]
+    subsets = [np.arange(8), np.arange(40), np.arange(90)]
+    expected = np.stack(
+        [
+            [
+                (direct_scores(tr[idx], y[idx], te, L2S, 4).argmax(-1) == yt).mean(1)
+                for idx in subsets
+            ]
+            for tr, te in zip(layers, tests, strict=True)
+        ]
+    )
+    np.testing.assert_array_equal(
+        ridge_accuracy_batch(layers, y, tests, yt, L2S, subsets=subsets), expected
+    )
+    monkeypatch.setattr(torch_backend, "NEAR_TIE", 1.0)  # everything is 'too close': all float64
+    np.testing.assert_array_equal(
+        ridge_accuracy_batch(layers, y, tests, yt, L2S, subsets=subsets), expected
+    )
 
 
 def test_constant_features_do_not_score_every_row_right():

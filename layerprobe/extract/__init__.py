@@ -2,6 +2,15 @@
 
 ``extract(...)`` writes ``<cache>/<model_key>/<task>/<split>.h5`` (see :mod:`.cache` for the
 format); ``read_info``, ``read_arrays`` and ``find_caches`` read them back.
+
+>>> from layerprobe.extract import extract, read_arrays
+>>> paths = extract("vit_small_patch16_224", "folder:/data/pets", splits="all",
+...                 layers="blocks.*,pre_logits", cache_dir="cache", batch_size=64)
+>>> labels, index, feats = read_arrays(paths[0])  # feats: {layer: (N, D) float16}
+
+The same from the shell: ``layerprobe extract --model vit_small_patch16_224 --task
+folder:/data/pets --layers 'blocks.*,pre_logits' --cache cache``; run it under
+``torchrun --nproc-per-node N -m layerprobe extract ...`` to split the rows across processes.
 """
 
 from layerprobe.extract.cache import (
@@ -13,8 +22,22 @@ from layerprobe.extract.cache import (
     read_arrays,
     read_info,
 )
-from layerprobe.extract.distributed import is_main_process
-from layerprobe.extract.run import DEFAULT_CACHE_DIR, extract
+
+# `extract` pulls in torch; readers of the cache (probe, results) should not pay for that.
+_LAZY = {
+    "extract": "layerprobe.extract.run",
+    "DEFAULT_CACHE_DIR": "layerprobe.extract.run",
+    "is_main_process": "layerprobe.extract.distributed",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'layerprobe.extract' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_CACHE_DIR",

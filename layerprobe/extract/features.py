@@ -42,6 +42,7 @@ class BatchFeatures:
         model = backbone.model.to(device).eval()
         if self.cuda:  # conv kernels run fastest on NHWC tensors on recent GPUs
             model.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True  # every batch has the same input size
 
     def _autocast(self):
         if self.amp == "bf16":

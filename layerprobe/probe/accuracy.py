@@ -56,55 +56,78 @@ class EvalRows:
         ]
         return EvalRows(self.order[start:stop], segments, self.groups[:, start:stop])
 
+    def sorted_labels(self) -> np.ndarray:
+        """(M,) label of each row, in sorted order."""
+        return np.repeat([seg[0] for seg in self.segments], [b - a for _, a, b in self.segments])
+
     @property
     def sizes(self) -> np.ndarray:
         """(G,) number of rows in each group."""
         return self.groups.sum(1).cpu().numpy()
 
 
-def count_correct(scores: torch.Tensor, rows: EvalRows, num_l2: int) -> torch.Tensor:
-    """Correct predictions per group and λ.
+def count_correct(
+    scores: torch.Tensor, rows: EvalRows, num_l2: int, tol: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Correct predictions per group and λ, and the predictions too close to call.
 
     Parameters
     ----------
     scores : (P, M, C * L) scores of P problems, rows in ``rows.order``, columns class-major.
     rows : the evaluation rows.
     num_l2 : L.
+    tol : with tol > 0, also flag every (problem, row, λ) whose own-class score is within
+        ``tol * (|own| + |best other|)`` of the best other class: their float32 verdict may
+        differ from the exact one.
 
     Returns
     -------
-    (P, G, L) int64 counts of rows whose argmax over classes is their label.
+    counts : (P, G, L) int64 rows whose argmax over classes is their label.
+    unsure : (P, M, L) bool flags, or None when tol is 0 or nothing is flagged.
     """
     num_problems, _, width = scores.shape
     num_classes = width // num_l2
     s = scores.view(num_problems, -1, num_classes, num_l2)
     groups = rows.groups.to(torch.float32)
-    if len(rows.segments) > MAX_SEGMENTS:  # many classes: one strided argmax beats a loop
-        labels = torch.as_tensor(
-            np.repeat(
-                [seg[0] for seg in rows.segments], [seg[2] - seg[1] for seg in rows.segments]
-            ),
-            device=scores.device,
-        )
-        right = s.argmax(2) == labels[None, :, None]  # first of tied maxima, as numpy
-        return (groups @ right.to(torch.float32)).round().to(torch.int64)
-    # One pass over the classes keeps a running maximum; just before class c joins it, the
-    # rows labelled c check that they beat every earlier class strictly.
-    running = s[:, :, 0].clone()  # (P, M, L)
-    strict = {}
+    if len(rows.segments) > MAX_SEGMENTS:
+        return _count_by_argmax(s, rows, groups, tol)
+    # One pass over the classes keeps, for every row, the best score of the classes other
+    # than its own; just before class c is visited, the rows labelled c also note the best
+    # of the classes below c, which they must beat strictly (argmax keeps the first maximum).
+    # Rows whose label is no class of the scores (never in train) are never right.
     by_label = {label: (start, stop) for label, start, stop in rows.segments}
-    for c in range(1, num_classes):
+    others = torch.full_like(s[:, :, 0], -torch.inf)  # (P, M, L)
+    own = torch.empty_like(others)
+    below = torch.full_like(others, -torch.inf)
+    known = torch.zeros(s.shape[1], dtype=torch.bool, device=s.device)  # rows of a train class
+    for c in range(num_classes):
         if c in by_label:
             start, stop = by_label[c]
-            strict[c] = s[:, start:stop, c] > running[:, start:stop]
-        torch.maximum(running, s[:, :, c], out=running)
+            below[:, start:stop] = others[:, start:stop]
+            own[:, start:stop] = s[:, start:stop, c]
+            known[start:stop] = True
+            for part in (slice(0, start), slice(stop, None)):  # every row but class c's own
+                torch.maximum(others[:, part], s[:, part, c], out=others[:, part])
+        else:
+            torch.maximum(others, s[:, :, c], out=others)
+    right = (own > below) & (own >= others) & known[:, None]
     # Counts are summed as float32 matrix products (exact below 2**24 rows).
-    counts = scores.new_zeros((num_problems, rows.groups.shape[0], num_l2), dtype=torch.float32)
-    for label, (start, stop) in by_label.items():
-        if label >= num_classes:  # a class the train split never had: never predicted
-            continue
-        right = s[:, start:stop, label] >= running[:, start:stop]  # ties the overall maximum
-        if label in strict:
-            right &= strict[label]
-        counts += groups[:, start:stop] @ right.to(torch.float32)  # (P, G, L)
-    return counts.round().to(torch.int64)
+    counts = (groups @ right.to(torch.float32)).round().to(torch.int64)  # (P, G, L)
+    if not tol:
+        return counts, None
+    unsure = ((own - others).abs() <= tol * (own.abs() + others.abs())) & known[:, None]
+    return counts, unsure if unsure.any() else None
+
+
+def _count_by_argmax(s, rows, groups, tol):
+    """Many classes: one strided argmax (the first of tied maxima, as numpy) beats a loop."""
+    labels = torch.as_tensor(rows.sorted_labels(), device=s.device)
+    right = s.argmax(2) == labels[None, :, None]
+    counts = (groups @ right.to(torch.float32)).round().to(torch.int64)
+    if not tol:
+        return counts, None
+    top2 = s.topk(2, dim=2).values  # (P, M, 2, L)
+    own = s.gather(2, labels.view(1, -1, 1, 1).expand(s.shape[0], -1, 1, s.shape[3])).squeeze(2)
+    best = torch.where(own >= top2[:, :, 0], top2[:, :, 1], top2[:, :, 0])
+    unsure = (own - best).abs() <= tol * (own.abs() + best.abs())
+    return counts, unsure if unsure.any() else None

@@ -182,12 +182,51 @@ def run_probes(
     return summary
 
 
+def probe_cache(
+    cache_dir: str | Path,
+    results_dir: str | Path,
+    *,
+    shots: Sequence[int] = (1, 5, 10, 25),
+    seeds: int = 3,
+    l2s: Sequence[float] = DEFAULT_L2S,
+    layers: Sequence[str] | None = None,
+    backend: str = "torch",
+    device: str = "auto",
+    precision: str = "float64",
+    model_keys: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    force: bool = False,
+    skip_bad: bool = False,
+    quiet: bool = True,
+) -> RunSummary:
+    """Probe a feature cache into a results store: ``layerprobe probe`` from Python.
+
+    Every complete (model key, task) with train and test splits, each layer (names or globs
+    in ``layers``; default all), shot count (0 = the whole train split), seed 0 … seeds-1 and
+    λ; see :class:`ProbeConfig` and :func:`run_probes`.
+    """
+    config = ProbeConfig(shots, seeds, l2s, layers, backend, device, precision)
+    return run_probes(
+        cache_dir,
+        results_dir,
+        config,
+        model_keys,
+        tasks,
+        force=force,
+        skip_bad=skip_bad,
+        quiet=quiet,
+    )
+
+
 def probe_unit(unit: Unit, config: ProbeConfig) -> pd.DataFrame:
     """All probes of one unit as store rows (one per layer, shots, seed and λ)."""
     val_info = unit.splits.get("val")
     layers = _layers(unit, config.layers)
     l2s = check_l2s(config.l2s)
     labels = {s: read_arrays(info.path, [])[0] for s, info in unit.splits.items()}
+    for split in ("test", "val"):
+        if split in labels and len(labels[split]) == 0:
+            raise DataError(f"{unit.name}: the {split} split has no rows; extract it again")
     plan = plan_probes(labels["train"], config.shots, config.seeds, val_info is not None, unit.task)
     if plan.val is not None:
         y_eval = np.concatenate([labels["train"][plan.val], labels["test"]])

@@ -26,14 +26,19 @@ import torch
 from layerprobe.probe.accuracy import EvalRows, count_correct
 from layerprobe.probe.solver import (
     Decomposition,
+    blas_threads,
     decompose,
     dual_scoring_is_cheaper,
     lambda_weights,
+    matmul,
 )
 
 SCORE_DTYPE = torch.float32  # the large products; decompositions keep their own precision
 MAX_BATCH_BYTES = 1 << 30  # train features of the layers decomposed together (float32)
 SCORES_BYTES = 64 << 20  # scores of all probes of a layer for one block of evaluation rows
+# float32 verdicts whose winning margin is below this (relative) are recomputed in float64,
+# so the accuracies equal the float64 recipe's.
+NEAR_TIE = 2e-5
 
 
 def sweep(
@@ -87,8 +92,13 @@ def sweep(
     # On the CPU, one single-threaded worker per core, each with a share of the layers: many
     # small operations then never wait on each other's threads, and eigh runs in parallel.
     shares = [list(map(int, share)) for share in np.array_split(np.arange(len(train)), workers)]
-    with _intra_op_threads(1):
-        list(_pool(workers).map(run, shares))
+
+    def run_single_threaded(layer_ids: list[int]) -> None:
+        torch.set_num_threads(1)  # OpenMP's thread count is per thread: set it in the worker too
+        run(layer_ids)
+
+    with _intra_op_threads(1), blas_threads(1):
+        list(_pool(workers).map(run_single_threaded, shares))
     return out
 
 
@@ -113,22 +123,63 @@ def _sweep_batch(x, y, subsets, z, rows, l2, num_classes, dtype, score_dtype) ->
     # Evaluation rows are scored as [z - origin, 1], origin the train pool's mean, so the
     # float32 products never cancel a large common offset.
     origin = _pool_mean(x)
-    z = torch.nn.functional.pad(z.to(score_dtype) - origin.to(score_dtype), (0, 1), value=1.0)
+    centred = z.to(score_dtype) - origin.to(score_dtype)
+    centred = torch.nn.functional.pad(centred, (0, 1), value=1.0)
     plans = _decompose_all(x, y, subsets, num_classes, dtype, score_dtype, origin)
     width = num_classes * len(l2)
     chunk = max(1, SCORES_BYTES // (4 * width * len(subsets)))  # evaluation rows per step
-    scores = z.new_empty((len(subsets), min(chunk, z.shape[1]), width))  # reused buffer
+    scores = centred.new_empty((len(subsets), min(chunk, z.shape[1]), width))  # reused buffer
+    tol = NEAR_TIE if score_dtype != dtype else 0.0
+    # Scores are kept plan by plan (the probes of one plan side by side); `back` restores
+    # the subsets' order.
+    back = torch.as_tensor(np.argsort([p for plan in plans for p in plan.subset_ids]))
     out = []
     for j in range(z.shape[0]):
         columns = [plan.columns(j, l2, z.shape[1]) for plan in plans]
+        # Every probe of the layer side by side: (D + 1, total) for one product per row block.
+        cols = torch.cat([c.transpose(0, 1).flatten(1) for c, _ in columns], dim=1)
         counts = 0
         for start in range(0, z.shape[1], chunk):
             stop = min(start + chunk, z.shape[1])
             part = scores[:, : stop - start]
-            _fill_scores(z[j, start:stop], plans, columns, part)
-            counts = counts + count_correct(part, rows.slice(start, stop), len(l2))
-        out.append(counts)
+            _fill_scores(matmul(centred[j, start:stop], cols), plans, columns, part)
+            block = rows.slice(start, stop)
+            found, unsure = count_correct(part, block, len(l2), tol)
+            if unsure is not None:
+                found += _settle_near_ties(
+                    unsure, part, z[j, start:stop], origin[j], plans, j, l2, block
+                )
+            counts = counts + found
+        out.append(counts[back.to(counts.device)])
     return torch.stack(out)
+
+
+def _settle_near_ties(unsure, scores, z, origin, plans, layer, l2, rows) -> torch.Tensor:
+    """Count corrections (P, G, L) for rows whose float32 verdict was too close to call:
+    their scores are recomputed in float64 from the float64 decomposition."""
+    delta = torch.zeros((scores.shape[0], rows.groups.shape[0], len(l2)), dtype=torch.int64)
+    labels = torch.as_tensor(rows.sorted_labels(), device=z.device)
+    hit = unsure.any(2)  # (P, rows), plan order
+    p = -1
+    for plan in plans:
+        k = len(plan.subset_ids)
+        for i in range(k):
+            p += 1
+            r = hit[p].nonzero().flatten()
+            if len(r) == 0:
+                continue
+            b = layer * k + i
+            exact_dec = Decomposition(
+                plan.dec.lift[b : b + 1], plan.dec.eigs[b : b + 1], plan.dec.rhs[b : b + 1]
+            )
+            weights = lambda_weights(exact_dec, l2, torch.float64, centre=True)[0]
+            zr = torch.nn.functional.pad(z[r].double() - origin.double(), (0, 1), value=1.0)
+            exact = (zr @ plan.dec.lift[b].double() @ weights).view(len(r), -1, len(l2))
+            fast = scores[p, r].view(len(r), -1, len(l2))
+            truth = labels[r, None]
+            change = (exact.argmax(1) == truth).double() - (fast.argmax(1) == truth).double()
+            delta[p] += (rows.groups[:, r].double() @ change).round().to(torch.int64).cpu()
+    return delta.to(scores.device)
 
 
 def _layer_batches(train: Sequence[np.ndarray], layer_ids: list[int]) -> list[list[int]]:
@@ -177,7 +228,7 @@ class _Plan:
         dim = self.lift.shape[1] - 1
         if dual_scoring_is_cheaper(dec.rank, dim, weights.shape[-1], num_rows):
             return self.lift[part], weights
-        return torch.bmm(self.lift[part], weights), None
+        return matmul(self.lift[part], weights), None
 
 
 def _decompose_all(x, y, subsets, num_classes, dtype, score_dtype, origin) -> list[_Plan]:
@@ -200,18 +251,18 @@ def _decompose_all(x, y, subsets, num_classes, dtype, score_dtype, origin) -> li
     return plans
 
 
-def _fill_scores(z, plans, columns, scores) -> None:
-    """Scores (P, rows, C * L) of a block of evaluation rows: one product for every probe of
-    the layer, then the dual route's second products."""
-    cols = torch.cat([c.transpose(0, 1).flatten(1) for c, _ in columns], dim=1)  # (D + 1, total)
-    product = z @ cols  # (rows, total)
-    start = 0
+def _fill_scores(product, plans, columns, scores) -> None:
+    """Scores (P, rows, C * L), plan by plan, of a block of evaluation rows from their product
+    with every probe's columns (rows, total): copied (primal route) or one more batched
+    product (dual route)."""
+    start = pos = 0
+    rows = product.shape[0]
     for plan, (block, weights) in zip(plans, columns, strict=True):
-        w = block.shape[-1]
-        for i, p in enumerate(plan.subset_ids):
-            part = product[:, start + i * w : start + (i + 1) * w]
-            if weights is not None:  # (rows, r) @ (r, C * L)
-                torch.mm(part, weights[i], out=scores[p])
-            else:
-                scores[p].copy_(part)
-        start += len(plan.subset_ids) * w
+        k, w = len(plan.subset_ids), block.shape[-1]
+        part = product[:, start : start + k * w].view(rows, k, w).transpose(0, 1)  # (k, rows, w)
+        if weights is not None:  # (k, rows, r) @ (k, r, C * L)
+            matmul(part, weights, out=scores[pos : pos + k])
+        else:
+            scores[pos : pos + k].copy_(part)
+        start += k * w
+        pos += k
