@@ -31,13 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"layerprobe {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMANDS.values():
-        try:
-            module = importlib.import_module(f"layerprobe.commands.{module_name}")
-        except ModuleNotFoundError as err:  # a command whose module is not written yet
-            if err.name != f"layerprobe.commands.{module_name}":
-                raise
-            continue
-        module.add_parser(sub)
+        importlib.import_module(f"layerprobe.commands.{module_name}").add_parser(sub)
     return parser
 
 

@@ -49,7 +49,9 @@ def close_names(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
     candidates = list(candidates)
     hits = difflib.get_close_matches(name, candidates, n=n, cutoff=0.5)
     if len(hits) < n:  # substring matches catch 'vit_small' -> 'vit_small_patch16_224'
-        hits += [c for c in candidates if name.lower() in c.lower() and c not in hits][: n - len(hits)]
+        hits += [c for c in candidates if name.lower() in c.lower() and c not in hits][
+            : n - len(hits)
+        ]
     return hits
 
 

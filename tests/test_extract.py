@@ -147,6 +147,25 @@ def test_complete_cache_is_reused_and_force_redoes_it(
     assert read_info(path).num_rows == 30  # the finished file survives a failed --force run
 
 
+def test_builtin_images_of_another_seed_are_extracted_again(vit, tmp_path, capsys):
+    from layerprobe.tasks.builtin import builtin_task
+
+    first = builtin_task("digits", image_size=32, seed=0)
+    (path,) = extract(vit, first, splits="val", cache_dir=tmp_path, layers="pre_logits")
+    assert read_info(path).attrs["task_fingerprint"] == first.fingerprint()
+    capsys.readouterr()
+    assert extract(vit, first, splits="val", cache_dir=tmp_path, layers="pre_logits") == [path]
+    assert "reusing" in capsys.readouterr().err
+    _, _, before = read_arrays(path)
+
+    other = builtin_task("digits", image_size=32, seed=1)  # same name, other images
+    (again,) = extract(vit, other, splits="val", cache_dir=tmp_path, layers="pre_logits")
+    assert again == path and "extracting" in capsys.readouterr().err
+    assert read_info(path).attrs["task_fingerprint"] == other.fingerprint() != first.fingerprint()
+    _, _, after = read_arrays(path)
+    assert not np.array_equal(before["pre_logits"], after["pre_logits"])
+
+
 def test_missing_layers_are_added_keeping_the_cached_ones(vit, image_folder, tmp_path, capsys):
     task = f"folder:{image_folder}"
     (path,) = extract(vit, task, cache_dir=tmp_path, layers="pre_logits", quiet=True)

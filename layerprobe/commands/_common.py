@@ -27,7 +27,9 @@ def parse_int_list(text: str) -> list[int]:
     try:
         return [int(t) for t in text.split(",") if t.strip()]
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from err
 
 
 def parse_float_list(text: str) -> list[float]:
@@ -47,5 +49,7 @@ def parse_float_list(text: str) -> list[float]:
             else:
                 out.append(float(t))
         except ValueError as err:
-            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated numbers, got {text!r}"
+            ) from err
     return out

@@ -17,7 +17,9 @@ their rows are removed, so ``index`` is the way from a row to its dataset item).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,8 +44,14 @@ def partial_path(cache_dir: str | Path, model_key: str, task: str, split: str) -
 
 
 def _task_dir(task: str) -> str:
-    # `folder:/abs/path` tasks must not escape the cache folder.
-    return task.replace(":", "_").replace("..", "_").strip("/")
+    """The task's folder name: registry names as they are (``builtin/digits`` nests);
+    ``folder:/abs/path`` becomes one folder ``folder-path-<hash>`` inside the cache."""
+    if ":" not in task:
+        return task.replace("..", "_").strip("/")
+    kind, _, where = task.partition(":")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(where).name or "root")
+    digest = hashlib.sha1(task.encode()).hexdigest()[:8]
+    return f"{kind}-{name}-{digest}"
 
 
 def _decode(value):
@@ -81,23 +89,31 @@ def read_info(path: str | Path) -> CacheInfo:
     """Read and check a cache file's attributes; raises :class:`CacheError` if unusable."""
     path = Path(path)
     if path.name.endswith(PARTIAL_SUFFIX):
-        raise CacheError(f"{path} is an unfinished extraction; re-run the same `layerprobe extract` to finish it")
+        raise CacheError(
+            f"{path} is an unfinished extraction; re-run the same `layerprobe extract` to finish it"
+        )
     try:
         with h5py.File(path, "r") as f:
             attrs = {k: _decode(v) for k, v in f.attrs.items()}
             num_rows = int(f["labels"].shape[0]) if "labels" in f else -1
     except (OSError, KeyError) as err:
-        raise CacheError(f"cannot read cache file {path}: {err}; delete it and extract again") from err
+        raise CacheError(
+            f"cannot read cache file {path}: {err}; delete it and extract again"
+        ) from err
     version = attrs.get("format_version")
     if version is None or "layers" not in attrs:
-        raise CacheError(f"{path} is not a layerprobe feature cache (no format_version/layers attributes)")
+        raise CacheError(
+            f"{path} is not a layerprobe feature cache (no format_version/layers attributes)"
+        )
     if int(version) != FORMAT_VERSION:
         raise CacheError(
             f"{path} has cache format_version {version}, this layerprobe reads {FORMAT_VERSION}; "
             "re-extract with --force"
         )
     if not attrs.get("complete", False):
-        raise CacheError(f"{path} is not complete; re-run the same `layerprobe extract` to finish it")
+        raise CacheError(
+            f"{path} is not complete; re-run the same `layerprobe extract` to finish it"
+        )
     layers = list(attrs["layers"])
     depths = [float(d) for d in attrs.get("depths", [])] or [
         i / max(len(layers) - 1, 1) for i in range(len(layers))
@@ -126,7 +142,9 @@ def read_arrays(
     wanted = info.layers if layers is None else layers
     missing = [name for name in wanted if name not in info.layers]
     if missing:
-        raise CacheError(f"{path} has no layer(s) {', '.join(missing)}; it has {', '.join(info.layers)}")
+        raise CacheError(
+            f"{path} has no layer(s) {', '.join(missing)}; it has {', '.join(info.layers)}"
+        )
     with h5py.File(path, "r") as f:
         labels = f["labels"][()].astype(np.int64)
         index = f["index"][()].astype(np.int64)

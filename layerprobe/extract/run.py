@@ -198,6 +198,7 @@ def cache_header(
     dtype: str,
     amp: str,
     num_items: int,
+    task_fingerprint: str = "",
 ) -> dict:
     """The attributes of a cache file (see :mod:`layerprobe.extract.cache`), before any row is written."""
     return {
@@ -206,6 +207,7 @@ def cache_header(
         "model_key": model_key,
         "weights_sha256": bb.weights_sha256,
         "task": task,
+        "task_fingerprint": task_fingerprint,
         "split": split,
         "layers": [p.name for p in points],
         "depths": [float(p.depth) for p in points],
@@ -273,6 +275,7 @@ class _Job:
             self.dtype,
             self.amp,
             len(data),
+            self.task.fingerprint(),
         )
         if self.ranks.world == 1:
             part = self._fill(
@@ -339,6 +342,13 @@ class _Job:
                 raise
             raise CacheError(f"{err} (or pass --force to extract it again)") from err
         if self.force:
+            return requested
+        fingerprint = self.task.fingerprint()
+        if info.attrs.get("task_fingerprint", "") != fingerprint:
+            self.say(
+                f"extracting {final} again: its images came from {self.task.name} as "
+                f"{info.attrs.get('task_fingerprint')!r}, now {fingerprint!r}"
+            )
             return requested
         missing = [name for name in requested if name not in info.layers]
         if (

@@ -42,6 +42,7 @@ IDENTITY_ATTRS = (
     "model_key",
     "weights_sha256",
     "task",
+    "task_fingerprint",
     "split",
     "layers",
     "pooling",
@@ -242,8 +243,8 @@ def _resume_problem(path: Path, header: dict) -> str | None:
     except (KeyError, ValueError, RuntimeError) as err:
         return f"the file cannot be read ({type(err).__name__}: {err})"
     for key in IDENTITY_ATTRS:
-        if key not in attrs or not _same(attrs[key], header[key]):
-            return f"it was started with another {key} ({_short(attrs.get(key))} != {_short(header[key])})"
+        if not _same(attrs.get(key, ""), header.get(key, "")):
+            return f"it was started with another {key} ({_short(attrs.get(key))} != {_short(header.get(key))})"
     rows = header["item_stop"] - header["item_start"]
     if (
         n < int(attrs["rows_done"])

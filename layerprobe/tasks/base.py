@@ -139,6 +139,15 @@ class Task:
             return {s: int(self.count(s, root)) for s in self.splits}
         return {s: len(self.loader(s, root)) for s in self.splits}
 
+    def fingerprint(self) -> str:
+        """What identifies the task's images beyond its name ('' when only the name does).
+
+        Generated tasks depend on settings (the built-in suite's image size and seed); a
+        feature cache records this so that changed settings are never served stale features.
+        """
+        make = self.extra.get("fingerprint")
+        return str(make()) if callable(make) else str(make or "")
+
     def find(self, data_root: str | os.PathLike | None = None) -> tuple[bool, str]:
         """``(found, what)``: whether this task's data is present under the data root."""
         if self.locate is None:

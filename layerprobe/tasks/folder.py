@@ -27,7 +27,7 @@ def _images(folder: Path) -> list[Path]:
 
 def folder_task(path: str | Path) -> Task:
     """Build a task from an ImageFolder tree; raises :class:`DataError` if missing or empty."""
-    root = Path(path).expanduser()
+    root = Path(path).expanduser().resolve()
     if not root.is_dir():
         raise DataError(
             f"data folder {root} does not exist; give a folder with one sub-folder per class"
