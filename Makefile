@@ -37,6 +37,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/extract_overhead.py
 	$(BIN)/python benchmarks/probe_sweep.py
+	$(BIN)/python benchmarks/tasks_listing.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check layerprobe tests benchmarks

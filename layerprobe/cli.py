@@ -23,8 +23,15 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments give one line, like every other user error (sub-parsers inherit this)."""
+
+    def error(self, message: str):
+        self.exit(2, f"layerprobe: error: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="layerprobe",
         description="How good is every layer of a vision backbone for every downstream task?",
     )

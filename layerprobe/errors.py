@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -59,3 +60,15 @@ def did_you_mean(name: str, candidates: Iterable[str], n: int = 5) -> str:
     """A ' Did you mean: a, b?' suffix, or '' when nothing is close."""
     hits = close_names(name, candidates, n)
     return f" Did you mean: {', '.join(hits)}?" if hits else ""
+
+
+def check_folder(path: str | Path, option: str) -> Path:
+    """Raise :class:`ConfigError` if the output folder ``path`` (given as ``option``) cannot be a
+    folder because it, or the nearest part of its path that exists, is a file."""
+    path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ConfigError(
+            f"{option} {path}: {existing} is a file, not a folder; give {option} a folder path"
+        )
+    return path

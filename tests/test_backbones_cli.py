@@ -100,6 +100,7 @@ def test_layers_checkpoint_option(tmp_path, capsys):
         ),
         (["layers", "tim:resnet18"], "unknown model namespace"),
         (["layers", "resnet18", "--checkpoint", "/nonexistent/w.pt"], "does not exist"),
+        (["layers", "resnet18", "--image-size", "0"], "image size must be a positive integer"),
     ],
 )
 def test_layers_bad_input_in_process(argv, message, capsys):
@@ -119,3 +120,33 @@ def test_unknown_model_subprocess_exit_2_no_traceback():
     assert "Traceback" not in proc.stderr
     assert "unknown timm model 'vit_smal_patch16_224'" in proc.stderr
     assert "vit_small_patch16_224" in proc.stderr  # the suggestion
+
+
+@pytest.mark.parametrize(
+    "model_arg,message",
+    [
+        ("depth=-1", "cannot be built with"),  # RuntimeError deep inside timm
+        ("patch_size=0", "cannot be built with"),  # ZeroDivisionError
+    ],
+)
+def test_bad_model_arg_values_are_one_line_errors(model_arg, message, capsys):
+    assert main(["layers", *TINY_VIT_ARGS, "--model-arg", model_arg]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("layerprobe: error:") and message in err and "\n" not in err
+
+
+def test_bad_argument_syntax_is_one_line_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["layers", *TINY_VIT_ARGS, "--model-arg", "=3"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("layerprobe: error:") and "no key" in err and "\n" not in err
+
+
+def test_mean_and_std_are_spelt_as_in_extract(capsys):
+    assert main(["layers", *TINY_VIT_ARGS, "--mean", "0.5,0.5,0.5", "--std", "0.2,0.2,0.2"]) == 0
+    with_default = capsys.readouterr().out.splitlines()[0]
+    assert main(["layers", *TINY_VIT_ARGS]) == 0
+    assert capsys.readouterr().out.splitlines()[0] != with_default  # the model key changed
+    assert main(["layers", *TINY_VIT_ARGS, "--mean", "0.5,0.5"]) == 2
+    assert "three numbers" in capsys.readouterr().err

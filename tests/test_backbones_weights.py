@@ -83,13 +83,16 @@ def test_mismatch_from_another_architecture(tmp_path):
 def test_unreadable_checkpoint(tmp_path, content, suffix):
     path = tmp_path / f"broken{suffix}"
     path.write_bytes(content)
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(CheckpointError, match="cannot read") as err:
         load(TINY_VIT, path, **TINY_VIT_KWARGS)
+    assert "weights_only" not in str(err.value)  # torch's unsafe advice is not passed on
 
 
 def test_missing_and_non_state_dict_checkpoints(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load(TINY_VIT, tmp_path / "nope.pt", **TINY_VIT_KWARGS)
+    with pytest.raises(CheckpointError, match="is a folder; give the weights file"):
+        load(TINY_VIT, tmp_path, **TINY_VIT_KWARGS)
     path = tmp_path / "list.pt"
     torch.save([1, 2, 3], path)
     with pytest.raises(CheckpointError, match="not a state dict"):

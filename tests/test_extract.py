@@ -355,3 +355,21 @@ def test_float16_overflow_and_nan_features_are_clear_errors(image_folder, tmp_pa
     bb.__dict__.pop("weights_sha256", None)  # new weights, new model key
     with pytest.raises(DataError, match="layer block1 gives NaN.*item 0"):
         extract(bb, task, cache_dir=tmp_path, dtype="float32", quiet=True)
+
+
+def test_partial_renamed_to_final_says_how_to_resume(vit, image_folder, tmp_path):
+    task = f"folder:{image_folder}"
+    (path,) = extract(vit, task, cache_dir=tmp_path, layers="pre_logits", quiet=True)
+    with h5py.File(path, "r+") as f:  # what `mv all.h5.partial all.h5` leaves
+        f.attrs["complete"] = False
+    with pytest.raises(CacheError, match="rename it back to all.h5.partial"):
+        extract(vit, task, cache_dir=tmp_path, layers="pre_logits", quiet=True)
+    path.rename(path.with_name("all.h5.partial"))
+    assert extract(vit, task, cache_dir=tmp_path, layers="pre_logits", quiet=True) == [path]
+    assert read_info(path).num_rows == 30
+
+
+def test_cache_path_through_a_file_fails_before_extracting(vit, image_folder, tmp_path):
+    (tmp_path / "cache").write_text("not a folder")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        extract(vit, f"folder:{image_folder}", cache_dir=tmp_path / "cache" / "sub", quiet=True)

@@ -151,6 +151,7 @@ def _bad_cases(folder: Path, tmp: Path, checkpoint: Path) -> dict[str, tuple[lis
         "empty folder": (vit_args(empty, tmp / "c", checkpoint), "no images"),
         "unreadable image": (vit_args(broken, tmp / "c", checkpoint), "bad.png"),
         "cuda without cuda": (ok + ["--device", "cuda"], "CUDA"),
+        "cache is a file": (vit_args(folder, broken / "a" / "bad.png", checkpoint), "not a folder"),
         "other format_version": (ok, "--force"),
     }
 

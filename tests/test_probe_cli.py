@@ -102,6 +102,14 @@ def test_results_match_the_python_api(tmp_path, cache):
     assert row.test_accuracy == pytest.approx(expected)
 
 
+def poison(path, layer: str, at: tuple[int, int], value: float) -> None:
+    """Overwrite one feature value of a cache file (a NaN or inf as a broken model would give)."""
+    with h5py.File(path, "r+") as f:
+        data = f[f"features/{layer}"][()]
+        data[at] = value
+        f[f"features/{layer}"][...] = data
+
+
 def run_error(tmp_path, capsys, *extra) -> str:
     assert probe(tmp_path, *extra) == 2
     err = capsys.readouterr().err.strip()
@@ -124,11 +132,7 @@ def test_incomplete_and_foreign_cache_files(tmp_path, cache, capsys):
 
 
 def test_nan_features_name_the_layer_and_row(tmp_path, cache, capsys):
-    path = cache_path(cache, "toy-0123456789ab", "toy", "test")
-    with h5py.File(path, "r+") as f:
-        data = f["features/blocks.1"][()]
-        data[4, 1] = np.inf
-        f["features/blocks.1"][...] = data
+    poison(cache_path(cache, "toy-0123456789ab", "toy", "test"), "blocks.1", (4, 1), np.inf)
     err = run_error(tmp_path, capsys, "--task", "toy")
     assert "blocks.1" in err and "row 4" in err
 
@@ -182,7 +186,9 @@ def test_single_class_and_too_many_shots(tmp_path, capsys):
 
 def test_unknown_names_and_missing_cache(tmp_path, cache, capsys):
     assert "did you mean" in run_error(tmp_path, capsys, "--task", "toyy").lower()
-    assert "model key" in run_error(tmp_path, capsys, "--model-key", "nope")
+    assert "Model keys there: toy-0123456789ab" in run_error(
+        tmp_path, capsys, "--model-key", "nope"
+    )
     assert "no layer" in run_error(tmp_path, capsys, "--layers", "blocks.9")
     assert "sklearn" in run_error(tmp_path, capsys, "--backend", "sklern")
     assert main(["probe", "--cache", str(tmp_path / "none"), "--results", str(tmp_path / "r")]) == 2
@@ -191,11 +197,7 @@ def test_unknown_names_and_missing_cache(tmp_path, cache, capsys):
 
 def test_an_error_keeps_units_already_written(tmp_path, cache, capsys):
     # 'toy' is probed after 'builtin/shapes'
-    path = cache_path(cache, "toy-0123456789ab", "toy", "train")
-    with h5py.File(path, "r+") as f:
-        data = f["features/pre_logits"][()]
-        data[0, 0] = np.nan
-        f["features/pre_logits"][...] = data
+    poison(cache_path(cache, "toy-0123456789ab", "toy", "train"), "pre_logits", (0, 0), np.nan)
     run_error(tmp_path, capsys)
     assert [p.name.split(".")[0] for p in parts(tmp_path)] == ["builtin__shapes"]
 
@@ -209,3 +211,31 @@ def test_probe_cache_from_python(tmp_path, cache):
     table = load(tmp_path / "py")
     assert set(table.task) == {"toy"} and len(table) == 3 and table.selected.all()
     assert probe_cache(cache, tmp_path / "py", shots=[5], seeds=1, l2s=[1.0], tasks=["toy"]).skipped
+
+
+def test_results_path_through_a_file_fails_before_probing(tmp_path, cache, capsys):
+    (tmp_path / "res").write_text("not a folder")
+    assert "is a file, not a folder" in run_error(tmp_path, capsys)
+    assert (tmp_path / "res").read_text() == "not a folder"
+
+
+def test_bad_shots_syntax_is_one_line_exit_2(tmp_path, cache, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        probe(tmp_path, "--shots", "a,b")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("layerprobe: error: argument --shots") and "\n" not in err
+    assert not parts(tmp_path)
+
+
+def test_folder_task_without_split_folders_says_how_to_split(tmp_path, capsys):
+    write_task(tmp_path / "cache", task="folder:/data/flat", rows={"all": 12})
+    assert "train/ and test/ sub-folders" in run_error(tmp_path, capsys)
+
+
+def test_a_broken_file_of_another_task_does_not_stop_task_filter(tmp_path, cache, capsys):
+    broken = cache_path(cache, "toy-0123456789ab", "toy", "train")
+    broken.write_bytes(b"not hdf5")
+    assert probe(tmp_path, "--task", "builtin/shapes") == 0
+    assert [p.name.split(".")[0] for p in parts(tmp_path)] == ["builtin__shapes"]
+    assert "cannot read cache file" in run_error(tmp_path, capsys, "--task", "toy")

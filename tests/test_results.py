@@ -145,3 +145,20 @@ def test_unreadable_part_is_named_and_can_be_skipped(store, capsys):
     assert show(store, "--skip-bad") == 0
     captured = capsys.readouterr()
     assert "skipping" in captured.err and "pre_logits" in captured.out
+
+
+def test_results_path_that_is_a_file_says_so(tmp_path, capsys):
+    (tmp_path / "res.parquet").write_bytes(b"PAR1")
+    assert show(tmp_path / "res.parquet") == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a file" in err and "does not exist" not in err and "\n" not in err
+
+
+def test_part_with_text_where_numbers_belong_is_a_one_line_error(store, capsys):
+    foreign = rows(task="foreign").astype({"shots": str})
+    foreign.to_parquet(store / "m-1" / "foreign.parquet")
+    assert show(store) == 2
+    err = capsys.readouterr().err.strip()
+    assert "non-numeric column(s) shots" in err and "\n" not in err
+    assert show(store, "--skip-bad") == 0
+    assert "foreign" not in capsys.readouterr().out

@@ -117,3 +117,26 @@ def test_verbose_shows_each_task_split_convention(capsys, root):
     assert "800 train / 200 val / 1100 test" in lines[i + 1]
     i = next(k for k, line in enumerate(lines) if line.startswith("vtab1k/pcam "))
     assert "train800 of train, val200 of val, full test" in lines[i + 1]
+
+
+def test_folder_task_is_listed_with_its_sizes(capsys, image_folder):
+    code, out, _ = run(capsys, f"folder:{image_folder}", "--format", "json")
+    (row,) = json.loads(out)
+    assert code == 0 and row["found"] is True and row["num_classes"] == 3
+    assert row["splits"] == {"all": 30}
+
+
+def test_folder_task_that_is_a_file_is_a_one_line_error(capsys, tmp_path):
+    (tmp_path / "a.png").write_bytes(b"x")
+    code, _, err = run(capsys, f"folder:{tmp_path / 'a.png'}")
+    assert code == 2 and "is a file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_data_root_is_flagged_in_the_header(capsys, tmp_path):
+    code, out, _ = run(capsys, "--data-root", str(tmp_path / "typo"), "vtab1k/svhn")
+    assert code == 0 and "not an existing folder" in out.splitlines()[0]
+
+
+def test_folder_task_without_a_path_is_an_error_not_the_current_folder(capsys):
+    code, _, err = run(capsys, "folder:")
+    assert code == 2 and "folder: needs a path" in err

@@ -15,6 +15,8 @@ import torch
 from layerprobe.errors import ConfigError, EnvironmentProblem, UnknownNameError, did_you_mean
 
 INIT_SEED = 0
+# What a model constructor raises for a bad keyword value (a user error when kwargs were given).
+BAD_VALUE_ERRORS = (ValueError, AssertionError, RuntimeError, ArithmeticError, IndexError)
 
 
 def build_timm(
@@ -125,7 +127,8 @@ def _create(create, kwargs: dict, what: str, *, size_key: str | None, pretrained
             raise
         except Exception as err:  # noqa: BLE001 - sorted below; bugs without `pretrained` re-raise
             if not pretrained:
-                if kwargs and isinstance(err, (ValueError, AssertionError)):
+                # Bad values (depth=-1, patch_size=0, ...) fail deep inside the constructor.
+                if kwargs and isinstance(err, BAD_VALUE_ERRORS):
                     raise ConfigError(
                         f"{what} cannot be built with {kwargs}: {_first_line(err)}"
                     ) from err

@@ -12,6 +12,7 @@ from layerprobe.backbones.checkpoint import read_checkpoint
 from layerprobe.backbones.preprocess import (
     Preprocess,
     default_preprocess,
+    positive_int,
     timm_preprocess,
     torchvision_preprocess,
 )
@@ -48,6 +49,8 @@ def load(
     same arguments give the same weights (and model key) every time.
     """
     parsed = parse_spec(spec)
+    if image_size is not None:  # before building: 0 would read as "not given" further down
+        image_size = positive_int(image_size, "image size")
     if pretrained and checkpoint is not None:
         raise ConfigError("both --pretrained and --checkpoint given; pick one source of weights")
     pretrain_info: dict = {}

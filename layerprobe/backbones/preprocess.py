@@ -89,7 +89,7 @@ class Preprocess:
         """A copy with a new input size (resize = round(size / crop_pct)) and/or mean/std."""
         out = self
         if image_size is not None:
-            size = _positive_int(image_size, "image size")
+            size = positive_int(image_size, "image size")
             out = replace(out, input_size=size, resize_size=max(size, round(size / out.crop_pct)))
         if mean is not None:
             out = replace(out, mean=mean)
@@ -107,7 +107,7 @@ class _ToRGB:
 
 def default_preprocess(image_size: int | None = None) -> Preprocess:
     """ImageNet mean/std, resize + centre crop at ``image_size`` (224 when not given)."""
-    size = _positive_int(image_size or DEFAULT_SIZE, "image size")
+    size = positive_int(image_size or DEFAULT_SIZE, "image size")
     return Preprocess(
         input_size=size,
         resize_size=round(size / DEFAULT_CROP_PCT),
@@ -166,7 +166,8 @@ def _triple(values: Sequence[float], what: str) -> tuple[float, float, float]:
     return out
 
 
-def _positive_int(value, what: str) -> int:
+def positive_int(value, what: str) -> int:
+    """``value`` as an int >= 1, else :class:`ConfigError` naming ``what``."""
     try:
         out = int(value)
     except (TypeError, ValueError) as err:

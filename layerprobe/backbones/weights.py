@@ -9,6 +9,7 @@ missing keys, the unexpected keys and the shape mismatches.
 from __future__ import annotations
 
 import hashlib
+import pickle
 from pathlib import Path
 
 import torch
@@ -28,6 +29,10 @@ def read_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     extra : the safetensors metadata, or the non-tensor entries of a ``.pt`` dict.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is a folder; give the weights file (.pt/.pth/.safetensors)"
+        )
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist; check the path")
     if path.suffix.lower() == ".safetensors":
@@ -35,9 +40,15 @@ def read_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file is the user's to fix
+        # torch's first line for these is advice to pass weights_only=False: unsafe, so not ours.
+        why = (
+            "not a PyTorch file, or it pickles objects other than tensors"
+            if isinstance(err, pickle.UnpicklingError)
+            else f"{type(err).__name__}: {_first_line(err)}"
+        )
         raise CheckpointError(
-            f"cannot read {str(path)!r} as a PyTorch checkpoint ({type(err).__name__}: "
-            f"{_first_line(err)}); give a .pt/.pth state dict or a .safetensors file"
+            f"cannot read {str(path)!r} as a PyTorch checkpoint ({why}); "
+            "give a .pt/.pth state dict or a .safetensors file"
         ) from err
     if not isinstance(obj, dict):
         raise CheckpointError(

@@ -15,6 +15,8 @@ def parse_key_value(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
     key, raw = text.split("=", 1)
+    if not key.strip():
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r} (no key)")
     try:
         value = ast.literal_eval(raw)
     except (ValueError, SyntaxError):

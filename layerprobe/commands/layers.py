@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from layerprobe.backbones import POOLS, Backbone, load
-from layerprobe.commands._common import parse_key_value
+from layerprobe.commands._common import parse_float_list, parse_key_value
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,12 +29,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--image-size", type=int, metavar="N", help="input size in pixels (overrides the model's)"
     )
-    parser.add_argument(
-        "--mean", type=float, nargs=3, metavar=("R", "G", "B"), help="normalisation mean"
-    )
-    parser.add_argument(
-        "--std", type=float, nargs=3, metavar=("R", "G", "B"), help="normalisation std"
-    )
+    # Spelt as in `extract` (R,G,B), so that one command line's options fit the other.
+    parser.add_argument("--mean", type=parse_float_list, metavar="R,G,B", help="normalisation mean")
+    parser.add_argument("--std", type=parse_float_list, metavar="R,G,B", help="normalisation std")
     parser.add_argument(
         "--model-arg",
         type=parse_key_value,

@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "patterns",
         nargs="*",
         metavar="PATTERN",
-        help="only tasks matching these shell patterns, e.g. 'vtab1k/*'",
+        help="only tasks matching these shell patterns, e.g. 'vtab1k/*'; folder:PATH checks a folder",
     )
     parser.add_argument(
         "--data-root", metavar="DIR", help="where the datasets live (default: $LAYERPROBE_DATA)"

@@ -110,9 +110,11 @@ def read_info(path: str | Path) -> CacheInfo:
             f"{path} has cache format_version {version}, this layerprobe reads {FORMAT_VERSION}; "
             "re-extract with --force"
         )
-    if not attrs.get("complete", False):
+    if not attrs.get("complete", False):  # a .partial renamed by hand: resumable under its name
         raise CacheError(
-            f"{path} is not complete; re-run the same `layerprobe extract` to finish it"
+            f"{path} is not complete (an unfinished extraction renamed from {path.name}.partial?); "
+            f"rename it back to {path.name}.partial and re-run the same `layerprobe extract` to "
+            "finish it"
         )
     layers = list(attrs["layers"])
     depths = [float(d) for d in attrs.get("depths", [])] or [

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from layerprobe import __version__
-from layerprobe.errors import CacheError, ConfigError, DataError, EnvironmentProblem
+from layerprobe.errors import CacheError, ConfigError, DataError, EnvironmentProblem, check_folder
 from layerprobe.extract import distributed
 from layerprobe.extract.cache import FORMAT_VERSION, cache_path, partial_path, read_info
 from layerprobe.extract.data import batches
@@ -84,6 +84,7 @@ def extract(
     list of Path : the complete cache file of each split, in the order of ``splits``.
     """
     _check_options(dtype, amp, batch_size, workers)
+    check_folder(cache_dir, "--cache")
     dev = resolve_device(device)
     task = get_task(task) if isinstance(task, str) else task
     split_names = resolve_splits(task, splits)

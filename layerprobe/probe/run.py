@@ -17,8 +17,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from layerprobe.errors import CacheError, DataError, UnknownNameError, UserError, did_you_mean
-from layerprobe.extract.cache import SUFFIX, CacheInfo, read_arrays, read_info
+from layerprobe.errors import (
+    CacheError,
+    DataError,
+    UnknownNameError,
+    UserError,
+    check_folder,
+    did_you_mean,
+)
+from layerprobe.extract.cache import SUFFIX, CacheInfo, cache_path, read_arrays, read_info
 from layerprobe.probe.backends import check_backend, get_backend
 from layerprobe.probe.plan import VAL_FRACTION, VAL_MAX_PER_CLASS, plan_probes
 from layerprobe.probe.problems import DEFAULT_L2S, ProbeSet, check_finite, check_l2s, select_l2
@@ -94,6 +101,9 @@ def find_units(
         try:
             info = read_info(path)
         except CacheError as err:
+            # A broken file of another task than `--task T` asked for is not this run's concern.
+            if tasks and all(path.parent != cache_path(root, rel[0], t, "x").parent for t in tasks):
+                continue
             if not skip_bad:
                 raise
             (warn or _stderr)(f"skipping {err}")
@@ -110,10 +120,15 @@ def find_units(
     usable = [u for u in found if {"train", "test"} <= set(u.splits)]
     if not usable:
         lacking = ", ".join(f"{u.name} has {sorted(u.splits)}" for u in found[:3])
+        how = "extract both with `layerprobe extract --split train,test`"
+        if any(set(u.splits) == {"all"} for u in found):  # a folder: task without split folders
+            how += (
+                " (a folder:PATH task needs train/ and test/ sub-folders, each with class folders)"
+            )
         raise CacheError(
             f"no (model key, task) under {root} has complete train and test splits"
             + (f" ({lacking})" if lacking else "")
-            + "; extract both with `layerprobe extract --split train,test`"
+            + f"; {how}"
         )
     return usable
 
@@ -126,6 +141,7 @@ def _check_filters(found: list[Unit], model_keys, tasks, root: Path) -> None:
             present = sorted(p.name for p in root.iterdir() if p.is_dir())
             raise UnknownNameError(
                 f"no cache for model key {key!r} in {root}.{did_you_mean(key, present)}"
+                f" Model keys there: {', '.join(present) or 'none'}."
             )
     for task in tasks or []:
         if task not in have_tasks:
@@ -160,6 +176,7 @@ def run_probes(
 
     warn = warn or _stderr
     check_backend(config.backend, config.device, config.precision)  # before touching the cache
+    check_folder(results_dir, "--results")
     identity = config.identity()
     units = find_units(cache_dir, model_keys, tasks, skip_bad, warn)
     summary = RunSummary()

@@ -35,6 +35,8 @@ REQUIRED = (
     "backend",
     "created_at",
 )
+# Columns that must hold numbers (a part written by another tool may store them as text).
+NUMERIC = ("depth", "shots", "seed", "l2", "val_accuracy", "test_accuracy", "n_train", "n_test")
 # A probe result is identified by these; a re-run's newer row replaces an older one.
 KEY = ("model_key", "task", "layer", "shots", "seed", "l2", "probe", "backend")
 
@@ -42,6 +44,8 @@ KEY = ("model_key", "task", "layer", "shots", "seed", "l2", "probe", "backend")
 def part_files(results_dir: str | Path) -> list[Path]:
     """The store's part files, sorted (temporary files of running writers are not included)."""
     root = Path(results_dir)
+    if root.is_file():
+        raise DataError(f"results folder {root} is a file; give --results the folder of part files")
     if not root.is_dir():
         raise DataError(
             f"results folder {root} does not exist; run `layerprobe probe --results {root}` first"
@@ -62,6 +66,12 @@ def _read_part(path: Path) -> pd.DataFrame:
         raise DataError(
             f"results part {path} is not a layerprobe results file (no {', '.join(missing)}); "
             "move it out of the results folder, or pass --skip-bad"
+        )
+    wrong = [c for c in NUMERIC if not pd.api.types.is_numeric_dtype(frame[c])]
+    if wrong:
+        raise DataError(
+            f"results part {path} has non-numeric column(s) {', '.join(wrong)}; it was not written "
+            "by `layerprobe probe`: move it out of the results folder, or pass --skip-bad"
         )
     return frame
 

@@ -27,7 +27,13 @@ def _images(folder: Path) -> list[Path]:
 
 def folder_task(path: str | Path) -> Task:
     """Build a task from an ImageFolder tree; raises :class:`DataError` if missing or empty."""
+    if not str(path).strip():  # `folder:$DATA` with DATA unset would silently mean the cwd
+        raise DataError("folder: needs a path, e.g. folder:./images (one sub-folder per class)")
     root = Path(path).expanduser().resolve()
+    if root.is_file():
+        raise DataError(
+            f"data folder {root} is a file; give a folder with one sub-folder per class"
+        )
     if not root.is_dir():
         raise DataError(
             f"data folder {root} does not exist; give a folder with one sub-folder per class"

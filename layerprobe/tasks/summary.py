@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from layerprobe.errors import UnknownNameError, UserError, did_you_mean
 from layerprobe.tasks.base import Task, resolve_data_root
-from layerprobe.tasks.registry import list_tasks
+from layerprobe.tasks.registry import get_task, list_tasks
 
 JSON_KEYS = ("name", "group", "num_classes", "splits", "found", "description")
 
@@ -50,10 +50,13 @@ def summarize(task: Task, data_root: str | os.PathLike | None = None) -> TaskSum
 
 
 def select_tasks(patterns: Sequence[str] = (), builtin: bool | None = None) -> list[Task]:
-    """Registered tasks whose names match any of ``patterns`` (shell-style; all when empty)."""
+    """Registered tasks whose names match any of ``patterns`` (shell-style; all when empty),
+    plus the ``folder:PATH`` tasks named among them."""
+    folders = [get_task(p) for p in patterns if p.startswith("folder:")]
+    patterns = [p for p in patterns if not p.startswith("folder:")]
     tasks = list_tasks(builtin=builtin)
     if not patterns:
-        return tasks
+        return folders or tasks
     names = [t.name for t in tasks]
     for pattern in patterns:
         if not fnmatch.filter(names, pattern):
@@ -61,7 +64,7 @@ def select_tasks(patterns: Sequence[str] = (), builtin: bool | None = None) -> l
                 f"no task matches {pattern!r}.{did_you_mean(pattern, names)} "
                 "Run `layerprobe tasks` to list them."
             )
-    return [t for t in tasks if any(fnmatch.fnmatchcase(t.name, p) for p in patterns)]
+    return folders + [t for t in tasks if any(fnmatch.fnmatchcase(t.name, p) for p in patterns)]
 
 
 def summarize_tasks(
@@ -86,6 +89,8 @@ def format_table(
     where = (
         str(root) if root is not None else "not set (pass --data-root DIR or set LAYERPROBE_DATA)"
     )
+    if root is not None and not root.is_dir():  # a typo here makes every real task "missing"
+        where += " (not an existing folder; check --data-root or LAYERPROBE_DATA)"
     table = [("task", "group", "classes", "splits", "data")]
     for r in rows:
         table.append(
