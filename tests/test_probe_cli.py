@@ -82,6 +82,18 @@ def test_rerun_skips_done_units_and_force_rewrites(tmp_path, cache):
     assert len(changed) == 1 and "toy." in changed[0].name
 
 
+def test_re_extracted_features_are_probed_again_not_skipped(tmp_path, cache):
+    assert probe(tmp_path, "--task", "toy") == 0
+    (first,) = parts(tmp_path)
+    # The same model key re-extracted with one more layer (as `extract` does for new layers).
+    widths = {"blocks.0": 8, "blocks.1": 8, "blocks.2": 8, "pre_logits": 6}
+    write_task(cache, widths=widths)
+    assert probe(tmp_path, "--task", "toy") == 0
+    newest = max(parts(tmp_path), key=lambda f: f.stat().st_mtime_ns)
+    assert newest != first
+    assert "blocks.2" in set(pq.read_table(newest).to_pandas().layer)
+
+
 def test_layers_and_model_key_filters(tmp_path, cache):
     write_task(cache, model_key="other-key", task="toy")
     assert probe(tmp_path, "--model-key", "other-key", "--layers", "blocks.*") == 0

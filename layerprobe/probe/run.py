@@ -74,6 +74,15 @@ class Unit:
     def name(self) -> str:
         return f"{self.model_key}/{self.task}"
 
+    def features_identity(self) -> dict:
+        """What the cached features are, beyond the model key: per split the task's images
+        (fingerprint), rows and layers. A re-extraction that changes any of them (other
+        built-in seed, added layers) makes a new unit instead of matching a stale part."""
+        return {
+            split: [info.attrs.get("task_fingerprint", ""), info.num_rows, info.layers]
+            for split, info in sorted(self.splits.items())
+        }
+
 
 @dataclass
 class RunSummary:
@@ -183,7 +192,12 @@ def run_probes(
     bar = tqdm(units, desc="probe", unit="unit", disable=quiet or not sys.stderr.isatty())
     for unit in bar:
         bar.set_postfix_str(unit.name, refresh=False)
-        path = part_path(results_dir, unit.model_key, unit.task, identity)
+        path = part_path(
+            results_dir,
+            unit.model_key,
+            unit.task,
+            identity | {"features": unit.features_identity()},
+        )
         if path.exists() and not force:
             summary.skipped.append(path)
             continue
