@@ -15,12 +15,10 @@ from layerprobe.errors import CacheError, ConfigError, DataError, EnvironmentPro
 from layerprobe.extract import extract, read_arrays, read_info
 from layerprobe.tasks.base import open_image
 from layerprobe.tasks.registry import get_task
+from tests.helpers_models import TINY_VIT_KWARGS
 
 TINY = {
-    "vit": (
-        "vit_tiny_patch16_224",
-        dict(img_size=32, patch_size=4, depth=3, embed_dim=48, num_heads=3, num_classes=3),
-    ),
+    "vit": ("vit_tiny_patch16_224", TINY_VIT_KWARGS | {"num_classes": 3}),
     "mixer": ("python:tests.helpers_models:tiny_mixer", dict(num_classes=3)),
     "resnet": ("python:tests.helpers_models:tiny_resnet", dict(num_classes=3)),
     "convnet": ("python:tests.helpers_models:tiny_convnet", dict(num_classes=3, width=4)),

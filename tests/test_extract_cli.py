@@ -18,16 +18,11 @@ import torch
 
 from layerprobe.cli import main
 from layerprobe.extract.cache import FORMAT_VERSION, find_caches, read_arrays, read_info
+from tests.helpers_models import TINY_VIT_KWARGS
 
 ROOT = Path(__file__).resolve().parents[1]
-VIT_ARGS = [
-    "img_size=32",
-    "patch_size=4",
-    "depth=3",
-    "embed_dim=48",
-    "num_heads=3",
-    "num_classes=3",
-]
+VIT_KWARGS = TINY_VIT_KWARGS | {"num_classes": 3}
+VIT_ARGS = [f"{key}={value}" for key, value in VIT_KWARGS.items()]
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +31,7 @@ def vit_checkpoint(tmp_path_factory) -> Path:
     import timm
 
     torch.manual_seed(0)
-    model = timm.create_model(
-        "vit_tiny_patch16_224",
-        img_size=32,
-        patch_size=4,
-        depth=3,
-        embed_dim=48,
-        num_heads=3,
-        num_classes=3,
-    )
+    model = timm.create_model("vit_tiny_patch16_224", **VIT_KWARGS)
     path = tmp_path_factory.mktemp("ckpt") / "vit.pt"
     torch.save(model.state_dict(), path)
     return path

@@ -213,7 +213,7 @@ def cache_header(
         "layers": [p.name for p in points],
         "depths": [float(p.depth) for p in points],
         # The pooling spelt out ("auto" -> what it means for this model), as in the model key.
-        "pooling": bb.canonical_pool(pool) if hasattr(bb, "canonical_pool") else pool,
+        "pooling": bb.canonical_pool(pool),
         "preprocess": bb.preprocess.to_dict(),
         "pretrain": dict(bb.pretrain_info or {}),
         "dtype": dtype,
@@ -257,7 +257,8 @@ class _Job:
     # -- one split --------------------------------------------------------------------------
     def run_split(self, split: str, requested: list[str]) -> Path:
         final = cache_path(self.cache_dir, self.model_key, self.task.name, split)
-        layers = self._layers_to_extract(final, requested)
+        fingerprint = self.task.fingerprint()
+        layers = self._layers_to_extract(final, requested, fingerprint)
         if layers is None:
             self.say(f"reusing complete cache {final}")
             return final
@@ -276,23 +277,17 @@ class _Job:
             self.dtype,
             self.amp,
             len(data),
-            self.task.fingerprint(),
+            fingerprint,
         )
+        partial = partial_path(self.cache_dir, self.model_key, self.task.name, split)
         if self.ranks.world == 1:
-            part = self._fill(
-                partial_path(self.cache_dir, self.model_key, self.task.name, split),
-                header,
-                widths,
-                data,
-                0,
-                len(data),
-                split,
-            )
+            part = self._fill(partial, header, widths, data, 0, len(data), split)
             return self._finish(part, final)
-        return self._run_sharded(final, split, header, widths, data)
+        return self._run_sharded(final, partial, split, header, widths, data)
 
-    def _run_sharded(self, final: Path, split: str, header: dict, widths: dict, data) -> Path:
-        merged_at = partial_path(self.cache_dir, self.model_key, self.task.name, split)
+    def _run_sharded(
+        self, final: Path, merged_at: Path, split: str, header: dict, widths: dict, data
+    ) -> Path:
         shards = [
             merged_at.with_name(f"{merged_at.name}.rank{r}of{self.ranks.world}")
             for r in range(self.ranks.world)
@@ -330,21 +325,18 @@ class _Job:
         self.say(f"wrote {final} ({part.rows_done} rows, {len(part.layers)} layers)")
         return final
 
-    def _layers_to_extract(self, final: Path, requested: list[str]) -> list[str] | None:
+    def _layers_to_extract(
+        self, final: Path, requested: list[str], fingerprint: str
+    ) -> list[str] | None:
         """None to reuse the complete cache at ``final``; else the layers to extract."""
-        if not final.exists():
+        if self.force or not final.exists():
             return requested
         try:
             info = read_info(final)
         except CacheError as err:
-            if self.force:
-                return requested
             if "format_version" in str(err):
                 raise
             raise CacheError(f"{err} (or pass --force to extract it again)") from err
-        if self.force:
-            return requested
-        fingerprint = self.task.fingerprint()
         if info.attrs.get("task_fingerprint", "") != fingerprint:
             self.say(
                 f"extracting {final} again: its images came from {self.task.name} as "

@@ -86,8 +86,7 @@ def _same(a, b) -> bool:
     if isinstance(a, bytes):
         a = a.decode()
     if isinstance(a, np.ndarray) or isinstance(b, list | tuple | np.ndarray):
-        a = [x.decode() if isinstance(x, bytes) else x for x in np.asarray(a).tolist()]
-        return a == list(b)
+        return _decoded_list(a) == list(b)
     if isinstance(a, np.generic):
         a = a.item()
     return a == b
@@ -110,7 +109,7 @@ class PartialCache:
         self.file = file
         self.rows_done = int(file.attrs["rows_done"])
         self.items_done = int(file.attrs["items_done"])
-        self.skipped = [int(i) for i in np.asarray(file.attrs["skipped_items"]).tolist()]
+        self.skipped = _skipped_items(file.attrs)
         self.layers = [str(x) for x in _decoded_list(file.attrs["layers"])]
 
     @classmethod
@@ -223,6 +222,10 @@ def _decoded_list(value) -> list:
     return [x.decode() if isinstance(x, bytes) else x for x in np.asarray(value).tolist()]
 
 
+def _skipped_items(attrs) -> list[int]:
+    return [int(i) for i in np.asarray(attrs["skipped_items"]).tolist()]
+
+
 def _resume_problem(path: Path, header: dict) -> str | None:
     """Why the partial file at ``path`` cannot be resumed for ``header``, or None if it can."""
     try:
@@ -330,13 +333,10 @@ def merge_shards(
         for shard in shards:
             with h5py.File(shard, "r") as f:
                 n, items = int(f.attrs["rows_done"]), int(f.attrs["items_done"])
-                skipped = [int(i) for i in np.asarray(f.attrs["skipped_items"]).tolist()]
-                block = max(
-                    1,
-                    min(
-                        chunk_rows(w, np.dtype(header["dtype"]).itemsize, n)
-                        for w in widths.values()
-                    ),
+                skipped = _skipped_items(f.attrs)
+                # chunk_rows is at least 1
+                block = min(
+                    chunk_rows(w, np.dtype(header["dtype"]).itemsize, n) for w in widths.values()
                 )
                 for start in range(0, max(n, 1), block):
                     stop = min(n, start + block)
