@@ -13,14 +13,8 @@ import sys
 from layerprobe import __version__
 from layerprobe.errors import UserError
 
-# Sub-command name -> module in layerprobe.commands, in the order `--help` lists them.
-COMMANDS = {
-    "layers": "layers",
-    "extract": "extract",
-    "tasks": "tasks",
-    "probe": "probe",
-    "results": "results",
-}
+# Sub-command modules in layerprobe.commands, in the order `--help` lists them.
+COMMANDS = ("layers", "extract", "tasks", "probe", "results")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"layerprobe {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMANDS.values():
-        importlib.import_module(f"layerprobe.commands.{module_name}").add_parser(sub)
+    for name in COMMANDS:
+        importlib.import_module(f"layerprobe.commands.{name}").add_parser(sub)
     return parser
 
 

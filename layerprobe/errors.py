@@ -45,6 +45,12 @@ class EnvironmentProblem(UserError):
     """Something missing from the machine: a GPU, an optional package, disk space, network."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of ``err``'s message (at most 200 characters), or its type name if it has none."""
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
+
+
 def close_names(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
     """Return up to ``n`` candidates that look like ``name`` (for "did you mean" hints)."""
     candidates = list(candidates)

@@ -20,7 +20,7 @@ from layerprobe.backbones.capture import run_sites
 from layerprobe.backbones.families import PRE_LOGITS, Family, Site, conv_layout, describe_family
 from layerprobe.backbones.preprocess import Preprocess
 from layerprobe.backbones.weights import weights_sha256
-from layerprobe.errors import ConfigError, UnknownNameError, did_you_mean
+from layerprobe.errors import ConfigError, UnknownNameError, did_you_mean, first_line
 
 KINDS = {2: "vector", 3: "tokens", 4: "conv"}  # output ndim (with the batch dim) -> kind
 
@@ -155,9 +155,8 @@ class Backbone:
             run_sites(self.model, self._blank_batch(), sites, on_read, stop_early=False)
         except (RuntimeError, AssertionError, ValueError) as err:  # the model's own input checks
             size = self.preprocess.input_size
-            why = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
             raise ConfigError(
-                f"model {self.spec} fails on a (1, 3, {size}, {size}) input ({why}); "
+                f"model {self.spec} fails on a (1, 3, {size}, {size}) input ({first_line(err)}); "
                 "check --image-size and --model-arg values"
             ) from err
         return readings
@@ -168,24 +167,25 @@ class Backbone:
         found = []
         for c in self.family.candidates:
             reading = self._readings.get(c.site)
-            if reading is not None and _kind(reading.shape) is not None:
-                found.append((c, reading))
-        found.sort(key=lambda cr: cr[1].order)  # depth follows the forward pass, not registration
+            kind = _kind(reading.shape) if reading is not None else None
+            if kind is not None:
+                found.append((c, reading, kind))
+        found.sort(key=lambda crk: crk[1].order)  # depth follows the forward pass, not registration
         n = len(found)
         return [
             ProbePoint(
                 name=c.name,
                 depth=i / (n - 1) if n > 1 else 1.0,
-                kind=_kind(r.shape),
+                kind=kind,
                 module=c.site.module,
                 hook=c.site.hook,
                 shape=r.shape,
-                prefix_tokens=c.prefix_tokens if _kind(r.shape) == "tokens" else 0,
-                class_token=c.class_token and _kind(r.shape) == "tokens",
+                prefix_tokens=c.prefix_tokens if kind == "tokens" else 0,
+                class_token=c.class_token and kind == "tokens",
                 layout=_layout(r.shape, c.layout),
                 pooling=c.pooling,
             )
-            for i, (c, r) in enumerate(found)
+            for i, (c, r, kind) in enumerate(found)
         ]
 
     @cached_property

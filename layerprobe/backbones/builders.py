@@ -12,7 +12,13 @@ import sys
 
 import torch
 
-from layerprobe.errors import ConfigError, EnvironmentProblem, UnknownNameError, did_you_mean
+from layerprobe.errors import (
+    ConfigError,
+    EnvironmentProblem,
+    UnknownNameError,
+    did_you_mean,
+    first_line,
+)
 
 INIT_SEED = 0
 # What a model constructor raises for a bad keyword value (a user error when kwargs were given).
@@ -80,9 +86,8 @@ def build_torchvision(
 def build_python(target: str, *, kwargs: dict) -> torch.nn.Module:
     """Call ``factory(**kwargs)`` from ``package.module:factory`` (importable from the cwd too)."""
     module_name, _, factory_name = target.rpartition(":")
-    if (
-        os.getcwd() not in sys.path
-    ):  # like `python -m`: the current folder's packages are importable
+    # Like `python -m`: the current folder's packages are importable.
+    if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
@@ -98,10 +103,7 @@ def build_python(target: str, *, kwargs: dict) -> torch.nn.Module:
             f"module {module_name!r} has no callable {factory_name!r}.{did_you_mean(factory_name, names)}"
         )
 
-    def create(**kw):
-        return factory(**kw)
-
-    model = _create(create, kwargs, f"python:{target}", size_key=None, pretrained=False)
+    model = _create(factory, kwargs, f"python:{target}", size_key=None, pretrained=False)
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(
             f"python:{target} returned a {type(model).__name__}, not a torch.nn.Module"
@@ -122,7 +124,7 @@ def _create(create, kwargs: dict, what: str, *, size_key: str | None, pretrained
                 return _create(create, kwargs, what, size_key=None, pretrained=pretrained)
             if kwargs:
                 raise ConfigError(
-                    f"{what} does not accept these arguments {kwargs}: {_first_line(err)}"
+                    f"{what} does not accept these arguments {kwargs}: {first_line(err)}"
                 ) from err
             raise
         except Exception as err:  # noqa: BLE001 - sorted below; bugs without `pretrained` re-raise
@@ -130,24 +132,19 @@ def _create(create, kwargs: dict, what: str, *, size_key: str | None, pretrained
                 # Bad values (depth=-1, patch_size=0, ...) fail deep inside the constructor.
                 if kwargs and isinstance(err, BAD_VALUE_ERRORS):
                     raise ConfigError(
-                        f"{what} cannot be built with {kwargs}: {_first_line(err)}"
+                        f"{what} cannot be built with {kwargs}: {first_line(err)}"
                     ) from err
                 raise
             if isinstance(err, RuntimeError) and "no pretrained weights" in str(err).lower():
                 raise ConfigError(f"{what} has no pretrained weights; drop --pretrained") from err
             if isinstance(err, RuntimeError) and "state_dict" in str(err):
                 raise ConfigError(
-                    f"pretrained weights of {what} do not fit the arguments {kwargs}: {_first_line(err)}"
+                    f"pretrained weights of {what} do not fit the arguments {kwargs}: {first_line(err)}"
                 ) from err
             if isinstance(err, (ValueError, KeyError)):
-                raise ConfigError(f"{what} with --pretrained: {_first_line(err)}") from err
+                raise ConfigError(f"{what} with --pretrained: {first_line(err)}") from err
             raise EnvironmentProblem(
                 f"could not download pretrained weights for {what} ({type(err).__name__}: "
-                f"{_first_line(err)}); check the network (or HF_HUB_OFFLINE / the torch hub cache), "
+                f"{first_line(err)}); check the network (or HF_HUB_OFFLINE / the torch hub cache), "
                 "or pass the weights with --checkpoint"
             ) from err
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:200] if text else type(err).__name__

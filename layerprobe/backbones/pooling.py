@@ -15,10 +15,6 @@ from layerprobe.errors import ConfigError
 
 POOLS = ("auto", "cls", "mean", "cls+mean", "gap")
 
-# Methods a (layer, pool) pair resolves to; "max" / "avgmax" only come from a timm head's own
-# `global_pool` under `auto`, "cls_dist" from a DeiT-distilled head (class + distillation token).
-METHODS = ("cls", "mean", "cls+mean", "max", "avgmax", "cls_dist", "gap", "identity")
-
 
 def check_pool(pool: str) -> str:
     """Validate a user's pooling name."""
@@ -59,6 +55,10 @@ def apply(
     method: str, x: torch.Tensor, *, prefix_tokens: int = 0, layout: str = "NCHW"
 ) -> torch.Tensor:
     """Pool ``x`` with ``method``.
+
+    ``method`` is what :func:`resolve` gives: "cls", "mean", "cls+mean", "gap", "identity", or
+    "max" / "avgmax" (only a timm head's own ``global_pool`` under ``auto``) / "cls_dist" (a
+    DeiT-distilled head: class + distillation token).
 
     Parameters
     ----------

@@ -54,9 +54,7 @@ def read_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise CheckpointError(
             f"{str(path)!r} holds a {type(obj).__name__}, not a state dict; save model.state_dict()"
         )
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    extra = {k: v for k, v in obj.items() if not isinstance(v, torch.Tensor)}
-    return tensors, extra
+    return _split_tensors(obj)
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -128,13 +126,16 @@ def _unnest(tensors: dict, extra: dict) -> dict[str, torch.Tensor]:
     for key in NESTED_KEYS:
         inner = extra.get(key)
         if isinstance(inner, dict):
-            found = _unnest(
-                {k: v for k, v in inner.items() if isinstance(v, torch.Tensor)},
-                {k: v for k, v in inner.items() if not isinstance(v, torch.Tensor)},
-            )
+            found = _unnest(*_split_tensors(inner))
             if found:
                 return found
     return {}
+
+
+def _split_tensors(obj: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """A dict's tensor entries, and the rest."""
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    return tensors, {k: v for k, v in obj.items() if k not in tensors}
 
 
 def _strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
