@@ -35,22 +35,23 @@ def parse_int_list(text: str) -> list[int]:
 
 
 def parse_float_list(text: str) -> list[float]:
-    """Parse ``0.1,1,2**10`` into floats (``2**k`` allowed)."""
+    """Parse ``0.1,1,2**10`` into floats (``2**k`` and ``2^k`` allowed)."""
     out = []
     for t in text.split(","):
         t = t.strip()
         if not t:
             continue
+        t = t.replace("^", "**")  # 2^k is spelt 2**k
         try:
             if "**" in t:
                 base, exp = t.split("**")
-                out.append(float(base) ** float(exp))
-            elif "^" in t:
-                base, exp = t.split("^")
-                out.append(float(base) ** float(exp))
+                value = float(base) ** float(exp)
             else:
-                out.append(float(t))
-        except ValueError as err:
+                value = float(t)
+            if isinstance(value, complex):  # (-2)**0.5
+                raise ValueError(t)
+            out.append(value)
+        except (ValueError, OverflowError) as err:
             raise argparse.ArgumentTypeError(
                 f"expected comma-separated numbers, got {text!r}"
             ) from err

@@ -7,9 +7,12 @@ and ``backbone_from_args``.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from layerprobe.backbones import POOLS, Backbone, load
 from layerprobe.commands._common import parse_float_list, parse_key_value
+
+if TYPE_CHECKING:  # the backbones room imports torch: only load it when a command runs
+    from layerprobe.backbones import Backbone
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +47,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def backbone_from_args(args: argparse.Namespace) -> Backbone:
     """Load the backbone described by the arguments of :func:`add_model_arguments`."""
+    from layerprobe.backbones import load
+
     return load(
         args.model,
         args.checkpoint,
@@ -63,7 +68,9 @@ def add_parser(subparsers) -> None:
     )
     add_model_arguments(parser)
     parser.add_argument(
-        "--pool", default="auto", choices=POOLS, help="pooling to a vector (default: auto)"
+        "--pool",
+        default="auto",
+        help="auto (default), cls, mean, cls+mean or gap: pooling to a vector",
     )
     parser.add_argument(
         "--layers",
