@@ -26,7 +26,7 @@ import torch
 
 from layerprobe.probe.backends import torch_backend
 from layerprobe.probe.plan import plan_probes
-from layerprobe.probe.problems import DEFAULT_L2S, ProbeSet
+from layerprobe.probe.problems import DEFAULT_L2S, ProbeSet, select_l2
 
 LAYERS, DIM, CLASSES, TRAIN, TEST = 12, 384, 10, 2000, 1000
 SHOTS, SEEDS = (1, 5, 10, 25), 3
@@ -151,8 +151,7 @@ def main() -> None:
             for pairs in per_probe.values():
                 if len(pairs) == len(l2s):
                     a, b = np.array(pairs).transpose(1, 0, 2)
-                    ja = len(l2s) - 1 - np.argmax(a[::-1, 0])
-                    jb = len(l2s) - 1 - np.argmax(b[::-1, 0])
+                    ja, jb = select_l2(a[:, 0]), select_l2(b[:, 0])
                     sk_selected_diffs.append(abs(a[ja, 1] - b[jb, 1]) * 100)
 
     total = sum(statistics.median(r) for r in ours)

@@ -33,9 +33,7 @@ class EvalRows:
     groups: torch.Tensor
 
     @classmethod
-    def build(
-        cls, labels: np.ndarray, group: np.ndarray, num_groups: int, device="cpu"
-    ) -> EvalRows:
+    def build(cls, labels: np.ndarray, group: np.ndarray, num_groups: int) -> EvalRows:
         labels = np.asarray(labels, dtype=np.int64)
         order = np.argsort(labels, kind="stable")
         sorted_labels = labels[order]
@@ -43,7 +41,7 @@ class EvalRows:
         stops = np.append(starts[1:], len(labels))
         segments = [(int(v), int(a), int(b)) for v, a, b in zip(values, starts, stops, strict=True)]
         member = np.asarray(group)[order][None, :] == np.arange(num_groups)[:, None]
-        return cls(order, segments, torch.as_tensor(member, device=device))
+        return cls(order, segments, torch.as_tensor(member))
 
     def slice(self, start: int, stop: int) -> EvalRows:
         """Rows ``start:stop`` of the sorted order (segments clipped and shifted)."""
@@ -59,11 +57,6 @@ class EvalRows:
     def sorted_labels(self) -> np.ndarray:
         """(M,) label of each row, in sorted order."""
         return np.repeat([seg[0] for seg in self.segments], [b - a for _, a, b in self.segments])
-
-    @property
-    def sizes(self) -> np.ndarray:
-        """(G,) number of rows in each group."""
-        return self.groups.sum(1).cpu().numpy()
 
 
 def count_correct(

@@ -16,6 +16,7 @@ import numpy as np
 
 from layerprobe.errors import ConfigError, EnvironmentProblem, UnknownNameError, did_you_mean
 from layerprobe.probe.problems import ProbeSet
+from layerprobe.probe.solver import BIAS, STD_EPS
 
 Backend = Callable[[ProbeSet, np.ndarray, str, str], np.ndarray]
 PRECISIONS = ("float64", "float32")
@@ -65,22 +66,33 @@ def torch_backend(probes: ProbeSet, l2s: np.ndarray, device: str, precision: str
     )
 
 
-def _recipe_arrays(x_train, y_train, x_eval, num_classes, xp):
+def _recipe_arrays(x_train, y_train, x_eval, num_classes, xp, dtype):
     """The recipe's standardised, bias-augmented arrays and ±1 targets, in module ``xp``."""
     x_train = xp.asarray(x_train, dtype=xp.float64)
-    x_eval = xp.asarray(x_eval, dtype=xp.float64)
     mu = x_train.mean(axis=0)
-    sd = x_train.std(axis=0) + 1e-5
-    ones = xp.full((x_train.shape[0], 1), 100.0)
-    xa = xp.concatenate([(x_train - mu) / sd, ones], axis=1)
-    ea = xp.concatenate([(x_eval - mu) / sd, xp.full((x_eval.shape[0], 1), 100.0)], axis=1)
+    sd = x_train.std(axis=0) + STD_EPS
+
+    def augment(x):
+        x = xp.asarray(x, dtype=xp.float64)
+        return xp.concatenate([(x - mu) / sd, xp.full((x.shape[0], 1), BIAS)], axis=1)
+
     y = 2.0 * xp.eye(num_classes)[xp.asarray(y_train)] - 1.0
-    return xa, y, ea
+    return tuple(a.astype(dtype, copy=False) for a in (augment(x_train), y, augment(x_eval)))
 
 
-def _count(pred, y_eval, group, num_groups) -> np.ndarray:
-    right = np.asarray(pred) == y_eval
-    return np.bincount(group[right], minlength=num_groups)
+def _fit_each(probes: ProbeSet, l2s: np.ndarray, xp, dtype, predict) -> np.ndarray:
+    """(layers, P, G, L) counts from one fit per (layer, probe, λ) on the recipe's arrays;
+    ``predict(xa, y, ea, l2)`` returns the (M,) predicted classes of the evaluation rows."""
+    out = np.zeros((len(probes.train), len(probes.subsets), probes.num_groups, len(l2s)), np.int64)
+    for i, (train, evals) in enumerate(zip(probes.train, probes.evals, strict=True)):
+        for p, idx in enumerate(probes.subsets):
+            arrays = _recipe_arrays(
+                train[idx], probes.y_train[idx], evals, probes.num_classes, xp, dtype
+            )
+            for j, l2 in enumerate(l2s):
+                right = np.asarray(predict(*arrays, float(l2))) == probes.y_eval
+                out[i, p, :, j] = np.bincount(probes.eval_group[right], minlength=probes.num_groups)
+    return out
 
 
 def sklearn_backend(probes: ProbeSet, l2s: np.ndarray, device: str, precision: str) -> np.ndarray:
@@ -91,18 +103,13 @@ def sklearn_backend(probes: ProbeSet, l2s: np.ndarray, device: str, precision: s
         raise ConfigError(
             "the sklearn backend runs on the CPU only; use --device cpu (or --backend torch)"
         )
-    out = np.zeros((len(probes.train), len(probes.subsets), probes.num_groups, len(l2s)), np.int64)
-    for i, (train, evals) in enumerate(zip(probes.train, probes.evals, strict=True)):
-        for p, idx in enumerate(probes.subsets):
-            xa, y, ea = _recipe_arrays(
-                train[idx], probes.y_train[idx], evals, probes.num_classes, np
-            )
-            for j, l2 in enumerate(l2s):
-                # Ridge without intercept on the augmented data is exactly (xaᵀxa + λI) W = xaᵀ y.
-                model = Ridge(alpha=float(l2), fit_intercept=False, solver="cholesky").fit(xa, y)
-                pred = np.argmax(model.predict(ea), axis=1)
-                out[i, p, :, j] = _count(pred, probes.y_eval, probes.eval_group, probes.num_groups)
-    return out
+
+    def predict(xa, y, ea, l2):
+        # Ridge without intercept on the augmented data is exactly (xaᵀxa + λI) W = xaᵀ y.
+        model = Ridge(alpha=l2, fit_intercept=False, solver="cholesky").fit(xa, y)
+        return np.argmax(model.predict(ea), axis=1)
+
+    return _fit_each(probes, l2s, np, np.float64, predict)
 
 
 def cuml_backend(probes: ProbeSet, l2s: np.ndarray, device: str, precision: str) -> np.ndarray:
@@ -110,19 +117,12 @@ def cuml_backend(probes: ProbeSet, l2s: np.ndarray, device: str, precision: str)
     cp, ridge_cls = _import_cuml()
     if device == "cpu":
         raise ConfigError("the cuml backend runs on a GPU only; use --device cuda or auto")
-    out = np.zeros((len(probes.train), len(probes.subsets), probes.num_groups, len(l2s)), np.int64)
-    for i, (train, evals) in enumerate(zip(probes.train, probes.evals, strict=True)):
-        for p, idx in enumerate(probes.subsets):
-            xa, y, ea = _recipe_arrays(
-                train[idx], probes.y_train[idx], evals, probes.num_classes, cp
-            )
-            if precision == "float32":
-                xa, y, ea = xa.astype(cp.float32), y.astype(cp.float32), ea.astype(cp.float32)
-            for j, l2 in enumerate(l2s):
-                scores = _cuml_fit_predict(ridge_cls, cp, xa, y, ea, float(l2))
-                pred = cp.asnumpy(cp.argmax(scores, axis=1))
-                out[i, p, :, j] = _count(pred, probes.y_eval, probes.eval_group, probes.num_groups)
-    return out
+
+    def predict(xa, y, ea, l2):
+        return cp.asnumpy(cp.argmax(_cuml_fit_predict(ridge_cls, cp, xa, y, ea, l2), axis=1))
+
+    dtype = cp.float32 if precision == "float32" else cp.float64
+    return _fit_each(probes, l2s, cp, dtype, predict)
 
 
 def _import_cuml():

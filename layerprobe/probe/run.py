@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 
@@ -311,10 +312,11 @@ def _layers(unit: Unit, wanted: Sequence[str] | None) -> list[str]:
 def _layer_chunks(unit: Unit, layers: list[str]) -> list[list[str]]:
     """Groups of layers whose features (all splits, float32) fit the load budget."""
     rows = sum(info.num_rows for info in unit.splits.values())
+    with h5py.File(unit.splits["train"].path, "r") as f:
+        widths = [int(f["features"][name].shape[1]) for name in layers]
     chunks: list[list[str]] = [[]]
     budget = 0
-    for name in layers:
-        width = _width(unit.splits["train"], name)
+    for name, width in zip(layers, widths, strict=True):
         size = rows * width * 4
         if chunks[-1] and budget + size > MAX_LOAD_BYTES:
             chunks.append([])
@@ -322,13 +324,6 @@ def _layer_chunks(unit: Unit, layers: list[str]) -> list[list[str]]:
         chunks[-1].append(name)
         budget += size
     return chunks
-
-
-def _width(info: CacheInfo, layer: str) -> int:
-    import h5py
-
-    with h5py.File(info.path, "r") as f:
-        return int(f["features"][layer].shape[1])
 
 
 def _load_features(unit: Unit, layers: list[str], val_rows: np.ndarray | None):

@@ -51,6 +51,10 @@ class Decomposition:
     def rank(self) -> int:
         return self.lift.shape[-1]
 
+    def __getitem__(self, part: slice) -> Decomposition:
+        """The problems ``part`` of the batch (views, no copy)."""
+        return Decomposition(self.lift[part], self.eigs[part], self.rhs[part])
+
 
 def matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``a @ b`` (batched like numpy); on the CPU through numpy's BLAS (OpenBLAS), which runs

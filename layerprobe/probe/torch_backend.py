@@ -169,10 +169,7 @@ def _settle_near_ties(unsure, scores, z, origin, plans, layer, l2, rows) -> torc
             if len(r) == 0:
                 continue
             b = layer * k + i
-            exact_dec = Decomposition(
-                plan.dec.lift[b : b + 1], plan.dec.eigs[b : b + 1], plan.dec.rhs[b : b + 1]
-            )
-            weights = lambda_weights(exact_dec, l2, torch.float64, centre=True)[0]
+            weights = lambda_weights(plan.dec[b : b + 1], l2, torch.float64, centre=True)[0]
             zr = torch.nn.functional.pad(z[r].double() - origin.double(), (0, 1), value=1.0)
             exact = (zr @ plan.dec.lift[b].double() @ weights).view(len(r), -1, len(l2))
             fast = scores[p, r].view(len(r), -1, len(l2))
@@ -223,7 +220,7 @@ class _Plan:
         """
         k = len(self.subset_ids)
         part = slice(layer * k, (layer + 1) * k)
-        dec = Decomposition(self.dec.lift[part], self.dec.eigs[part], self.dec.rhs[part])
+        dec = self.dec[part]
         weights = lambda_weights(dec, l2, self.score_dtype, centre=True)
         dim = self.lift.shape[1] - 1
         if dual_scoring_is_cheaper(dec.rank, dim, weights.shape[-1], num_rows):
