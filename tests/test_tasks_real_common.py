@@ -70,10 +70,15 @@ def load_all(name: str, root: Path) -> dict:
     """Every split of a task; also checks that the sizes `layerprobe tasks` reports (counted
     before anything is built) are the sizes of the loaded splits."""
     task = get_task(name)
-    sizes = task.split_sizes(root)
+    counted = task.split_sizes(root)
     splits = {s: task.load(s, root) for s in task.splits}
-    assert sizes == {s: len(d) for s, d in splits.items()}
+    assert counted == sizes(splits)
     return splits
+
+
+def sizes(splits: dict) -> dict:
+    """{split: number of examples} of loaded splits."""
+    return {s: len(d) for s, d in splits.items()}
 
 
 # --------------------------------------------------------------------------- the machinery

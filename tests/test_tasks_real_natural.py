@@ -9,14 +9,10 @@ import numpy as np
 import pytest
 import scipy.io as sio
 import torch
-from test_tasks_real_common import assert_aligned, class_tree, load_all, pixels, save
+from test_tasks_real_common import assert_aligned, class_tree, load_all, pixels, save, sizes
 
 from layerprobe.errors import DataError
 from layerprobe.tasks import get_task
-
-
-def sizes(splits: dict) -> dict:
-    return {s: len(d) for s, d in splits.items()}
 
 
 def cifar_rows(n: int, num_classes: int, offset: int = 0) -> tuple[np.ndarray, list[int]]:

@@ -8,15 +8,11 @@ import h5py
 import numpy as np
 import pytest
 from PIL import Image
-from test_tasks_real_common import assert_aligned, class_tree, load_all, pixels
+from test_tasks_real_common import assert_aligned, class_tree, load_all, pixels, sizes
 
 from layerprobe.errors import DataError
 from layerprobe.tasks import get_task
 from layerprobe.tasks.real.retinopathy import btgraham
-
-
-def sizes(splits: dict) -> dict:
-    return {s: len(d) for s, d in splits.items()}
 
 
 def test_pcam_h5_files(tmp_path):

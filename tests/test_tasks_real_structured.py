@@ -11,18 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_tasks_real_common import assert_aligned, class_tree, load_all, pixels, save
+from test_tasks_real_common import assert_aligned, class_tree, load_all, pixels, save, sizes
 
 from layerprobe.errors import DataError
 from layerprobe.tasks import get_task
 from layerprobe.tasks.real.clevr import distance_label
 from layerprobe.tasks.real.dsprites import _images, bin_attribute
 from layerprobe.tasks.real.kitti import closest_vehicle_label
-
-
-def sizes(splits: dict) -> dict:
-    return {s: len(d) for s, d in splits.items()}
-
 
 # --------------------------------------------------------------------------- CLEVR
 # (number of objects, closest depth) per scene -> count label n - 3, distance bin

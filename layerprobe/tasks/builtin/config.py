@@ -31,14 +31,19 @@ class BuiltinSettings:
     cache_dir: Path | None = None
 
 
+def _whole_number(value: object) -> int | None:
+    """``value`` as an int when it is one or spells one exactly (``"32"``, not ``"32.5"`` or ``3.0``)."""
+    try:
+        number = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if str(value).strip() == str(number) or isinstance(value, int) else None
+
+
 def check_image_size(value: object, where: str = "image_size") -> int:
     """An int in [8, 1024], else :class:`ConfigError` naming ``where``."""
-    try:
-        size = int(value)  # type: ignore[arg-type]
-        ok = str(value).strip() == str(size) or isinstance(value, int)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
+    size = _whole_number(value)
+    if size is None or not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
         raise ConfigError(
             f"{where} must be a whole number of pixels from {MIN_IMAGE_SIZE} to "
             f"{MAX_IMAGE_SIZE}, got {value!r}"
@@ -48,12 +53,8 @@ def check_image_size(value: object, where: str = "image_size") -> int:
 
 def check_seed(value: object, where: str = "seed") -> int:
     """A non-negative int, else :class:`ConfigError` naming ``where``."""
-    try:
-        seed = int(value)  # type: ignore[arg-type]
-        ok = str(value).strip() == str(seed) or isinstance(value, int)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or seed < 0 or isinstance(value, bool):
+    seed = _whole_number(value)
+    if seed is None or seed < 0 or isinstance(value, bool):
         raise ConfigError(f"{where} must be a whole number >= 0, got {value!r}")
     return seed
 

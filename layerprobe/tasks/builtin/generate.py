@@ -103,8 +103,7 @@ def clear_memory() -> None:
 
 
 def _remember(key: tuple, arrays: tuple[np.ndarray, np.ndarray]) -> None:
-    size = sum(a.nbytes for a in arrays if not isinstance(a, np.memmap))
-    if size > MEMORY_BUDGET_BYTES:
+    if _nbytes(arrays) > MEMORY_BUDGET_BYTES:
         return
     with _memory_lock:
         _memory[key] = arrays

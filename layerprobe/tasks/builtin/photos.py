@@ -120,8 +120,13 @@ def picture(name: str) -> np.ndarray:
 
 @cache
 def pyramid(name: str) -> tuple[np.ndarray, ...]:
-    """The picture halved again and again (2 x 2 means) down to about 16 px: level k is 2**-k scale."""
-    levels = [picture(name)]
+    """The picture as :func:`halvings`: level k is 2**-k scale."""
+    return halvings(picture(name))
+
+
+def halvings(a: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(H, W, C) halved again and again (2 x 2 means) down to about 16 px: level k is 2**-k scale."""
+    levels = [a]
     while min(levels[-1].shape[:2]) >= 32:
         a = levels[-1]
         h, w = a.shape[0] // 2 * 2, a.shape[1] // 2 * 2

@@ -46,7 +46,7 @@ def _dab_levels() -> tuple[np.ndarray, ...]:
     from skimage.color import rgb2hed
 
     dab = rgb2hed(P.picture("histology"))[..., 2:3].astype(R.F)  # haematoxylin, eosin, DAB
-    return _halvings(dab)
+    return P.halvings(dab)
 
 
 @cache
@@ -59,24 +59,14 @@ def _vessel_levels() -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
     fundus = ndimage.binary_erosion(fundus, iterations=4)
     # Vessels are thin and darker than their surroundings in the green channel.
     vessels = (ndimage.gaussian_filter(green, 6) - green > 0.02) & fundus
-    return _halvings(vessels[..., None].astype(R.F)), _halvings(fundus[..., None].astype(R.F))
-
-
-def _halvings(a: np.ndarray) -> tuple[np.ndarray, ...]:
-    levels = [a]
-    while min(levels[-1].shape[:2]) >= 32:
-        b = levels[-1]
-        h, w = b.shape[0] // 2 * 2, b.shape[1] // 2 * 2
-        b = b[:h, :w]
-        levels.append((b[0::2, 0::2] + b[1::2, 0::2] + b[0::2, 1::2] + b[1::2, 1::2]) / 4)
-    return tuple(levels)
+    return P.halvings(vessels[..., None].astype(R.F)), P.halvings(fundus[..., None].astype(R.F))
 
 
 @cache
 def _terrain_levels() -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
     """Pyramids of the elevation model's slope vectors (gx, gy) and slope magnitude."""
     gy, gx = np.gradient(P.elevation_model(), P.DEM_CELL_M)
-    return _halvings(np.stack([gx, gy], -1)), _halvings(np.hypot(gx, gy)[..., None])
+    return P.halvings(np.stack([gx, gy], -1)), P.halvings(np.hypot(gx, gy)[..., None])
 
 
 def _terrain_score(geometry):

@@ -113,7 +113,7 @@ class LazyNames(Sequence):
     def __getitem__(self, i):
         if self._names is None:
             names = list(self._fetch())
-            self._names = names if len(names) == self._n else [str(j) for j in range(self._n)]
+            self._names = names if len(names) == self._n else index_names(self._n)
         return self._names[i]
 
 
@@ -135,14 +135,7 @@ def percent_split(n: int, *percents: int, seed: int = SPLIT_SEED) -> list[np.nda
     Part sizes are ``p * n // 100`` as in task_adaptation; the last part takes the remainder.
     Each part is returned sorted (int64).
     """
-    perm = fixed_permutation(n, seed)
-    parts, start = [], 0
-    for p in percents:
-        stop = start + p * n // 100
-        parts.append(np.sort(perm[start:stop]))
-        start = stop
-    parts.append(np.sort(perm[start:]))
-    return [p.astype(np.int64) for p in parts]
+    return count_split(n, *(p * n // 100 for p in percents), seed=seed)
 
 
 def count_split(n: int, *counts: int, seed: int = SPLIT_SEED) -> list[np.ndarray]:
@@ -159,6 +152,11 @@ def count_split(n: int, *counts: int, seed: int = SPLIT_SEED) -> list[np.ndarray
 def split_by_percent(data: SplitData, *percents: int) -> list[SplitData]:
     """:func:`percent_split` applied to a split: ``train, val = split_by_percent(trainval, 90)``."""
     return [SubsetSplit(data, idx) for idx in percent_split(len(data), *percents)]
+
+
+def split_by_count(data: SplitData, *counts: int) -> list[SplitData]:
+    """:func:`count_split` applied to a split: ``train, val, test = split_by_count(d, 800, 200)``."""
+    return [SubsetSplit(data, idx) for idx in count_split(len(data), *counts)]
 
 
 def first_of_permutation(data: SplitData, k: int) -> SplitData:

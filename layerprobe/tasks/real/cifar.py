@@ -19,7 +19,12 @@ from pathlib import Path
 
 from layerprobe.errors import DataError
 from layerprobe.tasks.base import ArraySplit
-from layerprobe.tasks.real._common import RealDataset, register_dataset, split_by_percent
+from layerprobe.tasks.real._common import (
+    PARSE_ERRORS,
+    RealDataset,
+    register_dataset,
+    split_by_percent,
+)
 
 CIFAR10_CLASSES = (
     "airplane",
@@ -84,14 +89,7 @@ def _build(tv_name: str, folder: str, url: str):
         for name, train in (("trainval", True), ("test", False)):
             try:
                 ds = cls(str(root), train=train, download=False)
-            except (
-                OSError,
-                ValueError,
-                KeyError,
-                EOFError,
-                RuntimeError,
-                pickle.UnpicklingError,
-            ) as err:
+            except PARSE_ERRORS as err:
                 # torchvision's error does not say which file
                 bad = _first_unreadable(root / folder)
                 raise DataError(

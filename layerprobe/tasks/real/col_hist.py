@@ -17,10 +17,9 @@ from pathlib import Path
 from layerprobe.tasks.base import FileSplit
 from layerprobe.tasks.real._common import (
     RealDataset,
-    SubsetSplit,
-    count_split,
     register_dataset,
     scan_class_folders,
+    split_by_count,
 )
 
 CLASSES = (
@@ -41,9 +40,7 @@ def _build(root: Path):
         root / "col_hist" / "Kather_texture_2016_image_tiles_5000", CLASSES
     )
     everything = FileSplit(paths, labels)
-    train, val, test = (
-        SubsetSplit(everything, idx) for idx in count_split(len(everything), 1600, 400)
-    )
+    train, val, test = split_by_count(everything, 1600, 400)
     return {"train": train, "val": val, "test": test}
 
 

@@ -28,10 +28,9 @@ from layerprobe.errors import DataError
 from layerprobe.tasks.real._common import (
     LazyArraySplit,
     RealDataset,
-    SubsetSplit,
-    percent_split,
     reading,
     register_dataset,
+    split_by_percent,
 )
 
 URL = "https://github.com/google-deepmind/dsprites-dataset (dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz)"
@@ -94,9 +93,7 @@ def _builder(column: int):
             latents = np.asarray(z["latents_classes"])
         labels = bin_attribute(latents[:, column], NUM_VALUES[column])
         everything = LazyArraySplit(functools.partial(_images, str(path)), labels, scale=255)
-        train, val, test = (
-            SubsetSplit(everything, idx) for idx in percent_split(len(labels), 80, 10)
-        )
+        train, val, test = split_by_percent(everything, 80, 10)
         return {"train": train, "val": val, "test": test}
 
     return build

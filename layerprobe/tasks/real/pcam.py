@@ -20,6 +20,7 @@ from PIL import Image
 
 from layerprobe.tasks.base import SplitData
 from layerprobe.tasks.real._common import (
+    SPLITS,
     RealDataset,
     reading,
     register_dataset,
@@ -60,15 +61,14 @@ def _build(root: Path):
     from torchvision.datasets import PCAM
 
     out = {}
-    for ours, theirs in (("train", "train"), ("val", "val"), ("test", "test")):
-        torchvision_dataset(
-            PCAM, root / "pcam", URL, root=str(root), split=theirs
-        )  # existence check
-        stem = PCAM._FILES[theirs]["images"][0].removesuffix("_x.h5")
+    for split in SPLITS:
+        # existence check (torchvision's PCAM names its splits as we do)
+        torchvision_dataset(PCAM, root / "pcam", URL, root=str(root), split=split)
+        stem = PCAM._FILES[split]["images"][0].removesuffix("_x.h5")
         y_path = root / "pcam" / f"{stem}_y.h5"
         with reading(y_path, URL), h5py.File(y_path, "r") as f:
             labels = np.asarray(f["y"][()]).reshape(-1)
-        out[ours] = H5ImageSplit(root / "pcam" / f"{stem}_x.h5", labels)
+        out[split] = H5ImageSplit(root / "pcam" / f"{stem}_x.h5", labels)
     return out
 
 

@@ -29,10 +29,9 @@ from layerprobe.errors import DataError
 from layerprobe.tasks.real._common import (
     LazyArraySplit,
     RealDataset,
-    SubsetSplit,
-    percent_split,
     reading,
     register_dataset,
+    split_by_percent,
 )
 
 URL = "https://cs.nyu.edu/~ylclab/data/norb-v1.0-small/"
@@ -79,13 +78,8 @@ def _left_images(path: Path) -> np.ndarray:
 
 def _builder(column: int, divide: int):
     def build(root: Path):
-        test_all = _part(root, "test", column, divide)
-        val_idx, test_idx = percent_split(len(test_all), 50)
-        return {
-            "train": _part(root, "train", column, divide),
-            "val": SubsetSplit(test_all, val_idx),
-            "test": SubsetSplit(test_all, test_idx),
-        }
+        val, test = split_by_percent(_part(root, "test", column, divide), 50)
+        return {"train": _part(root, "train", column, divide), "val": val, "test": test}
 
     return build
 

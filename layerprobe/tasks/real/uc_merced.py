@@ -16,10 +16,9 @@ from pathlib import Path
 from layerprobe.tasks.base import FileSplit
 from layerprobe.tasks.real._common import (
     RealDataset,
-    SubsetSplit,
-    count_split,
     register_dataset,
     scan_class_folders,
+    split_by_count,
 )
 
 CLASSES = tuple(
@@ -33,9 +32,7 @@ URL = "http://weegee.vision.ucmerced.edu/datasets/landuse.html (UCMerced_LandUse
 def _build(root: Path):
     paths, labels = scan_class_folders(root / "uc_merced" / "UCMerced_LandUse" / "Images", CLASSES)
     everything = FileSplit(paths, labels)
-    train, val, test = (
-        SubsetSplit(everything, idx) for idx in count_split(len(everything), 800, 200)
-    )
+    train, val, test = split_by_count(everything, 800, 200)
     return {"train": train, "val": val, "test": test}
 
 
