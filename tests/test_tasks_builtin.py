@@ -135,6 +135,8 @@ def test_environment_variables_set_size_and_seed(monkeypatch):
         (lambda: configure(image_size="big"), "image_size must be"),
         (lambda: configure(seed=-1), "seed must be"),
         (lambda: builtin_task("count", image_size=2000), "image_size must be"),
+        (lambda: builtin_task("count", image_size=float("inf")), "image_size must be"),
+        (lambda: configure(seed=float("inf")), "seed must be"),
     ],
 )
 def test_bad_settings_say_what_is_wrong(call, message):

@@ -35,7 +35,7 @@ def _whole_number(value: object) -> int | None:
     """``value`` as an int when it is one or spells one exactly (``"32"``, not ``"32.5"`` or ``3.0``)."""
     try:
         number = int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         return None
     return number if str(value).strip() == str(number) or isinstance(value, int) else None
 
