@@ -16,7 +16,7 @@ def tiny_vit():
     """A Backbone of a 3-block timm ViT (class token, 'token' pooling) at 32 px."""
     from layerprobe.backbones import load
 
-    return load(TINY_VIT, **TINY_VIT_KWARGS)
+    return load(TINY_VIT, model_args=TINY_VIT_KWARGS)
 
 
 @pytest.fixture(scope="session")

@@ -57,7 +57,7 @@ def test_vit_blocks_match_forward_intermediates(tiny_vit, images, pool):
 
 
 def test_vit_register_tokens_excluded_from_mean(images):
-    bb = load(TINY_VIT, reg_tokens=2, global_pool="avg", **TINY_VIT_KWARGS)
+    bb = load(TINY_VIT, model_args=dict(reg_tokens=2, global_pool="avg", **TINY_VIT_KWARGS))
     assert bb.probe_points[1].prefix_tokens == 3  # class + 2 registers
     with torch.no_grad():
         maps = bb.model.forward_intermediates(
@@ -72,7 +72,7 @@ def test_vit_register_tokens_excluded_from_mean(images):
 
 
 def test_vit_without_class_token_rejects_cls(images):
-    bb = load(TINY_VIT, class_token=False, global_pool="avg", **TINY_VIT_KWARGS)
+    bb = load(TINY_VIT, model_args=dict(class_token=False, global_pool="avg", **TINY_VIT_KWARGS))
     with pytest.raises(ConfigError, match="no class token"):
         bb.capture(images, "all", pool="cls")
     feats = bb.capture(images, "blocks.0", pool="auto")
@@ -264,7 +264,7 @@ def test_unknown_layer_lists_close_names(tiny_vit):
 
 # ----------------------------------------------------------------------------- model key
 def test_model_key_stable_and_sensitive(tiny_vit):
-    again = load(TINY_VIT, **TINY_VIT_KWARGS)  # seeded init: same weights, same key
+    again = load(TINY_VIT, model_args=TINY_VIT_KWARGS)  # seeded init: same weights, same key
     assert again.weights_sha256 == tiny_vit.weights_sha256
     assert again.model_key("auto") == tiny_vit.model_key("auto")
     assert tiny_vit.model_key("auto") == tiny_vit.model_key("cls")  # auto is cls for this ViT
@@ -272,18 +272,15 @@ def test_model_key_stable_and_sensitive(tiny_vit):
     assert tiny_vit.model_key().startswith("vit_tiny_patch16_224-")
     with torch.no_grad():
         again.model.blocks[0].mlp.fc1.weight[0, 0] += 1.0
-    del again.__dict__["weights_sha256"]  # recompute after the edit
     assert again.model_key() != tiny_vit.model_key()
-    bigger = load(
-        TINY_VIT, image_size=64, **{k: v for k, v in TINY_VIT_KWARGS.items() if k != "img_size"}
-    )
+    bigger = load(TINY_VIT, image_size=64, model_args=dict(**{k: v for k, v in TINY_VIT_KWARGS.items() if k != "img_size"}))
     assert bigger.preprocess.input_size == 64 and bigger.model_key() != tiny_vit.model_key()
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_capture_on_cuda_matches_cpu(images):
-    bb = load(TINY_VIT, **TINY_VIT_KWARGS)
+    bb = load(TINY_VIT, model_args=TINY_VIT_KWARGS)
     on_cpu = bb.capture(images, "all", "cls+mean")
     on_gpu = bb.capture(images.cuda(), "all", "cls+mean")  # the model follows the input's device
     for name, feats in on_gpu.items():
@@ -293,7 +290,7 @@ def test_capture_on_cuda_matches_cpu(images):
 
 # ----------------------------------------------------------------------------- other families
 def test_deit_distilled_pre_logits_averages_class_and_distillation_tokens(images):
-    bb = load("deit_tiny_distilled_patch16_224", **TINY_VIT_KWARGS)
+    bb = load("deit_tiny_distilled_patch16_224", model_args=TINY_VIT_KWARGS)
     with torch.no_grad():
         pre = bb.model.forward_head(bb.model.forward_features(images), pre_logits=True)
         maps = bb.model.forward_intermediates(
@@ -355,7 +352,7 @@ def test_channels_last_maps_are_pooled_over_space(images):
 
 def test_headless_model_keeps_pre_logits(images):
     kwargs = {**TINY_VIT_KWARGS, "num_classes": 0}  # timm replaces the head with nn.Identity
-    bb = load(TINY_VIT, **kwargs)
+    bb = load(TINY_VIT, model_args=kwargs)
     assert bb.probe_points[-1].name == "pre_logits"
     with torch.no_grad():
         expected = bb.model(images)  # a headless timm model returns its pre-logits

@@ -72,7 +72,7 @@ def test_layers_checkpoint_option(tmp_path, capsys):
 
     from layerprobe.backbones import load
 
-    bb = load("python:tests.helpers_models:tiny_convnet", width=4)
+    bb = load("python:tests.helpers_models:tiny_convnet", model_args=dict(width=4))
     torch.save({"state_dict": bb.model.state_dict()}, tmp_path / "w.pt")
     argv = [
         "layers",

@@ -50,14 +50,14 @@ def test_python_spec_errors():
     with pytest.raises(ConfigError, match="returned a int, not a torch.nn.Module"):
         load("python:tests.helpers_models:not_a_module")
     with pytest.raises(ConfigError, match="does not accept these arguments"):
-        load(CONVNET, depth=3)
+        load(CONVNET, model_args=dict(depth=3))
     with pytest.raises(ConfigError, match="needs a timm or torchvision model"):
         load(CONVNET, pretrained=True)
 
 
 def test_bad_timm_kwargs():
     with pytest.raises(ConfigError, match="does not accept these arguments"):
-        load("resnet18", not_an_argument=1)
+        load("resnet18", model_args=dict(not_an_argument=1))
 
 
 def test_model_failing_at_the_image_size():
@@ -96,7 +96,7 @@ def test_pretrained_without_network_torchvision(monkeypatch):
 
 # ----------------------------------------------------------------------------- python models
 def test_python_factory_with_model_args():
-    bb = load(CONVNET, image_size=32, width=4)
+    bb = load(CONVNET, image_size=32, model_args=dict(width=4))
     assert [p.name for p in bb.probe_points] == ["stem", "block1", "block2", "pool", "pre_logits"]
     assert bb.pooled_widths("all") == {
         "stem": 4,
@@ -124,9 +124,7 @@ def test_timm_preprocess_follows_model_config():
 
 
 def test_image_size_overrides_and_builds_timm_at_that_size():
-    bb = load(
-        TINY_VIT, image_size=48, **{k: v for k, v in TINY_VIT_KWARGS.items() if k != "img_size"}
-    )
+    bb = load(TINY_VIT, image_size=48, model_args=dict(**{k: v for k, v in TINY_VIT_KWARGS.items() if k != "img_size"}))
     assert bb.preprocess.input_size == 48 and bb.preprocess.resize_size == round(48 / 0.9)
     assert bb.probe_points[1].shape == (1 + 12 * 12, 48)  # the model itself was built at 48 px
     resnet = load("resnet18", image_size=32)  # takes no img_size: only preprocessing changes
@@ -179,7 +177,7 @@ def test_pretrained_and_checkpoint_together(tmp_path):
 def test_unknown_pretrained_tag_suggests_real_tags():
     with pytest.raises(UnknownNameError, match="unknown pretrained tag.*augreg_in21k_ft_in1k"):
         load("vit_tiny_patch16_224.augreg_in21k_ft_in1kk")
-    tagged = load("vit_tiny_patch16_224.augreg_in21k", **TINY_VIT_KWARGS)
+    tagged = load("vit_tiny_patch16_224.augreg_in21k", model_args=TINY_VIT_KWARGS)
     assert tagged.spec == "timm:vit_tiny_patch16_224.augreg_in21k"
 
 

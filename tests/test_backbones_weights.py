@@ -13,7 +13,7 @@ from tests.helpers_models import TINY_VIT, TINY_VIT_KWARGS
 
 def _trained_state(seed: int = 7) -> dict[str, torch.Tensor]:
     """Weights unlike the seeded init, as a pretraining run would leave them."""
-    bb = load(TINY_VIT, **TINY_VIT_KWARGS)
+    bb = load(TINY_VIT, model_args=TINY_VIT_KWARGS)
     gen = torch.Generator().manual_seed(seed)
     return {
         k: v + 0.01 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v
@@ -44,11 +44,11 @@ def test_weights_round_trip(tmp_path, state, images, layout):
             "module_prefix": {f"module.{k}": v for k, v in state.items()},
         }[layout]
         torch.save(obj, path)
-    bb = load(TINY_VIT, path, **TINY_VIT_KWARGS)
-    ref = load(TINY_VIT, **TINY_VIT_KWARGS)
+    bb = load(TINY_VIT, path, model_args=TINY_VIT_KWARGS)
+    ref = load(TINY_VIT, model_args=TINY_VIT_KWARGS)
     ref.model.load_state_dict(state)
     assert bb.weights_sha256 == ref.weights_sha256
-    assert bb.weights_sha256 != load(TINY_VIT, **TINY_VIT_KWARGS).weights_sha256
+    assert bb.weights_sha256 != load(TINY_VIT, model_args=TINY_VIT_KWARGS).weights_sha256
     for name, feats in _outputs(bb, images).items():
         torch.testing.assert_close(feats, _outputs(ref, images)[name])
     assert bb.model_key().startswith("vit_tiny_patch16_224-w-")
@@ -61,7 +61,7 @@ def test_mismatch_lists_missing_unexpected_and_shapes(tmp_path, state):
     path = tmp_path / "bad.pt"
     torch.save(deeper, path)
     with pytest.raises(CheckpointError) as err:
-        load(TINY_VIT, path, **TINY_VIT_KWARGS)
+        load(TINY_VIT, path, model_args=TINY_VIT_KWARGS)
     msg = str(err.value)
     assert "1 missing keys (blocks.2.mlp.fc2.bias)" in msg
     assert "1 unexpected keys (blocks.3.norm1.weight)" in msg
@@ -74,7 +74,7 @@ def test_mismatch_from_another_architecture(tmp_path):
     path = tmp_path / "convnet.pt"
     torch.save(other.model.state_dict(), path)
     with pytest.raises(CheckpointError, match=r"missing keys \(cls_token, pos_embed.*more\)"):
-        load(TINY_VIT, path, **TINY_VIT_KWARGS)
+        load(TINY_VIT, path, model_args=TINY_VIT_KWARGS)
 
 
 @pytest.mark.parametrize(
@@ -84,23 +84,23 @@ def test_unreadable_checkpoint(tmp_path, content, suffix):
     path = tmp_path / f"broken{suffix}"
     path.write_bytes(content)
     with pytest.raises(CheckpointError, match="cannot read") as err:
-        load(TINY_VIT, path, **TINY_VIT_KWARGS)
+        load(TINY_VIT, path, model_args=TINY_VIT_KWARGS)
     assert "weights_only" not in str(err.value)  # torch's unsafe advice is not passed on
 
 
 def test_missing_and_non_state_dict_checkpoints(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
-        load(TINY_VIT, tmp_path / "nope.pt", **TINY_VIT_KWARGS)
+        load(TINY_VIT, tmp_path / "nope.pt", model_args=TINY_VIT_KWARGS)
     with pytest.raises(CheckpointError, match="is a folder; give the weights file"):
-        load(TINY_VIT, tmp_path, **TINY_VIT_KWARGS)
+        load(TINY_VIT, tmp_path, model_args=TINY_VIT_KWARGS)
     path = tmp_path / "list.pt"
     torch.save([1, 2, 3], path)
     with pytest.raises(CheckpointError, match="not a state dict"):
-        load(TINY_VIT, path, **TINY_VIT_KWARGS)
+        load(TINY_VIT, path, model_args=TINY_VIT_KWARGS)
     path = tmp_path / "empty.pt"
     torch.save({"epoch": 3, "optimizer": {}}, path)
     with pytest.raises(CheckpointError, match="no state dict found.*epoch, optimizer"):
-        load(TINY_VIT, path, **TINY_VIT_KWARGS)
+        load(TINY_VIT, path, model_args=TINY_VIT_KWARGS)
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
@@ -134,7 +134,7 @@ def test_save_checkpoint_rebuilds_same_model(tmp_path, state, images, suffix):
     assert bb.arch_spec == TINY_VIT and bb.model_kwargs == TINY_VIT_KWARGS
     assert bb.preprocess == pre and bb.pretrain_info == info
     assert [p.name for p in bb.probe_points][-1] == "pre_logits"
-    ref = load(TINY_VIT, **TINY_VIT_KWARGS)
+    ref = load(TINY_VIT, model_args=TINY_VIT_KWARGS)
     ref.model.load_state_dict(state)
     assert bb.weights_sha256 == ref.weights_sha256
     with torch.no_grad():

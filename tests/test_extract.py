@@ -28,7 +28,7 @@ TINY = {
 def tiny(kind: str, **kw):
     torch.manual_seed(0)
     spec, kwargs = TINY[kind]
-    return load(spec, image_size=32, **kwargs, **kw)
+    return load(spec, image_size=32, model_args=dict(**kwargs, **kw))
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +253,7 @@ def test_bad_options_are_user_errors(vit, image_folder, tmp_path):
         extract(vit, task, cache_dir=tmp_path, amp="fp8")
     with pytest.raises(ConfigError, match="batch size"):
         extract(vit, task, cache_dir=tmp_path, batch_size=0)
-    with pytest.raises(ConfigError, match="Backbone"):
+    with pytest.raises(ConfigError, match="'image_size' is a model option"):
         extract(vit, task, cache_dir=tmp_path, image_size=64)
 
 

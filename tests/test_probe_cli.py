@@ -11,7 +11,7 @@ from cachefiles import write_cache_file, write_task
 
 from layerprobe.cli import main
 from layerprobe.extract.cache import cache_path
-from layerprobe.probe.store import COLUMNS
+from layerprobe.results.schema import COLUMNS
 
 L2 = "2**-10,1,2**10"
 FAST = ["--shots", "1,5,0", "--seeds", "2", "--l2", L2, "--quiet"]
@@ -215,10 +215,11 @@ def test_an_error_keeps_units_already_written(tmp_path, cache, capsys):
 
 
 def test_probe_cache_from_python(tmp_path, cache):
-    from layerprobe.probe import probe_cache
+    from layerprobe.probe import ProbeConfig, probe_cache
     from layerprobe.results import load
 
-    summary = probe_cache(cache, tmp_path / "py", shots=[5], seeds=1, l2s=[1.0], tasks=["toy"])
+    config = ProbeConfig(shots=[5], seeds=1, l2s=[1.0])
+    summary = probe_cache(cache, tmp_path / "py", config, tasks=["toy"])
     assert len(summary.written) == 1 and summary.skipped == []
     table = load(tmp_path / "py")
     assert set(table.task) == {"toy"} and len(table) == 3 and table.selected.all()

@@ -12,7 +12,8 @@ import pytest
 
 from layerprobe.cli import main
 from layerprobe.errors import DataError
-from layerprobe.probe.store import COLUMNS, write_part
+from layerprobe.results.parts import write_part
+from layerprobe.results.schema import COLUMNS, SCHEMA_VERSION
 from layerprobe.results import layer_summary, load, selected
 
 
@@ -45,22 +46,32 @@ def rows(
                         test_accuracy=test,
                         n_train=5,
                         n_test=10,
-                        probe="closed_form_ridge",
+                        probe="ridge",
+                        l2_select="val",
                         backend="torch",
+                        config="c0",
                         created_at=created or pd.Timestamp(datetime.now(UTC)),
                         selected=l2 == 1.0,
                     )
                 )
-    return pd.DataFrame(out)[COLUMNS]
+    return pd.DataFrame(out)
+
+
+def write(frame: pd.DataFrame, store, tag="a"):
+    """A part of the store holding ``frame`` (one model key and task)."""
+    identity = {
+        "model_key": frame.model_key.iloc[0],
+        "task": frame.task.iloc[0],
+        "probe": "ridge",
+        "tag": tag,
+    }
+    return write_part(frame, store, identity)
 
 
 @pytest.fixture
 def store(tmp_path):
-    write_part(rows(), tmp_path / "m-1" / "toy.a.parquet")
-    write_part(
-        rows(task="other", accs={"blocks.0": [0.7, 0.7], "pre_logits": [0.2, 0.4]}),
-        tmp_path / "m-1" / "other.a.parquet",
-    )
+    write(rows(), tmp_path)
+    write(rows(task="other", accs={"blocks.0": [0.7, 0.7], "pre_logits": [0.2, 0.4]}), tmp_path)
     return tmp_path
 
 
@@ -71,23 +82,30 @@ def show(store, *extra) -> int:
 def test_load_returns_every_row(store):
     table = load(store)
     assert isinstance(table, pd.DataFrame) and len(table) == 16
-    assert list(table.columns) == COLUMNS
+    assert list(table.columns) == COLUMNS and (table.schema_version == SCHEMA_VERSION).all()
 
 
 def test_newer_rerun_replaces_older_rows(store):
     old = pd.Timestamp("2020-01-01", tz="UTC")
-    write_part(
-        rows(accs={"blocks.0": [0.1, 0.1], "pre_logits": [0.1, 0.1]}, created=old),
-        store / "m-1" / "toy.b.parquet",
-    )
+    write(rows(accs={"blocks.0": [0.1, 0.1], "pre_logits": [0.1, 0.1]}, created=old), store, "b")
     table = load(store)
     assert len(table) == 16 and table[table.task == "toy"].test_accuracy.max() == 0.9
 
 
-def test_selected_lambda_ties_go_to_the_larger_lambda():
+def test_two_configurations_of_one_probe_are_never_mixed(store):
+    other = rows(accs={"blocks.0": [0.1, 0.1], "pre_logits": [0.1, 0.1]})
+    other["config"] = "c1"  # e.g. another λ grid: newer, but not the same result
+    write(other, store, "b")
+    table = load(store)
+    assert len(table) == 24 and set(table.config) == {"c0", "c1"}
+    summary = layer_summary(table[table.task == "toy"])
+    assert len(summary) == 4  # a block per configuration, never an average across them
+
+
+def test_selected_rows_are_the_stored_choice():
     table = rows()
-    table.loc[table.l2 == 2.0, "val_accuracy"] = 0.9  # tie with λ = 1
-    assert set(selected(table).l2) == {2.0}
+    table.loc[table.l2 == 2.0, "val_accuracy"] = 0.95  # a better val accuracy, not chosen
+    assert set(selected(table).l2) == {1.0}  # the stored `selected` column is the one truth
 
 
 def test_summary_is_mean_std_over_seeds_with_best_layer(store):
@@ -135,7 +153,7 @@ def test_show_errors_are_one_line(tmp_path, store, capsys):
 
 
 def test_unreadable_part_is_named_and_can_be_skipped(store, capsys):
-    bad = store / "m-1" / "broken.x.parquet"
+    bad = store / "m-1" / "broken.ridge.0123456789abcdef.parquet"
     bad.write_bytes(b"PAR1 not really parquet")
     assert show(store) == 2
     err = capsys.readouterr().err
@@ -154,11 +172,30 @@ def test_results_path_that_is_a_file_says_so(tmp_path, capsys):
     assert "is a file" in err and "does not exist" not in err and "\n" not in err
 
 
-def test_part_with_text_where_numbers_belong_is_a_one_line_error(store, capsys):
+def test_part_not_written_by_layerprobe_is_a_one_line_error(store, capsys):
     foreign = rows(task="foreign").astype({"shots": str})
     foreign.to_parquet(store / "m-1" / "foreign.parquet")
     assert show(store) == 2
     err = capsys.readouterr().err.strip()
-    assert "non-numeric column(s) shots" in err and "\n" not in err
+    assert "foreign.parquet was not written by layerprobe" in err and "\n" not in err
     assert show(store, "--skip-bad") == 0
     assert "foreign" not in capsys.readouterr().out
+
+
+def test_part_of_another_schema_version_says_what_to_do(store, capsys):
+    import pyarrow.parquet as pq
+
+    path = next(store.rglob("toy.*.parquet"))
+    table = pq.read_table(path)
+    meta = dict(table.schema.metadata) | {b"layerprobe_schema_version": b"1"}
+    pq.write_table(table.replace_schema_metadata(meta), path)
+    assert show(store) == 2
+    err = capsys.readouterr().err.strip()
+    assert "results schema 1" in err and "new --results folder" in err and "\n" not in err
+
+
+def test_part_renamed_or_copied_over_another_is_refused(store, capsys):
+    toy, other = sorted(store.rglob("*.parquet"), key=lambda p: "other" in p.name)
+    other.write_bytes(toy.read_bytes())  # the toy rows under the other task's name
+    assert show(store) == 2
+    assert "does not carry the identity its name says" in capsys.readouterr().err

@@ -6,6 +6,7 @@ memory (``Backbone("python:mine", model, preprocess)``).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -21,6 +22,7 @@ from layerprobe.backbones.families import PRE_LOGITS, Family, Site, conv_layout,
 from layerprobe.backbones.preprocess import Preprocess
 from layerprobe.backbones.weights import weights_sha256
 from layerprobe.errors import ConfigError, UnknownNameError, did_you_mean, first_line
+from layerprobe.layers import is_glob, match_item, split_layers
 
 KINDS = {2: "vector", 3: "tokens", 4: "conv"}  # output ndim (with the batch dim) -> kind
 
@@ -101,15 +103,25 @@ class Backbone:
         self.pretrain_info = dict(pretrain_info or {})
         self.family: Family = describe_family(model)
         self._selections: dict[tuple[str, ...], list[ProbePoint]] = {}
+        self._weights_stamp: tuple | None = None
+        self._weights_hash = ""
 
     def __repr__(self) -> str:
         return f"Backbone({self.spec!r}, input {self.preprocess.input_size}px)"
 
     # ------------------------------------------------------------------ identity
-    @cached_property
+    @property
     def weights_sha256(self) -> str:
-        """sha256 of the weights (state dict tensors in key order), computed once."""
-        return weights_sha256(self.model)
+        """sha256 of the weights (state dict tensors in key order).
+
+        Recomputed only when a tensor changed: torch bumps a tensor's ``_version`` on every
+        in-place write (``load_state_dict``, an optimizer step), so the key follows the weights.
+        """
+        stamp = tuple((t.data_ptr(), t._version) for t in self.model.state_dict().values())
+        if self._weights_stamp != stamp:
+            self._weights_hash = weights_sha256(self.model)
+            self._weights_stamp = stamp
+        return self._weights_hash
 
     def model_key(self, pool: str = "auto") -> str:
         """``<readable name>-<12 hex>``: the hash covers weights, preprocessing, pooling and architecture."""
@@ -132,6 +144,15 @@ class Backbone:
         if pool in ("mean", "gap"):  # both are the patch-token mean on tokens, gap on conv maps
             return "mean" if tokens else "gap"
         return pool
+
+    def with_resize(self, resize: str | None) -> Backbone:
+        """The same model with images made square by ``resize`` (None: unchanged). The mode is
+        part of the preprocessing, so of the model key. Shares the module with ``self``."""
+        if resize is None or resize == self.preprocess.resize:
+            return self
+        out = copy.copy(self)
+        out.preprocess = self.preprocess.with_overrides(resize=resize)
+        return out
 
     def to(self, device: str | torch.device) -> Backbone:
         """Move the model to ``device``; returns self."""
@@ -200,11 +221,10 @@ class Backbone:
     def select(self, layers: str | list[str] = "all") -> list[ProbePoint]:
         """Probe points for ``layers``, in depth order.
 
-        ``layers`` is "all", a name, a glob (``blocks.*``, ``layer*.*``; ``*`` stays inside one
-        dotted part, ``**`` crosses parts), a comma-separated string of those, or a list.
+        ``layers`` is a selection as :mod:`layerprobe.layers` defines it ("all", names, globs).
         Any ``named_modules()`` path with a tensor output is accepted too.
         """
-        items = tuple(_split(layers))
+        items = tuple(split_layers(layers))
         if items not in self._selections:  # capture() selects once per batch: remember answers
             self._selections[items] = self._select(items)
         return list(self._selections[items])
@@ -225,9 +245,8 @@ class Backbone:
         defaults = [p.name for p in self.probe_points]
         if item == "all":
             return defaults
-        if any(ch in item for ch in "*?["):
-            pattern = _glob_regex(item)
-            hits = [n for n in self.layer_names if pattern.fullmatch(n)]
+        if is_glob(item):
+            hits = match_item(item, self.layer_names)
             if not hits:
                 raise UnknownNameError(
                     f"layer pattern {item!r} matches no layer of {self.spec}; default layers: "
@@ -363,35 +382,6 @@ def _kind(shape: tuple[int, ...] | None) -> str | None:
 
 def _layout(shape: tuple[int, ...], prior: str) -> str:
     return conv_layout(shape, prior) if len(shape) == 3 else "NCHW"
-
-
-def _split(layers: str | list[str]) -> list[str]:
-    items = [layers] if isinstance(layers, str) else list(layers)
-    return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
-
-
-def _glob_regex(pattern: str) -> re.Pattern:
-    """``*`` matches within one dotted part, ``**`` across parts, ``?`` one character."""
-    out = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^.]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^.]")
-            i += 1
-        elif pattern[i] == "[" and "]" in pattern[i + 1 :]:
-            end = pattern.index("]", i + 1)
-            out.append("[" + re.escape(pattern[i + 1 : end]).replace("\\-", "-") + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out))
 
 
 def _preview(names: list[str], n: int = 8) -> str:

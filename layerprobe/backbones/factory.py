@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -25,11 +26,11 @@ def load(
     spec: str,
     checkpoint: str | Path | None = None,
     *,
+    model_args: Mapping[str, object] | None = None,
     pretrained: bool = False,
     image_size: int | None = None,
     mean=None,
     std=None,
-    **model_kwargs,
 ) -> Backbone:
     """Build a backbone from a spec.
 
@@ -43,12 +44,14 @@ def load(
     image_size : input size in pixels; overrides the model's own (timm models are built
         with ``img_size`` where they take it). Resize = round(size / crop_pct).
     mean, std : per-channel normalisation overriding the model's own.
-    **model_kwargs : passed to the model constructor / factory.
+    model_args : keyword arguments of the model constructor / factory, as one mapping, so
+        that any name works (a factory may take ``pretrained`` or ``device`` of its own).
 
     Without pretrained weights or a checkpoint the weights are a seeded random init, so the
     same arguments give the same weights (and model key) every time.
     """
     parsed = parse_spec(spec)
+    model_kwargs = _check_model_args(model_args)
     if image_size is not None:  # before building: 0 would read as "not given" further down
         image_size = positive_int(image_size, "image size")
     if pretrained and checkpoint is not None:
@@ -85,6 +88,16 @@ def load(
         model_kwargs=kwargs,
         pretrain_info=pretrain_info,
     )
+
+
+def _check_model_args(model_args) -> dict:
+    if model_args is None:
+        return {}
+    if not isinstance(model_args, Mapping) or not all(isinstance(k, str) for k in model_args):
+        raise ConfigError(
+            f"model arguments must be a mapping of names to values, got {type(model_args).__name__}"
+        )
+    return dict(model_args)
 
 
 def _build(

@@ -20,15 +20,36 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_SIZE = 224
 DEFAULT_CROP_PCT = 0.875
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos")
+# How an image becomes a square (the paper's protocols squash: VTAB resizes the whole image to
+# 224 x 224; big_vision's few-shot evaluator squashes to 256 x 256 and centre-crops 224):
+RESIZE_MODES = {
+    "crop": "keep the aspect ratio: short side to resize_size, centre crop input_size",
+    "squash": "the whole image to input_size x input_size (VTAB)",
+    "squash-crop": "the whole image to resize_size x resize_size, centre crop input_size "
+    "(big_vision few-shot; timm crop_mode='squash')",
+    "border": "long side to resize_size, pad to a square, centre crop (timm crop_mode='border')",
+}
+TIMM_CROP_MODES = {"center": "crop", "squash": "squash-crop", "border": "border"}
+
+
+def check_resize(mode: str | None) -> str | None:
+    """``mode`` if it is a resize mode (or None), else :class:`ConfigError` listing them."""
+    if mode is not None and mode not in RESIZE_MODES:
+        raise ConfigError(
+            f"unknown resize mode {mode!r}; use one of {', '.join(RESIZE_MODES)} "
+            "(squash keeps the whole image, as VTAB does)"
+        )
+    return mode
 
 
 @dataclass(frozen=True)
 class Preprocess:
     """How an image becomes a model input.
 
-    Resize the short side to ``resize_size`` pixels, centre-crop ``input_size`` x ``input_size``,
-    scale to [0, 1], subtract ``mean`` and divide by ``std`` (per RGB channel).
-    ``crop_pct = input_size / resize_size`` is kept so that a new size keeps the same ratio.
+    Make it square as ``resize`` says (:data:`RESIZE_MODES`; ``crop``: short side to
+    ``resize_size``, centre crop ``input_size``), scale to [0, 1], subtract ``mean`` and divide
+    by ``std`` (per RGB channel). ``crop_pct = input_size / resize_size`` is kept so that a
+    new size keeps the same ratio.
     """
 
     input_size: int
@@ -37,8 +58,10 @@ class Preprocess:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     crop_pct: float = DEFAULT_CROP_PCT
+    resize: str = "crop"
 
     def __post_init__(self) -> None:
+        check_resize(self.resize)
         if int(self.input_size) < 1 or int(self.resize_size) < int(self.input_size):
             raise ConfigError(
                 f"bad preprocessing sizes: input {self.input_size}, resize {self.resize_size}; "
@@ -59,15 +82,23 @@ class Preprocess:
         """A callable ``PIL.Image -> float32 tensor (3, input_size, input_size)``."""
         from torchvision import transforms as T
 
-        return T.Compose(
-            [
-                _ToRGB(),
-                T.Resize(self.resize_size, interpolation=T.InterpolationMode(self.interpolation)),
-                T.CenterCrop(self.input_size),
-                T.ToTensor(),
-                T.Normalize(self.mean, self.std),
+        mode = T.InterpolationMode(self.interpolation)
+        size, big = self.input_size, self.resize_size
+        if self.resize == "squash":
+            square = [T.Resize((size, size), interpolation=mode)]
+        elif self.resize == "squash-crop":
+            square = [T.Resize((big, big), interpolation=mode), T.CenterCrop(size)]
+        elif self.resize == "border":
+            from timm.data.transforms import CenterCropOrPad, ResizeKeepRatio
+
+            fill = [round(255 * v) for v in self.mean]
+            square = [
+                ResizeKeepRatio(big, interpolation=self.interpolation, longest=1.0),
+                CenterCropOrPad(size, fill=fill),
             ]
-        )
+        else:
+            square = [T.Resize(big, interpolation=mode), T.CenterCrop(size)]
+        return T.Compose([_ToRGB(), *square, T.ToTensor(), T.Normalize(self.mean, self.std)])
 
     def to_dict(self) -> dict:
         """A JSON-able dict (mean and std as lists)."""
@@ -77,7 +108,7 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, d: dict) -> Preprocess:
-        keys = {"input_size", "resize_size", "interpolation", "mean", "std", "crop_pct"}
+        keys = {"input_size", "resize_size", "interpolation", "mean", "std", "crop_pct", "resize"}
         return cls(**{k: v for k, v in d.items() if k in keys})
 
     def with_overrides(
@@ -85,9 +116,13 @@ class Preprocess:
         image_size: int | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        resize: str | None = None,
     ) -> Preprocess:
-        """A copy with a new input size (resize = round(size / crop_pct)) and/or mean/std."""
+        """A copy with a new input size (resize = round(size / crop_pct)), mean/std and/or
+        resize mode."""
         out = self
+        if check_resize(resize) is not None:
+            out = replace(out, resize=resize)
         if image_size is not None:
             size = positive_int(image_size, "image size")
             out = replace(out, input_size=size, resize_size=max(size, round(size / out.crop_pct)))
@@ -133,6 +168,7 @@ def timm_preprocess(model: torch.nn.Module) -> Preprocess:
         mean=tuple(cfg["mean"]),
         std=tuple(cfg["std"]),
         crop_pct=crop_pct,
+        resize=TIMM_CROP_MODES.get(cfg.get("crop_mode") or "center", "crop"),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from layerprobe.commands._common import add_quiet, parse_float_list, parse_int_list
+from layerprobe.commands._common import LAYERS_HELP, add_quiet, parse_float_list, parse_int_list
 
 
 def add_parser(subparsers) -> None:
@@ -36,7 +36,7 @@ def add_parser(subparsers) -> None:
         "--layers",
         default="all",
         metavar="all|NAMES|GLOBS",
-        help="comma-separated layer names or globs (e.g. 'blocks.*,pre_logits'); default all",
+        help=LAYERS_HELP,
     )
     p.add_argument(
         "--shots",
@@ -58,6 +58,13 @@ def add_parser(subparsers) -> None:
         default=None,
         metavar="λ,…",
         help="L2 values, e.g. '2**-10,1,2**10' (default 2**-10 … 2**19, 30 values)",
+    )
+    p.add_argument(
+        "--l2-select",
+        default="val",
+        metavar="val|fixed:VALUE",
+        help="λ policy: val (default: best on validation, ties to the larger λ) or fixed:VALUE "
+        "(fixed:1024 is big_vision's protocol; the grid then defaults to that one value)",
     )
     p.add_argument(
         "--backend",
@@ -89,18 +96,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from layerprobe.probe import DEFAULT_L2S, ProbeConfig, run_probes
+    from layerprobe.probe import ProbeConfig, run_probes
 
-    layers = (
-        None
-        if args.layers.strip() in ("", "all")
-        else [s.strip() for s in args.layers.split(",") if s.strip()]
-    )
     config = ProbeConfig(
         shots=args.shots,
         seeds=args.seeds,
-        l2s=args.l2 or DEFAULT_L2S,
-        layers=layers,
+        l2s=args.l2 or None,
+        l2_select=args.l2_select,
+        layers=args.layers,
         backend=args.backend,
         device=args.device,
         precision=args.precision,

@@ -3,9 +3,9 @@
 ``extract(...)`` writes ``<cache>/<model_key>/<task>/<split>.h5`` (see :mod:`.cache` for the
 format); ``read_info``, ``read_arrays`` and ``find_caches`` read them back.
 
->>> from layerprobe.extract import extract, read_arrays
->>> paths = extract("vit_small_patch16_224", "folder:/data/pets", splits="all",
-...                 layers="blocks.*,pre_logits", cache_dir="cache", batch_size=64)
+>>> from layerprobe.extract import ExtractConfig, extract, read_arrays
+>>> config = ExtractConfig(cache_dir="cache", layers="blocks.*,pre_logits", batch_size=64)
+>>> paths = extract("vit_small_patch16_224", "folder:/data/pets", config)
 >>> labels, index, feats = read_arrays(paths[0])  # feats: {layer: (N, D) float16}
 
 The same from the shell: ``layerprobe extract --model vit_small_patch16_224 --task
@@ -26,7 +26,8 @@ from layerprobe.extract.cache import (
 # `extract` pulls in torch; readers of the cache (probe, results) should not pay for that.
 _LAZY = {
     "extract": "layerprobe.extract.run",
-    "DEFAULT_CACHE_DIR": "layerprobe.extract.run",
+    "ExtractConfig": "layerprobe.extract.config",
+    "DEFAULT_CACHE_DIR": "layerprobe.extract.config",
     "is_main_process": "layerprobe.extract.distributed",
 }
 
@@ -43,6 +44,7 @@ __all__ = [
     "DEFAULT_CACHE_DIR",
     "FORMAT_VERSION",
     "CacheInfo",
+    "ExtractConfig",
     "cache_path",
     "extract",
     "find_caches",

@@ -7,7 +7,9 @@ is written it is called ``<split>.h5.partial``; it is renamed to ``<split>.h5`` 
 Inside: ``labels`` (N,) int64, ``index`` (N,) int64, ``features/<layer>`` (N, D) float16 or
 float32; attributes ``format_version``, ``model``, ``model_key``, ``weights_sha256``,
 ``task``, ``split``, ``layers`` (depth order), ``depths``, ``pooling``, ``preprocess``,
-``dtype``, ``rows_done``, ``complete``, ``layerprobe_version``.
+``dtype``, ``rows_done``, ``complete``, ``layerprobe_version``, ``extraction_id`` (a random id
+given when the file is created: probes key their results on it, so re-extracted rows are
+always probed again).
 
 The writer (:mod:`layerprobe.extract.writer`) also stores ``pretrain`` (JSON),
 ``amp``, ``num_items``, ``item_start``, ``item_stop``, ``items_done`` and
@@ -77,6 +79,20 @@ class CacheInfo:
     depths: list[float]
     num_rows: int
     attrs: dict = field(default_factory=dict)
+
+    def identity(self) -> list:
+        """What makes these rows these rows: the file's extraction id (new for every
+        extraction; a file written before ids existed stands in with its modification time),
+        the task's images, rows, layers, dtype and amp."""
+        made = self.attrs.get("extraction_id") or f"mtime:{self.path.stat().st_mtime_ns}"
+        return [
+            made,
+            self.attrs.get("task_fingerprint", ""),
+            self.num_rows,
+            self.layers,
+            self.attrs.get("dtype", ""),
+            self.attrs.get("amp", "none"),
+        ]
 
     @property
     def pretrain(self) -> dict:

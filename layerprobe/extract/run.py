@@ -22,75 +22,46 @@ from tqdm import tqdm
 from layerprobe import __version__
 from layerprobe.errors import CacheError, ConfigError, DataError, EnvironmentProblem, check_folder
 from layerprobe.extract import distributed
+from layerprobe.extract.config import ExtractConfig
+from layerprobe.backbones import Backbone, ModelConfig, as_model_config
 from layerprobe.extract.cache import FORMAT_VERSION, cache_path, partial_path, read_info
 from layerprobe.extract.data import batches
-from layerprobe.extract.features import AMP, DTYPES, BatchFeatures
+from layerprobe.extract.features import BatchFeatures
 from layerprobe.extract.writer import PartialCache, merge_shards
 from layerprobe.tasks.base import Task
 from layerprobe.tasks.registry import get_task
 
-DEFAULT_CACHE_DIR = "cache"
-
-
 def extract(
-    model,
+    model: str | Path | ModelConfig | Backbone,
     task: str | Task,
-    splits: str | list[str] = "all",
-    layers: str | list[str] = "all",
-    pool: str = "auto",
-    cache_dir: str | Path = DEFAULT_CACHE_DIR,
-    dtype: str = "float16",
-    batch_size: int = 64,
-    device: str = "auto",
-    workers: int = 0,
-    force: bool = False,
-    skip_bad: bool = False,
-    quiet: bool = False,
-    amp: str = "none",
-    checkpoint: str | Path | None = None,
-    image_size: int | None = None,
-    data_root: str | Path | None = None,
-    pretrained: bool = False,
-    mean=None,
-    std=None,
-    **model_kwargs,
+    config: ExtractConfig | None = None,
+    **options,
 ) -> list[Path]:
     """Extract pooled features of every requested layer for every requested split of a task.
 
     Parameters
     ----------
-    model : a model spec (``"vit_small_patch16_224"``, ``"torchvision:resnet50"``,
-        ``"python:pkg.mod:factory"``, a layerprobe checkpoint) or a loaded ``Backbone``.
+    model : a :class:`~layerprobe.backbones.ModelConfig` (spec, checkpoint, ``model_args`` …),
+        a bare spec (``"vit_small_patch16_224"``, ``"python:pkg.mod:factory"``, a layerprobe
+        checkpoint path), or a loaded ``Backbone``.
     task : a task name (``layerprobe tasks``), ``"folder:PATH"``, or a :class:`Task`.
-    splits : ``"all"`` (every split of the task), a split name, or a list of them.
-    layers : ``"all"``, layer names, or globs (``"blocks.*"``), as ``Backbone.select`` takes.
-    pool : ``auto``, ``cls``, ``mean``, ``cls+mean`` or ``gap`` (see the backbones room).
-    cache_dir : root of the cache; files go to ``<cache_dir>/<model_key>/<task>/<split>.h5``.
-    dtype : ``"float16"`` or ``"float32"``, the stored feature dtype.
-    batch_size : images per forward pass.
-    device : ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
-    workers : DataLoader worker processes decoding images (0 = in this process).
-    force : extract again even when a complete cache exists.
-    skip_bad : leave out unreadable images instead of stopping; their dataset indices are stored
-        in the file's ``skipped_items`` attribute and their rows are removed.
-    quiet : no progress bar and no messages (warnings still print).
-    amp : ``"bf16"`` runs the forward under bfloat16 autocast, ``"none"`` in full precision.
-    checkpoint, image_size, pretrained, mean, std, **model_kwargs : passed to
-        ``layerprobe.backbones.load`` when ``model`` is a spec.
-    data_root : where the task's data lives (default ``$LAYERPROBE_DATA``).
+    config : how to extract (:class:`ExtractConfig`); default ``ExtractConfig()``.
+    **options : :class:`ExtractConfig` fields replacing those of ``config``
+        (``extract(bb, "builtin/digits", cache_dir="cache")``).
 
     Returns
     -------
-    list of Path : the complete cache file of each split, in the order of ``splits``.
+    list of Path : the complete cache file of each split, in the order of ``config.splits``.
     """
-    _check_options(dtype, amp, batch_size, workers)
-    check_folder(cache_dir, "--cache")
-    dev = resolve_device(device)
+    config = ExtractConfig.build(config, **options)
+    check_folder(config.cache_dir, "--cache")
+    dev = resolve_device(config.device)
     task = get_task(task) if isinstance(task, str) else task
-    split_names = resolve_splits(task, splits)
-    bb = _backbone(model, checkpoint, pretrained, image_size, mean, std, model_kwargs)
-    requested = [p.name for p in bb.select(layers)]
-    model_key = bb.model_key(pool)  # also checks the pooling name
+    split_names = resolve_splits(task, config.splits)
+    bb = model if isinstance(model, Backbone) else as_model_config(model).load()
+    bb = bb.with_resize(config.resize or task.resize)
+    requested = [p.name for p in bb.select(config.layers)]
+    model_key = bb.model_key(config.pool)  # also checks the pooling name
     ranks = distributed.start(dev.type)
     try:
         if dev.type == "cuda" and ranks.world > 1:
@@ -100,37 +71,10 @@ def extract(
                 "the torchrun ranks built different weights (a random initialisation?); pass "
                 "--checkpoint or --pretrained so that every rank loads the same weights"
             )
-        job = _Job(
-            bb=bb,
-            task=task,
-            pool=pool,
-            cache_dir=Path(cache_dir),
-            dtype=dtype,
-            amp=amp,
-            batch_size=int(batch_size),
-            workers=int(workers),
-            force=force,
-            skip_bad=skip_bad,
-            quiet=quiet,
-            data_root=data_root,
-            device=dev,
-            ranks=ranks,
-            model_key=model_key,
-        )
+        job = _Job(bb=bb, task=task, config=config, device=dev, ranks=ranks, model_key=model_key)
         return [job.run_split(split, requested) for split in split_names]
     finally:
         distributed.stop(ranks)
-
-
-def _check_options(dtype: str, amp: str, batch_size: int, workers: int) -> None:
-    if dtype not in DTYPES:
-        raise ConfigError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
-    if amp not in AMP:
-        raise ConfigError(f"unknown amp mode {amp!r}; use one of {', '.join(AMP)}")
-    if int(batch_size) < 1:
-        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-    if int(workers) < 0:
-        raise ConfigError(f"workers must be 0 or more, got {workers}")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -167,26 +111,6 @@ def resolve_splits(task: Task, splits: str | list[str]) -> list[str]:
         elif name not in out:
             out.append(name)
     return out
-
-
-def _backbone(model, checkpoint, pretrained, image_size, mean, std, model_kwargs):
-    if not isinstance(model, str | Path):
-        if checkpoint or pretrained or image_size or mean or std or model_kwargs:
-            raise ConfigError(
-                "checkpoint/model options apply to a model spec, not to an already loaded Backbone"
-            )
-        return model
-    from layerprobe.backbones import load
-
-    return load(
-        str(model),
-        checkpoint,
-        pretrained=pretrained,
-        image_size=image_size,
-        mean=mean,
-        std=std,
-        **model_kwargs,
-    )
 
 
 def cache_header(
@@ -229,25 +153,16 @@ def cache_header(
 class _Job:
     """The settings shared by every split of one `extract` call."""
 
-    bb: object
+    bb: Backbone
     task: Task
-    pool: str
-    cache_dir: Path
-    dtype: str
-    amp: str
-    batch_size: int
-    workers: int
-    force: bool
-    skip_bad: bool
-    quiet: bool
-    data_root: str | Path | None
+    config: ExtractConfig
     device: torch.device
     ranks: distributed.Ranks
     model_key: str
 
     # -- messages ---------------------------------------------------------------------------
     def say(self, msg: str) -> None:
-        if not self.quiet and self.ranks.is_main:
+        if not self.config.quiet and self.ranks.is_main:
             print(f"layerprobe: {msg}", file=sys.stderr)
 
     def warn(self, msg: str) -> None:
@@ -256,30 +171,30 @@ class _Job:
 
     # -- one split --------------------------------------------------------------------------
     def run_split(self, split: str, requested: list[str]) -> Path:
-        final = cache_path(self.cache_dir, self.model_key, self.task.name, split)
+        final = cache_path(self.config.cache_dir, self.model_key, self.task.name, split)
         fingerprint = self.task.fingerprint()
         layers = self._layers_to_extract(final, requested, fingerprint)
         if layers is None:
             self.say(f"reusing complete cache {final}")
             return final
-        data = self.task.load(split, self.data_root)
+        data = self.task.load(split, self.config.data_root)
         if len(data) == 0:
             raise DataError(f"task {self.task.name!r} split {split!r} has no items; check the data")
         points = self.bb.select(layers)
-        widths = self.bb.pooled_widths([p.name for p in points], self.pool)
+        widths = self.bb.pooled_widths([p.name for p in points], self.config.pool)
         header = cache_header(
             self.bb,
             self.model_key,
             self.task.name,
             split,
             points,
-            self.pool,
-            self.dtype,
-            self.amp,
+            self.config.pool,
+            self.config.dtype,
+            self.config.amp,
             len(data),
             fingerprint,
         )
-        partial = partial_path(self.cache_dir, self.model_key, self.task.name, split)
+        partial = partial_path(self.config.cache_dir, self.model_key, self.task.name, split)
         if self.ranks.world == 1:
             part = self._fill(partial, header, widths, data, 0, len(data), split)
             return self._finish(part, final)
@@ -329,7 +244,7 @@ class _Job:
         self, final: Path, requested: list[str], fingerprint: str
     ) -> list[str] | None:
         """None to reuse the complete cache at ``final``; else the layers to extract."""
-        if self.force or not final.exists():
+        if self.config.force or not final.exists():
             return requested
         try:
             info = read_info(final)
@@ -346,8 +261,8 @@ class _Job:
         missing = [name for name in requested if name not in info.layers]
         if (
             not missing
-            and info.attrs.get("dtype") == self.dtype
-            and info.attrs.get("amp", "none") == self.amp
+            and info.attrs.get("dtype") == self.config.dtype
+            and info.attrs.get("amp", "none") == self.config.amp
         ):
             return None
         if missing:
@@ -376,7 +291,7 @@ class _Job:
         return part
 
     def _stream(self, part: PartialCache, data, start: int, stop: int, split: str) -> None:
-        compute = BatchFeatures(self.bb, part.layers, self.pool, self.device, self.dtype, self.amp)
+        compute = BatchFeatures(self.bb, part.layers, self.config.pool, self.device, self.config.dtype, self.config.amp)
         pre = self.bb.preprocess
         loader = batches(
             data,
@@ -384,11 +299,11 @@ class _Job:
             stop,
             pre.transform(),
             pre.input_size,
-            self.batch_size,
-            self.workers,
+            self.config.batch_size,
+            self.config.workers,
             pin_memory=self.device.type == "cuda",
         )
-        show = not self.quiet and self.ranks.is_main and sys.stderr.isatty()
+        show = not self.config.quiet and self.ranks.is_main and sys.stderr.isatty()
         with tqdm(
             total=stop - start,
             initial=part.items_done,
@@ -400,7 +315,7 @@ class _Job:
             for x, index, errors in loader:
                 index = index.numpy()
                 bad = np.array([bool(e) for e in errors])
-                if bad.any() and not self.skip_bad:
+                if bad.any() and not self.config.skip_bad:
                     raise DataError(" ".join(errors[int(np.argmax(bad))].split()))
                 keep = index[~bad]
                 if len(keep):

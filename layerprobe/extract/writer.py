@@ -26,6 +26,7 @@ import errno
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -276,6 +277,7 @@ def _create(path: Path, header: dict, widths: dict[str, int]) -> h5py.File:
         for key, value in header.items():
             f.attrs[key] = _attr(value)
         f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["extraction_id"] = uuid.uuid4().hex
         f.attrs["rows_done"] = 0
         f.attrs["items_done"] = 0
         f.attrs["skipped_items"] = np.zeros(0, dtype=np.int64)

@@ -7,7 +7,6 @@ probed together and written as one part file of the results store.
 
 from __future__ import annotations
 
-import fnmatch
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,43 +22,69 @@ from layerprobe.errors import (
     DataError,
     UnknownNameError,
     UserError,
-    check_folder,
     did_you_mean,
 )
 from layerprobe.extract.cache import SUFFIX, CacheInfo, cache_path, read_arrays, read_info
+from layerprobe.layers import is_all, match_item, split_layers
+from layerprobe.probe import policy
 from layerprobe.probe.backends import check_backend, get_backend
 from layerprobe.probe.plan import VAL_FRACTION, VAL_MAX_PER_CLASS, plan_probes
-from layerprobe.probe.problems import DEFAULT_L2S, ProbeSet, check_finite, check_l2s, select_l2
-from layerprobe.probe.store import COLUMNS, part_path, write_part
+from layerprobe.probe.problems import DEFAULT_L2S, ProbeSet, check_finite, check_l2s
+from layerprobe.results.parts import check_results_dir, config_hash, part_path, write_part
+from layerprobe.results.schema import COLUMNS, pretrain_columns
 
-PROBE_NAME = "closed_form_ridge"  # the `probe` column: the recipe of design.md
-PRETRAIN_KEYS = ("upstream_accuracy", "params", "data_fraction", "epochs", "head_wd", "head_lr")
+PROBE_NAME = "ridge"  # the `probe` column: the closed-form recipe of design.md
 MAX_LOAD_BYTES = 2 << 30  # features of the layers loaded at once (all splits)
 
 
 @dataclass
 class ProbeConfig:
-    """What to probe and how; everything here changes the results (and the part file)."""
+    """What to probe and how: one typed config for the Python API, the CLI and job files.
+
+    Attributes
+    ----------
+    shots : examples per class; 0 = the whole train split.
+    seeds : few-shot draws per shot count (seeds 0 … seeds-1).
+    l2s : the λ grid; None = the policy's default (30 values 2^-10 … 2^19 for ``val``, the one
+        value for ``fixed:VALUE``).
+    l2_select : ``val`` or ``fixed:VALUE`` (:mod:`layerprobe.probe.policy`).
+    layers : a layer selection (:mod:`layerprobe.layers`); None or "all" = every cached layer.
+    backend, device, precision : how the solver runs (:mod:`layerprobe.probe.backends`).
+    """
 
     shots: Sequence[int] = (1, 5, 10, 25)
     seeds: int = 3
-    l2s: Sequence[float] = DEFAULT_L2S
-    layers: Sequence[str] | None = None
+    l2s: Sequence[float] | None = None
+    l2_select: str = policy.VAL
+    layers: str | Sequence[str] | None = None
     backend: str = "torch"
     device: str = "auto"
     precision: str = "float64"
 
-    def identity(self) -> dict:
-        """The fields that name a unit's part file (the device does not change results)."""
+    def __post_init__(self) -> None:
+        self.l2_select = policy.parse_policy(self.l2_select)
+        self.l2s = [float(v) for v in check_l2s(policy.policy_grid(self.l2_select, self.l2s, DEFAULT_L2S))]
+        self.shots = sorted(set(int(k) for k in self.shots))
+        self.seeds = int(self.seeds)
+        self.layers = None if is_all(self.layers) else split_layers(self.layers)
+
+    def values_identity(self) -> dict:
+        """What changes a row's numbers besides its key (the ``config`` column hashes it)."""
         return {
             "probe": PROBE_NAME,
-            "shots": sorted(set(int(k) for k in self.shots)),
-            "seeds": int(self.seeds),
-            "l2s": [float(v) for v in check_l2s(self.l2s)],
-            "layers": list(self.layers) if self.layers else None,
+            "l2s": self.l2s,
+            "l2_select": self.l2_select,
             "backend": self.backend,
             "precision": self.precision,
             "val": [VAL_FRACTION, VAL_MAX_PER_CLASS],
+        }
+
+    def identity(self) -> dict:
+        """What names a unit's part file (the device does not change results)."""
+        return self.values_identity() | {
+            "shots": self.shots,
+            "seeds": self.seeds,
+            "layers": self.layers,
         }
 
 
@@ -76,13 +101,10 @@ class Unit:
         return f"{self.model_key}/{self.task}"
 
     def features_identity(self) -> dict:
-        """What the cached features are, beyond the model key: per split the task's images
-        (fingerprint), rows and layers. A re-extraction that changes any of them (other
-        built-in seed, added layers) makes a new unit instead of matching a stale part."""
-        return {
-            split: [info.attrs.get("task_fingerprint", ""), info.num_rows, info.layers]
-            for split, info in sorted(self.splits.items())
-        }
+        """The identity of the exact cache files read: per split the file's extraction id (new
+        for every extraction), the task's images (fingerprint), rows, layers, dtype and amp.
+        A re-extraction makes a new unit instead of matching a stale part."""
+        return {split: info.identity() for split, info in sorted(self.splits.items())}
 
 
 @dataclass
@@ -186,19 +208,14 @@ def run_probes(
 
     warn = warn or _stderr
     check_backend(config.backend, config.device, config.precision)  # before touching the cache
-    check_folder(results_dir, "--results")
-    identity = config.identity()
+    check_results_dir(results_dir)  # writable, same schema: before the work, not after
     units = find_units(cache_dir, model_keys, tasks, skip_bad, warn)
     summary = RunSummary()
     bar = tqdm(units, desc="probe", unit="unit", disable=quiet or not sys.stderr.isatty())
     for unit in bar:
         bar.set_postfix_str(unit.name, refresh=False)
-        path = part_path(
-            results_dir,
-            unit.model_key,
-            unit.task,
-            identity | {"features": unit.features_identity()},
-        )
+        identity = unit_identity(unit, config)
+        path = part_path(results_dir, identity)
         if path.exists() and not force:
             summary.skipped.append(path)
             continue
@@ -210,21 +227,25 @@ def run_probes(
             warn(f"skipping {unit.name}: {err}")
             summary.bad.append(unit.name)
             continue
-        summary.written.append(write_part(rows, path))
+        summary.written.append(write_part(rows, results_dir, identity))
     return summary
+
+
+def unit_identity(unit: Unit, config: ProbeConfig) -> dict:
+    """Everything that names a unit's part: model key, task, configuration, cache files read."""
+    return {
+        "model_key": unit.model_key,
+        "task": unit.task,
+        **config.identity(),
+        "features": unit.features_identity(),
+    }
 
 
 def probe_cache(
     cache_dir: str | Path,
     results_dir: str | Path,
+    config: ProbeConfig | None = None,
     *,
-    shots: Sequence[int] = (1, 5, 10, 25),
-    seeds: int = 3,
-    l2s: Sequence[float] = DEFAULT_L2S,
-    layers: Sequence[str] | None = None,
-    backend: str = "torch",
-    device: str = "auto",
-    precision: str = "float64",
     model_keys: Sequence[str] | None = None,
     tasks: Sequence[str] | None = None,
     force: bool = False,
@@ -233,11 +254,11 @@ def probe_cache(
 ) -> RunSummary:
     """Probe a feature cache into a results store: ``layerprobe probe`` from Python.
 
-    Every complete (model key, task) with train and test splits, each layer (names or globs
-    in ``layers``; default all), shot count (0 = the whole train split), seed 0 … seeds-1 and
-    λ; see :class:`ProbeConfig` and :func:`run_probes`.
+    Every complete (model key, task) with train and test splits, each layer, shot count
+    (0 = the whole train split), seed and λ of ``config`` (default :class:`ProbeConfig()`);
+    see :func:`run_probes`.
     """
-    config = ProbeConfig(shots, seeds, l2s, layers, backend, device, precision)
+    config = config or ProbeConfig()
     return run_probes(
         cache_dir,
         results_dir,
@@ -254,7 +275,7 @@ def probe_unit(unit: Unit, config: ProbeConfig) -> pd.DataFrame:
     """All probes of one unit as store rows (one per layer, shots, seed and λ)."""
     val_info = unit.splits.get("val")
     layers = _layers(unit, config.layers)
-    l2s = check_l2s(config.l2s)
+    l2s = np.asarray(config.l2s, dtype=np.float64)
     labels = {s: read_arrays(info.path, [])[0] for s, info in unit.splits.items()}
     for split in ("test", "val"):
         if split in labels and len(labels[split]) == 0:
@@ -285,7 +306,7 @@ def probe_unit(unit: Unit, config: ProbeConfig) -> pd.DataFrame:
         np.concatenate(val_acc),
         np.concatenate(test_acc),
         len(labels["test"]),
-        config.backend,
+        config,
     )
 
 
@@ -299,7 +320,7 @@ def _layers(unit: Unit, wanted: Sequence[str] | None) -> list[str]:
         return common
     chosen = set()
     for pattern in wanted:
-        hits = fnmatch.filter(common, pattern)
+        hits = match_item(pattern, common)
         if not hits:
             raise UnknownNameError(
                 f"{unit.name} has no layer {pattern!r} in all its splits.{did_you_mean(pattern, common)}"
@@ -349,7 +370,7 @@ def _load_features(unit: Unit, layers: list[str], val_rows: np.ndarray | None):
     return train, evals
 
 
-def _rows(unit, layers, plan, l2s, val_acc, test_acc, n_test, backend) -> pd.DataFrame:
+def _rows(unit, layers, plan, l2s, val_acc, test_acc, n_test, config) -> pd.DataFrame:
     """Store rows for accuracies of shape (layers, P, L)."""
     info = unit.splits["train"]
     num_layers, num_probes, num_l2 = val_acc.shape
@@ -358,14 +379,13 @@ def _rows(unit, layers, plan, l2s, val_acc, test_acc, n_test, backend) -> pd.Dat
     li, pi, ji = (a.ravel() for a in np.indices(shape))
     keys = np.asarray(plan.keys, dtype=np.int64).reshape(-1, 2)
     selected = np.zeros(shape, bool)
-    best = select_l2(val_acc)  # (layers, P)
-    np.put_along_axis(selected, best[..., None], True, axis=-1)
-    pretrain = info.pretrain
+    chosen = policy.select(config.l2_select, val_acc, l2s)  # (layers, P)
+    np.put_along_axis(selected, chosen[..., None], True, axis=-1)
     frame = pd.DataFrame(
         {
             "model": info.model or unit.model_key,
             "model_key": unit.model_key,
-            **{k: _number(pretrain.get(k), integer=k == "params") for k in PRETRAIN_KEYS},
+            **pretrain_columns(info.pretrain),
             "task": unit.task,
             "layer": np.asarray(layers, dtype=object)[li],
             "depth": np.asarray([depth_of.get(n, np.nan) for n in layers], dtype=np.float64)[li],
@@ -377,20 +397,11 @@ def _rows(unit, layers, plan, l2s, val_acc, test_acc, n_test, backend) -> pd.Dat
             "n_train": np.asarray([len(s) for s in plan.subsets], dtype=np.int64)[pi],
             "n_test": n_test,
             "probe": PROBE_NAME,
-            "backend": backend,
+            "l2_select": config.l2_select,
+            "backend": config.backend,
+            "config": config_hash(config.values_identity()),
             "created_at": pd.Timestamp(datetime.now(UTC)),
             "selected": selected.ravel(),
         }
     )
-    return frame[COLUMNS]
-
-
-def _number(value, integer: bool = False):
-    """A pretraining knob as a number, or None (null) when unknown or not numeric."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return int(round(number)) if integer and np.isfinite(number) else number
+    return frame[[c for c in COLUMNS if c in frame.columns]]

@@ -12,15 +12,12 @@ import pandas as pd
 from layerprobe.errors import ConfigError, DataError, UnknownNameError, did_you_mean
 
 FORMATS = ("text", "csv", "markdown", "json")
-PROBE_KEY = ["model_key", "task", "layer", "shots", "seed", "probe", "backend"]
-GROUP = ["model", "model_key", "task", "shots", "probe", "backend"]
+GROUP = ["model", "model_key", "task", "shots", "probe", "l2_select", "backend", "config"]
 
 
 def selected(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per probe (model key, task, layer, shots, seed): the λ with the best validation
-    accuracy, ties going to the larger λ."""
-    ordered = table.sort_values(PROBE_KEY + ["val_accuracy", "l2"], kind="stable")
-    return ordered.groupby(PROBE_KEY, sort=False, dropna=False).tail(1).reset_index(drop=True)
+    """One row per probe: the row its λ policy chose (the stored ``selected`` column)."""
+    return table[table["selected"].astype(bool)].reset_index(drop=True)
 
 
 def filter_table(
@@ -74,7 +71,7 @@ def layer_summary(table: pd.DataFrame) -> pd.DataFrame:
     # Few-shot counts in increasing order, the full train split (shots = 0) after them.
     stats["_order"] = stats["shots"].where(stats["shots"] > 0, np.iinfo(np.int64).max)
     stats = stats.sort_values(
-        ["model", "model_key", "task", "_order", "probe", "backend", "depth"], kind="stable"
+        ["model", "model_key", "task", "_order", "probe", "config", "depth"], kind="stable"
     )
     stats = stats.drop(columns="_order").reset_index(drop=True)
     top = stats.groupby(GROUP, sort=False, dropna=False)["accuracy"].transform("max")
@@ -110,9 +107,10 @@ def _shots(k: int) -> str:
 def _text(summary: pd.DataFrame) -> str:
     blocks = []
     for key, part in summary.groupby(GROUP, sort=False, dropna=False):
-        model, model_key, task, shots, probe, backend = key
+        model, model_key, task, shots, probe, l2_select, backend, config = key
         seeds = int(part["seeds"].max())
-        head = f"{model} [{model_key}]  {task}  {_shots(shots)}  ({seeds} seed{'s' * (seeds != 1)}, {backend})"
+        how = f"{probe}, λ by {l2_select}, {backend}, config {config}"
+        head = f"{model} [{model_key}]  {task}  {_shots(shots)}  ({seeds} seed{'s' * (seeds != 1)}; {how})"
         width = max(5, *(len(s) for s in part["layer"]))
         lines = [head, f"  {'layer':<{width}}  depth  test accuracy %"]
         for row in part.itertuples():

@@ -100,6 +100,8 @@ class Task:
     count : optional ``count(split, data_root) -> int``, the size of a split without building
         it (used by ``layerprobe tasks``); without it :meth:`split_sizes` calls the loader,
         which must then be cheap (labels only, no image decoding).
+    resize : the resize mode its reference protocol uses (``squash`` for VTAB and non-square
+        datasets, see ``layerprobe.backbones.RESIZE_MODES``); None = the model's own.
     """
 
     name: str
@@ -111,6 +113,7 @@ class Task:
     locate: Callable[[Path | None], tuple[bool, str]] | None = None
     extra: dict = field(default_factory=dict)
     count: Callable[[str, Path | None], int] | None = None
+    resize: str | None = None
 
     @property
     def num_classes(self) -> int:

@@ -264,6 +264,8 @@ class RealDataset:
     build : ``build(root) -> {"train": SplitData, "val": ..., "test": ...}``; reads labels only.
     description : one line for ``layerprobe tasks``.
     splits_note : the split convention, shown in the description.
+    square : whether its images are square; non-square datasets are squashed to a square
+        (the whole image kept) instead of centre-cropped, as the reference protocols do.
     count : optional ``count(root) -> {split: size}`` of the full splits without building them,
         for datasets whose labels are slow to read (used by ``layerprobe tasks`` only).
     """
@@ -277,6 +279,7 @@ class RealDataset:
     description: str
     splits_note: str = ""
     vtab: bool = False
+    square: bool = True
     count: Callable[[Path], dict[str, int]] | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
@@ -390,6 +393,7 @@ def register_dataset(ds: RealDataset) -> None:
             locate=ds.locate,
             extra={"url": ds.url, "layout": ds.layout, "convention": "full"},
             count=lambda split, root: ds.full_sizes(root)[split],
+            resize=None if ds.square else "squash",
         )
     )
     if ds.vtab:
@@ -404,6 +408,7 @@ def register_dataset(ds: RealDataset) -> None:
                 locate=ds.vtab_locate,
                 extra={"url": ds.url, "layout": ds.layout, "convention": "vtab1k"},
                 count=lambda split, root: ds.vtab_sizes(root)[split],
+                resize="squash",  # VTAB resizes every image to 224 x 224, no crop
             )
         )
 

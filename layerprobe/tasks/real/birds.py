@@ -66,6 +66,7 @@ def _build(root: Path):
 register_dataset(
     RealDataset(
         name="birds",
+        square=False,
         group="natural",
         classes=index_names(200),
         layout=tuple(

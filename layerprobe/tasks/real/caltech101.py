@@ -57,6 +57,7 @@ def _build(root: Path):
 register_dataset(
     RealDataset(
         name="caltech101",
+        square=False,
         group="natural",
         classes=index_names(102),
         layout=("caltech101/101_ObjectCategories",),

@@ -47,6 +47,7 @@ def _build(root: Path):
 register_dataset(
     RealDataset(
         name="cars",
+        square=False,
         group="natural",
         classes=index_names(196),
         layout=(

@@ -109,6 +109,7 @@ LAYOUT = (
 register_dataset(
     RealDataset(
         name="clevr_count",
+        square=False,
         group="structured",
         classes=tuple(str(n) for n in range(3, 11)),
         layout=LAYOUT,
@@ -123,6 +124,7 @@ register_dataset(
 register_dataset(
     RealDataset(
         name="clevr_distance",
+        square=False,
         group="structured",
         classes=("<8", "8-8.5", "8.5-9", "9-9.5", "9.5-10", ">=10"),
         layout=LAYOUT,

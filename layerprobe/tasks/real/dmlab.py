@@ -49,6 +49,7 @@ def _build(root: Path):
 register_dataset(
     RealDataset(
         name="dmlab",
+        square=False,
         group="structured",
         classes=CLASSES,
         layout=("dmlab",),

@@ -48,6 +48,7 @@ def _build(root: Path):
 register_dataset(
     RealDataset(
         name="dtd",
+        square=False,
         group="natural",
         classes=CLASSES,
         layout=tuple(f"dtd/dtd/labels/{s}1.txt" for s in ("train", "val", "test"))

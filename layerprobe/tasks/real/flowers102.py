@@ -47,6 +47,7 @@ def _build(root: Path):
 register_dataset(
     RealDataset(
         name="flowers102",
+        square=False,
         group="natural",
         classes=LazyNames(102, _names),
         layout=("flowers-102/jpg", "flowers-102/imagelabels.mat", "flowers-102/setid.mat"),

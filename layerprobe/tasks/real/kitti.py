@@ -108,6 +108,7 @@ def _build(root: Path):
 register_dataset(
     RealDataset(
         name="kitti_distance",
+        square=False,
         group="structured",
         classes=("<8m", "8-20m", ">20m", "no vehicle"),
         layout=("Kitti/raw/training/image_2", "Kitti/raw/training/label_2"),

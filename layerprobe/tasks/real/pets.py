@@ -49,6 +49,7 @@ def _build(root: Path):
 register_dataset(
     RealDataset(
         name="pets",
+        square=False,
         group="natural",
         classes=CLASSES,
         layout=(

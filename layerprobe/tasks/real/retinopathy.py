@@ -102,6 +102,7 @@ def _build(root: Path):
 register_dataset(
     RealDataset(
         name="retinopathy",
+        square=False,
         group="specialized",
         classes=CLASSES,
         layout=tuple(

@@ -67,6 +67,7 @@ def _rows(path: Path, row: dict[str, int]) -> np.ndarray:
 register_dataset(
     RealDataset(
         name="sun397",
+        square=False,
         group="natural",
         classes=index_names(397),
         layout=("SUN397/ClassName.txt",),
