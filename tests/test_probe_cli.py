@@ -223,7 +223,7 @@ def test_probe_cache_from_python(tmp_path, cache):
     assert len(summary.written) == 1 and summary.skipped == []
     table = load(tmp_path / "py")
     assert set(table.task) == {"toy"} and len(table) == 3 and table.selected.all()
-    assert probe_cache(cache, tmp_path / "py", shots=[5], seeds=1, l2s=[1.0], tasks=["toy"]).skipped
+    assert probe_cache(cache, tmp_path / "py", config, tasks=["toy"]).skipped
 
 
 def test_results_path_through_a_file_fails_before_probing(tmp_path, cache, capsys):
