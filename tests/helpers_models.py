@@ -115,3 +115,19 @@ def tiny_torchvision_swin(num_classes: int = 10) -> nn.Module:
         window_size=[4, 4],
         num_classes=num_classes,
     )
+
+
+def clashing_net(
+    pretrained: bool = False,
+    device: str = "cpu",
+    dtype: str = "float32",
+    mean: float = 0.0,
+    std: float = 1.0,
+    layers: int = 2,
+    pool: str = "avg",
+    quiet: bool = False,
+) -> nn.Module:
+    """A factory whose own arguments are named like layerprobe's options: ``layers`` convs."""
+    width = 6 if pretrained else 4
+    convs = [nn.Conv2d(3 if i == 0 else width, width, 3, padding=1) for i in range(int(layers))]
+    return nn.Sequential(*convs, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10))

@@ -7,6 +7,7 @@ same spec and arguments always give the same weights, hence the same model key.
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 
@@ -103,12 +104,30 @@ def build_python(target: str, *, kwargs: dict) -> torch.nn.Module:
             f"module {module_name!r} has no callable {factory_name!r}.{did_you_mean(factory_name, names)}"
         )
 
+    _check_arguments(factory, kwargs, f"python:{target}")
     model = _create(factory, kwargs, f"python:{target}", size_key=None, pretrained=False)
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(
             f"python:{target} returned a {type(model).__name__}, not a torch.nn.Module"
         )
     return model
+
+
+def _check_arguments(factory, kwargs: dict, what: str) -> None:
+    """Name the factory's parameters when it is given one it does not take."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # builtins and C extensions: let the call decide
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = [k for k in kwargs if k not in params]
+    if unknown:
+        names = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+        raise ConfigError(
+            f"{what} takes no argument {unknown[0]!r}.{did_you_mean(unknown[0], names)} Its "
+            f"parameters: {', '.join(names) or 'none'}"
+        )
 
 
 def _create(create, kwargs: dict, what: str, *, size_key: str | None, pretrained: bool):
