@@ -78,3 +78,23 @@ def check_folder(path: str | Path, option: str) -> Path:
             f"{option} {path}: {existing} is a file, not a folder; give {option} a folder path"
         )
     return path
+
+
+def check_writable(path: str | Path, option: str) -> Path:
+    """Make sure the output folder ``path`` exists (created if missing) and can be written,
+    before any work is done; :class:`ConfigError` naming ``option`` otherwise."""
+    import os
+    import tempfile
+
+    path = check_folder(path, option)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".write-check.", dir=path)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as err:
+        raise ConfigError(
+            f"{option} {path} is not writable ({err.strerror or err}); give a folder you can "
+            "write to"
+        ) from err
+    return path

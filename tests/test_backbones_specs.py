@@ -49,7 +49,7 @@ def test_python_spec_errors():
         load("python:tests.helpers_models:tiny_convnett")
     with pytest.raises(ConfigError, match="returned a int, not a torch.nn.Module"):
         load("python:tests.helpers_models:not_a_module")
-    with pytest.raises(ConfigError, match="does not accept these arguments"):
+    with pytest.raises(ConfigError, match="takes no argument .depth.*parameters: num_classes, width"):
         load(CONVNET, model_args=dict(depth=3))
     with pytest.raises(ConfigError, match="needs a timm or torchvision model"):
         load(CONVNET, pretrained=True)
@@ -67,8 +67,30 @@ def test_model_failing_at_the_image_size():
 
 
 # ----------------------------------------------------------------------------- pretrained
+def test_pretrained_without_network_fails_fast_with_one_line(monkeypatch):
+    import socket
+    import time
+
+    def unreachable(address, timeout=None):
+        time.sleep(0.1)
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    start = time.perf_counter()
+    with pytest.raises(EnvironmentProblem, match="cannot reach huggingface.co.*HF_HUB_OFFLINE=1") as err:
+        load("resnet18", pretrained=True)
+    assert time.perf_counter() - start < 10 and "\n" not in str(err.value)
+    with pytest.raises(EnvironmentProblem, match="cannot reach download.pytorch.org"):
+        load("torchvision:resnet18", pretrained=True)
+
+
 def test_pretrained_without_network_timm(monkeypatch):
     import timm.models._builder as builder
+
+    from layerprobe.backbones import builders
+
+    monkeypatch.setattr(builders, "require_network", lambda *args: None)  # reachable, then fails
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     def offline(*args, **kwargs):
@@ -85,6 +107,10 @@ def test_pretrained_without_network_timm(monkeypatch):
 
 def test_pretrained_without_network_torchvision(monkeypatch):
     import torchvision.models._api as api
+
+    from layerprobe.backbones import builders
+
+    monkeypatch.setattr(builders, "require_network", lambda *args: None)
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Name or service not known")

@@ -10,6 +10,7 @@ import importlib
 import inspect
 import os
 import sys
+from pathlib import Path
 
 import torch
 
@@ -44,6 +45,9 @@ def build_timm(
     kwargs = dict(kwargs)
     if image_size is not None:
         kwargs["img_size"] = image_size
+    if pretrained and not os.environ.get("HF_HUB_OFFLINE"):
+        require_network("huggingface.co", "timm", "set HF_HUB_OFFLINE=1 to use weights already "
+                        "in the Hugging Face cache")  # fmt: skip
 
     def create(**kw):
         return timm.create_model(name, pretrained=pretrained, **kw)
@@ -55,6 +59,34 @@ def build_timm(
         size_key="img_size" if image_size else None,
         pretrained=pretrained,
     )
+
+
+NETWORK_TIMEOUT_S = 3.0
+
+
+def require_network(host: str, hub: str, offline_hint: str) -> None:
+    """Fail within seconds, with one line, when ``host`` cannot be reached: the hubs would
+    otherwise retry for about a minute before giving up."""
+    import socket
+
+    try:
+        socket.create_connection((host, 443), timeout=NETWORK_TIMEOUT_S).close()
+    except OSError as err:
+        raise EnvironmentProblem(
+            f"cannot reach {host} for the {hub} pretrained weights ({err.strerror or err}); check "
+            f"the network, or {offline_hint}, or pass the weights with --checkpoint"
+        ) from err
+
+
+def _torchvision_cached(name: str) -> bool:
+    """Whether the default weights of a torchvision model are already in the torch hub cache."""
+    import torchvision
+
+    try:
+        url = torchvision.models.get_model_weights(name).DEFAULT.url
+    except (ValueError, KeyError, AttributeError):
+        return False
+    return (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).exists()
 
 
 def build_torchvision(
@@ -71,6 +103,9 @@ def build_torchvision(
     kwargs = dict(kwargs)
     if image_size is not None:
         kwargs["image_size"] = image_size
+    if pretrained and not _torchvision_cached(name):
+        require_network("download.pytorch.org", "torchvision", "put the weights file in "
+                        f"{torch.hub.get_dir()}/checkpoints")  # fmt: skip
 
     def create(**kw):
         return torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None, **kw)

@@ -144,6 +144,11 @@ def add_extract_options(parser: argparse.ArgumentParser) -> None:
         "--force", action="store_true", help="extract again even if a complete cache exists"
     )
     parser.add_argument(
+        "--content-hash",
+        action="store_true",
+        help="identify folder: images by a hash of their bytes (default: names, sizes, mtimes)",
+    )
+    parser.add_argument(
         "--skip-bad",
         action="store_true",
         help="leave out unreadable images (recorded in the skipped_items attribute) instead of stopping",
@@ -160,5 +165,9 @@ def extract_config_from_args(args: argparse.Namespace, **fixed):
     from layerprobe.extract.config import ExtractConfig
 
     given = {name: getattr(args, name) for name in EXTRACT_FIELDS if getattr(args, name) is not None}
-    flags = {name: True for name in ("force", "skip_bad", "quiet") if getattr(args, name, False)}
+    flags = {
+        name: True
+        for name in ("force", "skip_bad", "quiet", "content_hash")
+        if getattr(args, name, False)
+    }
     return ExtractConfig.build(None, **given, **flags, **fixed)

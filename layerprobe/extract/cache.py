@@ -108,10 +108,13 @@ def read_info(path: str | Path) -> CacheInfo:
         raise CacheError(
             f"{path} is an unfinished extraction; re-run the same `layerprobe extract` to finish it"
         )
+    if path.is_dir():
+        raise CacheError(f"{path} is a folder where a cache file should be; move it away")
     try:
         with h5py.File(path, "r") as f:
             attrs = {k: _decode(v) for k, v in f.attrs.items()}
             num_rows = int(f["labels"].shape[0]) if "labels" in f else -1
+            rows = _dataset_rows(f, attrs.get("layers") or [])
     except (OSError, KeyError) as err:
         raise CacheError(
             f"cannot read cache file {path}: {err}; delete it and extract again"
@@ -120,6 +123,19 @@ def read_info(path: str | Path) -> CacheInfo:
     if version is None or "layers" not in attrs:
         raise CacheError(
             f"{path} is not a layerprobe feature cache (no format_version/layers attributes)"
+        )
+    if not str(version).isdigit():
+        raise CacheError(
+            f"{path} has a format_version of {version!r}, not a number; it was not written by "
+            "layerprobe: delete it and extract again"
+        )
+    damaged = [name for name, n in rows.items() if n != num_rows]
+    if attrs.get("complete", False) and damaged:
+        what = rows[damaged[0]]
+        raise CacheError(
+            f"{path} is damaged: layer {damaged[0]} has "
+            + ("no dataset" if what is None else f"{what} rows, labels {num_rows}")
+            + "; extract it again with --force"
         )
     if int(version) != FORMAT_VERSION:
         raise CacheError(
@@ -147,6 +163,18 @@ def read_info(path: str | Path) -> CacheInfo:
         num_rows=num_rows,
         attrs=attrs,
     )
+
+
+def _dataset_rows(f: h5py.File, layers) -> dict[str, int | None]:
+    """Rows of each layer's feature dataset (None where it is missing)."""
+    group = f.get("features")
+    names = [layers] if isinstance(layers, str | bytes) else list(layers)
+    out = {}
+    for name in names:
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        dset = group.get(name) if group is not None else None
+        out[name] = int(dset.shape[0]) if isinstance(dset, h5py.Dataset) else None
+    return out
 
 
 def read_arrays(

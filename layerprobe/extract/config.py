@@ -40,6 +40,8 @@ class ExtractConfig:
     force : extract again even when a complete cache exists.
     skip_bad : leave out unreadable images (recorded in ``skipped_items``) instead of stopping.
     quiet : no progress bar and no messages (warnings still print).
+    content_hash : identify a folder task's images by a hash of their bytes instead of their
+        names, sizes and modification times (reads every image once more).
     """
 
     cache_dir: str | Path = DEFAULT_CACHE_DIR
@@ -56,6 +58,7 @@ class ExtractConfig:
     force: bool = False
     skip_bad: bool = False
     quiet: bool = False
+    content_hash: bool = False
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:

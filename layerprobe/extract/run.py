@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from layerprobe import __version__
-from layerprobe.errors import CacheError, ConfigError, DataError, EnvironmentProblem, check_folder
+from layerprobe.errors import CacheError, ConfigError, DataError, EnvironmentProblem, check_folder, check_writable
 from layerprobe.extract import distributed
 from layerprobe.extract.config import ExtractConfig
 from layerprobe.backbones import Backbone, ModelConfig, as_model_config
@@ -54,7 +54,7 @@ def extract(
     list of Path : the complete cache file of each split, in the order of ``config.splits``.
     """
     config = ExtractConfig.build(config, **options)
-    check_folder(config.cache_dir, "--cache")
+    check_writable(config.cache_dir, "--cache")
     dev = resolve_device(config.device)
     task = get_task(task) if isinstance(task, str) else task
     split_names = resolve_splits(task, config.splits)
@@ -172,7 +172,8 @@ class _Job:
     # -- one split --------------------------------------------------------------------------
     def run_split(self, split: str, requested: list[str]) -> Path:
         final = cache_path(self.config.cache_dir, self.model_key, self.task.name, split)
-        fingerprint = self.task.fingerprint()
+        check_folder(final.parent, "--cache")  # a file where a model-key or task folder belongs
+        fingerprint = self.task.fingerprint(split, self.config.content_hash)
         layers = self._layers_to_extract(final, requested, fingerprint)
         if layers is None:
             self.say(f"reusing complete cache {final}")
@@ -254,8 +255,8 @@ class _Job:
             raise CacheError(f"{err} (or pass --force to extract it again)") from err
         if info.attrs.get("task_fingerprint", "") != fingerprint:
             self.say(
-                f"extracting {final} again: its images came from {self.task.name} as "
-                f"{info.attrs.get('task_fingerprint')!r}, now {fingerprint!r}"
+                f"extracting {final} again: the images of {self.task.name} changed since it was "
+                f"made ({info.attrs.get('task_fingerprint')!r}, now {fingerprint!r})"
             )
             return requested
         missing = [name for name in requested if name not in info.layers]

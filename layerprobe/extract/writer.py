@@ -23,9 +23,9 @@ Extra attributes, besides the contract's:
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,9 +105,10 @@ class PartialCache:
     skipped : dataset indices of skipped (unreadable) items.
     """
 
-    def __init__(self, path: Path, file: h5py.File):
+    def __init__(self, path: Path, file: h5py.File, lock: int):
         self.path = path
         self.file = file
+        self._lock = lock
         self.rows_done = int(file.attrs["rows_done"])
         self.items_done = int(file.attrs["items_done"])
         self.skipped = _skipped_items(file.attrs)
@@ -128,16 +129,23 @@ class PartialCache:
         warn : called with a one-line message when an unusable partial file is discarded.
         """
         path = Path(path)
-        if path.exists():
-            reason = _resume_problem(path, header)
-            if reason is None:
-                with disk_errors(path):
-                    return cls(path, h5py.File(path, "r+"))
-            warn(f"restarting {path} from zero: {reason}")
-            path.unlink()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with disk_errors(path):
-            return cls(path, _create(path, header, widths))
+        # The lock is taken before HDF5 touches the file: HDF5 truncates a file before it
+        # locks it, so without this a second process could wipe the first one's rows.
+        lock = _take_lock(path)
+        try:
+            if path.exists():
+                reason = _resume_problem(path, header)
+                if reason is None:
+                    with disk_errors(path):
+                        return cls(path, h5py.File(path, "r+"), lock)
+                warn(f"restarting {path} from zero: {reason}")
+                path.unlink()
+            with disk_errors(path):
+                return cls(path, _create(path, header, widths), lock)
+        except BaseException:
+            os.close(lock)
+            raise
 
     @property
     def complete(self) -> bool:
@@ -165,7 +173,6 @@ class PartialCache:
             if stop > start:
                 self._write_rows(start, stop, feats, labels, index)
                 self.file.flush()  # data reaches the file before rows_done says it is there
-                _test_pause()
             if len(skipped):
                 self.skipped += [int(i) for i in skipped]
                 self.file.attrs["skipped_items"] = np.asarray(self.skipped, dtype=np.int64)
@@ -192,9 +199,12 @@ class PartialCache:
 
     def close(self) -> None:
         """Close the file (flushing what is left; a full disk is an :class:`EnvironmentProblem`)."""
-        if self.file.id.valid:
-            with disk_errors(self.path):
-                self.file.close()
+        try:
+            if self.file.id.valid:
+                with disk_errors(self.path):
+                    self.file.close()
+        finally:
+            self._release()
 
     def abandon(self) -> None:
         """Close after an error, never masking it: what was committed stays resumable."""
@@ -203,20 +213,73 @@ class PartialCache:
                 self.file.close()
         except Exception:  # noqa: BLE001 - the error being handled matters more
             pass
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock >= 0:
+            lock_path(self.path).unlink(missing_ok=True)  # removed while still held
+            os.close(self._lock)  # closing the descriptor drops the flock
+            self._lock = -1
+
+    def verify(self) -> None:
+        """Raise unless every dataset holds exactly ``rows_done`` rows of the declared width."""
+        widths = {name: self.file["features"][name].shape for name in self.layers}
+        rows = {self.file["labels"].shape[0], self.file["index"].shape[0]}
+        rows |= {shape[0] for shape in widths.values()}
+        if rows != {self.rows_done} or int(self.file.attrs["items_done"]) != int(
+            self.file.attrs["item_stop"]
+        ) - int(self.file.attrs["item_start"]):
+            raise CacheError(
+                f"{self.path} is inconsistent after writing (rows {sorted(rows)}, expected "
+                f"{self.rows_done}); it was not renamed: delete it and extract again"
+            )
 
     def finish(self, final: str | Path) -> Path:
-        """Mark complete, close, and rename to ``final`` (replacing an older file there)."""
+        """Mark complete, check every dataset, close, and rename to ``final`` (replacing an
+        older file there). The lock is held until the rename is done."""
         self.mark_complete()
-        self.close()
-        os.replace(self.path, final)
+        self.verify()
+        try:
+            if self.file.id.valid:
+                with disk_errors(self.path):
+                    self.file.close()
+            os.replace(self.path, final)
+        finally:
+            self._release()
         return Path(final)
 
 
-def _test_pause() -> None:
-    # Tests set this to kill an extraction between writing rows and committing them.
-    delay = os.environ.get("LAYERPROBE_TEST_WRITE_DELAY")
-    if delay:
-        time.sleep(float(delay))
+def lock_path(path: Path) -> Path:
+    """The side file whose advisory lock guards ``path`` (hidden; removed after use)."""
+    return path.with_name(f".{path.name}.lock")
+
+
+def _take_lock(path: Path) -> int:
+    """An exclusive, non-blocking ``flock`` on :func:`lock_path`; a :class:`CacheError` naming
+    the situation when another process holds it. Returns the descriptor that holds it.
+
+    The lock file is removed when released, so a lock is only good if the file locked is still
+    the one at the path (the classic check: same inode after locking), else try again.
+    """
+    where = lock_path(path)
+    while True:
+        fd = os.open(where, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                raise CacheError(
+                    f"{path} is being written by another process; wait for it to finish, or stop "
+                    "it and re-run this command to resume"
+                ) from err
+            raise
+        try:
+            if os.stat(where).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # released and removed by its holder in between: lock the new file
 
 
 def _decoded_list(value) -> list:

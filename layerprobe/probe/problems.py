@@ -100,7 +100,7 @@ def check_finite(features: np.ndarray, layer: str, where: str) -> None:
         if len(rows):
             raise DataError(
                 f"{where}: layer {layer} has NaN or infinite features, first at row {rows[0]}; "
-                "re-extract the features (check the model's weights and inputs)"
+                "extract them again with --force (and check the model's weights and inputs)"
             )
 
 

@@ -123,6 +123,8 @@ def find_units(
 ) -> list[Unit]:
     """Every complete (model key, task) under ``cache_dir`` with ``train`` and ``test`` splits."""
     root = Path(cache_dir)
+    if root.is_file():
+        raise CacheError(f"--cache {root} is a file; give the cache folder that extract wrote")
     if not root.is_dir():
         raise CacheError(f"cache folder {root} does not exist; run `layerprobe extract` first")
     units: dict[tuple[str, str], Unit] = {}
@@ -151,18 +153,31 @@ def find_units(
     ]
     usable = [u for u in found if {"train", "test"} <= set(u.splits)]
     if not usable:
-        lacking = ", ".join(f"{u.name} has {sorted(u.splits)}" for u in found[:3])
-        how = "extract both with `layerprobe extract --split train,test`"
-        if any(set(u.splits) == {"all"} for u in found):  # a folder: task without split folders
-            how += (
-                " (a folder:PATH task needs train/ and test/ sub-folders, each with class folders)"
-            )
         raise CacheError(
             f"no (model key, task) under {root} has complete train and test splits"
-            + (f" ({lacking})" if lacking else "")
-            + f"; {how}"
+            + "".join(f"; {_lacking(u)}" for u in found[:3])
         )
     return usable
+
+
+def _lacking(unit: Unit) -> str:
+    """What a unit without train and test splits lacks, and how to get it."""
+    from layerprobe.tasks import get_task
+
+    missing = [s for s in ("train", "test") if s not in unit.splits]
+    have = f"{unit.name} has {', '.join(sorted(unit.splits))}"
+    try:
+        offered = get_task(unit.task).splits
+    except UserError:
+        offered = ()
+    absent = [s for s in missing if s not in offered]
+    if absent:
+        return (
+            f"{have}, and task {unit.task} has no {' or '.join(absent)} split (it has "
+            f"{', '.join(offered) or 'none'}); a folder: task needs train/ and test/ sub-folders, "
+            "each with class folders"
+        )
+    return f"{have}; extract {' and '.join(missing)} with `layerprobe extract --split {','.join(missing)}`"
 
 
 def _check_filters(found: list[Unit], model_keys, tasks, root: Path) -> None:
@@ -228,6 +243,11 @@ def run_probes(
             summary.bad.append(unit.name)
             continue
         summary.written.append(write_part(rows, results_dir, identity))
+    if units and len(summary.bad) == len(units):
+        raise DataError(
+            f"none of the {len(units)} unit(s) could be probed (see the warnings above); fix or "
+            "re-extract their caches"
+        )
     return summary
 
 
@@ -279,7 +299,9 @@ def probe_unit(unit: Unit, config: ProbeConfig) -> pd.DataFrame:
     labels = {s: read_arrays(info.path, [])[0] for s, info in unit.splits.items()}
     for split in ("test", "val"):
         if split in labels and len(labels[split]) == 0:
-            raise DataError(f"{unit.name}: the {split} split has no rows; extract it again")
+            raise DataError(
+                f"{unit.name}: the {split} split has no rows; extract it again with --force"
+            )
     plan = plan_probes(labels["train"], config.shots, config.seeds, val_info is not None, unit.task)
     if plan.val is not None:
         y_eval = np.concatenate([labels["train"][plan.val], labels["test"]])

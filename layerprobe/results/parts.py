@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from layerprobe.errors import ConfigError, DataError, check_folder
+from layerprobe.errors import DataError, check_writable
 from layerprobe.results.schema import COLUMNS, SCHEMA_VERSION, to_table
 
 PART_SUFFIX = ".parquet"
@@ -150,16 +150,7 @@ def read_part(path: str | Path, columns: list[str] | None = None) -> pd.DataFram
 def check_results_dir(results_dir: str | Path, option: str = "--results") -> Path:
     """Before any work: ``results_dir`` is (or can become) a writable folder whose parts are of
     this schema version. Raises :class:`ConfigError` / :class:`DataError` otherwise."""
-    root = check_folder(results_dir, option)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=root)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise ConfigError(
-            f"{option} {root} is not writable ({err.strerror}); give a folder you can write to"
-        ) from err
+    root = check_writable(results_dir, option)
     for path in part_files(root):
         try:
             version, _ = read_metadata(path)

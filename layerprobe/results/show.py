@@ -50,6 +50,12 @@ def filter_table(
         keep &= (table["model"].isin(models) | table["model_key"].isin(models)).to_numpy()
     if shots:
         keep &= table["shots"].isin(shots).to_numpy()
+    if not keep.any():
+        have = table.groupby(["model", "task"])["shots"].unique()
+        listing = "; ".join(
+            f"{model} on {task}: shots {sorted(int(k) for k in ks)}" for (model, task), ks in have.items()
+        )
+        raise DataError(f"no results match these filters together; the store has {listing[:600]}")
     return table[keep]
 
 

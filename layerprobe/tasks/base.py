@@ -77,6 +77,11 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         with Image.open(path) as img:
             img.load()
             return img.convert("RGB")
+    except Image.DecompressionBombError as err:
+        raise DataError(
+            f"image {path} claims more pixels than Pillow will decode ({err}); it may be a "
+            "decompression bomb: remove it, or pass --skip-bad to leave it out"
+        ) from err
     except (OSError, SyntaxError, ValueError) as err:
         raise DataError(
             f"cannot read image {path}: {err}; remove or replace the file (or pass --skip-bad)"
@@ -142,14 +147,16 @@ class Task:
             return {s: int(self.count(s, root)) for s in self.splits}
         return {s: len(self.loader(s, root)) for s in self.splits}
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, split: str | None = None, content: bool = False) -> str:
         """What identifies the task's images beyond its name ('' when only the name does).
 
-        Generated tasks depend on settings (the built-in suite's image size and seed); a
-        feature cache records this so that changed settings are never served stale features.
+        Generated tasks depend on settings (the built-in suite's image size and seed); folder
+        tasks on their files (names, sizes and modification times, or with ``content`` a hash
+        of every byte). A feature cache records this per split, so that changed images are
+        never served stale features.
         """
         make = self.extra.get("fingerprint")
-        return str(make()) if callable(make) else str(make or "")
+        return str(make(split, content)) if callable(make) else str(make or "")
 
     def find(self, data_root: str | os.PathLike | None = None) -> tuple[bool, str]:
         """``(found, what)``: whether this task's data is present under the data root."""

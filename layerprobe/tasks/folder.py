@@ -6,6 +6,7 @@ with the class folders below it (classes taken from the union, sorted).
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from layerprobe.errors import DataError
@@ -61,6 +62,11 @@ def folder_task(path: str | Path) -> Task:
             )
         return FileSplit(paths, labels)
 
+    def fingerprint(split: str | None, content: bool) -> str:
+        tops = [split_dirs.get(split, root)] if split else tops_all
+        return files_fingerprint([p for top in tops for p in _images(top)], root, content)
+
+    tops_all = list(split_dirs.values()) or [root]
     return Task(
         name=f"folder:{root}",
         group="natural",
@@ -68,4 +74,23 @@ def folder_task(path: str | Path) -> Task:
         splits=splits,
         loader=loader,
         description=f"image folder {root}",
+        extra={"fingerprint": fingerprint},
     )
+
+
+def files_fingerprint(paths: list[Path], root: Path, content: bool = False) -> str:
+    """``files-<hash>`` of the sorted relative paths with sizes and modification times (a
+    changed, added, removed or renamed image changes it), or with ``content`` of every byte
+    (``content-<hash>``: immune to touched-but-equal files, slower: it reads everything)."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        if content:
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        else:
+            stat = path.stat()
+            digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
+        digest.update(b"\0")
+    return f"{'content' if content else 'files'}-{len(paths)}-{digest.hexdigest()[:16]}"

@@ -179,7 +179,9 @@ def _count(spec: BuiltinSpec, split: str, _root: Path | None) -> int:
     return spec.split_size(split)
 
 
-def _fingerprint(image_size: int | None, seed: int | None) -> str:
+def _fingerprint(
+    image_size: int | None, seed: int | None, _split: str | None = None, _content: bool = False
+) -> str:
     """What the images depend on besides the task name, e.g. ``builtin-v1-32px-seed0``.
 
     Registered tasks follow :func:`configure`, so their fingerprint is read when called;
