@@ -72,7 +72,13 @@ def check_folder(path: str | Path, option: str) -> Path:
     """Raise :class:`ConfigError` if the output folder ``path`` (given as ``option``) cannot be a
     folder because it, or the nearest part of its path that exists, is a file."""
     path = Path(path)
-    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    try:
+        existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    except PermissionError as err:
+        raise ConfigError(
+            f"{option} {path}: permission denied on the way there ({err.filename}); give a "
+            "folder you can reach and write to"
+        ) from err
     if existing is not None and not existing.is_dir():
         raise ConfigError(
             f"{option} {path}: {existing} is a file, not a folder; give {option} a folder path"
