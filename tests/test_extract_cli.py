@@ -275,12 +275,28 @@ def _rows_done(path: Path) -> int:
         return 0
 
 
+# Slows the writer down between writing a block's rows and committing rows_done, so that a
+# kill most likely lands after rows were written but before they were committed.
+SLOW_WRITER = """
+import sys, time
+import layerprobe.extract.writer as writer
+write_rows = writer.PartialCache._write_rows
+def slow(self, *args):
+    write_rows(self, *args)
+    self.file.flush()
+    time.sleep(0.3)
+writer.PartialCache._write_rows = slow
+from layerprobe.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
 def test_kill_9_then_rerun_gives_the_uninterrupted_file(image_folder, tmp_path, vit_checkpoint):
     args = vit_args(image_folder, tmp_path / "cache", vit_checkpoint, "--batch-size", "2")
-    # The delay sits between writing a block's rows and committing rows_done: the kill most
-    # likely lands after rows were written but before they were committed.
-    proc = cli(args, env={"LAYERPROBE_TEST_WRITE_DELAY": "0.3"})
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.time() + 240
     partial = None
     while time.time() < deadline and proc.poll() is None:
