@@ -273,7 +273,11 @@ def test_model_key_stable_and_sensitive(tiny_vit):
     with torch.no_grad():
         again.model.blocks[0].mlp.fc1.weight[0, 0] += 1.0
     assert again.model_key() != tiny_vit.model_key()
-    bigger = load(TINY_VIT, image_size=64, model_args=dict(**{k: v for k, v in TINY_VIT_KWARGS.items() if k != "img_size"}))
+    bigger = load(
+        TINY_VIT,
+        image_size=64,
+        model_args=dict(**{k: v for k, v in TINY_VIT_KWARGS.items() if k != "img_size"}),
+    )
     assert bigger.preprocess.input_size == 64 and bigger.model_key() != tiny_vit.model_key()
 
 

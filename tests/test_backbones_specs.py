@@ -49,7 +49,9 @@ def test_python_spec_errors():
         load("python:tests.helpers_models:tiny_convnett")
     with pytest.raises(ConfigError, match="returned a int, not a torch.nn.Module"):
         load("python:tests.helpers_models:not_a_module")
-    with pytest.raises(ConfigError, match="takes no argument .depth.*parameters: num_classes, width"):
+    with pytest.raises(
+        ConfigError, match="takes no argument .depth.*parameters: num_classes, width"
+    ):
         load(CONVNET, model_args=dict(depth=3))
     with pytest.raises(ConfigError, match="needs a timm or torchvision model"):
         load(CONVNET, pretrained=True)
@@ -78,7 +80,9 @@ def test_pretrained_without_network_fails_fast_with_one_line(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", unreachable)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     start = time.perf_counter()
-    with pytest.raises(EnvironmentProblem, match="cannot reach huggingface.co.*HF_HUB_OFFLINE=1") as err:
+    with pytest.raises(
+        EnvironmentProblem, match="cannot reach huggingface.co.*HF_HUB_OFFLINE=1"
+    ) as err:
         load("resnet18", pretrained=True)
     assert time.perf_counter() - start < 10 and "\n" not in str(err.value)
     with pytest.raises(EnvironmentProblem, match="cannot reach download.pytorch.org"):
@@ -150,7 +154,11 @@ def test_timm_preprocess_follows_model_config():
 
 
 def test_image_size_overrides_and_builds_timm_at_that_size():
-    bb = load(TINY_VIT, image_size=48, model_args=dict(**{k: v for k, v in TINY_VIT_KWARGS.items() if k != "img_size"}))
+    bb = load(
+        TINY_VIT,
+        image_size=48,
+        model_args=dict(**{k: v for k, v in TINY_VIT_KWARGS.items() if k != "img_size"}),
+    )
     assert bb.preprocess.input_size == 48 and bb.preprocess.resize_size == round(48 / 0.9)
     assert bb.probe_points[1].shape == (1 + 12 * 12, 48)  # the model itself was built at 48 px
     resnet = load("resnet18", image_size=32)  # takes no img_size: only preprocessing changes

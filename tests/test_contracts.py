@@ -43,9 +43,18 @@ def test_factory_arguments_named_like_layerprobe_options_reach_the_factory(tmp_p
     assert run.returncode == 0, run.stderr
     info = read_info(run.stdout.split()[-1])
     assert info.attrs["dtype"] == "float16"  # layerprobe's own dtype was untouched
-    given = {"pretrained": True, "layers": 3, "device": "cpu", "dtype": "x", "mean": 1.0, "quiet": True}
+    given = {
+        "pretrained": True,
+        "layers": 3,
+        "device": "cpu",
+        "dtype": "x",
+        "mean": 1.0,
+        "quiet": True,
+    }
     bb = load(CLASHING, model_args=given, image_size=16)
-    assert sum(isinstance(m, torch.nn.Conv2d) for m in bb.model) == 3 and bb.model[0].out_channels == 6
+    assert (
+        sum(isinstance(m, torch.nn.Conv2d) for m in bb.model) == 3 and bb.model[0].out_channels == 6
+    )
     assert info.model_key == bb.model_key()  # the CLI built exactly this model
 
 
@@ -74,7 +83,12 @@ def test_globs_mean_the_same_in_extract_and_probe(tmp_path, capsys):
     assert match_item("layer*", names) == [] and match_item("layer*.*", names) == names[1:3]
     assert match_item("**", names) == names
     bb = load("python:tests.helpers_models:tiny_resnet", image_size=32)
-    assert [p.name for p in bb.select("layer*.*")] == ["layer1.0", "layer2.0", "layer3.0", "layer4.0"]
+    assert [p.name for p in bb.select("layer*.*")] == [
+        "layer1.0",
+        "layer2.0",
+        "layer3.0",
+        "layer4.0",
+    ]
     extract(bb, TASK, cache_dir=tmp_path / "c", layers="layer*.*,pre_logits", quiet=True)
     code = main(["probe", "--cache", str(tmp_path / "c"), "--results", str(tmp_path / "r"),
                  "--layers", "layer*", "--shots", "2", "--seeds", "1", "--quiet"])  # fmt: skip
@@ -93,7 +107,9 @@ def _wide_image() -> Image.Image:
     return Image.fromarray(pixels)
 
 
-@pytest.mark.parametrize(("mode", "red_kept"), [("crop", False), ("squash", True), ("squash-crop", True)])
+@pytest.mark.parametrize(
+    ("mode", "red_kept"), [("crop", False), ("squash", True), ("squash-crop", True)]
+)
 def test_squash_keeps_the_whole_frame_crop_cuts_it(mode, red_kept):
     pre = Preprocess(32, 36, mean=(0, 0, 0), std=(1, 1, 1), resize=mode)
     x = pre.transform()(_wide_image())
@@ -116,7 +132,9 @@ def test_tasks_declare_their_geometry_and_the_cache_records_it(tmp_path):
 
 
 def test_unknown_resize_is_one_line_exit_2(tmp_path):
-    run = cli("extract", "--model", TINY_VIT, "--task", TASK, "--cache", str(tmp_path), "--resize", "fit")
+    run = cli(
+        "extract", "--model", TINY_VIT, "--task", TASK, "--cache", str(tmp_path), "--resize", "fit"
+    )
     assert run.returncode == 2 and "invalid choice: 'fit'" in run.stderr
     assert run.stderr.count("\n") == 1
 

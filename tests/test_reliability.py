@@ -116,8 +116,14 @@ def test_two_processes_racing_on_the_create_step_never_tear_a_file(split_folder,
             "--split", "train", "--cache", str(tmp_path / "cache"), "--quiet"]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     procs = [
-        subprocess.Popen([sys.executable, "-c", RACE, *args], cwd=ROOT, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-c", RACE, *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
         for _ in range(2)
     ]
     outcomes = sorted((p.wait(timeout=300), p.stderr.read()) for p in procs)
@@ -219,7 +225,9 @@ def test_a_layer_with_fewer_rows_than_labels_names_the_file(two_units, tmp_path)
     assert str(damaged) in err and "pre_logits has 3 rows" in err
 
 
-def test_non_numeric_format_version_and_misplaced_files(two_units, tiny_vit, split_folder, tmp_path):
+def test_non_numeric_format_version_and_misplaced_files(
+    two_units, tiny_vit, split_folder, tmp_path
+):
     path = sorted(two_units.rglob("val.h5"))[0]
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = "one"
@@ -231,7 +239,9 @@ def test_non_numeric_format_version_and_misplaced_files(two_units, tiny_vit, spl
     run = cli("extract", "--model", TINY_VIT, *VIT_ARGS, "--task", f"folder:{split_folder}",
               "--cache", str(blocked))  # fmt: skip
     assert "is a file, not a folder" in one_line_exit_2(run)
-    assert "is a file" in one_line_exit_2(cli("probe", "--cache", str(path), "--results", str(tmp_path / "r")))
+    assert "is a file" in one_line_exit_2(
+        cli("probe", "--cache", str(path), "--results", str(tmp_path / "r"))
+    )
 
 
 def test_batch_size_beyond_indexing_is_a_one_line_error(split_folder, tmp_path):
@@ -254,7 +264,16 @@ def test_skip_bad_with_every_unit_bad_exits_non_zero(two_units, tmp_path):
     for path in two_units.rglob("train.h5"):
         with h5py.File(path, "r+") as f:
             f["features/pre_logits"][0, 0] = np.inf
-    run = cli("probe", "--cache", str(two_units), "--results", str(tmp_path / "r"), "--skip-bad", "--shots", "2")
+    run = cli(
+        "probe",
+        "--cache",
+        str(two_units),
+        "--results",
+        str(tmp_path / "r"),
+        "--skip-bad",
+        "--shots",
+        "2",
+    )
     assert run.returncode == 2 and "none of the 2 unit(s) could be probed" in run.stderr
 
 
@@ -263,7 +282,9 @@ def test_a_missing_test_split_does_not_suggest_what_the_task_lacks(tiny_vit, tmp
     for split in ("train", "val"):
         _write_class_folders(data / split, per_class=4, seed=len(split))
     extract(tiny_vit, f"folder:{data}", config(tmp_path / "cache"))
-    err = one_line_exit_2(cli("probe", "--cache", str(tmp_path / "cache"), "--results", str(tmp_path / "r")))
+    err = one_line_exit_2(
+        cli("probe", "--cache", str(tmp_path / "cache"), "--results", str(tmp_path / "r"))
+    )
     assert "has no test split (it has train, val)" in err and "--split train,test" not in err
 
 

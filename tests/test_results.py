@@ -12,9 +12,9 @@ import pytest
 
 from layerprobe.cli import main
 from layerprobe.errors import DataError
+from layerprobe.results import layer_summary, load, selected
 from layerprobe.results.parts import write_part
 from layerprobe.results.schema import COLUMNS, SCHEMA_VERSION
-from layerprobe.results import layer_summary, load, selected
 
 
 def rows(

@@ -77,7 +77,9 @@ def add_model_options(parser: argparse.ArgumentParser, positional: bool = False)
     else:
         parser.add_argument("--model", required=True, metavar="SPEC", help=spec_help)
     parser.add_argument(
-        "--checkpoint", metavar="PATH", help="weights (.pt/.pth/.safetensors) to load into the model"
+        "--checkpoint",
+        metavar="PATH",
+        help="weights (.pt/.pth/.safetensors) to load into the model",
     )
     parser.add_argument(
         "--model-arg",
@@ -164,7 +166,9 @@ def extract_config_from_args(args: argparse.Namespace, **fixed):
     """The ``ExtractConfig`` of the options :func:`add_extract_options` added, plus ``fixed``."""
     from layerprobe.extract.config import ExtractConfig
 
-    given = {name: getattr(args, name) for name in EXTRACT_FIELDS if getattr(args, name) is not None}
+    given = {
+        name: getattr(args, name) for name in EXTRACT_FIELDS if getattr(args, name) is not None
+    }
     flags = {
         name: True
         for name in ("force", "skip_bad", "quiet", "content_hash")

@@ -1,6 +1,4 @@
-"""`layerprobe layers MODEL`: list a model's probe points (name, depth, raw shape, pooled width).
-
-"""
+"""`layerprobe layers MODEL`: list a model's probe points (name, depth, raw shape, pooled width)."""
 
 from __future__ import annotations
 

@@ -20,16 +20,24 @@ import torch
 from tqdm import tqdm
 
 from layerprobe import __version__
-from layerprobe.errors import CacheError, ConfigError, DataError, EnvironmentProblem, check_folder, check_writable
-from layerprobe.extract import distributed
-from layerprobe.extract.config import ExtractConfig
 from layerprobe.backbones import Backbone, ModelConfig, as_model_config
+from layerprobe.errors import (
+    CacheError,
+    ConfigError,
+    DataError,
+    EnvironmentProblem,
+    check_folder,
+    check_writable,
+)
+from layerprobe.extract import distributed
 from layerprobe.extract.cache import FORMAT_VERSION, cache_path, partial_path, read_info
+from layerprobe.extract.config import ExtractConfig
 from layerprobe.extract.data import batches
 from layerprobe.extract.features import BatchFeatures
 from layerprobe.extract.writer import PartialCache, merge_shards
 from layerprobe.tasks.base import Task
 from layerprobe.tasks.registry import get_task
+
 
 def extract(
     model: str | Path | ModelConfig | Backbone,
@@ -292,7 +300,9 @@ class _Job:
         return part
 
     def _stream(self, part: PartialCache, data, start: int, stop: int, split: str) -> None:
-        compute = BatchFeatures(self.bb, part.layers, self.config.pool, self.device, self.config.dtype, self.config.amp)
+        compute = BatchFeatures(
+            self.bb, part.layers, self.config.pool, self.device, self.config.dtype, self.config.amp
+        )
         pre = self.bb.preprocess
         loader = batches(
             data,

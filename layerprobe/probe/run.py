@@ -63,7 +63,9 @@ class ProbeConfig:
 
     def __post_init__(self) -> None:
         self.l2_select = policy.parse_policy(self.l2_select)
-        self.l2s = [float(v) for v in check_l2s(policy.policy_grid(self.l2_select, self.l2s, DEFAULT_L2S))]
+        self.l2s = [
+            float(v) for v in check_l2s(policy.policy_grid(self.l2_select, self.l2s, DEFAULT_L2S))
+        ]
         self.shots = sorted(set(int(k) for k in self.shots))
         self.seeds = int(self.seeds)
         self.layers = None if is_all(self.layers) else split_layers(self.layers)

@@ -51,7 +51,9 @@ def readable(name: str) -> str:
 
 def part_path(results_dir: str | Path, identity: dict) -> Path:
     """Where the part of a unit lives; ``identity`` holds at least model_key, task and probe."""
-    name = f"{readable(identity['task'])}.{identity['probe']}.{identity_hash(identity)}{PART_SUFFIX}"
+    name = (
+        f"{readable(identity['task'])}.{identity['probe']}.{identity_hash(identity)}{PART_SUFFIX}"
+    )
     return Path(results_dir) / readable(identity["model_key"]) / name
 
 
@@ -138,7 +140,8 @@ def read_part(path: str | Path, columns: list[str] | None = None) -> pd.DataFram
             "`layerprobe probe`, or pass --skip-bad"
         ) from err
     if len(frame) and (
-        set(frame["model_key"]) != {identity["model_key"]} or set(frame["task"]) != {identity["task"]}
+        set(frame["model_key"]) != {identity["model_key"]}
+        or set(frame["task"]) != {identity["task"]}
     ):
         raise DataError(
             f"results part {path} holds rows of another unit than its name says; move it out of "

@@ -53,7 +53,8 @@ def filter_table(
     if not keep.any():
         have = table.groupby(["model", "task"])["shots"].unique()
         listing = "; ".join(
-            f"{model} on {task}: shots {sorted(int(k) for k in ks)}" for (model, task), ks in have.items()
+            f"{model} on {task}: shots {sorted(int(k) for k in ks)}"
+            for (model, task), ks in have.items()
         )
         raise DataError(f"no results match these filters together; the store has {listing[:600]}")
     return table[keep]

@@ -1,0 +1,58 @@
+"""`layerprobe scan MODEL --tasks PATTERNS --out DIR`: every layer of one checkpoint on some tasks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from layerprobe.commands._common import (
+    add_extract_options,
+    add_model_options,
+    add_quiet,
+    extract_config_from_args,
+    model_config_from_args,
+    parse_int_list,
+)
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "scan",
+        help="extract, probe and report every layer of one model on some tasks, in one command",
+        description=(
+            "Extract every layer of MODEL on the tasks (into OUT/cache), probe them at the default "
+            "shots (into OUT/results), print the best layer per task, and write the layer-curve "
+            "plots and OUT/report.html. A second run reuses everything."
+        ),
+    )
+    add_model_options(p, positional=True)
+    p.add_argument(
+        "--tasks",
+        required=True,
+        action="append",
+        metavar="PATTERN",
+        help="task names or patterns, e.g. 'builtin/*' or 'vtab1k/*' (repeatable, comma-separated)",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="the scan's folder")
+    p.add_argument(
+        "--shots", type=parse_int_list, metavar="K,…", help="examples per class (default 1,5,10,25)"
+    )
+    p.add_argument("--seeds", type=int, metavar="N", help="few-shot draws per shot count (3)")
+    add_extract_options(p)
+    add_quiet(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from layerprobe.jobs.scan import format_best, scan
+    from layerprobe.probe import ProbeConfig
+
+    given = {k: getattr(args, k) for k in ("shots", "seeds") if getattr(args, k) is not None}
+    patterns = [t.strip() for item in args.tasks for t in item.split(",") if t.strip()]
+    extract_config = extract_config_from_args(args, cache_dir=args.out)
+    result = scan(model_config_from_args(args), patterns, args.out, extract_config,
+                  ProbeConfig(**given), quiet=args.quiet)  # fmt: skip
+    sys.stdout.write(format_best(result.best))
+    if result.report:
+        print(f"report: {result.report}")
+    return 0
