@@ -41,12 +41,12 @@ def knob_effects(points: pd.DataFrame, knobs: tuple[str, ...] = HEAD_KNOBS) -> p
     Returns
     -------
     DataFrame: upstream_task, task, shots, probe, knob, value, checkpoints, us, ds (means, 0–1),
-    ds_min, ds_max. Knobs that are unknown (null) for every checkpoint give no rows.
+    ds_min, ds_max. Knobs that are unknown, or take one value only, give no rows.
     """
     frames = []
     for knob in knobs:
         known = points[points[knob].notna()]
-        if known.empty:
+        if known[knob].nunique() < 2:  # unknown, or one value for every checkpoint: no effect to see
             continue
         stats = (
             known.groupby([*GROUP, knob], sort=True, observed=True)
