@@ -32,7 +32,7 @@ def upper_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.zeros(0, int)
     # Sort by x, then by y descending, so the first point at each x is the highest one.
     order = np.lexsort((-y, x))
-    keep = np.r_[True, np.diff(x[order]) != 0]  # one point per x: the highest
+    keep = np.concatenate([[True], np.diff(x[order]) != 0])  # one point per x: the highest
     order = order[keep]
     order = order[_records(y[order])]
     xs, ys = x[order].tolist(), y[order].tolist()
@@ -51,8 +51,8 @@ def _records(y: np.ndarray) -> np.ndarray:
     to its left; right of it the hull falls, so a vertex is higher than every point to its right.
     Keeping only these running-maximum records (a vectorised pass) leaves the chain few points.
     """
-    left = np.r_[-np.inf, np.maximum.accumulate(y)[:-1]]
-    right = np.r_[np.maximum.accumulate(y[::-1])[::-1][1:], -np.inf]
+    left = np.concatenate([[-np.inf], np.maximum.accumulate(y)[:-1]])
+    right = np.concatenate([np.maximum.accumulate(y[::-1])[::-1][1:], [-np.inf]])
     return (y > left) | (y > right)
 
 

@@ -35,15 +35,20 @@ def save(fig: Figure, stem: str | Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".svg")]
     for path in paths:
-        fig.savefig(path, dpi=100, bbox_inches="tight")
+        fig.savefig(path, dpi=100)  # fixed margins: no tight-bbox pass (slow with many panels)
     return paths
 
 
-def panels(n: int, width: float = 3.2, height: float = 2.8) -> tuple[Figure, list]:
+def panels(n: int, width: float = 3.2, height: float = 2.8, top: float = 0.95) -> tuple[Figure, list]:
     """A figure with ``n`` axes on a grid of at most ``COLUMNS`` per row (extra axes hidden)."""
     cols = max(1, min(COLUMNS, n))
     rows = max(1, math.ceil(n / cols))
-    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    w, h = width * cols, height * rows + top - 0.35
+    fig = Figure(figsize=(w, h))
+    # Fixed margins in inches (constrained layout costs seconds per figure at 25 panels).
+    fig.subplots_adjust(
+        left=0.7 / w, right=1 - 0.25 / w, bottom=0.55 / h, top=1 - top / h, wspace=0.35, hspace=0.75 + (top > 1) * 0.25
+    )
     axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -122,7 +127,7 @@ def plot_layer_curves(
     US-accuracy axis, as in the paper's Fig. 6. Works for one checkpoint without US accuracy."""
     part = curves[curves["shots"] == shots]
     groups = list(part.groupby(GROUP, sort=True, observed=True))
-    fig, axes = panels(len(groups))
+    fig, axes = panels(len(groups), height=3.0, top=1.2 if points is not None else 0.95)
     norm = us_norm(part["us"].to_numpy(float))
     few = part["model_key"].nunique() <= 8
     for ax, (key, task) in zip(axes, groups, strict=True):
@@ -149,7 +154,8 @@ def plot_layer_curves(
         axes[0].legend(fontsize=7)
     if np.isfinite(part["us"].to_numpy(float)).any() and axes:
         fig.colorbar(ScalarMappable(norm, CMAP), ax=axes, label="US accuracy", shrink=0.8)
-    fig.suptitle(f"Layer-wise DS accuracy, {shots_label(shots)}")
+    overlay = "; ×: DS against US accuracy (top axis)" if points is not None else ""
+    fig.suptitle(f"Layer-wise DS accuracy, {shots_label(shots)} (lines: against depth{overlay})")
     return save(fig, stem)
 
 
@@ -164,7 +170,7 @@ def _overlay_us(ax, points: pd.DataFrame, key: tuple, norm: Normalize) -> None:
     top = ax.twiny()
     us = pts["us"].to_numpy(float)
     top.scatter(us, pts["ds"], s=10, marker="x", c=us_colours(us, norm), rasterized=len(us) > RASTER_ABOVE)
-    top.set_xlabel("US accuracy (×: DS vs US)", fontsize=8)
+    top.tick_params(labelsize=7)
 
 
 def plot_eir_vs_shots(fits: pd.DataFrame, stem: str | Path) -> list[Path]:
@@ -227,7 +233,7 @@ def plot_task_correlation(points: pd.DataFrame, shots: int, stem: str | Path) ->
     """Heat map of :func:`task_correlation`."""
     corr = task_correlation(points, shots)
     n = len(corr)
-    fig = Figure(figsize=(1.2 + 0.45 * n, 0.9 + 0.4 * n), layout="constrained")
+    fig = Figure(figsize=(2.5 + 0.45 * n, 2.0 + 0.4 * n), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(corr.to_numpy(float), cmap="RdBu_r", vmin=-1, vmax=1)
     ax.set_xticks(range(n), corr.columns, rotation=90, fontsize=7)

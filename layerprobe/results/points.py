@@ -107,13 +107,8 @@ def checkpoint_points(
         idx = means.groupby(["model_key", *GROUP], sort=False)["accuracy"].idxmax()
         chosen = means.loc[idx]
     else:
-        names = set(means["layer"])
-        if layer not in names:
-            raise UnknownNameError(
-                f"no results at layer {layer!r}.{did_you_mean(layer, names)} "
-                "Use --layer pre_logits, best, or one of the probed layers "
-                "(`layerprobe results show` lists them)."
-            )
+        if layer not in set(means["layer"]):
+            raise unknown_layer(layer, set(means["layer"]))
         chosen = means[means["layer"] == layer]
         lacking = sorted(set(means["model_key"]) - set(chosen["model_key"]))
         if lacking:
@@ -131,6 +126,14 @@ def checkpoint_points(
             points = points[has]
     cols = [*GROUP, "model_key", "model", "layer", "depth", "us", "ds", "ds_se", "seeds", *KNOBS]
     return points[cols].sort_values([*GROUP, "us", "model_key"]).reset_index(drop=True)
+
+
+def unknown_layer(layer: str, names: set[str]) -> UnknownNameError:
+    """The error for a ``--layer`` that no result has."""
+    return UnknownNameError(
+        f"no results at layer {layer!r}.{did_you_mean(layer, sorted(names))} Use --layer "
+        "pre_logits, best, or one of the probed layers (`layerprobe results show` lists them)."
+    )
 
 
 def _warn(warn: Callable[[str], None] | None, message: str) -> None:

@@ -13,8 +13,7 @@ downstream takes a DataFrame, so a table from ``layerprobe.results.load`` works 
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -64,7 +63,7 @@ TEXT = ("model", "model_key", "upstream_task", "task", "layer", "probe", "backen
 def read_selected(
     results_dir: str | Path,
     columns: Sequence[str] | None = None,
-    warn: Callable[[str], None] | None = None,
+    layers: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """The selected-λ rows of the store below ``results_dir``.
 
@@ -73,7 +72,7 @@ def read_selected(
     results_dir : the results folder (Parquet part files below it, any depth).
     columns : the columns to read (default: every column of ``ANALYSIS_SCHEMA``); the probe key
         and ``created_at`` are always read so that re-runs can be de-duplicated.
-    warn : where warnings go (default: stderr).
+    layers : only these layers (pushed into the scan like the ``selected`` filter).
 
     Returns
     -------
@@ -100,8 +99,11 @@ def read_selected(
     schema = pa.schema([ANALYSIS_SCHEMA.field(c) for c in want if c != "selected"])
     # An explicit schema: every part is cast to it, and absent columns read as nulls.
     dataset = ds.dataset([str(f) for f in files], format="parquet", schema=_with_selected(schema))
+    keep = ds.field("selected") == True  # noqa: E712
+    if layers:
+        keep = keep & ds.field("layer").isin(list(layers))
     try:
-        table = dataset.to_table(columns=schema.names, filter=ds.field("selected") == True)  # noqa: E712
+        table = dataset.to_table(columns=schema.names, filter=keep)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
         raise DataError(
             f"cannot read the results in {results_dir} ({type(err).__name__}: {err}); "
@@ -109,8 +111,12 @@ def read_selected(
         ) from err
     table = _categorical(table)
     frame = table.to_pandas()
+    if frame.empty and not layers:
+        raise DataError(
+            f"no rows of {results_dir} have selected == true (the λ chosen on validation); "
+            "re-run `layerprobe probe` to write them"
+        )
     if frame.empty:
-        (warn or _stderr)(f"no selected rows in {results_dir}")
         return frame
     return _newest(frame)
 
@@ -138,12 +144,7 @@ def _categorical(table: pa.Table) -> pa.Table:
 def _newest(frame: pd.DataFrame) -> pd.DataFrame:
     """Keep the newest row of each probe result (a re-run may have chosen another λ)."""
     key = [c for c in PROBE_KEY if c in frame.columns]
-    counts = frame.groupby(key, observed=True, dropna=False, sort=False).size()
-    if (counts > 1).any():
+    if frame.duplicated(key).any():
         frame = frame.sort_values("created_at", kind="stable")
         frame = frame.drop_duplicates(key, keep="last")
     return frame.reset_index(drop=True)
-
-
-def _stderr(message: str) -> None:
-    print(f"layerprobe: warning: {message}", file=sys.stderr)

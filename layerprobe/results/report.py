@@ -82,7 +82,7 @@ def write_report(
     say = progress or (lambda message: None)
     say("reading the results")
     if table is None:
-        table = read_selected(results_dir, warn=warn)
+        table = read_selected(results_dir)
     if shots:
         table = table[table["shots"].isin(shots)]
     if table.empty:
