@@ -109,6 +109,7 @@ def curve_store(
                         model_key=f"m{i:02d}",
                         upstream_accuracy=float(u),
                         params=10 ** (5 + i % 3),
+                        head_wd=(0.0, 0.1)[i % 2],
                         task=task,
                         shots=shot,
                         layer=layer,

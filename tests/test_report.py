@@ -91,7 +91,7 @@ def render(page, tmp_path) -> tuple[dict, str]:
 def test_report_renders_in_headless_chromium(report, tmp_path):
     check, stderr = render(report, tmp_path)
     n_png = len(list((report.parent / "plots").glob("*.png")))
-    assert check["images"] == n_png >= 10
+    assert check["images"] == n_png == 9  # (saturation, layers, correlation, head_wd) × 2 shots, e_IR
     assert check["broken"] == []
     assert check["errors"] == []
     console = [line for line in stderr.splitlines() if ":CONSOLE" in line]
