@@ -101,7 +101,11 @@ def generate(args: argparse.Namespace, store: Path) -> dict:
         params = int(10 ** rng.uniform(6, 10))
         ds_pre = 1 - (k * (1 - us) ** alpha + e_ir) - np.abs(rng.normal(0, 0.03, args.tasks))
         # Accuracy along depth: rises to the task's peak depth, then falls a little.
-        shape = 1 - 0.5 * np.clip(peak[t_i] - depth, 0, None) - 0.2 * np.clip(depth - peak[t_i], 0, None)
+        shape = (
+            1
+            - 0.5 * np.clip(peak[t_i] - depth, 0, None)
+            - 0.2 * np.clip(depth - peak[t_i], 0, None)
+        )
         shot_scale = np.where(shot_v == 1, 0.6, 1.0)
         acc = np.clip(ds_pre[t_i] * shape * shot_scale + rng.normal(0, 0.01, n_probe), 0, 1)
         # every λ: the selected one has the probe's accuracy, the others less
@@ -117,7 +121,9 @@ def generate(args: argparse.Namespace, store: Path) -> dict:
         columns = {
             "model": pa.array(np.full(n, f"vit-{c % 4}"), pa.string()).dictionary_encode(),
             "model_key": pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [f"ckpt{c:05d}"]),
-            "upstream_task": pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [fixed["upstream_task"]]),
+            "upstream_task": pa.DictionaryArray.from_arrays(
+                np.zeros(n, np.int32), [fixed["upstream_task"]]
+            ),
             "upstream_accuracy": np.full(n, us),
             "params": np.full(n, params, np.int64),
             "data_fraction": np.full(n, [0.1, 0.3, 1.0][c % 3]),
@@ -136,7 +142,9 @@ def generate(args: argparse.Namespace, store: Path) -> dict:
             "n_test": np.full(n, n_test, np.int64),
             "probe": pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [fixed["probe"]]),
             "backend": pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [fixed["backend"]]),
-            "created_at": pa.array(np.full(n, fixed["created_at"].value), pa.timestamp("us", tz="UTC")),
+            "created_at": pa.array(
+                np.full(n, fixed["created_at"].value), pa.timestamp("us", tz="UTC")
+            ),
             "selected": selected.ravel(),
             "schema_version": np.full(n, 2, np.int64),
             "k": pa.nulls(n, pa.int64()),
@@ -151,7 +159,10 @@ def generate(args: argparse.Namespace, store: Path) -> dict:
         files, rows = files + 1, rows + n
         if (c + 1) % 200 == 0 or c + 1 == args.checkpoints:
             elapsed = time.perf_counter() - start
-            print(f"  generated {c + 1}/{args.checkpoints} parts, {rows / 1e6:.1f} M rows, {elapsed:.0f} s", file=sys.stderr)
+            print(
+                f"  generated {c + 1}/{args.checkpoints} parts, {rows / 1e6:.1f} M rows, {elapsed:.0f} s",
+                file=sys.stderr,
+            )
     size = sum(p.stat().st_size for p in store.rglob("*.parquet"))
     return {"files": files, "rows": rows, "bytes": size, "seconds": time.perf_counter() - start}
 
@@ -167,7 +178,9 @@ def config(args) -> dict:
 def measure(command: list[str]) -> dict:
     """Run ``command``; its wall time, peak resident memory and exit status."""
     start = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT, env=env())
+    proc = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT, env=env()
+    )
     _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage
     wall = time.perf_counter() - start
     err = proc.stderr.read().decode()
@@ -190,7 +203,11 @@ def main() -> int:
     args = arguments()
     store, out = args.dir / "store", args.dir / "out"
     stamp = args.dir / "config.json"
-    if store.is_dir() and stamp.is_file() and json.loads(stamp.read_text())["config"] == config(args):
+    if (
+        store.is_dir()
+        and stamp.is_file()
+        and json.loads(stamp.read_text())["config"] == config(args)
+    ):
         made = json.loads(stamp.read_text())["made"]
         print(f"reusing the store in {store}", file=sys.stderr)
     else:
@@ -201,9 +218,23 @@ def main() -> int:
     layerprobe = [sys.executable, "-m", "layerprobe"]
     boot = ["--bootstrap", str(args.bootstrap)]
     runs = {
-        "fit (pre_logits)": layerprobe + ["fit", "--results", str(store), "--out", str(out / "fit"), "--format", "csv", *boot],
-        "fit --layer best": layerprobe + ["fit", "--results", str(store), "--out", str(out / "fitbest"), "--layer", "best", "--format", "csv", *boot],
-        "report": layerprobe + ["report", "--results", str(store), "--out", str(out / "report"), "--quiet", *boot],
+        "fit (pre_logits)": layerprobe
+        + ["fit", "--results", str(store), "--out", str(out / "fit"), "--format", "csv", *boot],
+        "fit --layer best": layerprobe
+        + [
+            "fit",
+            "--results",
+            str(store),
+            "--out",
+            str(out / "fitbest"),
+            "--layer",
+            "best",
+            "--format",
+            "csv",
+            *boot,
+        ],
+        "report": layerprobe
+        + ["report", "--results", str(store), "--out", str(out / "report"), "--quiet", *boot],
     }
     if made["rows"] <= args.baseline_max_rows:
         code = f"import layerprobe.results as r; print(len(r.load({str(store)!r})))"
@@ -216,7 +247,11 @@ def main() -> int:
 
 
 def print_table(args, made: dict, results: dict) -> None:
-    lambdas = "every λ row (30)" if args.lambdas == 30 else f"{args.lambdas} λ rows per probe (the paper's grid has 30)"
+    lambdas = (
+        "every λ row (30)"
+        if args.lambdas == 30
+        else f"{args.lambdas} λ rows per probe (the paper's grid has 30)"
+    )
     print(
         f"\nstore: {args.checkpoints} checkpoints × {args.tasks} tasks × {args.layers} layers × shots "
         f"{args.shots} × {args.seeds} seeds × {lambdas}\n"
@@ -226,14 +261,28 @@ def print_table(args, made: dict, results: dict) -> None:
         f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end\n"
     )
     base = results.get("baseline: results.load (all rows)")
-    print(f"| command | wall s | CPU s | peak GiB | goal (<{GOAL_S:.0f} s, <{GOAL_GIB:.0f} GiB) | vs baseline |")
+    print(
+        f"| command | wall s | CPU s | peak GiB | goal (<{GOAL_S:.0f} s, <{GOAL_GIB:.0f} GiB) | vs baseline |"
+    )
     print("| --- | ---: | ---: | ---: | --- | --- |")
     for name, r in results.items():
-        ok = "failed (rc %d)" % r["rc"] if r["rc"] else ("met" if r["seconds"] < GOAL_S and r["gib"] < GOAL_GIB else "missed")
-        ratio = f"{r['seconds'] / base['seconds']:.2f}× time, {r['gib'] / base['gib']:.2f}× memory" if base and not name.startswith("baseline") else "–"
-        print(f"| {name} | {r['seconds']:.1f} | {r['cpu']:.1f} | {r['gib']:.2f} | {ok if not name.startswith('baseline') else '–'} | {ratio} |")
+        ok = (
+            f"failed (rc {r['rc']})"
+            if r["rc"]
+            else ("met" if r["seconds"] < GOAL_S and r["gib"] < GOAL_GIB else "missed")
+        )
+        ratio = (
+            f"{r['seconds'] / base['seconds']:.2f}× time, {r['gib'] / base['gib']:.2f}× memory"
+            if base and not name.startswith("baseline")
+            else "–"
+        )
+        print(
+            f"| {name} | {r['seconds']:.1f} | {r['cpu']:.1f} | {r['gib']:.2f} | {ok if not name.startswith('baseline') else '–'} | {ratio} |"
+        )
     if base is None:
-        print(f"| baseline: results.load (all rows) | skipped | – | – | – | {made['rows'] / 1e6:.0f} M rows > --baseline-max-rows |")
+        print(
+            f"| baseline: results.load (all rows) | skipped | – | – | – | {made['rows'] / 1e6:.0f} M rows > --baseline-max-rows |"
+        )
 
 
 if __name__ == "__main__":

@@ -64,8 +64,12 @@ def probe_rows(acc: float, seeds=(0, 1), spread: float = 0.0, **values) -> list[
     out = []
     signs = np.linspace(-1, 1, len(seeds)) if len(seeds) > 1 else [0.0]
     for seed, sign in zip(seeds, signs, strict=True):
-        out.append(row(seed=seed, l2=1.0, test_accuracy=acc + sign * spread, selected=True, **values))
-        out.append(row(seed=seed, l2=4.0, test_accuracy=0.0, val_accuracy=0.1, selected=False, **values))
+        out.append(
+            row(seed=seed, l2=1.0, test_accuracy=acc + sign * spread, selected=True, **values)
+        )
+        out.append(
+            row(seed=seed, l2=4.0, test_accuracy=0.0, val_accuracy=0.1, selected=False, **values)
+        )
     return out
 
 

@@ -84,14 +84,18 @@ def render(page, tmp_path) -> tuple[dict, str]:
         timeout=120,
     )
     found = re.search(r'<pre id="layerprobe-check">(.*?)</pre>', run.stdout, re.S)
-    assert found, f"Chromium did not finish loading the report (rc {run.returncode}): {run.stderr[-2000:]}"
+    assert found, (
+        f"Chromium did not finish loading the report (rc {run.returncode}): {run.stderr[-2000:]}"
+    )
     return json.loads(html.unescape(found.group(1))), run.stderr
 
 
 def test_report_renders_in_headless_chromium(report, tmp_path):
     check, stderr = render(report, tmp_path)
     n_png = len(list((report.parent / "plots").glob("*.png")))
-    assert check["images"] == n_png == 9  # (saturation, layers, correlation, head_wd) × 2 shots, e_IR
+    assert (
+        check["images"] == n_png == 9
+    )  # (saturation, layers, correlation, head_wd) × 2 shots, e_IR
     assert check["broken"] == []
     assert check["errors"] == []
     console = [line for line in stderr.splitlines() if ":CONSOLE" in line]
@@ -112,13 +116,23 @@ def test_report_is_self_contained(report):
     assert not re.search(r"""(src|href)=["']?(https?:|//|file:)""", text)
     images = re.findall(r'<img src="([^"]{0,30})', text)
     assert images and all(src.startswith("data:image/png;base64,") for src in images)
-    for name in ("Saturation fit", "Layers", "Pre-training knobs", "Figures", "Settings the rows came from"):
+    for name in (
+        "Saturation fit",
+        "Layers",
+        "Pre-training knobs",
+        "Figures",
+        "Settings the rows came from",
+    ):
         assert f">{name}</h2>" in text
     # the fit table shows the saturation values the store was built with
     for e_ir in (0.05, 0.3, 0.15):
         assert f"{1 - e_ir:.3f} [" in text
-    assert (report.parent / "fits.parquet").is_file() and (report.parent / "layers.parquet").is_file()
-    assert len(list((report.parent / "plots").glob("*.svg"))) == len(list((report.parent / "plots").glob("*.png")))
+    assert (report.parent / "fits.parquet").is_file() and (
+        report.parent / "layers.parquet"
+    ).is_file()
+    assert len(list((report.parent / "plots").glob("*.svg"))) == len(
+        list((report.parent / "plots").glob("*.png"))
+    )
 
 
 def test_report_without_upstream_accuracy_shows_the_layers(tmp_path):
@@ -127,7 +141,13 @@ def test_report_without_upstream_accuracy_shows_the_layers(tmp_path):
     rows = []
     for task, peak in (("a", 1), ("b", 3)):
         for i, (layer, depth) in enumerate(zip(LAYERS, DEPTHS, strict=True)):
-            rows += probe_rows(0.5 + 0.1 * (i == peak), task=task, layer=layer, depth=depth, upstream_accuracy=np.nan)
+            rows += probe_rows(
+                0.5 + 0.1 * (i == peak),
+                task=task,
+                layer=layer,
+                depth=depth,
+                upstream_accuracy=np.nan,
+            )
     page = write_report(write_store(rows, tmp_path / "res"), tmp_path / "out")
     text = page.read_text()
     assert "layerprobe upstream" in text
@@ -138,7 +158,19 @@ def test_report_without_upstream_accuracy_shows_the_layers(tmp_path):
 def test_report_command(tmp_path):
     store = curve_store(tmp_path / "res", {"near": TASKS["near"]})
     run = subprocess.run(
-        [sys.executable, "-m", "layerprobe", "report", "--results", str(store), "--out", str(tmp_path / "o"), "--bootstrap", "0", "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "layerprobe",
+            "report",
+            "--results",
+            str(store),
+            "--out",
+            str(tmp_path / "o"),
+            "--bootstrap",
+            "0",
+            "--quiet",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -147,7 +179,16 @@ def test_report_command(tmp_path):
     assert run.stdout.strip() == str(tmp_path / "o" / "report.html") and run.stderr == ""
     (tmp_path / "file").write_text("")
     bad = subprocess.run(
-        [sys.executable, "-m", "layerprobe", "report", "--results", str(store), "--out", str(tmp_path / "file" / "x")],
+        [
+            sys.executable,
+            "-m",
+            "layerprobe",
+            "report",
+            "--results",
+            str(store),
+            "--out",
+            str(tmp_path / "file" / "x"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -8,7 +8,13 @@ import pytest
 
 from layerprobe.errors import ConfigError, DataError, UnknownNameError
 from layerprobe.results import read_selected
-from layerprobe.results.fit import fit_curve, fit_group, fit_saturation, prediction_error, write_fits
+from layerprobe.results.fit import (
+    fit_curve,
+    fit_group,
+    fit_saturation,
+    prediction_error,
+    write_fits,
+)
 from tests.results_data import curve_ds, curve_store, probe_rows, write_store
 
 TRUE = {"near": (0.9, 1.5, 0.05), "far": (0.6, 2.5, 0.30)}
@@ -117,9 +123,13 @@ def test_too_few_hull_points_is_skipped_with_a_warning(tmp_path):
     for i, (u, d) in enumerate([(0.3, 0.2), (0.5, 0.25), (0.7, 0.3)]):  # collinear: 2 hull points
         rows += probe_rows(d, model_key=f"m{i}", upstream_accuracy=u, task="flat")
     for i, u in enumerate(np.linspace(0.3, 0.9, 5)):
-        rows += probe_rows(float(curve_ds(u, 0.8, 2, 0.1)), model_key=f"c{i}", upstream_accuracy=u, task="ok")
+        rows += probe_rows(
+            float(curve_ds(u, 0.8, 2, 0.1)), model_key=f"c{i}", upstream_accuracy=u, task="ok"
+        )
     warnings = []
-    fits = fit_saturation(read_selected(write_store(rows, tmp_path)), bootstrap=0, warn=warnings.append)
+    fits = fit_saturation(
+        read_selected(write_store(rows, tmp_path)), bootstrap=0, warn=warnings.append
+    )
     assert list(fits["task"]) == ["ok"]
     assert any("task flat" in w and "only 2 hull point" in w for w in warnings)
 
@@ -133,7 +143,9 @@ def test_a_fit_that_does_not_converge_is_reported(store):
 
 
 def test_results_without_upstream_accuracy(tmp_path):
-    rows = probe_rows(0.5, upstream_accuracy=None) + probe_rows(0.6, upstream_accuracy=None, model_key="m1")
+    rows = probe_rows(0.5, upstream_accuracy=None) + probe_rows(
+        0.6, upstream_accuracy=None, model_key="m1"
+    )
     with pytest.raises(DataError, match="layerprobe upstream"):
         fit_saturation(read_selected(write_store(rows, tmp_path)))
 

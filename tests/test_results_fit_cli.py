@@ -15,7 +15,9 @@ from tests.results_data import curve_store, probe_rows, write_store
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    return curve_store(tmp_path_factory.mktemp("cli") / "res", {"near": (0.9, 1.5, 0.05), "far": (0.6, 2.5, 0.3)})
+    return curve_store(
+        tmp_path_factory.mktemp("cli") / "res", {"near": (0.9, 1.5, 0.05), "far": (0.6, 2.5, 0.3)}
+    )
 
 
 def fit(*args, cwd=None):
@@ -49,14 +51,31 @@ def test_csv_json_markdown(store, tmp_path):
     csv = fit("--results", store, "--out", tmp_path, "--bootstrap", "0", "--format", "csv")
     frame = pd.read_csv(io.StringIO(csv.stdout))
     assert {"k", "alpha", "e_ir", "saturation", "pred_error", "e_ir_lo"} <= set(frame.columns)
-    records = json.loads(fit("--results", store, "--out", tmp_path, "--bootstrap", "0", "--format", "json").stdout)
+    records = json.loads(
+        fit("--results", store, "--out", tmp_path, "--bootstrap", "0", "--format", "json").stdout
+    )
     assert len(records) == 2 and records[0]["status"] == "ok"
-    md = fit("--results", store, "--out", tmp_path, "--bootstrap", "0", "--format", "markdown").stdout
+    md = fit(
+        "--results", store, "--out", tmp_path, "--bootstrap", "0", "--format", "markdown"
+    ).stdout
     assert md.startswith("| upstream | task |") and md.count("\n") == 4
 
 
 def test_power_form_and_all_points(store, tmp_path):
-    run = fit("--results", store, "--out", tmp_path, "--bootstrap", "0", "--form", "power", "--points", "all", "--format", "csv")
+    run = fit(
+        "--results",
+        store,
+        "--out",
+        tmp_path,
+        "--bootstrap",
+        "0",
+        "--form",
+        "power",
+        "--points",
+        "all",
+        "--format",
+        "csv",
+    )
     frame = pd.read_csv(io.StringIO(run.stdout))
     assert set(frame["form"]) == {"power"} and set(frame["points"]) == {"all"}
     assert (frame["saturation"] == 1).all()
@@ -71,12 +90,19 @@ def one_line_error(run, *needles):
 
 
 def test_no_upstream_accuracy(tmp_path):
-    rows = probe_rows(0.5, upstream_accuracy=None) + probe_rows(0.6, upstream_accuracy=None, model_key="m1")
-    one_line_error(fit("--results", write_store(rows, tmp_path / "r"), "--out", tmp_path / "o"), "layerprobe upstream")
+    rows = probe_rows(0.5, upstream_accuracy=None) + probe_rows(
+        0.6, upstream_accuracy=None, model_key="m1"
+    )
+    one_line_error(
+        fit("--results", write_store(rows, tmp_path / "r"), "--out", tmp_path / "o"),
+        "layerprobe upstream",
+    )
 
 
 def test_nothing_to_fit(tmp_path):
-    rows = probe_rows(0.5, upstream_accuracy=0.5) + probe_rows(0.6, upstream_accuracy=0.7, model_key="m1")
+    rows = probe_rows(0.5, upstream_accuracy=0.5) + probe_rows(
+        0.6, upstream_accuracy=0.7, model_key="m1"
+    )
     run = fit("--results", write_store(rows, tmp_path / "r"), "--out", tmp_path / "o")
     assert run.returncode == 2
     assert "only 2 hull point" in run.stderr  # the warning, then the error

@@ -26,7 +26,9 @@ def table(tmp_path_factory):
     rows = []
     for task, (accs, spread) in TASKS.items():
         for layer, depth, acc in zip(LAYERS, DEPTHS, accs, strict=True):
-            rows += probe_rows(acc, spread=spread, task=task, layer=layer, depth=depth, upstream_accuracy=0.7)
+            rows += probe_rows(
+                acc, spread=spread, task=task, layer=layer, depth=depth, upstream_accuracy=0.7
+            )
     return read_selected(write_store(rows, tmp_path_factory.mktemp("layers")))
 
 
@@ -67,7 +69,9 @@ def test_numeric_tolerance(table):
 def saturation_table(e_irs, depths, gaps, best_depths) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Layer measures of two checkpoints per task (equal), and a fit table with e_IR per task."""
     sat, fits = [], []
-    for i, (e_ir, depth, gap, best) in enumerate(zip(e_irs, depths, gaps, best_depths, strict=True)):
+    for i, (e_ir, depth, gap, best) in enumerate(
+        zip(e_irs, depths, gaps, best_depths, strict=True)
+    ):
         key = dict(upstream_task="up", task=f"t{i}", shots=5, probe="ridge")
         for m in ("a", "b"):
             sat.append(

@@ -178,7 +178,7 @@ def fit_curve(
     """Bounded least-squares fit of ``form`` to accuracies ``us``, ``ds`` ((N,), 0–1), on errors.
 
     ``polish=False`` returns the grid-profile solution (:meth:`Form.start`) without scipy's
-    trust-region polish: 20× cheaper, α to about 0.2 %; the bootstrap uses it.
+    trust-region polish (α to about 0.1 %).
     """
     form = get_form(form)
     e_us, e_ds = 1.0 - np.asarray(us, float), 1.0 - np.asarray(ds, float)
@@ -226,11 +226,10 @@ def prediction_error(
     form: Form,
     max_evals: int | None = None,
     train_draw: np.ndarray | None = None,
-    polish: bool = True,
 ) -> tuple[float, int]:
     """RMSE of a fit on the lower-US checkpoints at the held-out highest-US ones (see module doc).
 
-    ``train_draw`` resamples the training checkpoints (the bootstrap); the targets stay fixed.
+    ``train_draw`` resamples the training checkpoints; the targets stay fixed.
     Returns (error, number of held-out target points); NaN when the training part is too small.
     """
     train, held = holdout_split(us, top)
@@ -243,7 +242,7 @@ def prediction_error(
     use = fit_indices(x, y, points)
     if len(np.unique(x[use])) < MIN_POINTS:
         return math.nan, len(targets)
-    fit = fit_curve(x[use], y[use], form, max_evals, polish)
+    fit = fit_curve(x[use], y[use], form, max_evals)
     if not fit.converged:
         return math.nan, len(targets)
     err = predict(form, fit.theta, us[targets]) - ds[targets]
@@ -469,7 +468,11 @@ FIT_COLUMNS = [
     "best_ds",
     "gap_to_saturation",
     "n_bootstrap",
-    *(f"{n}_{s}" for n in ("k", "alpha", "e_ir", "saturation", "fit_error", "pred_error") for s in ("lo", "hi")),
+    *(
+        f"{n}_{s}"
+        for n in ("k", "alpha", "e_ir", "saturation", "fit_error", "pred_error")
+        for s in ("lo", "hi")
+    ),
 ]
 
 

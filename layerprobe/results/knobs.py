@@ -46,7 +46,9 @@ def knob_effects(points: pd.DataFrame, knobs: tuple[str, ...] = HEAD_KNOBS) -> p
     frames = []
     for knob in knobs:
         known = points[points[knob].notna()]
-        if known[knob].nunique() < 2:  # unknown, or one value for every checkpoint: no effect to see
+        if (
+            known[knob].nunique() < 2
+        ):  # unknown, or one value for every checkpoint: no effect to see
             continue
         stats = (
             known.groupby([*GROUP, knob], sort=True, observed=True)

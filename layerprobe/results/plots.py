@@ -39,7 +39,9 @@ def save(fig: Figure, stem: str | Path) -> list[Path]:
     return paths
 
 
-def panels(n: int, width: float = 3.2, height: float = 2.8, top: float = 0.95) -> tuple[Figure, list]:
+def panels(
+    n: int, width: float = 3.2, height: float = 2.8, top: float = 0.95
+) -> tuple[Figure, list]:
     """A figure with ``n`` axes on a grid of at most ``COLUMNS`` per row (extra axes hidden)."""
     cols = max(1, min(COLUMNS, n))
     rows = max(1, math.ceil(n / cols))
@@ -47,7 +49,12 @@ def panels(n: int, width: float = 3.2, height: float = 2.8, top: float = 0.95) -
     fig = Figure(figsize=(w, h))
     # Fixed margins in inches (constrained layout costs seconds per figure at 25 panels).
     fig.subplots_adjust(
-        left=0.7 / w, right=1 - 0.25 / w, bottom=0.55 / h, top=1 - top / h, wspace=0.35, hspace=0.75 + (top > 1) * 0.25
+        left=0.7 / w,
+        right=1 - 0.25 / w,
+        bottom=0.55 / h,
+        top=1 - top / h,
+        wspace=0.35,
+        hspace=0.75 + (top > 1) * 0.25,
     )
     axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
     for ax in axes[n:]:
@@ -113,7 +120,9 @@ def _draw_fit(ax, row: pd.Series, us: np.ndarray, ds: np.ndarray) -> None:
     theta = [row["k"], row["alpha"], row["e_ir"]][: len(get_form(row["form"]).params)]
     grid = np.linspace(min(us.min(), 0.0), 1.0, 200)
     ax.plot(grid, predict(row["form"], theta, grid), c="C3", lw=1.5, label=f"fit ({row['form']})")
-    ax.axhline(row["saturation"], ls="--", c="C3", lw=1, label=f"1 − e_IR = {row['saturation']:.3f}")
+    ax.axhline(
+        row["saturation"], ls="--", c="C3", lw=1, label=f"1 − e_IR = {row['saturation']:.3f}"
+    )
 
 
 def plot_layer_curves(
@@ -169,7 +178,9 @@ def _overlay_us(ax, points: pd.DataFrame, key: tuple, norm: Normalize) -> None:
         return
     top = ax.twiny()
     us = pts["us"].to_numpy(float)
-    top.scatter(us, pts["ds"], s=10, marker="x", c=us_colours(us, norm), rasterized=len(us) > RASTER_ABOVE)
+    top.scatter(
+        us, pts["ds"], s=10, marker="x", c=us_colours(us, norm), rasterized=len(us) > RASTER_ABOVE
+    )
     top.tick_params(labelsize=7)
 
 
@@ -187,7 +198,16 @@ def plot_eir_vs_shots(fits: pd.DataFrame, stem: str | Path) -> list[Path]:
             x = line["shots"].map(where).to_numpy(float)
             y = line["e_ir"].to_numpy(float)
             err = np.abs(np.c_[y - line["e_ir_lo"], line["e_ir_hi"] - y].T)
-            ax.errorbar(x, y, yerr=np.nan_to_num(err), marker="o", ms=3, capsize=2, c=f"C{i % 10}", label=task)
+            ax.errorbar(
+                x,
+                y,
+                yerr=np.nan_to_num(err),
+                marker="o",
+                ms=3,
+                capsize=2,
+                c=f"C{i % 10}",
+                label=task,
+            )
         ax.set_xticks(range(len(shot_values)), [shots_label(s) for s in shot_values], fontsize=8)
         ax.set_ylabel("e_IR (1 − saturation)")
         ax.set_title(f"{probe}" + (f", from {upstream}" if upstream else ""), fontsize=9)

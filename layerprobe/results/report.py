@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,10 +33,12 @@ from layerprobe.results.layersat import (
     task_layer_summary,
 )
 from layerprobe.results.points import NO_US, checkpoint_points
-from layerprobe.results.read import read_selected
+from layerprobe.results.read import ANALYSIS_SCHEMA, read_selected
 from layerprobe.results.store import part_files
 from layerprobe.results.tables import fit_display
 
+# Every analysis column but val_accuracy (the report shows test accuracy at the selected λ).
+REPORT_COLUMNS = tuple(c for c in ANALYSIS_SCHEMA.names if c != "val_accuracy")
 PER_CHECKPOINT_ROWS = 200  # above this, the layer table shows per-task means only
 
 
@@ -82,13 +83,15 @@ def write_report(
     say = progress or (lambda message: None)
     say("reading the results")
     if table is None:
-        table = read_selected(results_dir)
+        table = read_selected(results_dir, columns=REPORT_COLUMNS)
     if shots:
         table = table[table["shots"].isin(shots)]
     if table.empty:
         raise DataError(f"no selected results in {results_dir} for shots {shots}")
     out.mkdir(parents=True, exist_ok=True)
-    options = dict(layer=layer, points=points, holdout_top=holdout_top, bootstrap=bootstrap, form=form)
+    options = dict(
+        layer=layer, points=points, holdout_top=holdout_top, bootstrap=bootstrap, form=form
+    )
 
     say("layer saturation")
     curves = layer_curves(table)
@@ -188,7 +191,9 @@ def _knob_section(points: pd.DataFrame) -> Section:
         section.html.append(_table(known))
     effects = knob_effects(points)
     if len(effects):
-        section.html.append(_p("Mean US and DS accuracy at each head weight decay / learning rate."))
+        section.html.append(
+            _p("Mean US and DS accuracy at each head weight decay / learning rate.")
+        )
         section.html.append(_table(effects))
     if not section.html:
         section.html.append(_p("No pre-training knobs vary in these results."))
@@ -301,14 +306,16 @@ def _page(sections: list[Section], results_dir) -> str:
     )
     title = f"layerprobe report: {html.escape(str(results_dir))}"
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{title}</title><style>{STYLE}</style></head>\n"
         f"<body><h1>{title}</h1><nav>{nav}</nav>\n{body}\n</body></html>\n"
     )
 
 
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, escape=True, na_rep="–", float_format=lambda v: f"{v:.4g}", border=0)
+    return frame.to_html(
+        index=False, escape=True, na_rep="–", float_format=lambda v: f"{v:.4g}", border=0
+    )
 
 
 def _p(text: str) -> str:

@@ -16,7 +16,9 @@ def fit_display(fits: pd.DataFrame) -> pd.DataFrame:
     """The fit table with intervals folded into the values (``0.812 [0.80, 0.83]``), for people."""
 
     def ci(name: str, digits: int = 3) -> pd.Series:
-        return fits.apply(lambda r: _with_ci(r[name], r[f"{name}_lo"], r[f"{name}_hi"], digits), axis=1)
+        return fits.apply(
+            lambda r: _with_ci(r[name], r[f"{name}_lo"], r[f"{name}_hi"], digits), axis=1
+        )
 
     return pd.DataFrame(
         {
@@ -59,7 +61,9 @@ def format_fits(fits: pd.DataFrame, fmt: str = "table") -> str:
     if fmt == "markdown":
         head = "| " + " | ".join(shown.columns) + " |"
         rule = "| " + " | ".join("---" for _ in shown.columns) + " |"
-        body = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+        body = [
+            "| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)
+        ]
         return "\n".join([head, rule, *body]) + "\n"
     return shown.to_string(index=False) + "\n"
 
