@@ -51,3 +51,20 @@ def test_random_points_lie_under_a_concave_hull(seed):
 def test_empty_and_single():
     assert upper_hull(np.array([]), np.array([])).tolist() == []
     assert upper_hull(np.array([0.3]), np.array([0.4])).tolist() == [0]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_qhull_and_the_python_chain_agree_on_many_candidates(seed):
+    from layerprobe.results import hull as module
+
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.2, 0.9, 3000)
+    y = 1 - 0.8 * (1 - x) ** 2 - np.abs(rng.normal(0, 0.02, 3000))  # a trend: many records
+    y[:5] = np.round(y[:5], 2)  # and a few ties
+    order = np.lexsort((-y, x))
+    order = order[module._records(y[order])]
+    assert len(order) > module.QHULL_ABOVE
+    fast = module._qhull_upper(x[order], y[order])
+    slow = module._chain(x[order], y[order])
+    assert fast.tolist() == slow.tolist()
+    assert upper_hull(x, y).tolist() == order[slow].tolist()

@@ -104,7 +104,7 @@ class Form:
         if len(self.params) == 2:
             sse = total((k_only[..., None] * z - e) ** 2)
             return np.stack([k_only, alphas], -1), sse
-        mz, me = total(z) / n, total(e + 0 * z) / n
+        mz, me = total(z) / n, (w * e_ds).sum(-1)[:, None] / n  # (B, A), (B, 1)
         var = np.maximum(zz / n - mz * mz, 1e-300)
         k_free = (ze / n - mz * me) / var
         ones = np.ones_like(k_free)
@@ -131,7 +131,15 @@ class Form:
         0.1 %), each solved exactly by :meth:`profile`. Returns (B, P) θ (or (P,))."""
         single = np.ndim(e_us) == 1
         e_us, e_ds = np.atleast_2d(e_us), np.atleast_2d(e_ds)
-        w = None if w is None else np.atleast_2d(w)
+        w = np.ones_like(e_us) if w is None else np.atleast_2d(w)
+        # Batches of at most ~4 M (set, α, point) elements keep the temporaries small.
+        step = max(1, 4_000_000 // (len(ALPHA_GRID) * e_us.shape[1]))
+        if len(e_us) > step:
+            parts = [
+                self.start(e_us[i : i + step], e_ds[i : i + step], w[i : i + step])
+                for i in range(0, len(e_us), step)
+            ]
+            return np.concatenate(parts)
         _, sse = self.profile(e_us, e_ds, ALPHA_GRID, w)
         i = np.argmin(sse, axis=1)
         lo = ALPHA_GRID[np.maximum(i - 1, 0)]
@@ -205,9 +213,9 @@ def predict(form: str | Form, theta: np.ndarray, us: np.ndarray) -> np.ndarray:
     return 1.0 - get_form(form)(1.0 - np.asarray(us, float), np.asarray(theta, float))
 
 
-def fit_indices(us: np.ndarray, ds: np.ndarray, points: str) -> np.ndarray:
+def fit_indices(us: np.ndarray, ds: np.ndarray, points: str, presorted: bool = False) -> np.ndarray:
     """Which points a fit uses: the upper hull, or all of them."""
-    return upper_hull(us, ds) if points == "hull" else np.arange(len(us))
+    return upper_hull(us, ds, presorted) if points == "hull" else np.arange(len(us))
 
 
 def holdout_split(us: np.ndarray, top: float) -> tuple[np.ndarray, np.ndarray]:
@@ -315,14 +323,18 @@ def _bootstrap(us, ds, form, points, top, n, seed, max_evals) -> dict:
     grid profile (:meth:`Form.start`), without the scipy polish of the point estimate.
     """
     rng = np.random.default_rng(seed)
+    # Sorted by US, then DS descending: a sorted resample of indices is sorted too, so each
+    # resample's hull skips its sort.
+    order = np.lexsort((-ds, us))
+    us, ds = us[order], ds[order]
     train, held = holdout_split(us, top)
     targets = held if points == "all" else np.intersect1d(held, upper_hull(us, ds))
     full, part = [], []  # per resample: (US, DS) of its fit points
     for _ in range(n):
-        idx = rng.integers(0, len(us), len(us))
+        idx = np.sort(rng.integers(0, len(us), len(us)))
         full.append(_fit_set(us[idx], ds[idx], points))
         if len(train) and len(targets):
-            draw = train[rng.integers(0, len(train), len(train))]
+            draw = train[np.sort(rng.integers(0, len(train), len(train)))]
             part.append(_fit_set(us[draw], ds[draw], points))
     draws = {}
     theta, rmse = _batch_fit(full, form)
@@ -343,8 +355,9 @@ def _bootstrap(us, ds, form, points, top, n, seed, max_evals) -> dict:
 
 
 def _fit_set(x: np.ndarray, y: np.ndarray, points: str):
-    """The points a fit of (x, y) uses, or None when fewer than 3 distinct ones."""
-    use = fit_indices(x, y, points)
+    """The points a fit of (x, y) (sorted by x, then y descending) uses, or None when fewer
+    than 3 distinct ones."""
+    use = fit_indices(x, y, points, presorted=True)
     return (x[use], y[use]) if len(np.unique(x[use])) >= MIN_POINTS else None
 
 

@@ -9,14 +9,19 @@ saturation curve to those points, not to all of them (that would fit the average
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial import ConvexHull, QhullError
+
+QHULL_ABOVE = 48  # candidate points above which qhull is faster than the Python chain
 
 
-def upper_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def upper_hull(x: np.ndarray, y: np.ndarray, presorted: bool = False) -> np.ndarray:
     """Indices of the points on the upper convex hull, ordered by increasing ``x``.
 
     Parameters
     ----------
     x, y : (N,) coordinates (US accuracy, DS accuracy).
+    presorted : the points are already sorted by x, then by y descending (saves the sort when
+        many subsets of one sorted set are hulled, as in the bootstrap).
 
     Returns
     -------
@@ -31,17 +36,36 @@ def upper_hull(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if len(x) == 0:
         return np.zeros(0, int)
     # Sort by x, then by y descending, so the first point at each x is the highest one.
-    order = np.lexsort((-y, x))
+    order = np.arange(len(x)) if presorted else np.lexsort((-y, x))
     keep = np.concatenate([[True], np.diff(x[order]) != 0])  # one point per x: the highest
     order = order[keep]
     order = order[_records(y[order])]
-    xs, ys = x[order].tolist(), y[order].tolist()
+    xs, ys = x[order], y[order]
+    chain = _chain if len(order) <= QHULL_ABOVE else _qhull_upper
+    return order[chain(xs, ys)]
+
+
+def _chain(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Andrew's monotone chain, upper half, on points sorted by strictly increasing x."""
+    x, y = xs.tolist(), ys.tolist()
     hull: list[int] = []
-    for j in range(len(order)):  # Andrew's monotone chain, upper half
-        while len(hull) >= 2 and _cross(xs, ys, hull[-2], hull[-1], j) >= 0:
+    for j in range(len(x)):
+        while len(hull) >= 2 and _cross(x, y, hull[-2], hull[-1], j) >= 0:
             hull.pop()  # hull[-1] is below or on the segment hull[-2] -> j
         hull.append(j)
-    return order[np.asarray(hull, int)]
+    return np.asarray(hull, int)
+
+
+def _qhull_upper(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """The same as :func:`_chain` with qhull (C): its 2-d vertices run counter-clockwise, so
+    from the rightmost point on they pass over the top to the leftmost one."""
+    try:
+        vertices = ConvexHull(np.column_stack([xs, ys])).vertices
+    except QhullError:  # all points on one line
+        return _chain(xs, ys)
+    ring = np.roll(vertices, -int(np.argmax(xs[vertices])))
+    upper = ring[: int(np.argmin(xs[ring])) + 1]
+    return upper[::-1]
 
 
 def _records(y: np.ndarray) -> np.ndarray:
