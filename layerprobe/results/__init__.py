@@ -1,11 +1,61 @@
-"""results: reading the results store (Parquet) and summarising it.
+"""results: reading the results store (Parquet), summarising and analysing it.
 
 ``load(DIR)`` returns every probe result below ``DIR`` as a pandas DataFrame, one row per
 (model, task, layer, shots, seed, λ); ``layer_summary`` reduces it to the layer-wise accuracy
 at the λ chosen on validation (mean ± std over seeds).
+
+The analysis (imported on first use, so `layerprobe results show` stays quick to start):
+``read_selected`` (only the selected-λ rows, with column projection and predicate pushdown),
+``fit_saturation`` (the paper's Eq. 1 on the upper hull), ``layer_saturation`` and
+``saturation_correlation`` (layer-wise saturation against e_IR), ``knob_effects`` and
+``knob_information`` (pre-training knobs), the ``plot_*`` figures and ``write_report``.
 """
+
+from importlib import import_module
 
 from layerprobe.results.show import filter_table, format_summary, layer_summary, selected
 from layerprobe.results.store import load, part_files
 
-__all__ = ["filter_table", "format_summary", "layer_summary", "load", "part_files", "selected"]
+_LAZY = {
+    "read_selected": "read",
+    "checkpoint_points": "points",
+    "upper_hull": "hull",
+    "FORMS": "fit",
+    "Form": "fit",
+    "fit_curve": "fit",
+    "fit_group": "fit",
+    "fit_points": "fit",
+    "fit_saturation": "fit",
+    "predict": "fit",
+    "write_fits": "fit",
+    "layer_curves": "layersat",
+    "layer_saturation": "layersat",
+    "task_layer_summary": "layersat",
+    "saturation_correlation": "layersat",
+    "knob_effects": "knobs",
+    "knob_information": "knobs",
+    "plot_saturation": "plots",
+    "plot_layer_curves": "plots",
+    "plot_eir_vs_shots": "plots",
+    "plot_knobs": "plots",
+    "plot_task_correlation": "plots",
+    "task_correlation": "plots",
+    "write_report": "report",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f"layerprobe.results.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'layerprobe.results' has no attribute {name!r}")
+
+
+__all__ = [
+    "filter_table",
+    "format_summary",
+    "layer_summary",
+    "load",
+    "part_files",
+    "selected",
+    *_LAZY,
+]

@@ -1,0 +1,48 @@
+"""`layerprobe report`: the analysis of a results store as one self-contained HTML page."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from layerprobe.commands._common import add_quiet
+from layerprobe.commands.fit import add_analysis_options
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="write report.html: saturation fits, layer saturation, knobs, plots",
+        description=(
+            "Analyse a results store (saturation fits, layer saturation and its correlation "
+            "with e_IR, pre-training knobs) and write report.html (images embedded, no network), "
+            "fits.parquet, layers.parquet and plots/ (PNG and SVG) to --out."
+        ),
+    )
+    add_analysis_options(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_quiet(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from layerprobe.results.report import write_report
+
+    def progress(message: str) -> None:
+        if not args.quiet:
+            print(f"layerprobe: {message}", file=sys.stderr)
+
+    path = write_report(
+        args.results,
+        args.out,
+        shots=args.shots,
+        layer=args.layer,
+        points=args.points,
+        holdout_top=args.holdout_top,
+        bootstrap=args.bootstrap,
+        form=args.form,
+        seed=args.seed,
+        progress=progress,
+    )
+    print(path)
+    return 0

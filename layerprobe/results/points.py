@@ -1,0 +1,143 @@
+"""From probe rows to one (US accuracy, DS accuracy) point per checkpoint.
+
+A checkpoint is a ``model_key``. Its DS accuracy on (task, shots, probe) is the mean over seeds
+of the selected-λ test accuracy at one layer: ``pre_logits`` (what the paper fits), ``best``
+(the checkpoint's best layer on that task by that mean) or any named layer. Its US accuracy is
+``upstream_accuracy``. Points are grouped by (upstream task, task, shots, probe): the paper
+fits one curve per US task, DS task and shot count.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from layerprobe.errors import DataError, UnknownNameError, did_you_mean
+
+GROUP = ["upstream_task", "task", "shots", "probe"]
+KNOBS = ["params", "data_fraction", "epochs", "head_wd", "head_lr"]
+NO_US = (
+    "the results have no upstream accuracy (column upstream_accuracy is empty), so there is "
+    "nothing to fit DS accuracy against; probe pre-training checkpoints (they carry it) or "
+    "measure it with `layerprobe upstream`"
+)
+
+
+def only_selected(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the λ chosen on validation (a table read with ``read_selected`` has only those)."""
+    if "selected" in table.columns and not table["selected"].all():
+        table = table[table["selected"].fillna(False).astype(bool)]
+    return table
+
+
+def with_upstream_task(table: pd.DataFrame) -> pd.DataFrame:
+    """``upstream_task`` as plain text, '' where unknown (so it can be a group key)."""
+    if "upstream_task" not in table.columns:
+        return table.assign(upstream_task="")
+    column = table["upstream_task"]
+    if isinstance(column.dtype, pd.CategoricalDtype):  # stay categorical: no object per row
+        if "" not in column.cat.categories:
+            column = column.cat.add_categories([""])
+        return table.assign(upstream_task=column.fillna(""))
+    return table.assign(upstream_task=column.astype(object).fillna(""))
+
+
+def seed_means(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard error and count over seeds of the selected test accuracy, per layer.
+
+    Returns
+    -------
+    DataFrame: model_key, upstream_task, task, shots, probe, layer, depth, accuracy (mean, 0–1),
+    se (std over seeds / sqrt(seeds); 0 for one seed), seeds.
+    """
+    table = with_upstream_task(only_selected(table))
+    keys = ["model_key", *GROUP, "layer"]
+    grouped = table.groupby(keys, observed=True, sort=False)
+    stats = grouped.agg(
+        depth=("depth", "first"),
+        accuracy=("test_accuracy", "mean"),
+        std=("test_accuracy", "std"),
+        seeds=("test_accuracy", "count"),
+    ).reset_index()
+    stats["se"] = (stats.pop("std") / np.sqrt(stats["seeds"])).fillna(0.0)
+    for col in ("model_key", "task", "layer", "probe"):
+        stats[col] = stats[col].astype(str)
+    return stats
+
+
+def checkpoint_info(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per model_key: model, upstream accuracy and the pre-training knobs (first value)."""
+    cols = [c for c in ["model", "upstream_accuracy", *KNOBS] if c in table.columns]
+    info = table.groupby("model_key", observed=True, sort=False)[cols].first().reset_index()
+    info["model_key"] = info["model_key"].astype(str)
+    for col in ["model", "upstream_accuracy", *KNOBS]:
+        if col not in info.columns:
+            info[col] = np.nan
+    if "model" in info.columns:
+        info["model"] = info["model"].astype(str)
+    return info
+
+
+def checkpoint_points(
+    table: pd.DataFrame,
+    layer: str = "pre_logits",
+    warn: Callable[[str], None] | None = None,
+    require_us: bool = True,
+) -> pd.DataFrame:
+    """One point per checkpoint and (upstream task, task, shots, probe).
+
+    Parameters
+    ----------
+    table : store rows (all λ or only the selected ones).
+    layer : ``pre_logits``, ``best`` or a layer name.
+    require_us : raise :class:`DataError` when no row has an upstream accuracy.
+
+    Returns
+    -------
+    DataFrame: upstream_task, task, shots, probe, model_key, model, layer, depth, us (US accuracy,
+    0–1), ds (DS accuracy, 0–1), ds_se, seeds, and the knob columns.
+    """
+    means = seed_means(table)
+    if layer == "best":
+        # The first layer (in depth order) with the highest mean accuracy.
+        means = means.sort_values(["depth"], kind="stable")
+        idx = means.groupby(["model_key", *GROUP], sort=False)["accuracy"].idxmax()
+        chosen = means.loc[idx]
+    else:
+        if layer not in set(means["layer"]):
+            raise unknown_layer(layer, set(means["layer"]))
+        chosen = means[means["layer"] == layer]
+        lacking = sorted(set(means["model_key"]) - set(chosen["model_key"]))
+        if lacking:
+            _warn(warn, f"{len(lacking)} checkpoint(s) have no layer {layer!r} and are left out")
+    points = chosen.rename(columns={"accuracy": "ds", "se": "ds_se"})
+    points = points.merge(checkpoint_info(table), on="model_key", how="left")
+    points = points.rename(columns={"upstream_accuracy": "us"})
+    if require_us:
+        has = points["us"].notna()
+        if not has.any():
+            raise DataError(NO_US)
+        if not has.all():
+            n = points.loc[~has, "model_key"].nunique()
+            _warn(warn, f"{n} checkpoint(s) have no upstream accuracy and are left out of the fit")
+            points = points[has]
+    cols = [*GROUP, "model_key", "model", "layer", "depth", "us", "ds", "ds_se", "seeds", *KNOBS]
+    return points[cols].sort_values([*GROUP, "us", "model_key"]).reset_index(drop=True)
+
+
+def unknown_layer(layer: str, names: set[str]) -> UnknownNameError:
+    """The error for a ``--layer`` that no result has."""
+    return UnknownNameError(
+        f"no results at layer {layer!r}.{did_you_mean(layer, sorted(names))} Use --layer "
+        "pre_logits, best, or one of the probed layers (`layerprobe results show` lists them)."
+    )
+
+
+def _warn(warn: Callable[[str], None] | None, message: str) -> None:
+    if warn is not None:
+        warn(message)
+    else:
+        print(f"layerprobe: warning: {message}", file=sys.stderr)
