@@ -15,7 +15,7 @@ from layerprobe.pretrain.ladder import build, resolve_model
 from layerprobe.pretrain.optim import lr_factor, make_optimizer
 from tests.helpers_pretrain import CHANCE, lp_home, run_cli  # noqa: F401 - fixture
 
-FAST = dict(data_fraction=0.15, epochs=2, batch_size=32, lr=2e-3, warmup_epochs=0.25, device="cpu")
+FAST = dict(data_fraction=0.1, epochs=2, batch_size=32, lr=2e-3, warmup_epochs=0.25, device="cpu")
 
 
 # ------------------------------------------------------------------ configs and ladder
@@ -123,7 +123,7 @@ def test_tiny_model_pretrains_above_chance(model, lp_home, tmp_path):
     info = torch.load(ckpt, weights_only=True)["pretrain_info"]
     assert info["upstream_accuracy"] > 3 * CHANCE, info["upstream_accuracy_per_epoch"]
     assert info["upstream_task"] == "builtin/upstream" and info["epochs"] == 2
-    assert info["data_fraction"] == 0.15 and info["head_lr"] == pytest.approx(2e-3)
+    assert info["data_fraction"] == 0.1 and info["head_lr"] == pytest.approx(2e-3)
     lines = (out / "metrics.csv").read_text().splitlines()
     assert len(lines) == 3 and lines[0].startswith("epoch,step,lr,train_loss")
     assert json.loads((out / "config.json").read_text())["identity"]["config"]["model"] == model
@@ -139,17 +139,28 @@ def test_nan_loss_stops_with_the_step(lp_home, tmp_path):
     assert not run_complete(tmp_path / "nan")
 
 
-def test_cli_errors_are_one_line_exit_2(lp_home, tmp_path):
+def test_cli_errors_are_one_line_exit_2(lp_home, tmp_path, capsys):
+    from layerprobe.cli import main
+
     cases = [
-        ["--model", "no-such-model", "--out", str(tmp_path / "a")],
-        ["--model", "resnet-tiny32", "--task", "builtin/nope", "--out", str(tmp_path / "b")],
-        ["--model", "resnet-tiny32", "--data-fraction", "0", "--out", str(tmp_path / "c")],
-        ["--model", "resnet-tiny32", "--data-fraction", "0.001", "--out", str(tmp_path / "d")],
-        ["--model", "resnet-tiny32", "--device", "cuda", "--out", str(tmp_path / "e")]
+        ["--model", "no-such-model"],
+        ["--model", "resnet-tiny32", "--task", "builtin/nope"],
+        ["--model", "resnet-tiny32", "--data-fraction", "0"],
+        ["--model", "resnet-tiny32", "--data-fraction", "0.001"],
+        ["--model", "resnet-tiny32", "--device", "cuda"]
         if not torch.cuda.is_available()
-        else ["--model", "resnet-tiny32", "--epochs", "0", "--out", str(tmp_path / "e")],
+        else ["--model", "resnet-tiny32", "--epochs", "0"],
+        ["--model", "resnet-tiny32", "--head-wd", "-1"],
     ]
-    for args in cases:
-        proc = run_cli(lp_home, "pretrain", *args)
-        assert proc.returncode == 2, (args, proc.stderr)
-        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for i, args in enumerate(cases):
+        capsys.readouterr()
+        code = main(["pretrain", *args, "--out", str(tmp_path / str(i)), "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and err.startswith("layerprobe: error:"), (args, err)
+    assert main(["pretrain", "--list-models"]) == 0
+    assert "vit-tiny32" in capsys.readouterr().out
+
+
+def test_cli_is_exit_2_in_a_fresh_process(lp_home, tmp_path):
+    proc = run_cli(lp_home, "pretrain", "--model", "vit-nope", "--out", str(tmp_path / "x"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
