@@ -14,7 +14,19 @@ from layerprobe import __version__
 from layerprobe.errors import UserError
 
 # Sub-command modules in layerprobe.commands, in the order `--help` lists them.
-COMMANDS = ("layers", "extract", "tasks", "probe", "results", "fit", "report")
+COMMANDS = (
+    "layers",
+    "extract",
+    "tasks",
+    "probe",
+    "results",
+    "scan",
+    "fit",
+    "report",
+    "pretrain",
+    "upstream",
+    "finetune",
+)
 
 
 class _Parser(argparse.ArgumentParser):

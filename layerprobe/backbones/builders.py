@@ -28,9 +28,11 @@ BAD_VALUE_ERRORS = (ValueError, AssertionError, RuntimeError, ArithmeticError, I
 
 
 def build_timm(
-    name: str, *, pretrained: bool, image_size: int | None, kwargs: dict
+    name: str, *, pretrained: bool, image_size: int | None, kwargs: dict, seed: int = INIT_SEED
 ) -> torch.nn.Module:
-    """``timm.create_model(name, pretrained, **kwargs)``, with ``img_size`` where the model takes it."""
+    """``timm.create_model(name, pretrained, **kwargs)``, with ``img_size`` where the model takes it.
+
+    ``seed`` seeds the random initialisation (pre-training runs pass their own)."""
     import timm
 
     if not timm.is_model(name):
@@ -58,6 +60,7 @@ def build_timm(
         f"timm:{name}",
         size_key="img_size" if image_size else None,
         pretrained=pretrained,
+        seed=seed,
     )
 
 
@@ -119,8 +122,9 @@ def build_torchvision(
     )
 
 
-def build_python(target: str, *, kwargs: dict) -> torch.nn.Module:
-    """Call ``factory(**kwargs)`` from ``package.module:factory`` (importable from the cwd too)."""
+def build_python(target: str, *, kwargs: dict, seed: int = INIT_SEED) -> torch.nn.Module:
+    """Call ``factory(**kwargs)`` from ``package.module:factory`` (importable from the cwd too);
+    ``seed`` seeds the random initialisation."""
     module_name, _, factory_name = target.rpartition(":")
     # Like `python -m`: the current folder's packages are importable.
     if os.getcwd() not in sys.path:
@@ -140,7 +144,9 @@ def build_python(target: str, *, kwargs: dict) -> torch.nn.Module:
         )
 
     _check_arguments(factory, kwargs, f"python:{target}")
-    model = _create(factory, kwargs, f"python:{target}", size_key=None, pretrained=False)
+    model = _create(
+        factory, kwargs, f"python:{target}", size_key=None, pretrained=False, seed=seed
+    )
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(
             f"python:{target} returned a {type(model).__name__}, not a torch.nn.Module"
@@ -165,17 +171,21 @@ def _check_arguments(factory, kwargs: dict, what: str) -> None:
         )
 
 
-def _create(create, kwargs: dict, what: str, *, size_key: str | None, pretrained: bool):
+def _create(
+    create, kwargs: dict, what: str, *, size_key: str | None, pretrained: bool, seed: int = INIT_SEED
+):
     """Call ``create(**kwargs)`` under a fixed seed; turn user-caused failures into UserErrors."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(INIT_SEED)
+        torch.manual_seed(seed)
         try:
             return create(**kwargs)
         except TypeError as err:
             # A size override the architecture does not take: build it at its own size.
             if size_key and size_key in str(err):
                 kwargs = {k: v for k, v in kwargs.items() if k != size_key}
-                return _create(create, kwargs, what, size_key=None, pretrained=pretrained)
+                return _create(
+                    create, kwargs, what, size_key=None, pretrained=pretrained, seed=seed
+                )
             if kwargs:
                 raise ConfigError(
                     f"{what} does not accept these arguments {kwargs}: {first_line(err)}"

@@ -33,6 +33,8 @@ from layerprobe.errors import CacheError
 FORMAT_VERSION = 1
 SUFFIX = ".h5"
 PARTIAL_SUFFIX = ".h5.partial"
+# Upstream accuracy measured by `layerprobe upstream`, beside a model key's caches.
+UPSTREAM_FILE = "upstream.json"
 
 
 def cache_path(cache_dir: str | Path, model_key: str, task: str, split: str) -> Path:
@@ -217,3 +219,50 @@ def find_caches(
             continue
         found.append(info)
     return found
+
+
+def read_upstream(
+    cache_dir: str | Path, model_key: str, weights_sha256: str | None = None
+) -> dict | None:
+    """The upstream accuracy recorded by ``layerprobe upstream`` for a model key, or None.
+
+    Reads ``<cache_dir>/<model_key>/upstream.json`` (``upstream_task``, ``upstream_accuracy``,
+    ``split``, ``weights_sha256`` …). Without one there, and given ``weights_sha256``, a record
+    under another key of the same weights is used (the same model probed with another pooling or
+    resize mode). An unreadable record counts as none.
+    """
+    root = Path(cache_dir)
+    record = _read_json(root / model_key / UPSTREAM_FILE)
+    if record is None and weights_sha256:
+        for path in sorted(root.glob(f"*/{UPSTREAM_FILE}")):
+            other = _read_json(path)
+            if other is not None and other.get("weights_sha256") == weights_sha256:
+                return other
+    return record
+
+
+def pretrain_with_upstream(info: CacheInfo) -> dict:
+    """A cache's ``pretrain`` record, with ``upstream.json``'s task and accuracy filled in where
+    the checkpoint recorded no upstream accuracy (a checkpoint's own figure is kept)."""
+    own = info.pretrain
+    if own.get("upstream_accuracy") is not None:
+        return own
+    key_dir = next((p for p in info.path.parents if p.name == info.model_key), None)
+    if key_dir is None:
+        return own
+    record = read_upstream(key_dir.parent, info.model_key, info.attrs.get("weights_sha256"))
+    if record is None or record.get("upstream_accuracy") is None:
+        return own
+    return {
+        **own,
+        "upstream_task": record.get("upstream_task"),
+        "upstream_accuracy": record["upstream_accuracy"],
+    }
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None

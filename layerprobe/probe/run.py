@@ -24,7 +24,14 @@ from layerprobe.errors import (
     UserError,
     did_you_mean,
 )
-from layerprobe.extract.cache import SUFFIX, CacheInfo, cache_path, read_arrays, read_info
+from layerprobe.extract.cache import (
+    SUFFIX,
+    CacheInfo,
+    cache_path,
+    pretrain_with_upstream,
+    read_arrays,
+    read_info,
+)
 from layerprobe.layers import is_all, match_item, split_layers
 from layerprobe.probe import policy
 from layerprobe.probe.backends import check_backend, get_backend
@@ -409,7 +416,8 @@ def _rows(unit, layers, plan, l2s, val_acc, test_acc, n_test, config) -> pd.Data
         {
             "model": info.model or unit.model_key,
             "model_key": unit.model_key,
-            **pretrain_columns(info.pretrain),
+            # the checkpoint's knobs; `layerprobe upstream`'s record where it has no US accuracy
+            **pretrain_columns(pretrain_with_upstream(info)),
             "task": unit.task,
             "layer": np.asarray(layers, dtype=object)[li],
             "depth": np.asarray([depth_of.get(n, np.nan) for n in layers], dtype=np.float64)[li],

@@ -1,0 +1,46 @@
+"""`layerprobe finetune`: a new head, the whole network trained on a task; rows into the store."""
+
+from __future__ import annotations
+
+import argparse
+
+from layerprobe.commands._common import add_model_options, add_quiet
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "finetune",
+        help="fine-tune a whole model on a downstream task (results rows with probe=finetune)",
+        description=(
+            "Replace the head with a new one for the task's classes and train the whole network "
+            "(AdamW, warm-up + cosine). Without --lr the rate is chosen from a small grid on the "
+            "val split (VTAB-1k), then the final run trains on train + val. Test accuracy rows "
+            "(probe=finetune, layer pre_logits, shots 0) go to the results store beside the "
+            "probe rows of the same model key."
+        ),
+    )
+    add_model_options(p)
+    p.add_argument("--task", required=True, help="downstream task")
+    p.add_argument("--results", required=True, metavar="DIR", help="results store folder")
+    p.add_argument("--epochs", type=int, help="passes over the training data (10)")
+    p.add_argument("--lr", type=float, help="learning rate (default: chosen on val)")
+    p.add_argument("--batch-size", type=int, help="images per step (64)")
+    p.add_argument("--seeds", type=int, help="final runs, one row each (1)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--data-root", metavar="DIR", help="task data root (default $LAYERPROBE_DATA)")
+    add_quiet(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from layerprobe.commands._common import model_config_from_args
+    from layerprobe.pretrain import FinetuneConfig, finetune
+
+    given = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "seeds")}
+    config = FinetuneConfig(
+        **{k: v for k, v in given.items() if v is not None}, device=args.device,
+        precision=args.precision, data_root=args.data_root,
+    )  # fmt: skip
+    print(finetune(model_config_from_args(args), args.task, config, args.results, quiet=args.quiet))
+    return 0

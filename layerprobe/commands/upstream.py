@@ -1,0 +1,44 @@
+"""`layerprobe upstream`: top-1 accuracy of a model's own classifier on a task, recorded."""
+
+from __future__ import annotations
+
+import argparse
+
+from layerprobe.commands._common import add_model_options
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "upstream",
+        help="score a model's own classifier head on a task's split (upstream accuracy)",
+        description=(
+            "Top-1 accuracy of the model's own classifier on a task's split (a timm ImageNet "
+            "model on imagenet, a pre-training checkpoint on its upstream task), printed and "
+            "recorded as <cache>/<model_key>/upstream.json, so later probes of that model key "
+            "carry it (where the checkpoint recorded no upstream accuracy of its own)."
+        ),
+    )
+    add_model_options(p)
+    p.add_argument("--task", required=True, help="the task the model's head was trained for")
+    p.add_argument("--split", default="val", help="split to score (val)")
+    p.add_argument("--cache", default="cache", metavar="DIR",
+                   help="feature cache folder to record the figure in (cache)")  # fmt: skip
+    p.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per batch")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--data-root", metavar="DIR", help="task data root (default $LAYERPROBE_DATA)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from layerprobe.commands._common import model_config_from_args
+    from layerprobe.errors import ConfigError
+    from layerprobe.pretrain import upstream_accuracy
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    accuracy = upstream_accuracy(
+        model_config_from_args(args), args.task, args.split, cache_dir=args.cache,
+        batch_size=args.batch_size, device=args.device, data_root=args.data_root,
+    )  # fmt: skip
+    print(f"{accuracy:.6f}")
+    return 0

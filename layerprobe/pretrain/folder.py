@@ -1,0 +1,139 @@
+"""The run folder: what a pre-training run keeps on disk, and how it is checked and resumed.
+
+``RUN_DIR/``
+
+- ``config.json``: the run's config (and the resolved architecture); a folder holds one;
+- ``state.pt``: the resumable state after the last completed epoch (weights, optimizer,
+  metrics), rewritten atomically after every epoch and removed once the run is complete;
+- ``metrics.csv``: one row per completed epoch;
+- ``checkpoint.pt``: the layerprobe checkpoint, written last: its existence means done.
+
+Every file is written under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from layerprobe.errors import CheckpointError, ConfigError
+
+CHECKPOINT_NAME = "checkpoint.pt"
+STATE_NAME = "state.pt"
+METRICS_NAME = "metrics.csv"
+CONFIG_NAME = "config.json"
+METRIC_COLUMNS = (
+    "epoch", "step", "lr", "train_loss", "train_accuracy", "upstream_accuracy",
+    "images", "seconds", "images_per_s",
+)  # fmt: skip
+
+
+def run_complete(out_dir: str | Path) -> bool:
+    """Whether ``out_dir`` holds a finished run (its checkpoint exists)."""
+    return (Path(out_dir) / CHECKPOINT_NAME).is_file()
+
+
+class RunFolder:
+    """Reading and writing one run folder."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT_NAME
+
+    def check(self, identity: dict, force: bool) -> str:
+        """``"new"``, ``"resume"`` or ``"complete"``; read-only, so every rank may call it.
+
+        A folder holding another config raises :class:`ConfigError` unless ``force`` (then
+        ``"new"``: the run starts over).
+        """
+        stored = self.read_identity()
+        if stored is None:
+            return "new"
+        if stored != identity:
+            if force:
+                return "new"
+            raise ConfigError(
+                f"run folder {self.path} holds a run of another config ({_differences(stored, identity)}); "
+                "give another --out, or --force to start over there"
+            )
+        return "complete" if run_complete(self.path) else "resume"
+
+    def read_identity(self) -> dict | None:
+        path = self.path / CONFIG_NAME
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())["identity"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ConfigError(
+                f"{path} is not a layerprobe run config ({err}); give another --out, or --force"
+            ) from err
+
+    def start(self, identity: dict, details: dict) -> None:
+        """Make the folder hold a fresh run of ``identity`` (removing another run's files)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if self.read_identity() != identity:
+            for name in (CHECKPOINT_NAME, STATE_NAME, METRICS_NAME):
+                (self.path / name).unlink(missing_ok=True)
+        text = json.dumps({"identity": identity, **details}, indent=2, sort_keys=True, default=str)
+        _write_atomic(self.path / CONFIG_NAME, text.encode())
+
+    def load_state(self, identity: dict) -> dict | None:
+        """The state after the last completed epoch, or None when no epoch has completed."""
+        path = self.path / STATE_NAME
+        if not path.is_file():
+            return None
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - a damaged file is the user's to remove
+            raise CheckpointError(
+                f"cannot read the resumable state {path} ({type(err).__name__}); delete it to "
+                "restart the run from the beginning"
+            ) from err
+        if state.get("identity") != identity:
+            raise CheckpointError(
+                f"{path} belongs to another config than {self.path / CONFIG_NAME}; delete it"
+            )
+        return state
+
+    def save_state(self, state: dict) -> None:
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        _write_atomic(self.path / STATE_NAME, buffer.getvalue())
+
+    def write_metrics(self, rows: list[dict]) -> None:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        _write_atomic(self.path / METRICS_NAME, out.getvalue().encode())
+
+    def finish(self) -> None:
+        """Drop the resumable state once the checkpoint is written."""
+        (self.path / STATE_NAME).unlink(missing_ok=True)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _differences(old: dict, new: dict, limit: int = 3) -> str:
+    keys = sorted(set(old) | set(new))
+    diffs = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys if old.get(k) != new.get(k)]
+    more = f", and {len(diffs) - limit} more" if len(diffs) > limit else ""
+    return "; ".join(diffs[:limit]) + more
