@@ -16,17 +16,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-# The main job on the built-in data: extract every layer of a (randomly initialised) ResNet-18
-# at 32 px on four built-in tasks, probe every layer x shots x seed x lambda, print the table.
-DEMO_TASKS := builtin/objects-shape builtin/textures builtin/count builtin/loc-x
-DEMO_DIR   := results/demo
+# The paper's findings on the built-in data, offline: pre-train a ladder of small checkpoints,
+# probe every layer on every built-in task, fit the saturation curves, write the report.
+DEMO_DIR := results/demo
 demo: $(STAMP)
-	for task in $(DEMO_TASKS); do \
-	  $(BIN)/layerprobe extract --model timm:resnet18 --image-size 32 --task $$task \
-	    --cache $(DEMO_DIR)/cache || exit $$?; \
-	done
-	$(BIN)/layerprobe probe --cache $(DEMO_DIR)/cache --results $(DEMO_DIR)/results --shots 5,25,0
-	$(BIN)/layerprobe results show --results $(DEMO_DIR)/results --shots 25
+	$(BIN)/layerprobe demo --out $(DEMO_DIR)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --timeout=600

@@ -26,6 +26,7 @@ COMMANDS = (
     "pretrain",
     "upstream",
     "finetune",
+    "demo",
 )
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+
+from layerprobe.results.parts import write_part
 
 LAYERS = ("blocks.0", "blocks.1", "blocks.2", "pre_logits")
 DEPTHS = (0.0, 1 / 3, 2 / 3, 1.0)
@@ -46,7 +46,9 @@ def row(**values) -> dict:
         n_train=50,
         n_test=200,
         probe="ridge",
+        l2_select="val",
         backend="torch",
+        config="c0",
         created_at=pd.Timestamp("2025-01-01", tz="UTC"),
         selected=True,
         schema_version=2,
@@ -74,7 +76,7 @@ def probe_rows(acc: float, seeds=(0, 1), spread: float = 0.0, **values) -> list[
 
 
 def write_store(rows: list[dict] | pd.DataFrame, folder: Path) -> Path:
-    """Write rows as Parquet part files, one per model key, below ``folder``."""
+    """Write rows through the store's part writer, one part per (model key, task)."""
     frame = pd.DataFrame(rows)
     frame["k"] = pd.array(frame["k"], dtype="Int64")
     frame["converged"] = pd.array(frame["converged"], dtype="boolean")
@@ -82,10 +84,8 @@ def write_store(rows: list[dict] | pd.DataFrame, folder: Path) -> Path:
         frame[col] = pd.array(frame[col], dtype="Int64")
     for col in ("upstream_accuracy", "data_fraction", "epochs", "head_wd", "head_lr"):
         frame[col] = frame[col].astype("float64")
-    for key, part in frame.groupby("model_key", sort=True):
-        path = folder / str(key) / "tasks.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), path)
+    for (key, task), part in frame.groupby(["model_key", "task"], sort=True):
+        write_part(part, folder, {"model_key": key, "task": task, "probe": "ridge"})
     return folder
 
 

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from layerprobe.errors import ConfigError, UnknownNameError, UserError
-from layerprobe.pretrain import LADDER, PretrainConfig, list_models, pretrain, run_complete
-from layerprobe.pretrain import data
+from layerprobe.pretrain import LADDER, PretrainConfig, data, list_models, pretrain, run_complete
 from layerprobe.pretrain.ladder import build, resolve_model
 from layerprobe.pretrain.optim import lr_factor, make_optimizer
 from tests.helpers_pretrain import CHANCE, lp_home, run_cli  # noqa: F401 - fixture
@@ -132,7 +131,9 @@ def test_tiny_model_pretrains_above_chance(model, lp_home, tmp_path):
 
 
 def test_nan_loss_stops_with_the_step(lp_home, tmp_path):
-    config = PretrainConfig("mixer-tiny32", **{**FAST, "lr": 1e30, "epochs": 1, "data_fraction": 0.05})
+    config = PretrainConfig(
+        "mixer-tiny32", **{**FAST, "lr": 1e30, "epochs": 1, "data_fraction": 0.05}
+    )
     with pytest.raises(UserError, match=r"NaN or infinite at step \d+") as err:
         pretrain(config, tmp_path / "nan", quiet=True)
     assert "\n" not in str(err.value) and "--lr" in str(err.value)
@@ -156,7 +157,10 @@ def test_cli_errors_are_one_line_exit_2(lp_home, tmp_path, capsys):
         capsys.readouterr()
         code = main(["pretrain", *args, "--out", str(tmp_path / str(i)), "--quiet"])
         err = capsys.readouterr().err
-        assert code == 2 and err.count("\n") == 1 and err.startswith("layerprobe: error:"), (args, err)
+        assert code == 2 and err.count("\n") == 1 and err.startswith("layerprobe: error:"), (
+            args,
+            err,
+        )
     assert main(["pretrain", "--list-models"]) == 0
     assert "vit-tiny32" in capsys.readouterr().out
 

@@ -12,7 +12,13 @@ from layerprobe.backbones import ModelConfig, load
 from layerprobe.errors import ConfigError
 from layerprobe.extract import ExtractConfig, extract
 from layerprobe.extract.cache import read_info, read_upstream
-from layerprobe.pretrain import FinetuneConfig, PretrainConfig, finetune, pretrain, upstream_accuracy
+from layerprobe.pretrain import (
+    FinetuneConfig,
+    PretrainConfig,
+    finetune,
+    pretrain,
+    upstream_accuracy,
+)
 from layerprobe.probe import ProbeConfig, probe_cache
 from layerprobe.results import load as load_results
 from tests.helpers_pretrain import CHANCE, lp_home  # noqa: F401 - fixture
@@ -32,7 +38,9 @@ def ckpt(lp_home, tmp_path_factory):
 def probed(ckpt, tmp_path_factory):
     """The checkpoint extracted on TASK and probed at 5 shots."""
     root = tmp_path_factory.mktemp("downstream")
-    paths = extract(ModelConfig(str(ckpt)), TASK, ExtractConfig(cache_dir=root / "cache", quiet=True))
+    paths = extract(
+        ModelConfig(str(ckpt)), TASK, ExtractConfig(cache_dir=root / "cache", quiet=True)
+    )
     probe_cache(root / "cache", root / "results", ProbeConfig(shots=[5], seeds=1))
     return root, paths
 
@@ -61,7 +69,9 @@ def test_upstream_reproduces_the_recorded_accuracy(ckpt, tmp_path, capsys):
 
     recorded = load(str(ckpt)).pretrain_info["upstream_accuracy"]
     cache = tmp_path / "cache"
-    measured = upstream_accuracy(str(ckpt), "builtin/upstream", "val", cache_dir=cache, device="cpu")
+    measured = upstream_accuracy(
+        str(ckpt), "builtin/upstream", "val", cache_dir=cache, device="cpu"
+    )
     assert abs(measured - recorded) <= 1 / 2400  # one borderline image at most
     key = load(str(ckpt)).model_key("auto")
     record = read_upstream(cache, key)

@@ -39,7 +39,9 @@ def test_kill_9_then_resume_gives_the_same_weights(lp_home, tmp_path):
     assert torch.load(out / "state.pt", weights_only=True)["epoch"] < 3
     resumed = run_cli(lp_home, "pretrain", *ARGS, "--out", str(out))
     assert resumed.returncode == 0, resumed.stderr
-    assert tensors_equal(_weights(out / "checkpoint.pt"), _weights(tmp_path / "straight" / "checkpoint.pt"))
+    assert tensors_equal(
+        _weights(out / "checkpoint.pt"), _weights(tmp_path / "straight" / "checkpoint.pt")
+    )
     assert len((out / "metrics.csv").read_text().splitlines()) == 4
     assert not (out / "state.pt").exists()
 

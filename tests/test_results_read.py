@@ -4,13 +4,11 @@ the selected-first part layout lets the scan skip the other rows."""
 from __future__ import annotations
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from layerprobe.errors import DataError
 from layerprobe.results import load, read_selected
-from layerprobe.results.layout import write_part_table
 from tests.results_data import probe_rows, write_store
 
 
@@ -36,14 +34,13 @@ def test_newest_rerun_wins_even_with_another_lambda(tmp_path):
     assert len(table) == 2 and (table["test_accuracy"] == 0.9).all()
 
 
-def test_missing_optional_columns_read_as_null(tmp_path):
-    frame = pd.DataFrame(probe_rows(0.6)).drop(
-        columns=["upstream_task", "head_lr", "schema_version"]
-    )
-    (tmp_path / "m").mkdir()
-    frame.to_parquet(tmp_path / "m" / "p.parquet")
-    table = read_selected(tmp_path)
-    assert table["upstream_task"].isna().all() and table["head_lr"].isna().all()
+def test_parts_of_another_schema_version_are_refused(tmp_path):
+    path = next(write_store(probe_rows(0.6), tmp_path).rglob("*.parquet"))
+    table = pq.read_table(path)
+    meta = dict(table.schema.metadata) | {b"layerprobe_schema_version": b"1"}
+    pq.write_table(table.replace_schema_metadata(meta), path)
+    with pytest.raises(DataError, match="results schema 1"):
+        read_selected(tmp_path)
 
 
 def test_no_selected_rows_and_foreign_parts(tmp_path):
@@ -58,14 +55,11 @@ def test_no_selected_rows_and_foreign_parts(tmp_path):
 
 def test_selected_first_layout_puts_selected_rows_in_their_own_row_group(tmp_path):
     rows = pd.DataFrame(probe_rows(0.6, seeds=(0, 1, 2)))
-    path = write_part_table(
-        pa.Table.from_pandas(rows, preserve_index=False), tmp_path / "m" / "p.parquet"
-    )
+    path = next(write_store(rows, tmp_path).rglob("*.parquet"))  # the store's own part writer
     meta = pq.ParquetFile(path).metadata
     assert meta.num_row_groups == 2
-    stats = [
-        meta.row_group(i).column(rows.columns.get_loc("selected")).statistics for i in range(2)
-    ]
+    column = pq.ParquetFile(path).schema_arrow.get_field_index("selected")
+    stats = [meta.row_group(i).column(column).statistics for i in range(2)]
     assert (stats[0].min, stats[0].max) == (True, True) and (stats[1].min, stats[1].max) == (
         False,
         False,

@@ -8,22 +8,22 @@ that the name, the metadata and the rows agree, and refuses a part that was rena
 copied over another.
 
 A part is written to a temporary name in the same folder and renamed when complete, so
-readers never see half a file; temporary names start with a dot and are never read.
+readers never see half a file; temporary names start with a dot and are never read. Its
+selected rows come first, in a row group of their own (:mod:`layerprobe.results.layout`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 
 from layerprobe.errors import DataError, check_writable
+from layerprobe.results.layout import write_part_table
 from layerprobe.results.schema import COLUMNS, SCHEMA_VERSION, to_table
 
 PART_SUFFIX = ".parquet"
@@ -65,15 +65,7 @@ def write_part(rows: pd.DataFrame, results_dir: str | Path, identity: dict) -> P
     meta = dict(table.schema.metadata or {})
     meta[IDENTITY_KEY] = json.dumps(identity, sort_keys=True, default=str).encode()
     meta[VERSION_KEY] = str(SCHEMA_VERSION).encode()
-    table = table.replace_schema_metadata(meta)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return write_part_table(table.replace_schema_metadata(meta), path)
 
 
 def part_files(results_dir: str | Path) -> list[Path]:

@@ -21,42 +21,24 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from layerprobe.errors import DataError
+from layerprobe.results.parts import check_version, read_metadata
+from layerprobe.results.schema import PROBE_KEY as SCHEMA_PROBE_KEY
+from layerprobe.results.schema import SCHEMA
 from layerprobe.results.store import part_files
 
-# The columns the analysis uses, with the types it reads them as. A part that lacks an optional
-# column (an older schema, a store probed without pre-training metadata) gets nulls there.
+# The columns the analysis uses, with the types it reads them as (the schema's, knobs as
+# floats). A part that lacks an optional column gets nulls there.
 ANALYSIS_SCHEMA = pa.schema(
     [
-        ("model", pa.string()),
-        ("model_key", pa.string()),
-        ("upstream_task", pa.string()),
-        ("upstream_accuracy", pa.float64()),
-        ("params", pa.float64()),
-        ("data_fraction", pa.float64()),
-        ("epochs", pa.float64()),
-        ("head_wd", pa.float64()),
-        ("head_lr", pa.float64()),
-        ("task", pa.string()),
-        ("layer", pa.string()),
-        ("depth", pa.float64()),
-        ("shots", pa.int64()),
-        ("seed", pa.int64()),
-        ("l2", pa.float64()),
-        ("val_accuracy", pa.float64()),
-        ("test_accuracy", pa.float64()),
-        ("n_train", pa.int64()),
-        ("n_test", pa.int64()),
-        ("probe", pa.string()),
-        ("backend", pa.string()),
-        ("created_at", pa.timestamp("us", tz="UTC")),
-        ("selected", pa.bool_()),
-        ("schema_version", pa.int64()),
+        pa.field(name, pa.float64()) if name == "params" else SCHEMA.field(name)
+        for name in SCHEMA.names
+        if name not in ("k", "converged", "l2_select")
     ]
 )
 # Columns a part must have for the analysis to make sense of it.
 NEEDED = ("model_key", "task", "layer", "depth", "shots", "seed", "test_accuracy", "selected")
 # One probe result; a re-run's newer selected row replaces the older one.
-PROBE_KEY = ["model_key", "task", "layer", "shots", "seed", "probe", "backend"]
+PROBE_KEY = list(SCHEMA_PROBE_KEY)
 TEXT = ("model", "model_key", "upstream_task", "task", "layer", "probe", "backend")
 
 
@@ -85,6 +67,7 @@ def read_selected(
             f"no results in {results_dir} (no .parquet part files); run "
             f"`layerprobe probe --cache CACHE --results {results_dir}` first"
         )
+    check_version(files[0], read_metadata(files[0])[0])  # every part: `layerprobe results show`
     first = _schema(files[0])
     missing = [c for c in NEEDED if c not in first.names]
     if missing:
