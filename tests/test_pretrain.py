@@ -88,14 +88,17 @@ def test_balanced_subset_is_seeded_nested_and_refuses_empty_classes():
 
 
 def test_augmentation_is_a_shifted_flipped_crop():
-    u8 = torch.arange(2 * 8 * 8 * 3, dtype=torch.int64).reshape(2, 8, 8, 3).to(torch.uint8)
-    out = data.crop_flip(u8, torch.Generator().manual_seed(0), pad=1)
-    again = data.crop_flip(u8, torch.Generator().manual_seed(0), pad=1)
-    assert out.shape == u8.shape and torch.equal(out, again)
-    # the centre pixel of every crop comes from the image (a shift of at most 1, maybe mirrored)
-    for b in range(2):
-        centre = out[b, 4, 4]
-        assert any(torch.equal(centre, u8[b, i, j]) for i in range(3, 6) for j in range(2, 6))
+    u8 = torch.randint(0, 256, (16, 8, 8, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    out = data.crop_flip(u8, torch.Generator().manual_seed(0), pad=2)
+    assert out.shape == u8.shape and torch.equal(out, data.crop_flip(u8, torch.Generator().manual_seed(0), pad=2))
+    gen = torch.Generator().manual_seed(0)  # the same draws, one image at a time
+    dy, dx = torch.randint(0, 5, (16,), generator=gen), torch.randint(0, 5, (16,), generator=gen)
+    flip = torch.rand(16, generator=gen) < 0.5
+    padded = torch.nn.functional.pad(u8, (0, 0, 2, 2, 2, 2))
+    for i in range(16):
+        crop = padded[i, dy[i] : dy[i] + 8, dx[i] : dx[i] + 8]
+        assert torch.equal(out[i], crop.flip(1) if flip[i] else crop)
+    assert flip.any() and not flip.all()
 
 
 def test_normalizer_matches_torchvision():
