@@ -69,8 +69,18 @@ def bench_model(name: str, images, labels, batch: int, steps: int, repeats: int)
     def data_only(epoch: int) -> float:
         """Milliseconds per batch of the data path alone (gather, crop + flip, normalise)."""
         start = time.perf_counter()
-        for _ in data.train_batches(images, labels, subset, batch_size=batch, epoch=epoch,
-                                    seed=0, rank=0, world=1, device=CPU, normalize=normalize):
+        for _ in data.train_batches(
+            images,
+            labels,
+            subset,
+            batch_size=batch,
+            epoch=epoch,
+            seed=0,
+            rank=0,
+            world=1,
+            device=CPU,
+            normalize=normalize,
+        ):
             pass  # fmt: skip
         return 1000 * (time.perf_counter() - start) / steps
 
@@ -96,7 +106,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -12,10 +12,16 @@ from layerprobe.backbones import ModelConfig, load
 from layerprobe.errors import ConfigError
 from layerprobe.extract import ExtractConfig, extract
 from layerprobe.extract.cache import read_info, read_upstream
-from layerprobe.pretrain import FinetuneConfig, PretrainConfig, finetune, pretrain, upstream_accuracy
+from layerprobe.pretrain import (
+    FinetuneConfig,
+    PretrainConfig,
+    finetune,
+    pretrain,
+    upstream_accuracy,
+)
 from layerprobe.probe import ProbeConfig, probe_cache
 from layerprobe.results import load as load_results
-from tests.helpers_pretrain import CHANCE, lp_home  # noqa: F401 - fixture
+from tests.helpers_pretrain import CHANCE, lp_home_fixture  # noqa: F401 - fixture
 
 RUN = dict(data_fraction=0.2, epochs=2, batch_size=32, lr=5e-3, warmup_epochs=0.1, head_wd=0.5,
            head_lr_mult=2.0, device="cpu")  # fmt: skip
@@ -32,7 +38,9 @@ def ckpt(lp_home, tmp_path_factory):
 def probed(ckpt, tmp_path_factory):
     """The checkpoint extracted on TASK and probed at 5 shots."""
     root = tmp_path_factory.mktemp("downstream")
-    paths = extract(ModelConfig(str(ckpt)), TASK, ExtractConfig(cache_dir=root / "cache", quiet=True))
+    paths = extract(
+        ModelConfig(str(ckpt)), TASK, ExtractConfig(cache_dir=root / "cache", quiet=True)
+    )
     probe_cache(root / "cache", root / "results", ProbeConfig(shots=[5], seeds=1))
     return root, paths
 
@@ -61,7 +69,9 @@ def test_upstream_reproduces_the_recorded_accuracy(ckpt, tmp_path, capsys):
 
     recorded = load(str(ckpt)).pretrain_info["upstream_accuracy"]
     cache = tmp_path / "cache"
-    measured = upstream_accuracy(str(ckpt), "builtin/upstream", "val", cache_dir=cache, device="cpu")
+    measured = upstream_accuracy(
+        str(ckpt), "builtin/upstream", "val", cache_dir=cache, device="cpu"
+    )
     assert abs(measured - recorded) <= 1 / 2400  # one borderline image at most
     key = load(str(ckpt)).model_key("auto")
     record = read_upstream(cache, key)

@@ -13,7 +13,7 @@ import torch
 
 from layerprobe.errors import ConfigError
 from layerprobe.pretrain import PretrainConfig, pretrain
-from tests.helpers_pretrain import ROOT, cli_env, lp_home, tensors_equal  # noqa: F401
+from tests.helpers_pretrain import ROOT, cli_env, lp_home_fixture, tensors_equal  # noqa: F401
 
 RUN = dict(data_fraction=0.03, epochs=3, batch_size=32, warmup_epochs=0.5, device="cpu")
 ARGS = ["--model", "resnet-tiny32", "--data-fraction", "0.03", "--epochs", "3", "--batch-size",

@@ -107,9 +107,7 @@ def build_python(target: str, *, kwargs: dict, seed: int = INIT_SEED) -> torch.n
             f"module {module_name!r} has no callable {factory_name!r}.{did_you_mean(factory_name, names)}"
         )
 
-    model = _create(
-        factory, kwargs, f"python:{target}", size_key=None, pretrained=False, seed=seed
-    )
+    model = _create(factory, kwargs, f"python:{target}", size_key=None, pretrained=False, seed=seed)
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(
             f"python:{target} returned a {type(model).__name__}, not a torch.nn.Module"
@@ -118,7 +116,13 @@ def build_python(target: str, *, kwargs: dict, seed: int = INIT_SEED) -> torch.n
 
 
 def _create(
-    create, kwargs: dict, what: str, *, size_key: str | None, pretrained: bool, seed: int = INIT_SEED
+    create,
+    kwargs: dict,
+    what: str,
+    *,
+    size_key: str | None,
+    pretrained: bool,
+    seed: int = INIT_SEED,
 ):
     """Call ``create(**kwargs)`` under a fixed seed; turn user-caused failures into UserErrors."""
     with torch.random.fork_rng(devices=[]):

@@ -266,9 +266,7 @@ def train_batches(
     order = subset[np.fromiter(sampler, dtype=np.int64)]
     gen = torch.Generator().manual_seed(stream_seed(seed, AUGMENT, epoch, rank))
     pad = max(1, images.shape[1] // 8)
-    host = _host_batches(
-        images, labels, order, local, pinned=device.type == "cuda", drop_last=True
-    )
+    host = _host_batches(images, labels, order, local, pinned=device.type == "cuda", drop_last=True)
     for u8, y in host:
         u8 = u8.to(device, non_blocking=True)
         if augment:
