@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHANCE = 1 / 120  # builtin/upstream has 120 classes
 
 
-@pytest.fixture(scope="module")
-def lp_home(tmp_path_factory):
+@pytest.fixture(scope="module", name="lp_home")
+def lp_home_fixture(tmp_path_factory):
     """$LAYERPROBE_HOME shared by every pretrain test of the session (images decoded once)."""
     home = tmp_path_factory.getbasetemp() / "layerprobe-home"
     home.mkdir(exist_ok=True)

@@ -21,7 +21,7 @@ from layerprobe.pretrain import (
 )
 from layerprobe.probe import ProbeConfig, probe_cache
 from layerprobe.results import load as load_results
-from tests.helpers_pretrain import CHANCE, lp_home  # noqa: F401 - fixture
+from tests.helpers_pretrain import CHANCE, lp_home_fixture  # noqa: F401 - fixture
 
 RUN = dict(data_fraction=0.2, epochs=2, batch_size=32, lr=5e-3, warmup_epochs=0.1, head_wd=0.5,
            head_lr_mult=2.0, device="cpu")  # fmt: skip

@@ -13,10 +13,11 @@ import torch
 
 from layerprobe.errors import ConfigError
 from layerprobe.pretrain import PretrainConfig, pretrain
-from tests.helpers_pretrain import ROOT, cli_env, lp_home, run_cli, tensors_equal  # noqa: F401
+from tests.helpers_pretrain import ROOT, cli_env, lp_home_fixture, tensors_equal  # noqa: F401
 
-ARGS = ["--model", "resnet-tiny32", "--data-fraction", "0.05", "--epochs", "3", "--batch-size",
-        "64", "--warmup-epochs", "0.5", "--device", "cpu", "--quiet"]  # fmt: skip
+RUN = dict(data_fraction=0.03, epochs=3, batch_size=32, warmup_epochs=0.5, device="cpu")
+ARGS = ["--model", "resnet-tiny32", "--data-fraction", "0.03", "--epochs", "3", "--batch-size",
+        "32", "--warmup-epochs", "0.5", "--device", "cpu", "--quiet"]  # fmt: skip
 
 
 def _weights(path):
@@ -24,8 +25,7 @@ def _weights(path):
 
 
 def test_kill_9_then_resume_gives_the_same_weights(lp_home, tmp_path):
-    straight = run_cli(lp_home, "pretrain", *ARGS, "--out", str(tmp_path / "straight"))
-    assert straight.returncode == 0, straight.stderr
+    """The killed run is a process of its own; the others run here (one thread, like it)."""
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "layerprobe", "pretrain", *ARGS, "--out", str(out)],
                             env=cli_env(lp_home), cwd=ROOT)  # fmt: skip
@@ -37,18 +37,16 @@ def test_kill_9_then_resume_gives_the_same_weights(lp_home, tmp_path):
     proc.wait()
     assert not (out / "checkpoint.pt").exists()
     assert torch.load(out / "state.pt", weights_only=True)["epoch"] < 3
-    resumed = run_cli(lp_home, "pretrain", *ARGS, "--out", str(out))
-    assert resumed.returncode == 0, resumed.stderr
-    assert tensors_equal(
-        _weights(out / "checkpoint.pt"), _weights(tmp_path / "straight" / "checkpoint.pt")
-    )
+    resumed = pretrain(PretrainConfig("resnet-tiny32", **RUN), out, quiet=True)
+    straight = pretrain(PretrainConfig("resnet-tiny32", **RUN), tmp_path / "straight", quiet=True)
+    assert tensors_equal(_weights(resumed), _weights(straight))
     assert len((out / "metrics.csv").read_text().splitlines()) == 4
     assert not (out / "state.pt").exists()
 
 
 def test_another_config_is_refused_unless_force(lp_home, tmp_path):
     out = tmp_path / "run"
-    base = dict(data_fraction=0.05, epochs=1, batch_size=64, device="cpu")
+    base = dict(data_fraction=0.02, epochs=1, batch_size=32, device="cpu")
     pretrain(PretrainConfig("resnet-tiny32", **base), out, quiet=True)
     other = PretrainConfig("resnet-tiny32", **{**base, "head_wd": 1.0})
     with pytest.raises(ConfigError, match="another config.*head_wd.*--force") as err:

@@ -172,7 +172,13 @@ def _check_arguments(factory, kwargs: dict, what: str) -> None:
 
 
 def _create(
-    create, kwargs: dict, what: str, *, size_key: str | None, pretrained: bool, seed: int = INIT_SEED
+    create,
+    kwargs: dict,
+    what: str,
+    *,
+    size_key: str | None,
+    pretrained: bool,
+    seed: int = INIT_SEED,
 ):
     """Call ``create(**kwargs)`` under a fixed seed; turn user-caused failures into UserErrors."""
     with torch.random.fork_rng(devices=[]):

@@ -86,9 +86,7 @@ class PretrainConfig:
             )
         self.label_smoothing = _number(self.label_smoothing, "--label-smoothing")
         if not 0 <= self.label_smoothing < 1:
-            raise ConfigError(
-                f"--label-smoothing must be in [0, 1), got {self.label_smoothing!r}"
-            )
+            raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if self.image_size is not None:
             self.image_size = _whole(self.image_size, "--image-size", 8, 4096)
         self.seed = _whole(self.seed, "--seed", 0, 2**63 - 1)

@@ -167,7 +167,7 @@ def new_head(model: nn.Module, num_classes: int) -> nn.Module:
 
 
 def _replace(model: nn.Module, old: nn.Module, new: nn.Module) -> None:
-    for name, module in model.named_modules():
+    for module in model.modules():
         for child_name, child in module.named_children():
             if child is old:
                 setattr(module, child_name, new)

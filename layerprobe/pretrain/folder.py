@@ -134,6 +134,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def _differences(old: dict, new: dict, limit: int = 3) -> str:
     keys = sorted(set(old) | set(new))
-    diffs = [f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys if old.get(k) != new.get(k)]
+    diffs = [
+        f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys if old.get(k) != new.get(k)
+    ]
     more = f", and {len(diffs) - limit} more" if len(diffs) > limit else ""
     return "; ".join(diffs[:limit]) + more

@@ -82,7 +82,11 @@ def train_epoch(
     seen, step, lr = 0, step0, 0.0
     window: list[torch.Tensor] = []
     for x, y in batches:
-        lr = set_lr(optimizer, schedule.peak_lr, lr_factor(step, schedule.total_steps, schedule.warmup_steps))
+        lr = set_lr(
+            optimizer,
+            schedule.peak_lr,
+            lr_factor(step, schedule.total_steps, schedule.warmup_steps),
+        )
         with autocast(device, precision):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)

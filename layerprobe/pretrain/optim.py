@@ -33,9 +33,7 @@ def classifier(model: nn.Module) -> nn.Module:
     return linears[-1]
 
 
-def param_groups(
-    model: nn.Module, *, wd: float, head_wd: float, head_lr_mult: float
-) -> list[dict]:
+def param_groups(model: nn.Module, *, wd: float, head_wd: float, head_lr_mult: float) -> list[dict]:
     """The four groups of the module docstring (empty groups left out)."""
     head_ids = {id(p) for p in classifier(model).parameters()}
     skip = set(getattr(model, "no_weight_decay", lambda: set())())
@@ -53,9 +51,7 @@ def param_groups(
         part = "head" if id(p) in head_ids else "body"
         members[part + ("_no_wd" if no_wd else "")].append(p)
     return [
-        {"name": name, "params": members[name], **groups[name]}
-        for name in groups
-        if members[name]
+        {"name": name, "params": members[name], **groups[name]} for name in groups if members[name]
     ]
 
 

@@ -52,7 +52,9 @@ def upstream_accuracy(
     dev = resolve_device(device)
     task = get_task(task) if isinstance(task, str) else task
     if split not in task.splits:
-        raise DataError(f"task {task.name!r} has no split {split!r}; it has {', '.join(task.splits)}")
+        raise DataError(
+            f"task {task.name!r} has no split {split!r}; it has {', '.join(task.splits)}"
+        )
     bb = as_model_config(model).load()
     check_head(bb, task)
     data = task.load(split, data_root)
@@ -94,7 +96,9 @@ def check_head(bb: Backbone, task: Task) -> None:
         )
 
 
-def record_upstream(cache_dir, bb: Backbone, task: str, split: str, accuracy: float, n: int) -> Path:
+def record_upstream(
+    cache_dir, bb: Backbone, task: str, split: str, accuracy: float, n: int
+) -> Path:
     """Write ``<cache_dir>/<model_key>/upstream.json`` atomically; returns its path."""
     path = Path(cache_dir) / bb.model_key("auto") / UPSTREAM_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
