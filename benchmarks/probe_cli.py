@@ -7,13 +7,17 @@ The standard sweep as a user runs it: 20 tasks of float16 caches on disk (12 lay
   process start to exit (the last Parquet part renamed);
 - engine: the torch backend in this process on the same features, already in memory
   (float32), one call per task, as ``benchmarks/probe_sweep.py`` times it;
-- numpy: the recipe written plainly (``probe_sweep.numpy_recipe``), in memory.
+- numpy: the recipe written plainly (``probe_sweep.numpy_recipe``), in memory, at its faster
+  BLAS thread count (tried on the first task).
 
 Runs of the CLI and the engine are interleaved and their medians compared (the machine is
-shared: ratios within one run, not absolute times). The CLI's rows (``layerprobe.results.load``)
-must equal the engine's and the numpy port's accuracies exactly.
+shared: ratios within one run, not absolute times). Wall-clock and CPU seconds are both shown:
+on an oversubscribed machine CPU seconds are the steadier measure. The CLI's rows
+(``layerprobe.results.load``) must equal the engine's and the numpy port's accuracies exactly.
+``--compare-with SRC`` also times the CLI of another source tree (e.g. before a change).
 
-Usage: ``python benchmarks/probe_cli.py [--tasks 20] [--repeats 3] [--numpy-tasks 20]``
+Usage: ``python benchmarks/probe_cli.py [--tasks 20] [--repeats 3] [--numpy-tasks 20]
+[--keep DIR] [--compare-with SRC]``
 """
 
 from __future__ import annotations

@@ -249,18 +249,20 @@ def run_probes(
 
 
 def _unit_workers(config: ProbeConfig, num_units: int) -> int:
-    """Units probed side by side: one per CPU thread with the torch backend on the CPU (each
-    unit then runs single-threaded, so reading, solving and writing of different units
-    overlap and no core waits for another); one at a time otherwise."""
+    """Units probed side by side: one per CPU thread with the torch backend on the CPU, when
+    there are enough units to keep every thread busy to the end (each unit then runs
+    single-threaded, so reading, solving and writing of different units overlap and no core
+    waits for another); otherwise one at a time, each spread over the threads by layer."""
     if config.backend != "torch" or num_units < 2:
         return 1
     import torch
 
     from layerprobe.probe.backends import resolve_device
 
-    if resolve_device(config.device) != "cpu":
+    threads = torch.get_num_threads()
+    if resolve_device(config.device) != "cpu" or num_units < 2 * threads:
         return 1
-    return max(1, min(torch.get_num_threads(), num_units))
+    return threads
 
 
 @contextlib.contextmanager
