@@ -144,9 +144,7 @@ def build_python(target: str, *, kwargs: dict, seed: int = INIT_SEED) -> torch.n
         )
 
     _check_arguments(factory, kwargs, f"python:{target}")
-    model = _create(
-        factory, kwargs, f"python:{target}", size_key=None, pretrained=False, seed=seed
-    )
+    model = _create(factory, kwargs, f"python:{target}", size_key=None, pretrained=False, seed=seed)
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(
             f"python:{target} returned a {type(model).__name__}, not a torch.nn.Module"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from layerprobe.tasks.summary import format_table, summarize_tasks
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -52,6 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from layerprobe.tasks.summary import format_table, summarize_tasks  # numpy, PIL: only here
+
     rows = summarize_tasks(args.data_root, args.patterns, args.builtin)
     if args.format == "json":
         print(json.dumps([r.to_json() for r in rows], indent=2))

@@ -91,17 +91,30 @@ def check_labels(labels: np.ndarray, what: str) -> None:
 
 def check_finite(features: np.ndarray, layer: str, where: str) -> None:
     """Raise :class:`DataError` naming the layer and the first row with NaN or infinity."""
-    # Row sums are finite exactly when every entry is (up to overflow, checked after).
-    sums = features.sum(axis=1, dtype=np.float64)
-    bad = ~np.isfinite(sums)
-    if bad.any():
-        row_ok = np.isfinite(features[bad]).all(axis=1)
-        rows = np.flatnonzero(bad)[~row_ok]
-        if len(rows):
-            raise DataError(
-                f"{where}: layer {layer} has NaN or infinite features, first at row {rows[0]}; "
-                "extract them again with --force (and check the model's weights and inputs)"
-            )
+    if _all_finite(features):
+        return
+    rows = np.flatnonzero(~np.isfinite(features).all(axis=1))
+    raise DataError(
+        f"{where}: layer {layer} has NaN or infinite features, first at row {rows[0]}; "
+        "extract them again with --force (and check the model's weights and inputs)"
+    )
+
+
+# NaN and ±inf are exactly the floats whose exponent bits are all ones.
+_EXPONENT = {
+    np.dtype(np.float16): (np.uint16, 0x7C00),
+    np.dtype(np.float32): (np.uint32, 0x7F800000),
+    np.dtype(np.float64): (np.uint64, 0x7FF0000000000000),
+}
+
+
+def _all_finite(features: np.ndarray) -> bool:
+    """One integer pass over the bits: several times faster than ``isfinite`` on float16."""
+    if features.dtype not in _EXPONENT or not features.flags.c_contiguous:
+        return bool(np.isfinite(features).all())
+    kind, mask = _EXPONENT[features.dtype]
+    bits = features.view(kind)
+    return not np.any((bits & kind(mask)) == kind(mask))
 
 
 def check_l2s(l2s: Sequence[float]) -> np.ndarray:

@@ -7,6 +7,7 @@ probed together and written as one part file of the results store.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,6 @@ from layerprobe.extract.cache import (
     CacheInfo,
     cache_path,
     pretrain_with_upstream,
-    read_arrays,
     read_info,
 )
 from layerprobe.layers import is_all, match_item, split_layers
@@ -235,29 +235,96 @@ def run_probes(
     check_results_dir(results_dir)  # writable, same schema: before the work, not after
     units = find_units(cache_dir, model_keys, tasks, skip_bad, warn)
     summary = RunSummary()
-    bar = tqdm(units, desc="probe", unit="unit", disable=quiet or not sys.stderr.isatty())
-    for unit in bar:
-        bar.set_postfix_str(unit.name, refresh=False)
+    todo = []
+    for unit in units:
         identity = unit_identity(unit, config)
         path = part_path(results_dir, identity)
         if path.exists() and not force:
             summary.skipped.append(path)
-            continue
-        try:
-            rows = probe_unit(unit, config)
-        except UserError as err:
-            if not skip_bad:
-                raise
-            warn(f"skipping {unit.name}: {err}")
-            summary.bad.append(unit.name)
-            continue
-        summary.written.append(write_part(rows, results_dir, identity))
+        else:
+            todo.append((unit, identity))
+    bar = tqdm(
+        total=len(units),
+        initial=len(summary.skipped),
+        desc="probe",
+        unit="unit",
+        disable=quiet or not sys.stderr.isatty(),
+    )
+    workers = _unit_workers(config, len(todo))
+    budget = MAX_LOAD_BYTES // workers  # the budget holds for all units in flight together
+
+    def probe_and_write(unit: Unit, identity: dict) -> Path:
+        return write_part(probe_unit(unit, config, budget), results_dir, identity)
+
+    with bar, _units_side_by_side(workers) as pool:
+        futures = [pool.submit(probe_and_write, *item) for item in todo]
+        for (unit, _), future in zip(todo, futures, strict=True):
+            bar.set_postfix_str(unit.name, refresh=False)
+            try:
+                summary.written.append(future.result())
+            except UserError as err:
+                if not skip_bad:
+                    raise
+                warn(f"skipping {unit.name}: {err}")
+                summary.bad.append(unit.name)
+            bar.update()
     if units and len(summary.bad) == len(units):
         raise DataError(
             f"none of the {len(units)} unit(s) could be probed (see the warnings above); fix or "
             "re-extract their caches"
         )
     return summary
+
+
+def _unit_workers(config: ProbeConfig, num_units: int) -> int:
+    """Units probed side by side: one per CPU thread with the torch backend on the CPU, when
+    there are enough units to keep every thread busy to the end (each unit then runs
+    single-threaded, so reading, solving and writing of different units overlap and no core
+    waits for another); otherwise one at a time, each spread over the threads by layer."""
+    if config.backend != "torch" or num_units < 2:
+        return 1
+    import torch
+
+    from layerprobe.probe.backends import resolve_device
+
+    threads = torch.get_num_threads()
+    if resolve_device(config.device) != "cpu" or num_units < 2 * threads:
+        return 1
+    return threads
+
+
+@contextlib.contextmanager
+def _units_side_by_side(workers: int):
+    """An executor running units on ``workers`` single-threaded threads (or inline for 1).
+    On an error, units not yet started are cancelled; those running finish their part."""
+    if workers == 1:
+        yield _Inline()
+        return
+    from layerprobe.probe.torch_backend import single_threaded_pool
+
+    with single_threaded_pool(workers) as pool:
+        try:
+            yield pool
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+class _Inline:
+    """``submit`` defers the call to ``result()``: units run one after another, in order, and
+    nothing after a failing unit starts."""
+
+    def submit(self, fn, *args):
+        return _Deferred(fn, args)
+
+
+@dataclass
+class _Deferred:
+    fn: Callable
+    args: tuple
+
+    def result(self):
+        return self.fn(*self.args)
 
 
 def unit_identity(unit: Unit, config: ProbeConfig) -> dict:
@@ -300,12 +367,15 @@ def probe_cache(
     )
 
 
-def probe_unit(unit: Unit, config: ProbeConfig) -> pd.DataFrame:
-    """All probes of one unit as store rows (one per layer, shots, seed and λ)."""
+def probe_unit(unit: Unit, config: ProbeConfig, budget: int = MAX_LOAD_BYTES) -> pd.DataFrame:
+    """All probes of one unit as store rows (one per layer, shots, seed and λ).
+
+    ``budget`` bounds the bytes of features (all splits, float32) loaded at once.
+    """
     val_info = unit.splits.get("val")
     layers = _layers(unit, config.layers)
     l2s = np.asarray(config.l2s, dtype=np.float64)
-    labels = {s: read_arrays(info.path, [])[0] for s, info in unit.splits.items()}
+    labels, widths = _labels_and_widths(unit, layers)
     for split in ("test", "val"):
         if split in labels and len(labels[split]) == 0:
             raise DataError(
@@ -321,7 +391,7 @@ def probe_unit(unit: Unit, config: ProbeConfig) -> pd.DataFrame:
     num_classes = int(max(labels["train"].max(), y_eval.max())) + 1
     backend = get_backend(config.backend)
     val_acc, test_acc = [], []
-    for chunk in _layer_chunks(unit, layers):
+    for chunk in _layer_chunks(unit, layers, widths, budget):
         train, evals = _load_features(unit, chunk, plan.val)
         probes = ProbeSet(
             train, labels["train"], plan.subsets, evals, y_eval, group, 2, num_classes, chunk
@@ -361,31 +431,43 @@ def _layers(unit: Unit, wanted: Sequence[str] | None) -> list[str]:
     return [name for name in common if name in chosen]
 
 
-def _layer_chunks(unit: Unit, layers: list[str]) -> list[list[str]]:
+def _layer_chunks(
+    unit: Unit, layers: list[str], widths: list[int], budget: int = MAX_LOAD_BYTES
+) -> list[list[str]]:
     """Groups of layers whose features (all splits, float32) fit the load budget."""
     rows = sum(info.num_rows for info in unit.splits.values())
-    with h5py.File(unit.splits["train"].path, "r") as f:
-        widths = [int(f["features"][name].shape[1]) for name in layers]
     chunks: list[list[str]] = [[]]
-    budget = 0
+    used = 0
     for name, width in zip(layers, widths, strict=True):
         size = rows * width * 4
-        if chunks[-1] and budget + size > MAX_LOAD_BYTES:
+        if chunks[-1] and used + size > budget:
             chunks.append([])
-            budget = 0
+            used = 0
         chunks[-1].append(name)
-        budget += size
+        used += size
     return chunks
 
 
+def _labels_and_widths(unit: Unit, layers: list[str]) -> tuple[dict[str, np.ndarray], list[int]]:
+    """Each split's labels, and the train width of each layer (one open per file)."""
+    labels, widths = {}, []
+    for split, info in unit.splits.items():
+        with _open(info) as f:
+            labels[split] = f["labels"][()].astype(np.int64)
+            if split == "train":
+                widths = [int(f["features"][name].shape[1]) for name in layers]
+    return labels, widths
+
+
 def _load_features(unit: Unit, layers: list[str], val_rows: np.ndarray | None):
-    """Per layer: train features and evaluation features (validation rows, then test rows)."""
+    """Per layer: train features and evaluation features (validation rows, then test rows),
+    in the dtype they are stored in (the solver converts them where it needs to)."""
     feats = {}
     for split, info in unit.splits.items():
-        _, _, arrays = read_arrays(info.path, layers)
-        for name, arr in arrays.items():
+        with _open(info) as f:
+            feats[split] = {name: f["features"][name][()] for name in layers}
+        for name, arr in feats[split].items():
             check_finite(arr, name, str(info.path))
-        feats[split] = arrays
     train, evals = [], []
     for name in layers:
         tr, te = feats["train"][name], feats["test"][name]
@@ -399,6 +481,18 @@ def _load_features(unit: Unit, layers: list[str], val_rows: np.ndarray | None):
         train.append(tr)
         evals.append(np.concatenate([val, te]))
     return train, evals
+
+
+@contextlib.contextmanager
+def _open(info: CacheInfo):
+    """A split's file, already checked by :func:`read_info` when the unit was found."""
+    try:
+        with h5py.File(info.path, "r") as f:
+            yield f
+    except (OSError, KeyError) as err:
+        raise CacheError(
+            f"cannot read cache file {info.path}: {err}; delete it and extract again"
+        ) from err
 
 
 def _rows(unit, layers, plan, l2s, val_acc, test_acc, n_test, config) -> pd.DataFrame:

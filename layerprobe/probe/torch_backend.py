@@ -112,6 +112,16 @@ def _intra_op_threads(count: int):
         torch.set_num_threads(before)
 
 
+@contextlib.contextmanager
+def single_threaded_pool(workers: int):
+    """``workers`` threads, torch and BLAS single-threaded in each: independent work (units
+    of a run) side by side, one per core, with nothing waiting on another's threads."""
+    with _intra_op_threads(1), blas_threads(1):
+        pool = ThreadPoolExecutor(workers, "layerprobe-unit", torch.set_num_threads, (1,))
+        with pool:
+            yield pool
+
+
 @functools.cache
 def _pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix="layerprobe-probe")

@@ -1,0 +1,275 @@
+"""`layerprobe probe` from the shell, timed against its own engine and a numpy port, same run.
+
+The standard sweep as a user runs it: 20 tasks of float16 caches on disk (12 layers, D = 384,
+10 classes, 2,000 train / 200 val / 1,000 test rows each), shots 1/5/10/25 × 3 seeds × 30 λ.
+
+- CLI: ``python -m layerprobe probe --cache … --results <fresh folder>`` in a subprocess,
+  process start to exit (the last Parquet part renamed);
+- engine: the torch backend in this process on the same features, already in memory
+  (float32), one call per task, as ``benchmarks/probe_sweep.py`` times it;
+- numpy: the recipe written plainly (``probe_sweep.numpy_recipe``), in memory, at its faster
+  BLAS thread count (tried on the first task).
+
+Runs of the CLI and the engine are interleaved and their medians compared (the machine is
+shared: ratios within one run, not absolute times). Wall-clock and CPU seconds are both shown:
+on an oversubscribed machine CPU seconds are the steadier measure. The CLI's rows
+(``layerprobe.results.load``) must equal the engine's and the numpy port's accuracies exactly.
+``--compare-with SRC`` also times the CLI of another source tree (e.g. before a change).
+
+Usage: ``python benchmarks/probe_cli.py [--tasks 20] [--repeats 3] [--numpy-tasks 20]
+[--keep DIR] [--compare-with SRC]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from probe_sweep import numpy_recipe  # noqa: E402
+
+from layerprobe.extract.cache import cache_path, read_arrays  # noqa: E402
+from layerprobe.extract.writer import PartialCache  # noqa: E402
+from layerprobe.probe.backends import torch_backend  # noqa: E402
+from layerprobe.probe.plan import plan_probes  # noqa: E402
+from layerprobe.probe.problems import DEFAULT_L2S, ProbeSet  # noqa: E402
+
+LAYERS, DIM, CLASSES = 12, 384, 10
+ROWS = {"train": 2000, "val": 200, "test": 1000}
+SHOTS, SEEDS = (1, 5, 10, 25), 3
+MODEL_KEY = "bench-vit-s16-0123456789ab"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_caches(cache_dir: Path, num_tasks: int) -> None:
+    """Float16 caches of every split, written through the extractor's own writer."""
+    layers = [f"blocks.{i}" for i in range(LAYERS)]
+    for task in range(num_tasks):
+        rng = np.random.default_rng(task)
+        centers = [rng.normal(size=(CLASSES, DIM)) * (0.05 + 0.02 * i) for i in range(LAYERS)]
+        scales = [rng.uniform(0.5, 2.0, DIM) for _ in range(LAYERS)]  # as real features
+        for split, rows in ROWS.items():
+            labels = rng.permutation(np.arange(rows) % CLASSES)
+            feats = {
+                name: ((c[labels] + rng.normal(size=(rows, DIM))) * s + 1.0).astype(np.float16)
+                for name, c, s in zip(layers, centers, scales, strict=True)
+            }
+            header = {
+                "model": "timm:vit_small_patch16_224",
+                "model_key": MODEL_KEY,
+                "weights_sha256": "ab" * 32,
+                "task": f"bench/task{task:02d}",
+                "task_fingerprint": f"bench-{task}",
+                "split": split,
+                "layers": layers,
+                "depths": [(i + 1) / LAYERS for i in range(LAYERS)],
+                "pooling": "cls",
+                "preprocess": {"input_size": 224, "resize": "squash"},
+                "pretrain": {},
+                "dtype": "float16",
+                "amp": "none",
+                "layerprobe_version": "bench",
+                "num_items": rows,
+                "item_start": 0,
+                "item_stop": rows,
+            }
+            final = cache_path(cache_dir, MODEL_KEY, header["task"], split)
+            part = PartialCache.open(
+                final.with_name(final.name + ".partial"), header, {n: DIM for n in layers}
+            )
+            part.write(feats, labels, np.arange(rows), rows)
+            part.finish(final)
+
+
+def load_tasks(cache_dir: Path, num_tasks: int) -> list[tuple[str, ProbeSet]]:
+    """Each task's probes as the runner builds them, features float32 in memory."""
+    out = []
+    for task in range(num_tasks):
+        name = f"bench/task{task:02d}"
+        split = {s: read_arrays(cache_path(cache_dir, MODEL_KEY, name, s)) for s in ROWS}
+        layers = list(split["train"][2])
+        labels = {s: split[s][0] for s in ROWS}
+        plan = plan_probes(labels["train"], SHOTS, SEEDS, has_val_split=True)
+        train = [split["train"][2][n].astype(np.float32) for n in layers]
+        evals = [
+            np.concatenate([split["val"][2][n], split["test"][2][n]]).astype(np.float32)
+            for n in layers
+        ]
+        y_eval = np.concatenate([labels["val"], labels["test"]])
+        group = np.repeat([0, 1], [ROWS["val"], ROWS["test"]])
+        probes = ProbeSet(
+            train, labels["train"], plan.subsets, evals, y_eval, group, 2, CLASSES, layers
+        )
+        out.append((name, probes, plan))
+    return out
+
+
+class Clock:
+    """Wall-clock and CPU seconds (all threads, and finished child processes) of a block."""
+
+    def __init__(self):
+        self.wall = self.cpu = 0.0
+
+    def __enter__(self):
+        self._start = (time.perf_counter(), _cpu())
+        return self
+
+    def __exit__(self, *exc):
+        self.wall += time.perf_counter() - self._start[0]
+        self.cpu += _cpu() - self._start[1]
+
+
+def _cpu() -> float:
+    child = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + child.ru_utime + child.ru_stime
+
+
+def run_cli(cache_dir: Path, results: Path, source: Path = ROOT) -> Clock:
+    shutil.rmtree(results, ignore_errors=True)
+    env = os.environ | {"PYTHONPATH": str(source)}
+    cmd = [sys.executable, "-m", "layerprobe", "probe", "--cache", str(cache_dir)]
+    cmd += ["--results", str(results), "--device", "cpu", "--quiet"]
+    with Clock() as clock:
+        subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+    return clock
+
+
+def run_engine(tasks, l2s) -> tuple[Clock, list[np.ndarray]]:
+    counts, clock = [], Clock()
+    for _, probes, _ in tasks:
+        with clock:
+            counts.append(torch_backend(probes, l2s, "cpu", "float64"))
+    return clock, counts
+
+
+def time_numpy(tasks, counts, l2s) -> tuple[Clock, int, int, int]:
+    """The numpy port over ``tasks`` at its faster BLAS setting (chosen on the first task: on a
+    shared machine OpenBLAS's threads spin when the cores are oversubscribed, and one thread
+    can be several times faster), the thread count, and its counts identical to ours."""
+    from layerprobe.probe.solver import blas_threads
+
+    trial = {}
+    for threads in sorted({1, os.cpu_count() or 1}):
+        with blas_threads(threads), Clock() as clock:
+            reference = numpy_recipe(tasks[0][1], l2s)
+        trial[threads] = (clock, reference)
+    threads = min(trial, key=lambda t: trial[t][0].wall)
+    clock, first = trial[threads]
+    references = [first]
+    with blas_threads(threads):
+        for _, probes, _ in tasks[1:]:
+            with clock:
+                references.append(numpy_recipe(probes, l2s))
+    same = sum(int((r == c).sum()) for r, c in zip(references, counts, strict=False))
+    return clock, threads, same, sum(r.size for r in references)
+
+
+def compare(results: Path, tasks, counts: list[np.ndarray], l2s) -> tuple[int, int]:
+    """(identical, total) accuracy values of the CLI's rows vs the engine's counts."""
+    from layerprobe.results import load
+
+    rows = load(results)
+    same = total = 0
+    for (name, probes, plan), count in zip(tasks, counts, strict=True):
+        sizes = probes.group_sizes()
+        part = rows[rows["task"] == name]
+        layer = {n: i for i, n in enumerate(probes.layer_names)}
+        probe = {key: p for p, key in enumerate(plan.keys)}
+        li = part["layer"].map(layer).to_numpy()
+        pi = np.array([probe[(k, s)] for k, s in zip(part["shots"], part["seed"], strict=True)])
+        ji = np.searchsorted(l2s, part["l2"].to_numpy())
+        for g, column in enumerate(("val_accuracy", "test_accuracy")):
+            want = count[li, pi, g, ji] / sizes[g]
+            same += int((part[column].to_numpy() == want).sum())
+        total += 2 * count[..., 0, :].size
+    return same, total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of CLI and engine")
+    parser.add_argument("--numpy-tasks", type=int, default=20, help="tasks timed for numpy")
+    parser.add_argument("--keep", metavar="DIR", help="write the caches here and keep them")
+    parser.add_argument(
+        "--compare-with", metavar="SRC", help="also time the CLI of another source tree (before)"
+    )
+    args = parser.parse_args()
+    l2s = np.asarray(DEFAULT_L2S)
+    work = Path(args.keep or tempfile.mkdtemp(prefix="probe-cli-"))
+    cache = work / f"cache{args.tasks}"
+    if not cache.exists():
+        write_caches(cache, args.tasks)
+    tasks = load_tasks(cache, args.tasks)
+    fits = LAYERS * args.tasks * len(SHOTS) * SEEDS * len(l2s)
+    print(f"{fits:,} probe fits, {args.tasks} tasks; {os.cpu_count()} CPUs; caches in {cache}")
+
+    run_engine(tasks[:1], l2s)  # warm-up (thread pools, allocator)
+    cli, engine, before = [], [], []
+    for r in range(args.repeats):
+        cli.append(run_cli(cache, work / f"results{r}"))
+        clock, counts = run_engine(tasks, l2s)
+        engine.append(clock)
+        if args.compare_with:
+            before.append(run_cli(cache, work / "before", Path(args.compare_with)))
+    same, total = compare(work / "results0", tasks, counts, l2s)
+    timed = min(args.numpy_tasks, args.tasks)
+    numpy_clock, threads, numpy_same, numpy_total = time_numpy(tasks[:timed], counts, l2s)
+    scale = args.tasks / max(timed, 1)
+
+    def median(clocks, what):
+        return statistics.median(getattr(c, what) for c in clocks)
+
+    rows = [
+        ("layerprobe probe, from the shell", median(cli, "wall"), median(cli, "cpu")),
+        (
+            "engine in-process, torch backend per task",
+            median(engine, "wall"),
+            median(engine, "cpu"),
+        ),
+        (
+            f"numpy port in memory, {threads} BLAS thread(s), {timed} tasks",
+            numpy_clock.wall * scale,
+            numpy_clock.cpu * scale,
+        ),
+    ]
+    if before:
+        rows.append((f"CLI of {args.compare_with}", median(before, "wall"), median(before, "cpu")))
+    print()
+    print(f"{'method (medians)':<48} {'wall (s)':>9} {'/ CLI':>7} {'CPU (s)':>9} {'/ CLI':>7}")
+    for name, wall, cpu in rows:
+        print(
+            f"{name:<48} {wall:>9.2f} {wall / rows[0][1]:>6.2f}x {cpu:>9.2f} {cpu / rows[0][2]:>6.2f}x"
+        )
+    runs = [("CLI", cli), ("engine", engine), ("before", before)]
+    print(
+        "runs, wall (s): "
+        + "; ".join(f"{n} {', '.join(f'{c.wall:.2f}' for c in cs)}" for n, cs in runs if cs)
+    )
+    print(
+        f"accuracies: CLI rows vs engine {same:,} of {total:,} identical; "
+        f"engine vs numpy {numpy_same:,} of {numpy_total:,} counts identical"
+    )
+    cli_s, engine_s, numpy_s = rows[0][1], rows[1][1], rows[2][1]
+    print(
+        f"goals (wall): CLI <= 1.3x engine: {cli_s / engine_s:.2f}x "
+        f"{'met' if cli_s <= 1.3 * engine_s else 'NOT met'}; CLI >= 4x faster than numpy: "
+        f"{numpy_s / cli_s:.2f}x {'met' if numpy_s >= 4 * cli_s else 'NOT met'}; identical: "
+        f"{'yes' if same == total and numpy_same == numpy_total else 'NO'}"
+    )
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
