@@ -29,11 +29,15 @@ class Spec:
 
     @property
     def readable(self) -> str:
-        """A short human name: the model name, the factory name, or the checkpoint file stem."""
+        """A short human name: the model name, the factory name, or the checkpoint file stem
+        (a run folder's name for its ``checkpoint.pt``, so that runs are told apart)."""
         if self.namespace == "python":
             return self.name.rsplit(":", 1)[-1]
         if self.namespace == "layerprobe":
-            return Path(self.name).stem
+            path = Path(self.name)
+            if path.stem == "checkpoint" and path.parent.name:
+                return path.parent.name
+            return path.stem
         return self.name
 
 
