@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from layerprobe.commands._common import add_quiet, parse_key_value
+from layerprobe.commands._common import add_quiet, parse_int_list, parse_key_value
 
 # option -> (PretrainConfig field, type, help); None-valued options keep the config's default.
 OPTIONS = {
@@ -20,6 +20,7 @@ OPTIONS = {
     "--label-smoothing": ("label_smoothing", float, "cross-entropy label smoothing (0)"),
     "--image-size": ("image_size", int, "input size in px (default: the rung's own)"),
     "--seed": ("seed", int, "seeds init, subset, order and augmentation (0)"),
+    "--snapshots": ("snapshots", parse_int_list, "also save checkpoints after these epochs, e.g. 1,2"),
 }
 
 

@@ -42,6 +42,9 @@ class PretrainConfig:
     device : ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
     precision : ``fp32``, or ``bf16`` autocast.
     model_args : extra model constructor arguments (over the rung's own).
+    snapshots : epochs (before the last) after which a snapshot checkpoint is also written,
+        ``snapshots/<run>-e<N>.pt``: checkpoints along one cosine schedule, cheap points on the
+        upstream-accuracy axis.
     """
 
     model: str
@@ -60,6 +63,7 @@ class PretrainConfig:
     device: str = "auto"
     precision: str = "fp32"
     model_args: Mapping[str, object] = field(default_factory=dict)
+    snapshots: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -95,6 +99,7 @@ class PretrainConfig:
         if not isinstance(self.model_args, Mapping):
             raise ConfigError(f"model_args must be a mapping, got {self.model_args!r}")
         self.model_args = dict(self.model_args)
+        self.snapshots = tuple(sorted({_whole(e, "--snapshots", 1, self.epochs) for e in self.snapshots}))
 
     @property
     def effective_head_wd(self) -> float:

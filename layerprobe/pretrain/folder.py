@@ -49,6 +49,12 @@ class RunFolder:
     def checkpoint(self) -> Path:
         return self.path / CHECKPOINT_NAME
 
+    def snapshot(self, epoch: int) -> Path:
+        """Where the snapshot after ``epoch`` epochs goes (named after the run, for model keys)."""
+        folder = self.path / "snapshots"
+        folder.mkdir(exist_ok=True)
+        return folder / f"{self.path.resolve().name}-e{epoch}.pt"
+
     def check(self, identity: dict, force: bool) -> str:
         """``"new"``, ``"resume"`` or ``"complete"``; read-only, so every rank may call it.
 

@@ -195,6 +195,9 @@ class _Trainer:
                 )  # fmt: skip
                 self.folder.write_metrics(metrics)
                 self._report(metrics[-1])
+                if epoch + 1 in c.snapshots and epoch + 1 < c.epochs:
+                    self.write_checkpoint(model, metrics, len(d.subset), (epoch + 1) * steps,
+                                          self.folder.snapshot(epoch + 1))  # fmt: skip
             ranks.barrier()
         if ranks.is_main:
             self.write_checkpoint(model, metrics, len(d.subset), steps * c.epochs)
@@ -202,7 +205,10 @@ class _Trainer:
         ranks.barrier()
         return self.folder.checkpoint
 
-    def write_checkpoint(self, model, metrics: list[dict], train_images: int, steps: int) -> None:
+    def write_checkpoint(
+        self, model, metrics: list[dict], train_images: int, steps: int, path: Path | None = None
+    ) -> None:
+        """The run's checkpoint, or with ``path`` a snapshot after ``len(metrics)`` epochs."""
         c, size = self.config, self.arch.image_size
         preprocess = Preprocess(input_size=size, resize_size=size, interpolation=data.INTERPOLATION,
                                 mean=MEAN, std=STD, crop_pct=1.0, resize="squash")  # fmt: skip
@@ -212,7 +218,8 @@ class _Trainer:
             "upstream_split": self.eval_split,
             "params": count_params(model),
             "data_fraction": c.data_fraction,
-            "epochs": c.epochs,
+            "epochs": len(metrics),
+            "schedule_epochs": c.epochs,
             "head_wd": c.effective_head_wd,
             "head_lr": c.head_lr,
             "lr": c.lr,
@@ -231,7 +238,7 @@ class _Trainer:
             "layerprobe_version": __version__,
         }
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        save_checkpoint(self.folder.checkpoint, self.arch.spec, state,
+        save_checkpoint(path or self.folder.checkpoint, self.arch.spec, state,
                         model_kwargs=_json(self.arch.kwargs), preprocess=preprocess,
                         pretrain_info=info)  # fmt: skip
 
