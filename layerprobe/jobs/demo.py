@@ -24,38 +24,34 @@ DEFAULT_OUT = "results/demo"
 
 @dataclass(frozen=True)
 class Rung:
-    """One checkpoint of the demo's ladder (a pre-training run)."""
+    """One pre-training run of the demo's ladder; ``snapshots`` add checkpoints along its schedule."""
 
     name: str
     model: str
     data_fraction: float
     epochs: int
+    snapshots: tuple[int, ...] = ()
     head_wd: float | None = None
     head_lr_mult: float = 1.0
 
 
-# The low end is a short run on little data (not a random init, whose last stage is
-# degenerate); size, data, epochs and the head's weight decay each move upstream accuracy.
+# 12 checkpoints: snapshots along one schedule span upstream accuracy cheaply (the low end is an
+# early snapshot, not a random init, whose last stage is degenerate); data fraction, model
+# family and the head's weight decay and learning rate add checkpoints off that path.
 LADDER = (
-    Rung("r-d05-e1", "resnet-tiny32", 0.05, 1),
-    Rung("r-d10-e1", "resnet-tiny32", 0.1, 1),
-    Rung("r-d10-e3", "resnet-tiny32", 0.1, 3),
-    Rung("r-d25-e1", "resnet-tiny32", 0.25, 1),
-    Rung("r-d25-e3", "resnet-tiny32", 0.25, 3),
-    Rung("r-d50-e2", "resnet-tiny32", 0.5, 2),
-    Rung("r-d100-e1", "resnet-tiny32", 1.0, 1),
-    Rung("r-d100-e2", "resnet-tiny32", 1.0, 2),
-    Rung("r-d100-e3", "resnet-tiny32", 1.0, 3),
-    Rung("r-d100-e2-hwd1", "resnet-tiny32", 1.0, 2, head_wd=1.0),
-    Rung("r-d100-e2-hlr10", "resnet-tiny32", 1.0, 2, head_wd=0.0, head_lr_mult=10.0),
-    Rung("v-d50-e2", "vit-tiny32", 0.5, 2),
+    Rung("resnet-d100-e4", "resnet-tiny32", 1.0, 4, snapshots=(1, 2, 3)),
+    Rung("resnet-d25-e4", "resnet-tiny32", 0.25, 4, snapshots=(2,)),
+    Rung("resnet-d50-e2", "resnet-tiny32", 0.5, 2),
+    Rung("resnet-d100-e2-headwd1", "resnet-tiny32", 1.0, 2, head_wd=1.0),
+    Rung("resnet-d100-e2-headlr10", "resnet-tiny32", 1.0, 2, head_wd=0.0, head_lr_mult=10.0),
+    Rung("vit-d100-e3", "vit-tiny32", 1.0, 3, snapshots=(1, 2)),
 )
 QUICK_LADDER = (
-    Rung("r-d05-e1", "resnet-tiny32", 0.05, 1),
-    Rung("r-d10-e1", "resnet-tiny32", 0.1, 1),
-    Rung("r-d10-e2", "resnet-tiny32", 0.1, 2),
-    Rung("r-d25-e2", "resnet-tiny32", 0.25, 2),
+    Rung("resnet-d50-e2", "resnet-tiny32", 0.5, 2, snapshots=(1,)),
+    Rung("resnet-d25-e2", "resnet-tiny32", 0.25, 2),
+    Rung("resnet-d100-e1", "resnet-tiny32", 1.0, 1),
 )
+PRETRAIN = dict(batch_size=128, lr=2e-3, warmup_epochs=0.25, device="cpu")
 # The quick demo keeps tasks from both ends: close to upstream (objects) and far (textures,
 # location, histology, count).
 QUICK_TASKS = (
@@ -115,6 +111,7 @@ def _sayer(quiet: bool) -> Callable[[str], None]:
 
 
 def _pretrain(ladder, runs: Path, say, quiet: bool) -> list[Path]:
+    """Every rung's checkpoint and snapshots, lowest upstream accuracy first where known."""
     from layerprobe.pretrain import PretrainConfig, pretrain
 
     paths = []
@@ -122,10 +119,10 @@ def _pretrain(ladder, runs: Path, say, quiet: bool) -> list[Path]:
         say(f"pre-training {i}/{len(ladder)}: {rung.name} ({rung.model}, data {rung.data_fraction:g}, "
             f"{rung.epochs} epoch{'s' * (rung.epochs > 1)})")  # fmt: skip
         config = PretrainConfig(model=rung.model, data_fraction=rung.data_fraction,
-                                epochs=rung.epochs, head_wd=rung.head_wd,
-                                head_lr_mult=rung.head_lr_mult, warmup_epochs=min(1.0, rung.epochs / 2),
-                                lr=2e-3, device="cpu")  # fmt: skip
-        paths.append(pretrain(config, runs / rung.name, quiet=True))
+                                epochs=rung.epochs, snapshots=rung.snapshots, head_wd=rung.head_wd,
+                                head_lr_mult=rung.head_lr_mult, **PRETRAIN)  # fmt: skip
+        final = pretrain(config, runs / rung.name, quiet=True)
+        paths += sorted((runs / rung.name / "snapshots").glob("*.pt")) + [final]
     return paths
 
 
