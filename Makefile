@@ -32,6 +32,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/extract_overhead.py
 	$(BIN)/python benchmarks/probe_sweep.py
 	$(BIN)/python benchmarks/tasks_listing.py
+	$(BIN)/python benchmarks/probe_cli.py
+	$(BIN)/python benchmarks/pretrain_step.py
+	$(BIN)/python benchmarks/analysis_scale.py --checkpoints 480
 
 lint: $(STAMP)
 	$(BIN)/ruff check layerprobe tests benchmarks
