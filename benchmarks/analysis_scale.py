@@ -31,6 +31,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from layerprobe.results.layout import write_part_table
+from layerprobe.results.parts import VERSION_KEY
+from layerprobe.results.schema import SCHEMA_VERSION
 
 GOAL_S, GOAL_GIB = 60.0, 4.0
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,6 +144,8 @@ def generate(args: argparse.Namespace, store: Path) -> dict:
             "n_test": np.full(n, n_test, np.int64),
             "probe": pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [fixed["probe"]]),
             "backend": pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [fixed["backend"]]),
+            "l2_select": pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), ["val"]),
+            "config": pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), ["c0"]),
             "created_at": pa.array(
                 np.full(n, fixed["created_at"].value), pa.timestamp("us", tz="UTC")
             ),
@@ -152,10 +156,13 @@ def generate(args: argparse.Namespace, store: Path) -> dict:
         }
         path = store / f"ckpt{c:05d}" / "all.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
+        # One part per checkpoint (all its tasks): fewer, larger files than the probe writes
+        # (one per checkpoint and task), stamped with the schema version the readers check.
+        table = pa.table(columns).replace_schema_metadata({VERSION_KEY: str(SCHEMA_VERSION)})
         if args.layout == "selected-first":
-            write_part_table(pa.table(columns), path)
+            write_part_table(table, path)
         else:
-            pq.write_table(pa.table(columns), path)
+            pq.write_table(table, path)
         files, rows = files + 1, rows + n
         if (c + 1) % 200 == 0 or c + 1 == args.checkpoints:
             elapsed = time.perf_counter() - start
