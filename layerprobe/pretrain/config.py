@@ -16,7 +16,6 @@ from layerprobe.errors import ConfigError
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
 MAX_BATCH = 1 << 16
-# Fields that do not change what a run computes (so a run may resume with another value).
 # Fields that do not change what a run computes (snapshots only add copies along the way).
 NOT_IDENTITY = ("device", "snapshots")
 
