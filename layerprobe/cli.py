@@ -14,7 +14,7 @@ from layerprobe import __version__
 from layerprobe.errors import UserError
 
 # Sub-command modules in layerprobe.commands, in the order `--help` lists them.
-COMMANDS = ("layers", "extract", "tasks", "probe", "results")
+COMMANDS = ("layers", "extract", "tasks", "probe", "results", "run", "status", "sweep")
 
 
 class _Parser(argparse.ArgumentParser):
