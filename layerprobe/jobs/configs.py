@@ -114,11 +114,14 @@ def check_job(job: Job, points: list[tuple[int, dict]] | None = None) -> None:
                 _build(job, api.PretrainConfig, point, "pretrain", i, required=("model",))
 
 
-def check_models(job: Job) -> None:
-    """Unknown model names and missing checkpoints fail now (no model is built)."""
+def check_models(job: Job, which: set[int] | None = None) -> None:
+    """Unknown model names and missing checkpoints of ``[[models]]`` tables (all, or the
+    indices in ``which``) fail now; no model is built."""
     from layerprobe.backbones.spec import parse_spec
 
     for i, raw in enumerate(job.models):
+        if which is not None and i not in which:
+            continue
         try:
             spec = parse_spec(raw["spec"])
             _check_exists(spec)

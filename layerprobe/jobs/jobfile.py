@@ -103,8 +103,10 @@ def load_job(path: str | Path) -> Job:
     fail = _Failer(path, text)
     for key in data:
         if key not in TABLES:
-            raise fail(f"unknown table or key {key!r}.{did_you_mean(key, TABLES)} "
-                       f"Tables: {', '.join(TABLES)}", "", key)
+            message = f"unknown table or key {key!r}.{did_you_mean(key, TABLES)} Tables: {', '.join(TABLES)}"
+            if isinstance(data[key], dict | list):  # [key] or [[key]]: point at its header
+                raise fail(message, key)
+            raise fail(message, "", key)
     head = _table(data, "job", fail)
     _known(head, JOB_KEYS, "job", fail)
     name = head.get("name", path.stem)

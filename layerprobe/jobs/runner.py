@@ -50,7 +50,6 @@ def prepare(job: Job | str | Path) -> tuple[Job, Plan]:
     job = job if isinstance(job, Job) else load_job(job)
     plan = make_plan(job)
     check_job(job, plan.points())
-    check_models(job)
     return job, plan
 
 
@@ -97,6 +96,8 @@ def run_job(
         state = State(job.dir)
         state.clear_running()
         done = verified_done(plan, state)
+        check_models(job, {plan.models[u.model].index for u, d in zip(plan.units, done) if not d
+                           and plan.models[u.model].table is not None})
         graph = Graph(plan, done)
         report = RunReport(plan, {s: {"total": n, "done_before": 0, "ran": 0, "done": 0,
                                       "failed": 0, "blocked": 0} for s, n in counts.items()})

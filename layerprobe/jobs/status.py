@@ -77,7 +77,10 @@ def dry_run(job: Job | str, limit: int = 20) -> JobStatus:
     from layerprobe.jobs.configs import has_pretrain_api
     from layerprobe.jobs.runner import prepare
 
+    from layerprobe.jobs.configs import check_models
+
     job, plan = prepare(job)
+    check_models(job)
     status = job_status(job, limit, plan)
     if (job.pretrain or job.finetune is not None) and not has_pretrain_api():
         status.notes.append(
