@@ -88,20 +88,22 @@ def run_bundle(works: list[Work], job: Job, retries: int = 0) -> list[Outcome]:
 
 @contextlib.contextmanager
 def _logging_to(path):
-    """Send this process's stdout and stderr (file descriptors 1 and 2, so C libraries and
-    child processes too) to the end of ``path``; restore them afterwards."""
+    """Send this process's output to the end of ``path``: ``sys.stdout`` / ``sys.stderr`` and
+    file descriptors 1 and 2 (so C libraries and child processes too); restore them after."""
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(path, "a") as f:
+    saved_fds = os.dup(1), os.dup(2)
+    saved = sys.stdout, sys.stderr
+    with open(path, "a", buffering=1) as f:
         os.dup2(f.fileno(), 1)
         os.dup2(f.fileno(), 2)
+        sys.stdout = sys.stderr = f
         try:
             yield
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+            f.flush()
+            sys.stdout, sys.stderr = saved
+            os.dup2(saved_fds[0], 1)
+            os.dup2(saved_fds[1], 2)
+            os.close(saved_fds[0])
+            os.close(saved_fds[1])
