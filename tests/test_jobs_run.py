@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from layerprobe.cli import main
+from layerprobe.errors import UserError
 from layerprobe.jobs import job_status, run_job
 from layerprobe.jobs.state import State
 from layerprobe.results import load
@@ -112,3 +113,28 @@ def test_submitit_local_executor_runs_the_same_job(tmp_path, finished, monkeypat
         _accuracies(finished[2])["test_accuracy"], atol=1e-12,
     )
     assert VIT
+
+
+def test_sweep_pretrain_extract_probe_finetune(tmp_path, monkeypatch):
+    """A [pretrain] grid feeds its checkpoints to extraction; fine-tuning runs per checkpoint
+    (with a stand-in for layerprobe.pretrain, so this runs before that module exists)."""
+    from tests import fake_pretrain
+
+    fake_pretrain.install(monkeypatch)
+    grid = ('\n[pretrain]\nmodel = "tiny"\ndata_fraction = [0.5, 1.0]\nseed = [0, 1]\nepochs = 2\n'
+            '\n[finetune]\nepochs = 1\n')
+    text = job_text("sweep", tmp_path, tasks=["builtin/histology"], models=grid)
+    path = write_job(tmp_path / "sweep.toml", text)
+    bad = write_job(tmp_path / "bad.toml", text.replace("[0.5, 1.0]", "[0.5, 2.0]"))
+    with pytest.raises(UserError, match=rf"^{bad}:8: \[pretrain\] data_fraction: --data-fraction must be in"):
+        run_job(bad)
+    assert main(["sweep", str(path), "--workers", "1", "--quiet"]) == 0
+    assert sum(1 for kind, _ in fake_pretrain.CALLS if kind == "pretrain") == 4
+    assert sum(1 for kind, _ in fake_pretrain.CALLS if kind == "finetune") == 4
+    status = job_status(path)
+    assert {s: r["done"] for s, r in status.counts.items()} == {"pretrain": 4, "extract": 12, "probe": 4, "finetune": 4}
+    table = load(status.job.results)
+    assert table["model_key"].nunique() == 4 and set(table["data_fraction"]) == {0.5, 1.0}
+    assert all(p.name == "checkpoint.pt" for p in (tmp_path / "sweep" / "runs").glob("*/*"))
+    fake_pretrain.CALLS.clear()
+    assert run_job(path, workers=1, quiet=True).ran == 0 and not fake_pretrain.CALLS

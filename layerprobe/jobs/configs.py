@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -64,6 +65,9 @@ def pretrain_api():
 
 
 def has_pretrain_api() -> bool:
+    """Whether ``layerprobe.pretrain`` can be imported (without importing it)."""
+    if "layerprobe.pretrain" in sys.modules:
+        return sys.modules["layerprobe.pretrain"] is not None
     return importlib.util.find_spec("layerprobe.pretrain") is not None
 
 
@@ -105,13 +109,14 @@ def check_job(job: Job, points: list[tuple[int, dict]] | None = None) -> None:
             _build(job, lambda **kw: api.FinetuneConfig(**kw), job.finetune, "finetune")
         names = [f.name for f in fields(api.PretrainConfig)]
         for i, grid in enumerate(job.pretrain):
-            _keys(job, grid, names, "pretrain", i)
+            _keys(job, grid, names, "pretrain", i if len(job.pretrain) > 1 else None)
         seen = set()
         for i, point in points or []:
             key = repr(sorted(point.items()))
             if key not in seen:
                 seen.add(key)
-                _build(job, api.PretrainConfig, point, "pretrain", i, required=("model",))
+                index = i if len(job.pretrain) > 1 else None  # [[pretrain]] #i, or [pretrain]
+                _build(job, api.PretrainConfig, point, "pretrain", index, required=("model",))
 
 
 def check_models(job: Job, which: set[int] | None = None) -> None:
