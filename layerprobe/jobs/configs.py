@@ -9,6 +9,7 @@ so the error names the file, the key and the line.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import sys
 from dataclasses import fields
@@ -53,22 +54,22 @@ def probe_config(job: Job):
 
 def pretrain_api():
     """``layerprobe.pretrain``, or a one-line :class:`EnvironmentProblem` when it is missing."""
-    try:
-        return importlib.import_module("layerprobe.pretrain")
-    except ModuleNotFoundError as err:
-        if err.name not in ("layerprobe.pretrain",):
-            raise
+    if not has_pretrain_api():
         raise EnvironmentProblem(
             "this job asks for pre-training or fine-tuning ([pretrain] / [finetune]) but this "
             "layerprobe has no layerprobe.pretrain module; update layerprobe, or remove those tables"
-        ) from None
+        )
+    return importlib.import_module("layerprobe.pretrain")
 
 
 def has_pretrain_api() -> bool:
-    """Whether ``layerprobe.pretrain`` can be imported (without importing it)."""
+    """Whether this ``layerprobe`` package has a ``pretrain`` module (not importing it; only
+    inside this package's folder, so another checkout on the path does not count)."""
     if "layerprobe.pretrain" in sys.modules:
         return sys.modules["layerprobe.pretrain"] is not None
-    return importlib.util.find_spec("layerprobe.pretrain") is not None
+    import layerprobe
+
+    return importlib.machinery.PathFinder.find_spec("layerprobe.pretrain", layerprobe.__path__) is not None
 
 
 def finetune_config(job: Job):

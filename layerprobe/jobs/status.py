@@ -12,7 +12,7 @@ from layerprobe.jobs.jobfile import Job, load_job
 from layerprobe.jobs.state import State, describe, lock_holder
 from layerprobe.jobs.units import STAGES, Plan, make_plan
 
-DONE, RUNNING, FAILED, BLOCKED, PENDING = range(5)
+DONE, RUNNING, FAILED, BLOCKED, PENDING = range(5)  # indices into COLUMNS
 COLUMNS = ("done", "running", "failed", "blocked", "pending")
 
 
@@ -47,8 +47,9 @@ def job_status(job: Job | str, limit: int = 20, plan: Plan | None = None) -> Job
     # Without a run holding the lock, running records are left over from a killed run.
     running = {s: state.ids("running", s) if holder is not None else set() for s in STAGES}
     counts = {s: dict.fromkeys(("total", *COLUMNS), 0) for s in STAGES}
-    kind = bytearray(len(plan.units))
     status = JobStatus(job, counts, holder)
+    bad: set[int] = set()  # failed or blocked units: their dependents are blocked
+    tally = {s: [0] * len(COLUMNS) for s in STAGES}
     for i, unit in enumerate(plan.units):
         uid, stage = unit.id, unit.stage
         if uid in done[stage]:
@@ -57,18 +58,19 @@ def job_status(job: Job | str, limit: int = 20, plan: Plan | None = None) -> Job
             k = RUNNING
         elif uid in failed[stage]:
             k = FAILED
+            bad.add(i)
             if len(status.failures) < limit:
                 status.failures.append((stage, uid, state.read("failed", stage, uid) or {}))
-        elif any(kind[d] in (FAILED, BLOCKED) for d in unit.deps):
+        elif bad and not bad.isdisjoint(unit.deps):
             k = BLOCKED
+            bad.add(i)
         else:
             k = PENDING
             if len(status.examples.setdefault(stage, [])) < 3:
                 status.examples[stage].append(uid)
-        kind[i] = k
-        row = counts[stage]
-        row["total"] += 1
-        row[COLUMNS[k]] += 1
+        tally[stage][k] += 1
+    for stage, row in tally.items():
+        counts[stage].update(zip(COLUMNS, row), total=sum(row))
     return status
 
 

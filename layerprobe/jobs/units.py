@@ -15,6 +15,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from layerprobe.jobs.jobfile import Job
 
@@ -41,16 +42,24 @@ def slug(text: str, limit: int = 60) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]", "_", str(text).replace("/", "__")).strip(".")[:limit] or "_"
 
 
-@dataclass(slots=True, frozen=True)
-class Unit:
-    """One unit of work: a stage applied to a model (and a task and split)."""
+class Unit(NamedTuple):
+    """One unit of work: a stage applied to a model (and a task and split).
+
+    Its ``id`` is ``<model id>`` (pretrain) or ``<model id>~<tail>``, where the tail (task,
+    split and the stage's settings hash) is one string shared by every model's unit, so a plan
+    of half a million units stays small.
+    """
 
     stage: str
-    id: str
     model: str
     task: str = ""
     split: str = ""
     deps: tuple[int, ...] = ()  # indices into Plan.units
+    tail: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}~{self.tail}" if self.tail else self.model
 
 
 @dataclass
@@ -183,16 +192,17 @@ def make_plan(job: Job) -> Plan:
     units: list[Unit] = []
     add = units.append
     xh, ph, fh = hashes["extract"], hashes["probe"], hashes["finetune"]
+    extract_tails = {t: [(split, f"{tslug}~{split}~{xh}") for split in splits[t]] for t, tslug in tasks}
     for mid, model in models.items():
         first: tuple[int, ...] = ()
         if model.point is not None:
             first = (len(units),)
-            add(Unit("pretrain", mid, mid))
+            add(Unit("pretrain", mid))
         for task, tslug in tasks:
             start = len(units)
-            for split in splits[task]:
-                add(Unit("extract", f"{mid}~{tslug}~{split}~{xh}", mid, task, split, first))
-            add(Unit("probe", f"{mid}~{tslug}~{ph}", mid, task, "", tuple(range(start, len(units)))))
+            for split, tail in extract_tails[task]:
+                add(Unit("extract", mid, task, split, first, tail))
+            add(Unit("probe", mid, task, "", tuple(range(start, len(units))), f"{tslug}~{ph}"))
         for task, tslug in fine:
-            add(Unit("finetune", f"{mid}~{tslug}~{fh}", mid, task, "", first))
+            add(Unit("finetune", mid, task, "", first, f"{tslug}~{fh}"))
     return Plan(job, models, units)
