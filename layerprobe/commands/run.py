@@ -51,7 +51,7 @@ def add_job_options(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, sweep: bool = False) -> int:
     from layerprobe.errors import ConfigError
     from layerprobe.jobs import dry_run, format_plan, load_job, run_job
-    from layerprobe.jobs.jobfile import _slurm
+    from layerprobe.jobs.jobfile import slurm_settings
 
     job = load_job(args.job)
     if sweep and not job.pretrain:
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace, sweep: bool = False) -> int:
         print(format_plan(dry_run(job)))
         return 0
     flags = {key: getattr(args, f"slurm_{key}") for _, key, _, _ in SLURM_FLAGS}
-    slurm = _slurm({k: v for k, v in flags.items() if v is not None}, _flag_error)
+    slurm = slurm_settings({k: v for k, v in flags.items() if v is not None}, _flag_error)
     report = run_job(job, executor=args.executor, workers=args.workers, retries=args.retries,
                      slurm=slurm, force=args.force, quiet=args.quiet)
     print(summary(report), file=sys.stderr)
@@ -84,10 +84,13 @@ def summary(report) -> str:
     return f"{head}\n{tail}"
 
 
-def _flag_error(message: str, *_args, **_kwargs):
+def _flag_error(message: str, table: str = "", key: str | None = None, index: int = 0):
+    """A bad Slurm flag: the message of the [slurm] key, spelt as the flag."""
     from layerprobe.errors import ConfigError
 
-    return ConfigError(message.replace("[slurm] ", "--").replace("_", "-"))
+    if key:
+        message = message.replace(f"[slurm] {key}", "--" + key.replace("_", "-"))
+    return ConfigError(message)
 
 
 def _positive(text: str) -> int:

@@ -127,7 +127,7 @@ def load_job(path: str | Path) -> Job:
         extract=_table(data, "extract", fail),
         probe=_table(data, "probe", fail),
         run=_run(_table(data, "run", fail), fail),
-        slurm=_slurm(_table(data, "slurm", fail), fail),
+        slurm=slurm_settings(_table(data, "slurm", fail), fail),
     )
     if "finetune" in data:
         job.finetune = dict(_table(data, "finetune", fail))
@@ -242,7 +242,9 @@ def _run(table: dict, fail) -> dict:
     return dict(table)
 
 
-def _slurm(table: dict, fail) -> dict:
+def slurm_settings(table: dict, fail) -> dict:
+    """``[slurm]`` (or the same keys from flags) checked; ``fail(message, table, key)`` makes
+    the error; ``time`` becomes minutes."""
     _known(table, SLURM_KEYS, "slurm", fail)
     if table.get("cluster", "slurm") not in CLUSTERS:
         raise fail(f"[slurm] cluster must be one of {', '.join(CLUSTERS)} (local: submitit's local "

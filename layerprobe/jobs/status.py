@@ -46,8 +46,11 @@ def job_status(job: Job | str, limit: int = 20, plan: Plan | None = None) -> Job
     failed = {s: state.ids("failed", s) for s in STAGES}
     # Without a run holding the lock, running records are left over from a killed run.
     running = {s: state.ids("running", s) if holder is not None else set() for s in STAGES}
+    stale = 0 if holder is not None else sum(len(state.ids("running", s)) for s in STAGES)
     counts = {s: dict.fromkeys(("total", *COLUMNS), 0) for s in STAGES}
     status = JobStatus(job, counts, holder)
+    if stale:
+        status.notes.append(f"{stale:,} unit(s) were running when a run stopped; they are pending")
     bad: set[int] = set()  # failed or blocked units: their dependents are blocked
     tally = {s: [0] * len(COLUMNS) for s in STAGES}
     for i, unit in enumerate(plan.units):
