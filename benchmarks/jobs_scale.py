@@ -98,7 +98,7 @@ models = [
 probe = ProbeConfig(shots=[1, 5], seeds=2, l2s=[0.1, 1.0, 10.0])
 for model in models:
     bb = model.load()
-    for task in %r:
+    for task in TASKS:
         infos = {}
         for split in ("train", "val", "test"):
             config = ExtractConfig(cache_dir=root / "cache", splits=[split], batch_size=256, quiet=True)
@@ -106,7 +106,7 @@ for model in models:
             infos[split] = read_info(path)
         unit = Unit(infos["train"].model_key, task, infos)
         write_part(probe_unit(unit, probe), root / "results", unit_identity(unit, probe))
-""" % (SMALL_TASKS,)
+""".replace("TASKS", repr(SMALL_TASKS))
 MEASURE = (
     "import json, resource, subprocess, sys, time\n"
     "t = time.perf_counter()\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from layerprobe.cli import main
-from layerprobe.errors import ConfigError, EnvironmentProblem, UserError
+from layerprobe.errors import EnvironmentProblem, UserError
 from layerprobe.jobs import dry_run, job_status, load_job, make_plan
 from layerprobe.jobs.graph import Graph
 from layerprobe.jobs.jobfile import minutes
@@ -156,7 +156,7 @@ def test_lock_refuses_second_run(tmp_path):
 
 def test_results_folder_of_another_job(tmp_path):
     a = load_job(write_job(tmp_path / "a.toml", job_text("a", tmp_path)))
-    b = load_job(write_job(tmp_path / "b.toml", job_text("b", tmp_path) + f'\n'))
+    b = load_job(write_job(tmp_path / "b.toml", job_text("b", tmp_path)))
     b.results = a.results
     claim_results(a, force=False)
     claim_results(a, force=False)  # the same job again: fine

@@ -89,7 +89,7 @@ def test_failing_unit_is_reported_others_finish(tmp_path, capsys):
     status = job_status(path)
     assert status.counts["extract"] == {"total": 6, "done": 3, "running": 0, "failed": 3, "blocked": 0, "pending": 0}
     assert status.counts["probe"]["done"] == 1 and status.counts["probe"]["blocked"] == 1
-    for stage, uid, record in status.failures:
+    for _stage, _uid, record in status.failures:
         assert record["attempts"] == 2 and "widht" in record["error"]
         log = Path(record["log"]).read_text()
         assert log.count("attempt ") == 2 and "Traceback" in log

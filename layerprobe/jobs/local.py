@@ -106,7 +106,7 @@ def _drain(pool, graph, make_work, job, workers, on_outcome, on_blocked) -> None
             on_outcome(i, outcome)
             on_blocked(graph.finish(i, outcome.ok))
         if broken:
-            for future, (i, work) in running.items():
+            for i, work in running.values():
                 outcome = _died(work, job)
                 on_outcome(i, outcome)
                 on_blocked(graph.finish(i, outcome.ok))

@@ -96,7 +96,7 @@ def run_job(
         state = State(job.dir)
         state.clear_running()
         done = verified_done(plan, state)
-        check_models(job, {plan.models[u.model].index for u, d in zip(plan.units, done) if not d
+        check_models(job, {plan.models[u.model].index for u, d in zip(plan.units, done, strict=True) if not d
                            and plan.models[u.model].table is not None})
         graph = Graph(plan, done)
         report = RunReport(plan, {s: {"total": n, "done_before": 0, "ran": 0, "done": 0,

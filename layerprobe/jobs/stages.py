@@ -53,6 +53,11 @@ def probe_unit(work, job, state) -> dict:
         for path in record["outputs"]:
             info = read_info(path)
             infos[info.split] = info
+    if not {"train", "test"} <= set(infos):
+        from layerprobe.errors import DataError
+
+        raise DataError(f"task {work.unit.task!r} has splits {', '.join(sorted(infos))}; probes "
+                        "need train and test")
     config = probe_config(job)
     unit = Unit(infos["train"].model_key, work.unit.task, infos)
     identity = unit_identity(unit, config)

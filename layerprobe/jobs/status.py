@@ -73,16 +73,14 @@ def job_status(job: Job | str, limit: int = 20, plan: Plan | None = None) -> Job
                 status.examples[stage].append(uid)
         tally[stage][k] += 1
     for stage, row in tally.items():
-        counts[stage].update(zip(COLUMNS, row), total=sum(row))
+        counts[stage].update(zip(COLUMNS, row, strict=True), total=sum(row))
     return status
 
 
 def dry_run(job: Job | str, limit: int = 20) -> JobStatus:
     """The plan of ``job``, fully checked (every stage config built), and what a run would do."""
-    from layerprobe.jobs.configs import has_pretrain_api
+    from layerprobe.jobs.configs import check_models, has_pretrain_api
     from layerprobe.jobs.runner import prepare
-
-    from layerprobe.jobs.configs import check_models
 
     job, plan = prepare(job)
     check_models(job)

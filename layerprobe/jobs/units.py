@@ -112,7 +112,7 @@ def grid_points(grid: dict) -> list[dict]:
     """The points of a ``[pretrain]`` grid: every list value is an axis (model_args is not)."""
     axes = [k for k, v in grid.items() if isinstance(v, list) and k != "model_args"]
     shared = {k: v for k, v in grid.items() if k not in axes}
-    return [shared | dict(zip(axes, values)) for values in itertools.product(*(grid[k] for k in axes))]
+    return [shared | dict(zip(axes, values, strict=True)) for values in itertools.product(*(grid[k] for k in axes))]
 
 
 def run_name(point: dict, axes: list[str]) -> str:
