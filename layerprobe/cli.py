@@ -26,6 +26,9 @@ COMMANDS = (
     "pretrain",
     "upstream",
     "finetune",
+    "run",
+    "status",
+    "sweep",
     "demo",
 )
 

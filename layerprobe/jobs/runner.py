@@ -1,0 +1,210 @@
+"""``run``: plan a job, skip what is done, run the rest on the chosen executor, report.
+
+Before any unit runs: every stage config is built (bad values fail with file, key, line),
+model names and checkpoints are checked, the probe backend is checked, the results folder
+is claimed for this job, and the job lock is taken.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from layerprobe.errors import UserError
+from layerprobe.jobs.configs import check_job, check_models, pretrain_api
+from layerprobe.jobs.graph import Graph
+from layerprobe.jobs.jobfile import Job, load_job
+from layerprobe.jobs.state import JobLock, State
+from layerprobe.jobs.units import STAGES, Plan, make_plan
+from layerprobe.jobs.work import Outcome, Work
+
+MARKER = ".layerprobe-job.json"  # in the results folder: the jobs that write there
+
+
+class ResultsOwned(UserError):
+    """The results folder belongs to another job."""
+
+
+@dataclass
+class RunReport:
+    """What a run did. ``counts[stage]``: total, done before, ran, done, failed, blocked."""
+
+    plan: Plan
+    counts: dict[str, dict[str, int]]
+    failures: list[Outcome] = field(default_factory=list)
+    blocked: list[int] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and not self.blocked
+
+    @property
+    def ran(self) -> int:
+        return sum(c["ran"] for c in self.counts.values())
+
+
+def prepare(job: Job | str | Path) -> tuple[Job, Plan]:
+    """Load (if a path), plan and check a job; nothing runs and no model is built."""
+    job = job if isinstance(job, Job) else load_job(job)
+    plan = make_plan(job)
+    check_job(job, plan.points())
+    return job, plan
+
+
+def run_job(
+    job: Job | str | Path,
+    *,
+    executor: str | None = None,
+    workers: int | None = None,
+    retries: int | None = None,
+    slurm: dict | None = None,
+    force: bool = False,
+    quiet: bool = False,
+) -> RunReport:
+    """Run every unit of a job that is not done yet.
+
+    Parameters
+    ----------
+    job : a job file path or a loaded :class:`~layerprobe.jobs.jobfile.Job`.
+    executor, workers, retries : override ``[run]`` (``local`` | ``slurm``; default local, 1
+        worker, 0 retries).
+    slurm : keys of ``[slurm]`` to override (partition, gpus, time ...).
+    force : write into a results folder that another job (or no job) wrote.
+    quiet : no progress bar; failures are still reported.
+
+    Returns
+    -------
+    RunReport : per stage counts, the failed units (with log paths) and the blocked ones.
+    """
+    job, plan = prepare(job)
+    executor = executor or job.run.get("executor", "local")
+    workers = workers or job.run.get("workers", 1)
+    retries = job.run.get("retries", 0) if retries is None else retries
+    settings = job.slurm | (slurm or {})
+    counts = plan.counts()
+    if counts["pretrain"] or counts["finetune"]:
+        pretrain_api()
+    if executor == "slurm":
+        from layerprobe.jobs.slurm import submitit_module
+
+        submitit_module()
+    _check_probe_backend(job)
+    claim_results(job, force)
+    with JobLock(job.dir, job.name):
+        state = State(job.dir)
+        state.clear_running()
+        done = verified_done(plan, state)
+        check_models(job, {plan.models[u.model].index for u, d in zip(plan.units, done, strict=True) if not d
+                           and plan.models[u.model].table is not None})
+        graph = Graph(plan, done)
+        report = RunReport(plan, {s: {"total": n, "done_before": 0, "ran": 0, "done": 0,
+                                      "failed": 0, "blocked": 0} for s, n in counts.items()})
+        for i, unit in enumerate(plan.units):
+            report.counts[unit.stage]["done_before"] += done[i]
+        progress = _Progress(graph.todo, quiet)
+
+        def on_outcome(i: int, outcome: Outcome) -> None:
+            row = report.counts[outcome.stage]
+            row["ran"] += 1
+            row["done" if outcome.ok else "failed"] += 1
+            if not outcome.ok:
+                report.failures.append(outcome)
+                progress.say(f"failed: {outcome.stage} {outcome.id}: {outcome.error} "
+                             f"(log: {outcome.log})")
+            progress.update()
+
+        def on_blocked(blocked: list[int]) -> None:
+            for j in blocked:
+                report.counts[plan.units[j].stage]["blocked"] += 1
+            report.blocked += blocked
+
+        def make_work(i: int) -> Work:
+            unit = plan.units[i]
+            deps = tuple((plan.units[d].stage, plan.units[d].id) for d in unit.deps)
+            return Work(unit, plan.models[unit.model], deps)
+
+        try:
+            if executor == "slurm":
+                from layerprobe.jobs.slurm import run_slurm
+
+                run_slurm(graph, make_work, job, settings, retries, on_outcome, on_blocked)
+            else:
+                from layerprobe.jobs.local import run_local
+
+                run_local(graph, make_work, job, workers, retries, on_outcome, on_blocked)
+        finally:
+            progress.close()
+    return report
+
+
+def verified_done(plan: Plan, state: State) -> list[bool]:
+    """Per unit: has a done record whose outputs all still exist (a record whose outputs were
+    deleted is dropped, so the unit runs again)."""
+    listed = {stage: state.ids("done", stage) for stage in STAGES}
+    done = []
+    for unit in plan.units:
+        ok = unit.id in listed[unit.stage]
+        if ok:
+            record = state.read("done", unit.stage, unit.id) or {}
+            ok = bool(record) and all(Path(p).exists() for p in record.get("outputs", []))
+            if not ok:
+                state.remove("done", unit.stage, unit.id)
+        done.append(ok)
+    return done
+
+
+def claim_results(job: Job, force: bool) -> None:
+    """Record this job in its results folder; refuse a folder another job (or no job) wrote,
+    unless ``force``."""
+    from layerprobe.results.parts import check_results_dir, part_files
+
+    root = check_results_dir(job.results)
+    marker = root / MARKER
+    try:
+        jobs = json.loads(marker.read_text()).get("jobs", [])
+    except FileNotFoundError:
+        jobs = []
+    except (OSError, json.JSONDecodeError, AttributeError):
+        jobs = ["(unreadable marker)"]
+    if job.name in jobs:
+        return
+    if not force:
+        if jobs:
+            raise ResultsOwned(
+                f"results folder {root} belongs to job {jobs[0]!r}, not {job.name!r}; give this "
+                "job its own folder ([job] results = ...), or pass --force to add to it"
+            )
+        if part_files(root):
+            raise ResultsOwned(
+                f"results folder {root} already holds results not written by a job; give this "
+                "job its own folder ([job] results = ...), or pass --force to add to it"
+            )
+    marker.write_text(json.dumps({"jobs": [*jobs, job.name]}))
+
+
+def _check_probe_backend(job: Job) -> None:
+    from layerprobe.jobs.configs import probe_config
+    from layerprobe.probe.backends import check_backend
+
+    config = probe_config(job)
+    check_backend(config.backend, config.device, config.precision)
+
+
+class _Progress:
+    """A progress bar on a terminal; messages above it."""
+
+    def __init__(self, total: int, quiet: bool):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, unit="unit", desc="run", disable=quiet or not sys.stderr.isatty())
+
+    def update(self) -> None:
+        self.bar.update(1)
+
+    def say(self, message: str) -> None:
+        self.bar.write(f"layerprobe: {message}", file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
