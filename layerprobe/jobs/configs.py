@@ -21,8 +21,8 @@ from layerprobe.jobs.lines import table_name
 
 # [extract] keys that the job decides, and why.
 EXTRACT_OWNED = {
-    "cache_dir": "set cache = \"DIR\" in [job]",
-    "data_root": "set data_root = \"DIR\" in [job]",
+    "cache_dir": 'set cache = "DIR" in [job]',
+    "data_root": 'set data_root = "DIR" in [job]',
     "force": "delete the cache files (or the job's state/done folder) to extract again",
     "quiet": "pass --quiet to `layerprobe run`",
 }
@@ -69,7 +69,10 @@ def has_pretrain_api() -> bool:
         return sys.modules["layerprobe.pretrain"] is not None
     import layerprobe
 
-    return importlib.machinery.PathFinder.find_spec("layerprobe.pretrain", layerprobe.__path__) is not None
+    return (
+        importlib.machinery.PathFinder.find_spec("layerprobe.pretrain", layerprobe.__path__)
+        is not None
+    )
 
 
 def finetune_config(job: Job):
@@ -97,7 +100,9 @@ def check_job(job: Job, points: list[tuple[int, dict]] | None = None) -> None:
     extract_keys = [f.name for f in fields(ExtractConfig)]
     for key in job.extract:
         if key in EXTRACT_OWNED:
-            raise job.error(f"[extract] {key} is set by the job: {EXTRACT_OWNED[key]}", "extract", key)
+            raise job.error(
+                f"[extract] {key} is set by the job: {EXTRACT_OWNED[key]}", "extract", key
+            )
     _keys(job, job.extract, [k for k in extract_keys if k not in EXTRACT_OWNED], "extract")
     _build(job, lambda **kw: extract_config(_with(job, extract=kw)), job.extract, "extract")
     _keys(job, job.probe, [f.name for f in fields(ProbeConfig)], "probe")
@@ -135,7 +140,9 @@ def check_models(job: Job, which: set[int] | None = None) -> None:
                 raise ConfigError(f"checkpoint {raw['checkpoint']} not found")
         except UserError as err:
             key = "checkpoint" if "checkpoint" in str(err) and raw.get("checkpoint") else "spec"
-            raise job.error(f"{table_name('models', key, i)}: {first_line(err)}", "models", key, i) from None
+            raise job.error(
+                f"{table_name('models', key, i)}: {first_line(err)}", "models", key, i
+            ) from None
 
 
 def _check_exists(spec) -> None:
@@ -180,7 +187,9 @@ def _keys(job: Job, table: dict, names: list[str], name: str, index: int | None 
             raise job.error(
                 f"unknown key {key!r} in {table_name(name, index=index)}.{did_you_mean(key, names)}"
                 f" Keys: {', '.join(names)}",
-                name, key, index or 0,
+                name,
+                key,
+                index or 0,
             )
 
 

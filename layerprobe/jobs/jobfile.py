@@ -93,7 +93,9 @@ def load_job(path: str | Path) -> Job:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise JobFileError(f"job file {path} not found; give the path of a .toml job file") from None
+        raise JobFileError(
+            f"job file {path} not found; give the path of a .toml job file"
+        ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise JobFileError(f"cannot read job file {path}: {first_line(err)}") from None
     try:
@@ -111,7 +113,9 @@ def load_job(path: str | Path) -> Job:
     _known(head, JOB_KEYS, "job", fail)
     name = head.get("name", path.stem)
     if not isinstance(name, str) or not NAME_RE.match(name):
-        raise fail(f"[job] name must be letters, digits, '.', '_' or '-', got {name!r}", "job", "name")
+        raise fail(
+            f"[job] name must be letters, digits, '.', '_' or '-', got {name!r}", "job", "name"
+        )
     root = _path(head.get("dir", Path(DEFAULT_JOBS_DIR) / name), "job", "dir", fail)
     job = Job(
         path=path.resolve(),
@@ -120,7 +124,9 @@ def load_job(path: str | Path) -> Job:
         dir=root,
         cache=_path(head.get("cache", root / "cache"), "job", "cache", fail),
         results=_path(head.get("results", root / "results"), "job", "results", fail),
-        data_root=None if head.get("data_root") is None else str(_path(head["data_root"], "job", "data_root", fail)),
+        data_root=None
+        if head.get("data_root") is None
+        else str(_path(head["data_root"], "job", "data_root", fail)),
         tasks=_tasks(head.get("tasks"), "job", fail),
         models=_models(data.get("models", []), fail),
         pretrain=_grids(data.get("pretrain", []), fail),
@@ -161,7 +167,9 @@ def _known(table: dict, keys, name: str, fail, index: int = 0, where: str | None
             raise fail(
                 f"unknown key {key!r} in {where or table_name(name)}.{did_you_mean(key, keys)} "
                 f"Keys: {', '.join(keys)}",
-                name, key, index,
+                name,
+                key,
+                index,
             )
 
 
@@ -178,8 +186,12 @@ def _tasks(value, table: str, fail) -> list[str]:
     if isinstance(value, str):
         value = [value]
     if not value or not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise fail(f"[{table}] tasks must be a non-empty list of task names or patterns, e.g. "
-                   f"[\"builtin/*\"], got {value!r}", table, "tasks")
+        raise fail(
+            f"[{table}] tasks must be a non-empty list of task names or patterns, e.g. "
+            f'["builtin/*"], got {value!r}',
+            table,
+            "tasks",
+        )
     try:
         return list(dict.fromkeys(t.name for t in select_tasks(value)))
     except UserError as err:
@@ -192,13 +204,26 @@ def _models(value, fail) -> list[dict]:
     out = []
     for i, model in enumerate(value):
         if not isinstance(model, dict):
-            raise fail("models must be an array of tables: write [[models]], one per model", "", "models")
+            raise fail(
+                "models must be an array of tables: write [[models]], one per model", "", "models"
+            )
         if not isinstance(model.get("spec"), str) or not model["spec"].strip():
-            raise fail(f"{table_name('models', index=i)} needs spec = \"MODEL\" (a timm name, "
-                       "torchvision:NAME, python:pkg.mod:factory or a checkpoint path)", "models", "spec", i)
-        if "label" in model and (not isinstance(model["label"], str) or not NAME_RE.match(model["label"])):
-            raise fail(f"{table_name('models', 'label', i)} must be letters, digits, '.', '_' or '-'",
-                       "models", "label", i)
+            raise fail(
+                f'{table_name("models", index=i)} needs spec = "MODEL" (a timm name, '
+                "torchvision:NAME, python:pkg.mod:factory or a checkpoint path)",
+                "models",
+                "spec",
+                i,
+            )
+        if "label" in model and (
+            not isinstance(model["label"], str) or not NAME_RE.match(model["label"])
+        ):
+            raise fail(
+                f"{table_name('models', 'label', i)} must be letters, digits, '.', '_' or '-'",
+                "models",
+                "label",
+                i,
+            )
         model = dict(model)
         if isinstance(model.get("checkpoint"), str):
             model["checkpoint"] = str(Path(model["checkpoint"]).expanduser().absolute())
@@ -213,15 +238,27 @@ def _grids(value, fail) -> list[dict]:
     for i, grid in enumerate(grids):
         index = i if isinstance(value, list) else 0
         if "model" not in grid:
-            raise fail(f"{table_name('pretrain')} needs model = \"NAME\" (or a list: a grid axis)",
-                       "pretrain", None, index)
+            raise fail(
+                f'{table_name("pretrain")} needs model = "NAME" (or a list: a grid axis)',
+                "pretrain",
+                None,
+                index,
+            )
         for key, axis in grid.items():
             if isinstance(axis, list) and not axis:
-                raise fail(f"empty grid: [pretrain] {key} = [] has no values; give at least one",
-                           "pretrain", key, index)
+                raise fail(
+                    f"empty grid: [pretrain] {key} = [] has no values; give at least one",
+                    "pretrain",
+                    key,
+                    index,
+                )
         if "model_args" in grid and not isinstance(grid["model_args"], dict):
-            raise fail("[pretrain] model_args must be a table of constructor arguments",
-                       "pretrain", "model_args", index)
+            raise fail(
+                "[pretrain] model_args must be a table of constructor arguments",
+                "pretrain",
+                "model_args",
+                index,
+            )
     return [dict(g) for g in grids]
 
 
@@ -234,9 +271,12 @@ def _whole(table: dict, key: str, low: int, name: str, fail) -> None:
 def _run(table: dict, fail) -> dict:
     _known(table, RUN_KEYS, "run", fail)
     if table.get("executor", "local") not in EXECUTORS:
-        raise fail(f"[run] executor must be one of {', '.join(EXECUTORS)}, got "
-                   f"{table['executor']!r}.{did_you_mean(str(table['executor']), EXECUTORS)}",
-                   "run", "executor")
+        raise fail(
+            f"[run] executor must be one of {', '.join(EXECUTORS)}, got "
+            f"{table['executor']!r}.{did_you_mean(str(table['executor']), EXECUTORS)}",
+            "run",
+            "executor",
+        )
     _whole(table, "workers", 1, "run", fail)
     _whole(table, "retries", 0, "run", fail)
     return dict(table)
@@ -247,8 +287,12 @@ def slurm_settings(table: dict, fail) -> dict:
     the error; ``time`` becomes minutes."""
     _known(table, SLURM_KEYS, "slurm", fail)
     if table.get("cluster", "slurm") not in CLUSTERS:
-        raise fail(f"[slurm] cluster must be one of {', '.join(CLUSTERS)} (local: submitit's local "
-                   f"executor on this machine), got {table['cluster']!r}", "slurm", "cluster")
+        raise fail(
+            f"[slurm] cluster must be one of {', '.join(CLUSTERS)} (local: submitit's local "
+            f"executor on this machine), got {table['cluster']!r}",
+            "slurm",
+            "cluster",
+        )
     for key in ("gpus", "cpus", "mem_gb", "array_parallelism", "bundle"):
         _whole(table, key, 0 if key == "gpus" else 1, "slurm", fail)
     for key in ("partition", "account", "qos", "constraint"):
@@ -258,13 +302,23 @@ def slurm_settings(table: dict, fail) -> dict:
         try:
             table["time"] = minutes(table["time"])
         except ValueError:
-            raise fail(f"[slurm] time must be minutes or \"[D-]HH:MM[:SS]\", got {table['time']!r}",
-                       "slurm", "time") from None
-    if "setup" in table and not (isinstance(table["setup"], list) and all(isinstance(s, str) for s in table["setup"])):
-        raise fail("[slurm] setup must be a list of shell lines run before each task", "slurm", "setup")
+            raise fail(
+                f'[slurm] time must be minutes or "[D-]HH:MM[:SS]", got {table["time"]!r}',
+                "slurm",
+                "time",
+            ) from None
+    if "setup" in table and not (
+        isinstance(table["setup"], list) and all(isinstance(s, str) for s in table["setup"])
+    ):
+        raise fail(
+            "[slurm] setup must be a list of shell lines run before each task", "slurm", "setup"
+        )
     if "extra" in table and not isinstance(table["extra"], dict):
-        raise fail("[slurm] extra must be a table of sbatch options (e.g. { exclude = \"node1\" })",
-                   "slurm", "extra")
+        raise fail(
+            '[slurm] extra must be a table of sbatch options (e.g. { exclude = "node1" })',
+            "slurm",
+            "extra",
+        )
     return dict(table)
 
 
@@ -285,7 +339,9 @@ def minutes(value) -> int:
     if sep:  # D-H[:MM[:SS]]
         h, m, s = (parts + [0, 0])[:3]
     else:  # M, M:S, H:M:S
-        h, m, s = [0, *parts] if len(parts) == 2 else ([0, parts[0], 0] if len(parts) == 1 else parts)
+        h, m, s = (
+            [0, *parts] if len(parts) == 2 else ([0, parts[0], 0] if len(parts) == 1 else parts)
+        )
     seconds = ((int(days) * 24 + h) * 60 + m) * 60 + s
     if seconds <= 0:
         raise ValueError(value)

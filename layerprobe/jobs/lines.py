@@ -45,8 +45,9 @@ class JobFileError(ConfigError):
     """A job file that cannot be used: its message starts with ``FILE:LINE:``."""
 
 
-def job_error(path, text: str, message: str, table: str = "", key: str | None = None,
-              index: int = 0) -> JobFileError:
+def job_error(
+    path, text: str, message: str, table: str = "", key: str | None = None, index: int = 0
+) -> JobFileError:
     """A :class:`JobFileError` for ``key`` of ``[table]`` (``index``-th for ``[[table]]``)."""
     line = key_line(text, table, key, index) if text else None
     where = f"{path}:{line}" if line else f"{path}"
@@ -55,5 +56,9 @@ def job_error(path, text: str, message: str, table: str = "", key: str | None = 
 
 def table_name(table: str, key: str | None = None, index: int | None = None) -> str:
     """``[extract] layers`` / ``[[models]] #2 spec`` for messages."""
-    head = f"[[{table}]] #{index + 1}" if index is not None else (f"[{table}]" if table else "top level")
+    head = (
+        f"[[{table}]] #{index + 1}"
+        if index is not None
+        else (f"[{table}]" if table else "top level")
+    )
     return f"{head} {key}" if key else head

@@ -96,11 +96,22 @@ def run_job(
         state = State(job.dir)
         state.clear_running()
         done = verified_done(plan, state)
-        check_models(job, {plan.models[u.model].index for u, d in zip(plan.units, done, strict=True) if not d
-                           and plan.models[u.model].table is not None})
+        check_models(
+            job,
+            {
+                plan.models[u.model].index
+                for u, d in zip(plan.units, done, strict=True)
+                if not d and plan.models[u.model].table is not None
+            },
+        )
         graph = Graph(plan, done)
-        report = RunReport(plan, {s: {"total": n, "done_before": 0, "ran": 0, "done": 0,
-                                      "failed": 0, "blocked": 0} for s, n in counts.items()})
+        report = RunReport(
+            plan,
+            {
+                s: {"total": n, "done_before": 0, "ran": 0, "done": 0, "failed": 0, "blocked": 0}
+                for s, n in counts.items()
+            },
+        )
         for i, unit in enumerate(plan.units):
             report.counts[unit.stage]["done_before"] += done[i]
         progress = _Progress(graph.todo, quiet)
@@ -111,8 +122,9 @@ def run_job(
             row["done" if outcome.ok else "failed"] += 1
             if not outcome.ok:
                 report.failures.append(outcome)
-                progress.say(f"failed: {outcome.stage} {outcome.id}: {outcome.error} "
-                             f"(log: {outcome.log})")
+                progress.say(
+                    f"failed: {outcome.stage} {outcome.id}: {outcome.error} (log: {outcome.log})"
+                )
             progress.update()
 
         def on_blocked(blocked: list[int]) -> None:
@@ -198,7 +210,9 @@ class _Progress:
     def __init__(self, total: int, quiet: bool):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=total, unit="unit", desc="run", disable=quiet or not sys.stderr.isatty())
+        self.bar = tqdm(
+            total=total, unit="unit", desc="run", disable=quiet or not sys.stderr.isatty()
+        )
 
     def update(self) -> None:
         self.bar.update(1)

@@ -41,7 +41,7 @@ def executor(job: Job, settings: dict):
     if cluster == "slurm" and shutil.which("sbatch") is None:
         raise EnvironmentProblem(
             "executor slurm: no Slurm on this machine (sbatch not found); run on a login node, "
-            "or set cluster = \"local\" in [slurm] to try the job with submitit's local executor"
+            'or set cluster = "local" in [slurm] to try the job with submitit\'s local executor'
         )
     ex = submitit.AutoExecutor(folder=job.dir / "slurm" / "%j", cluster=cluster)
     params = {
@@ -78,7 +78,9 @@ def run_slurm(
         works = {i: make_work(i) for i in ready}
         groups = _bundle(ready, works, size)
         jobs = ex.map_array(
-            run_bundle, [[works[i] for i in g] for g in groups], [job] * len(groups),
+            run_bundle,
+            [[works[i] for i in g] for g in groups],
+            [job] * len(groups),
             [retries] * len(groups),
         )
         for slurm_job, group in zip(jobs, groups, strict=True):
@@ -92,7 +94,12 @@ def _bundle(ready: list[int], works: dict[int, Work], size: int) -> list[list[in
     out: list[list[int]] = []
     for i in ready:
         stage = works[i].unit.stage
-        if out and works[out[-1][0]].unit.stage == stage and stage not in ALONE and len(out[-1]) < size:
+        if (
+            out
+            and works[out[-1][0]].unit.stage == stage
+            and stage not in ALONE
+            and len(out[-1]) < size
+        ):
             out[-1].append(i)
         else:
             out.append([i])

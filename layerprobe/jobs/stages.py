@@ -56,8 +56,10 @@ def probe_unit(work, job, state) -> dict:
     if not {"train", "test"} <= set(infos):
         from layerprobe.errors import DataError
 
-        raise DataError(f"task {work.unit.task!r} has splits {', '.join(sorted(infos))}; probes "
-                        "need train and test")
+        raise DataError(
+            f"task {work.unit.task!r} has splits {', '.join(sorted(infos))}; probes "
+            "need train and test"
+        )
     config = probe_config(job)
     unit = Unit(infos["train"].model_key, work.unit.task, infos)
     identity = unit_identity(unit, config)

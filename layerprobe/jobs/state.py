@@ -79,12 +79,16 @@ class State:
         })  # fmt: skip
 
     def succeeded(self, stage: str, uid: str, record: dict) -> None:
-        self.write("done", stage, uid, record | {"host": socket.gethostname(), "finished_at": now()})
+        self.write(
+            "done", stage, uid, record | {"host": socket.gethostname(), "finished_at": now()}
+        )
         self.remove("failed", stage, uid)
         self.remove("running", stage, uid)
 
     def failed(self, stage: str, uid: str, record: dict) -> None:
-        self.write("failed", stage, uid, record | {"host": socket.gethostname(), "finished_at": now()})
+        self.write(
+            "failed", stage, uid, record | {"host": socket.gethostname(), "finished_at": now()}
+        )
         self.remove("running", stage, uid)
 
     def clear_running(self) -> int:
@@ -164,4 +168,6 @@ def describe(note: dict | None) -> str:
     """``pid 123 on host since T`` from a lock note."""
     if not note:
         return "holder unknown"
-    return f"pid {note.get('pid', '?')} on {note.get('host', '?')} since {note.get('started_at', '?')}"
+    return (
+        f"pid {note.get('pid', '?')} on {note.get('host', '?')} since {note.get('started_at', '?')}"
+    )

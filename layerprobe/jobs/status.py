@@ -96,13 +96,21 @@ def dry_run(job: Job | str, limit: int = 20) -> JobStatus:
 def format_status(status: JobStatus, title: str = "status") -> str:
     """A table of the counts per stage, then the failures with their log paths."""
     job = status.job
-    lines = [f"job {job.name} ({job.path}) — {title}; "
-             + (f"running: {describe(status.holder)}" if status.holder is not None else "no run in progress")]
+    lines = [
+        f"job {job.name} ({job.path}) — {title}; "
+        + (
+            f"running: {describe(status.holder)}"
+            if status.holder is not None
+            else "no run in progress"
+        )
+    ]
     width = max(8, *(len(f"{c['total']:,}") for c in status.counts.values()))
     lines.append(f"{'stage':<9}" + "".join(f"{h:>{width + 2}}" for h in ("units", *COLUMNS)))
     for stage, row in status.counts.items():
         if row["total"]:
-            lines.append(f"{stage:<9}" + "".join(f"{row[h]:>{width + 2},}" for h in ("total", *COLUMNS)))
+            lines.append(
+                f"{stage:<9}" + "".join(f"{row[h]:>{width + 2},}" for h in ("total", *COLUMNS))
+            )
     total = {h: sum(r[h] for r in status.counts.values()) for h in ("total", *COLUMNS)}
     lines.append(f"{'all':<9}" + "".join(f"{total[h]:>{width + 2},}" for h in ("total", *COLUMNS)))
     if status.failures:
@@ -111,7 +119,9 @@ def format_status(status: JobStatus, title: str = "status") -> str:
             lines.append(f"  {stage} {uid}: {record.get('error', '?')}")
             lines.append(f"    log: {record.get('log', '?')}")
         if status.failed > len(status.failures):
-            lines.append(f"  … and {status.failed - len(status.failures):,} more (--all lists them)")
+            lines.append(
+                f"  … and {status.failed - len(status.failures):,} more (--all lists them)"
+            )
     lines += [f"note: {n}" for n in status.notes]
     return "\n".join(lines)
 
@@ -131,6 +141,8 @@ def format_plan(status: JobStatus) -> str:
     job = status.job
     lines.append(f"folders: job {job.dir}, cache {job.cache}, results {job.results}")
     if status.holder is not None:
-        lines.append(f"note: a run is in progress ({describe(status.holder)}); `run` would be refused")
+        lines.append(
+            f"note: a run is in progress ({describe(status.holder)}); `run` would be refused"
+        )
     lines += [f"note: {n}" for n in status.notes]
     return "\n".join(lines)

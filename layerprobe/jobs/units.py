@@ -23,6 +23,7 @@ STAGES = ("pretrain", "extract", "probe", "finetune")
 # Settings that change how fast a stage runs, not what it writes.
 EXTRACT_SPEED = ("batch_size", "device", "workers")
 RUN_SPEED = ("device",)
+NOT_AXES = ("model_args", "snapshots")
 # Short names of pre-training axes in run folder names.
 AXIS_ABBR = {
     "data_fraction": "df", "epochs": "ep", "head_wd": "hwd", "head_lr_mult": "hlr", "seed": "s",
@@ -109,10 +110,14 @@ class Plan:
 
 
 def grid_points(grid: dict) -> list[dict]:
-    """The points of a ``[pretrain]`` grid: every list value is an axis (model_args is not)."""
-    axes = [k for k, v in grid.items() if isinstance(v, list) and k != "model_args"]
+    """The points of a ``[pretrain]`` grid: every list value is an axis (model_args and
+    snapshots, whose values are lists themselves, are not)."""
+    axes = [k for k, v in grid.items() if isinstance(v, list) and k not in NOT_AXES]
     shared = {k: v for k, v in grid.items() if k not in axes}
-    return [shared | dict(zip(axes, values, strict=True)) for values in itertools.product(*(grid[k] for k in axes))]
+    return [
+        shared | dict(zip(axes, values, strict=True))
+        for values in itertools.product(*(grid[k] for k in axes))
+    ]
 
 
 def run_name(point: dict, axes: list[str]) -> str:
@@ -131,14 +136,20 @@ def job_models(job: Job) -> dict[str, Model]:
     models: dict[str, Model] = {}
     for i, table in enumerate(job.models):
         spec = table["spec"]
-        label = table.get("label") or re.sub(r"\.(pt|pth|bin|safetensors)$", "", re.split(r"[:/]", spec)[-1])
+        label = table.get("label") or re.sub(
+            r"\.(pt|pth|bin|safetensors)$", "", re.split(r"[:/]", spec)[-1]
+        )
         mid = f"{slug(label, 60)}-{short_hash(table)}"
         if mid in models:
-            raise job.error(f"[[models]] #{i + 1} repeats model {spec!r} with the same settings",
-                            "models", "spec", i)
+            raise job.error(
+                f"[[models]] #{i + 1} repeats model {spec!r} with the same settings",
+                "models",
+                "spec",
+                i,
+            )
         models[mid] = Model(mid, table=table, index=i)
     for g, grid in enumerate(job.pretrain):
-        axes = [k for k, v in grid.items() if isinstance(v, list) and k != "model_args"]
+        axes = [k for k, v in grid.items() if isinstance(v, list) and k not in NOT_AXES]
         for point in grid_points(grid):
             mid = run_name(point, axes)
             models.setdefault(mid, Model(mid, point=point, index=g, run_dir=job.dir / "runs" / mid))
@@ -160,12 +171,20 @@ def task_splits(job: Job) -> dict[str, list[str]]:
             continue
         missing = [s for s in names if s not in have]
         if missing:
-            raise job.error(f"[extract] splits: task {task!r} has no split {missing[0]!r}; it has "
-                            f"{', '.join(have)}", "extract", "splits")
+            raise job.error(
+                f"[extract] splits: task {task!r} has no split {missing[0]!r}; it has "
+                f"{', '.join(have)}",
+                "extract",
+                "splits",
+            )
         out[task] = [s for s in have if s in names]
         if not {"train", "test"} <= set(out[task]):
-            raise job.error("[extract] splits must include train and test (probes train on one "
-                            "and score on the other)", "extract", "splits")
+            raise job.error(
+                "[extract] splits must include train and test (probes train on one "
+                "and score on the other)",
+                "extract",
+                "splits",
+            )
     return out
 
 
@@ -192,7 +211,9 @@ def make_plan(job: Job) -> Plan:
     units: list[Unit] = []
     add = units.append
     xh, ph, fh = hashes["extract"], hashes["probe"], hashes["finetune"]
-    extract_tails = {t: [(split, f"{tslug}~{split}~{xh}") for split in splits[t]] for t, tslug in tasks}
+    extract_tails = {
+        t: [(split, f"{tslug}~{split}~{xh}") for split in splits[t]] for t, tslug in tasks
+    }
     for mid, model in models.items():
         first: tuple[int, ...] = ()
         if model.point is not None:

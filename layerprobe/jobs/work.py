@@ -59,17 +59,25 @@ def execute(work: Work, job: Job, retries: int = 0) -> Outcome:
     error = ""
     for attempt in range(1, retries + 2):
         with _logging_to(log):
-            print(f"== {now()} {unit.stage} {unit.id} attempt {attempt}/{retries + 1} "
-                  f"(pid {os.getpid()} on {socket.gethostname()})", flush=True)
+            print(
+                f"== {now()} {unit.stage} {unit.id} attempt {attempt}/{retries + 1} "
+                f"(pid {os.getpid()} on {socket.gethostname()})",
+                flush=True,
+            )
             try:
                 record = RUN[unit.stage](work, job, state)
             except Exception as err:  # noqa: BLE001 - every failure is reported, never fatal
                 traceback.print_exc()
-                error = first_line(err) if isinstance(err, UserError) else (
-                    f"{type(err).__name__}: {first_line(err)}")
+                error = (
+                    first_line(err)
+                    if isinstance(err, UserError)
+                    else (f"{type(err).__name__}: {first_line(err)}")
+                )
                 continue
         seconds = time.perf_counter() - start
-        state.succeeded(unit.stage, unit.id, record | {"seconds": round(seconds, 3), "attempts": attempt})
+        state.succeeded(
+            unit.stage, unit.id, record | {"seconds": round(seconds, 3), "attempts": attempt}
+        )
         return Outcome(unit.stage, unit.id, True, log=str(log), attempts=attempt, seconds=seconds)
     seconds = time.perf_counter() - start
     state.failed(unit.stage, unit.id, {"error": error, "log": str(log), "attempts": retries + 1})
