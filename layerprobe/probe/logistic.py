@@ -1,0 +1,363 @@
+"""Multinomial logistic regression probes, batched over problems and λ, by Newton–CG.
+
+One problem is the ridge probe's train set: features standardised with the train mean and
+std (+1e-5) and a bias column of 100 appended (``xa``, n × (D + 1)), labels ``y``. For each λ
+it minimises
+
+    f(W) = Σ_i CE(softmax(xa_i W), y_i) + λ/2 ‖W‖²        W: (D + 1, C), all C classes
+
+which is scikit-learn's ``LogisticRegression(C=1/λ, fit_intercept=False)`` on ``xa``
+(sklearn minimises ``C Σ CE + ½‖W‖²``; divide by C). The bias column of 100 makes the bias
+penalty λ/2 (b/100)², almost none, so this is also close to sklearn with
+``fit_intercept=True`` (whose intercept is not penalised) on the standardised features.
+
+How it is solved, and why it is fast:
+
+1. Rotate: the ridge solver's eigendecomposition gives an orthonormal basis V of the row
+   space of ``xa`` in which ``F = xa V`` has orthogonal columns of squared norms ``e``
+   (the eigenvalues). W = V W̃ keeps ‖W‖ = ‖W̃‖, so the problem is the same in W̃, and the
+   Hessian's diagonal in this basis is an excellent preconditioner (the data part of the
+   Hessian is close to diagonal there).
+2. Start every λ from the closed-form ridge solution at 4λ (Böhning's bound: the softmax
+   Hessian is at most ~1/4 of the Gram matrix), scaled by the best factor along it.
+3. Batched L-BFGS, preconditioned by the Hessian's diagonal in the rotated basis, with an
+   exact line search: logits are linear in W, so along a direction d the logits are
+   ``A + t F d`` and the 1-D minimisation over t (safeguarded Newton, Armijo-checked)
+   needs no further matrix product. One step therefore costs two products, ``F d`` and
+   the gradient ``Fᵀ (P - Y)``, each one call for every problem and λ (columns λ × class).
+   λ values whose problems have all converged drop out of the batch.
+4. Warm start along the λ path (large to small), batched: logits do not depend on λ, so
+   at every step each λ compares its own objective at its iterate and at the next larger
+   λ's iterate, for free, and adopts the better one (its L-BFGS memory is then reset).
+
+Convergence: the gradient of the *mean* objective f / n has 2-norm at most ``tol``
+(rotation-invariant, so it is the norm in the original coordinates). Problems that do not
+get there within ``max_iter`` Newton steps are reported as not converged, with the norm
+they reached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from layerprobe.probe.solver import decompose, matmul
+
+TOL = 1e-5  # ‖∇(f / n)‖₂ at which a problem counts as converged
+MAX_ITER = 300  # L-BFGS steps
+MEMORY = 10  # L-BFGS correction pairs
+RIDGE_SCALE = 4.0  # the ridge start uses λ_ridge = 4λ (softmax curvature <= ~1/4)
+REFRESH = 25  # steps between exact recomputations of the logits (they are updated as A + t F d)
+ARMIJO = 1e-4
+REFRESH_PRECOND = 10  # steps between updates of the diagonal preconditioner (0: never)
+
+
+@dataclass
+class Basis:
+    """The rotated train features of B problems.
+
+    Attributes
+    ----------
+    lift : (B, D + 1, r) float64, maps ``[z - origin, 1]`` to the rotated coordinates
+        (standardisation and bias folded in, as the ridge solver's lift).
+    feats : (B, n, r) float64 rotated train features ``F = xa V``.
+    eigs : (B, r) squared column norms of ``F``.
+    """
+
+    lift: torch.Tensor
+    feats: torch.Tensor
+    eigs: torch.Tensor
+
+
+@dataclass
+class LogisticFit:
+    """Solutions of B problems × L values of λ.
+
+    Attributes
+    ----------
+    weights : (B, C, L, r) in the rotated coordinates (score rows with ``[z - o, 1] @ lift``).
+    grad_norm : (B, L) ‖∇(f / n)‖₂ reached.
+    converged : (B, L) bool, ``grad_norm <= tol``.
+    iterations : (B, L) L-BFGS steps taken.
+    """
+
+    weights: torch.Tensor
+    grad_norm: torch.Tensor
+    converged: torch.Tensor
+    iterations: torch.Tensor
+
+
+def rotate(x: torch.Tensor, y: torch.Tensor, num_classes: int, origin=None) -> Basis:
+    """The orthonormal basis of the recipe's features (float64), from the ridge solver.
+
+    x : (B, n, D) raw train features; y : (B, n) labels; origin : (B, 1, D) or None.
+    Primal side (n >= D + 1) the solver's lift is orthonormal already (V = Q); on the dual
+    side it is ``xaᵀ Q = V diag(√e)``, so its columns are divided by √e (directions of ~zero
+    eigenvalue are set to zero: their weights start at 0 and stay there).
+    """
+    dec = decompose(x, y, num_classes, torch.float64, origin)
+    eigs, lift = dec.eigs, dec.lift
+    if x.shape[1] < x.shape[2] + 1:  # dual
+        keep = eigs > eigs.amax(-1, keepdim=True) * 1e-12
+        scale = torch.where(keep, eigs.clamp_min(1e-300).rsqrt(), torch.zeros_like(eigs))
+        lift = lift * scale.unsqueeze(1)
+        eigs = torch.where(keep, eigs, torch.zeros_like(eigs))
+    rows = x.to(torch.float64)
+    if origin is not None:
+        rows = rows - origin.to(torch.float64)
+    rows = torch.nn.functional.pad(rows, (0, 1), value=1.0)
+    return Basis(lift, torch.matmul(rows, lift), eigs)
+
+
+class _Problems:
+    """The batched objective on F (B, n, r) and labels.
+
+    Layout: weights W are (B, C, L, r) and logits (B, C, L, n), classes first, so that the
+    softmax's reductions over classes add C contiguous blocks (fast) instead of reducing a
+    short last axis (slow on the CPU).
+    """
+
+    def __init__(self, feats: torch.Tensor, y: torch.Tensor, num_classes: int):
+        self.f = feats
+        self.ft = feats.transpose(1, 2).contiguous()
+        self.f2 = feats * feats
+        onehot = torch.nn.functional.one_hot(y, num_classes).to(feats.dtype)  # (B, n, C)
+        self.onehot = onehot.transpose(1, 2).unsqueeze(2).contiguous()  # (B, C, 1, n)
+        self.n = feats.shape[1]
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        """Logits W Fᵀ: (B, C, L, r) -> (B, C, L, n)."""
+        b, c, num_l, r = w.shape
+        return torch.matmul(w.reshape(b, c * num_l, r), self.ft).view(b, c, num_l, self.n)
+
+    def back(self, rows: torch.Tensor, square: bool = False) -> torch.Tensor:
+        """rows F (or rows F², elementwise square): (B, C, L, n) -> (B, C, L, r)."""
+        b, c, num_l, _ = rows.shape
+        f = self.f2 if square else self.f
+        return torch.matmul(rows.reshape(b, c * num_l, self.n), f).view(b, c, num_l, -1)
+
+    def loss(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, L) summed cross-entropy and the probabilities (B, C, L, n)."""
+        top = logits.amax(1, keepdim=True)
+        prob = (logits - top).exp_()
+        total = prob.sum(1, keepdim=True)
+        prob /= total
+        lse = total.log_().add_(top)  # (B, 1, L, n)
+        ce = lse.sum((1, 3)) - (logits * self.onehot).sum((1, 3))
+        return ce, prob
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B, L) inner products over the weight axes r and C."""
+    return (a * b).sum((1, 3))
+
+
+def _bl(v: torch.Tensor) -> torch.Tensor:
+    """(B, L) -> (B, 1, L, 1), to scale weight-shaped tensors per problem."""
+    return v[:, None, :, None]
+
+
+def _centre(v: torch.Tensor) -> torch.Tensor:
+    """Project out the class-sum direction (axis 1): the optimum has zero class-sum weights
+    (the loss is blind to it, the penalty pulls it to 0), and keeping every iterate there
+    spares the solver that direction's tiny curvature λ."""
+    return v - v.mean(1, keepdim=True)
+
+
+def line_min(problems, a0, ad, w, d, lam, slope0, steps: int = 2):
+    """Minimise φ(t) = CE(a0 + t ad) + λ/2 ‖w + t d‖² over t >= 0 for every problem.
+
+    Safeguarded Newton from t = 1 (φ is convex and φ'' exact; an L-BFGS step is usually
+    close to 1 already), then Armijo's condition is checked and t halved where it fails, so
+    φ never increases.
+
+    a0, ad : (B, C, L, n) logits at w and of d; w, d : (B, C, L, r); lam : (L,);
+    slope0 : (B, L) φ'(0) = <∇f(w), d>.
+    Returns t (B, L) and the summed cross-entropy (B, L) and probabilities at w + t d.
+    """
+    lam = lam.view(1, -1)
+    ww, wd, dd = _dot(w, w), _dot(w, d), _dot(d, d)
+    ce0 = problems.loss(a0)[0] if steps else None
+    t = torch.ones_like(dd)
+    for _ in range(steps):
+        _, prob = problems.loss(a0 + _bl(t) * ad)
+        mean = (prob * ad).sum(1, keepdim=True)
+        grad = ((prob - problems.onehot) * ad).sum((1, 3)) + lam * (wd + t * dd)
+        curv = (prob * (ad - mean) ** 2).sum((1, 3)) + lam * dd
+        t = (t - grad / curv.clamp_min(1e-300)).clamp_min(0.0)
+    phi0 = ce0 + 0.5 * lam * ww
+    slack = 16 * torch.finfo(w.dtype).eps * (phi0.abs() + 1.0)  # round-off near the optimum
+    for _ in range(40):
+        ce, prob = problems.loss(a0 + _bl(t) * ad)
+        phi = ce + 0.5 * lam * (ww + 2 * t * wd + t * t * dd)
+        bad = phi > phi0 + ARMIJO * t * slope0.clamp_max(0.0) + slack
+        if not bool(bad.any()):
+            return t, ce, prob
+        t = torch.where(bad, 0.5 * t, t)
+    t = torch.where(bad, torch.zeros_like(t), t)
+    ce, prob = problems.loss(a0 + _bl(t) * ad)
+    return t, ce, prob
+
+
+def ridge_start(problems: _Problems, eigs, lam) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C, L, r) start and its logits: ridge at RIDGE_SCALE·λ on centred one-hot targets
+    (the Gram matrix is diagonal in the rotated basis), scaled by the best factor along it."""
+    target = _centre(problems.onehot)  # (B, C, 1, n)
+    xty = problems.back(target)  # (B, C, 1, r)
+    scale = 1.0 / (eigs.unsqueeze(1) + RIDGE_SCALE * lam.view(1, -1, 1))  # (B, L, r)
+    d = xty * scale.unsqueeze(1)
+    ad = problems.forward(d)
+    zero = torch.zeros_like(d)
+    slope = -((problems.onehot - 1.0 / d.shape[1]) * ad).sum((1, 3))  # φ'(0) at W = 0
+    t, _, _ = line_min(problems, torch.zeros_like(ad), ad, zero, d, lam, slope, steps=8)
+    return d * _bl(t), ad * _bl(t)
+
+
+def fit(
+    basis: Basis,
+    y: torch.Tensor,
+    l2s: torch.Tensor,
+    num_classes: int,
+    dtype: torch.dtype = torch.float64,
+    tol: float = TOL,
+    max_iter: int = MAX_ITER,
+    start: torch.Tensor | None = None,
+) -> LogisticFit:
+    """Fit B problems (rows ``basis.feats``, labels ``y`` (B, n)) for every λ of ``l2s`` (L,).
+
+    Returns the weights of every (problem, λ), the gradient norm each reached, whether it
+    is within ``tol``, and its step count.
+    """
+    problems = _Problems(basis.feats.to(dtype), y, num_classes)
+    lam_all = l2s.to(device=basis.feats.device, dtype=dtype)
+    num_b, n = y.shape
+    num_l = len(lam_all)
+    if start is None:
+        w, logits = ridge_start(problems, basis.eigs.to(dtype), lam_all)
+    else:
+        w = start.to(dtype)
+        logits = problems.forward(w)
+    out_w = torch.empty_like(w)
+    out_g = torch.zeros((num_b, num_l), dtype=torch.float64, device=w.device)
+    out_done = torch.zeros((num_b, num_l), dtype=torch.bool, device=w.device)
+    out_it = torch.zeros((num_b, num_l), dtype=torch.int64, device=w.device)
+    state = _State(problems, w, logits, lam_all, torch.arange(num_l, device=w.device))
+    for step in range(max_iter + 1):
+        gnorm = _dot(state.grad, state.grad).sqrt() / n
+        done = state.done | (gnorm <= tol)
+        state.done = done
+        ids = state.ids
+        out_g[:, ids], out_done[:, ids], out_w[:, :, ids] = (
+            gnorm.double(),
+            done,
+            state.w,
+        )
+        finished = done.all(0)
+        if bool(finished.all()) or step == max_iter:
+            break
+        if bool(finished.any()):
+            state = state.keep(~finished)
+        out_it[:, state.ids] += (~state.done).to(torch.int64)
+        state.step(step)
+    return LogisticFit(out_w, out_g, out_done, out_it)
+
+
+class _State:
+    """Batched L-BFGS state of the λ values still running (λ axis compacted as they finish)."""
+
+    def __init__(self, problems, w, logits, lam, ids):
+        self.p, self.w, self.logits, self.lam, self.ids = problems, w, logits, lam, ids
+        self.ce, self.prob = problems.loss(logits)
+        self.grad = self._grad()
+        self.done = torch.zeros(self.ce.shape, dtype=torch.bool, device=w.device)
+        self.s: list[torch.Tensor] = []
+        self.y: list[torch.Tensor] = []
+        self.precond = self._diag()
+
+    def _grad(self):
+        return _centre(self.p.back(self.prob - self.p.onehot)) + self.lam.view(1, 1, -1, 1) * self.w
+
+    def _diag(self):
+        """The Hessian's diagonal in the rotated basis: (F²)ᵀ (P (1 - P)) + λ."""
+        return self.p.back(self.prob * (1 - self.prob), square=True) + self.lam.view(1, 1, -1, 1)
+
+    def keep(self, mask):
+        """The state restricted to the λ values ``mask`` (B, L) -> (B, L')."""
+        new = object.__new__(_State)
+        new.p, new.lam, new.ids = self.p, self.lam[mask], self.ids[mask]
+        for name in ("w", "logits", "prob", "grad", "precond"):
+            setattr(new, name, getattr(self, name)[:, :, mask])
+        new.ce, new.done = self.ce[:, mask], self.done[:, mask]
+        new.s = [s[:, :, mask] for s in self.s]
+        new.y = [y[:, :, mask] for y in self.y]
+        return new
+
+    def step(self, step: int) -> None:
+        self._adopt_from_larger()
+        d = self._direction()
+        d = torch.where(_bl(self.done), torch.zeros_like(d), d)
+        ad = self.p.forward(d)
+        t, self.ce, self.prob = line_min(
+            self.p, self.logits, ad, self.w, d, self.lam, _dot(self.grad, d)
+        )
+        s = _bl(t) * d
+        self.w = self.w + s
+        if (step + 1) % REFRESH == 0:  # the running logits drift by round-off: recompute
+            self.logits = self.p.forward(self.w)
+            self.ce, self.prob = self.p.loss(self.logits)
+        else:
+            self.logits = self.logits + _bl(t) * ad
+        grad = self._grad()
+        if REFRESH_PRECOND and (step + 1) % REFRESH_PRECOND == 0:
+            self.precond = self._diag()
+        self.s.append(s)
+        self.y.append(grad - self.grad)
+        if len(self.s) > MEMORY:
+            self.s.pop(0), self.y.pop(0)
+        self.grad = grad
+
+    def _direction(self) -> torch.Tensor:
+        """L-BFGS two-loop recursion, H0 = diag⁻¹ scaled (centred: no class-sum part)."""
+        q = -self.grad
+        alphas, rhos = [], []
+        for s, y in zip(reversed(self.s), reversed(self.y), strict=True):
+            sy = _dot(s, y)
+            rho = torch.where(sy > 0, 1.0 / sy.clamp_min(1e-300), torch.zeros_like(sy))
+            a = rho * _dot(s, q)
+            q = q - _bl(a) * y
+            alphas.append(a)
+            rhos.append(rho)
+        r = _centre(q / self.precond)
+        if self.s:  # scale H0 by sᵀy / yᵀ H0 y of the newest pair (standard L-BFGS scaling)
+            s, y = self.s[-1], self.y[-1]
+            hy = _centre(y / self.precond)
+            gamma = _dot(s, y) / _dot(y, hy).clamp_min(1e-300)
+            r = r * _bl(torch.where(gamma > 0, gamma, torch.ones_like(gamma)))
+        for s, y, a, rho in zip(self.s, self.y, reversed(alphas), reversed(rhos), strict=True):
+            b = rho * _dot(y, r)
+            r = r + _bl(a - b) * s
+        return r
+
+    def _adopt_from_larger(self) -> None:
+        """Warm start along the path: from the second-largest λ down, a problem not yet
+        converged takes the next larger λ's iterate when that is better under its own
+        objective (logits do not depend on λ, so this costs no product)."""
+        sq = _dot(self.w, self.w)
+        for j in range(len(self.lam) - 2, -1, -1):
+            lam = self.lam[j]
+            own = self.ce[:, j] + 0.5 * lam * sq[:, j]
+            other = self.ce[:, j + 1] + 0.5 * lam * sq[:, j + 1]
+            take = (other < own) & ~self.done[:, j]
+            if not bool(take.any()):
+                continue
+            for name in ("w", "logits", "prob"):
+                v = getattr(self, name)
+                v[take, :, j] = v[take, :, j + 1]
+            self.ce[take, j], sq[take, j] = self.ce[take, j + 1], sq[take, j + 1]
+            resid = self.prob[take][:, :, j : j + 1] - self.p.onehot[take]
+            back = torch.matmul(resid.squeeze(2), self.p.f[take])  # (k, C, r)
+            self.grad[take, :, j] = _centre(back) + lam * self.w[take, :, j]
+            for s, y in zip(self.s, self.y, strict=True):  # its memory no longer applies
+                s[take, :, j] = 0
+                y[take, :, j] = 0
