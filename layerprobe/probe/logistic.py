@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import torch
 
-from layerprobe.probe.solver import decompose, matmul
+from layerprobe.probe.solver import decompose
 
 TOL = 1e-5  # ‖∇(f / n)‖₂ at which a problem counts as converged
 MAX_ITER = 300  # L-BFGS steps

@@ -72,8 +72,11 @@ def sweep(
             jobs += [(layers[a : a + step], ids) for a in range(0, len(layers), step)]
     workers = min(torch.get_num_threads(), len(probes.train)) if device == "cpu" else 1
     if workers > 1:  # one share of the layers per core, as the ridge backend does
-        jobs = [(list(map(int, share)), ids) for part, ids in jobs
-                for share in np.array_split(part, min(workers, len(part)))]
+        jobs = [
+            (list(map(int, share)), ids)
+            for part, ids in jobs
+            for share in np.array_split(part, min(workers, len(part)))
+        ]
 
     def run(job) -> None:
         layers, ids = job
