@@ -27,6 +27,7 @@ from layerprobe.probe.families import (
     logistic_accuracy,
     logistic_accuracy_batch,
     logistic_backend,
+    logistic_scores,
     logistic_sweep,
 )
 from layerprobe.probe.knn import DEFAULT_KS
@@ -51,6 +52,7 @@ __all__ = [
     "logistic_accuracy",
     "logistic_accuracy_batch",
     "logistic_backend",
+    "logistic_scores",
     "logistic_sweep",
     "plan_probes",
     "probe_cache",

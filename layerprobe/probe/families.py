@@ -211,6 +211,45 @@ def logistic_accuracy(
     return acc[0, 0]
 
 
+def logistic_scores(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    l2s: Sequence[float] = DEFAULT_LOGISTIC_L2S,
+    num_classes: int | None = None,
+    tol: float = TOL,
+    max_iter: int = MAX_ITER,
+) -> tuple[np.ndarray, LogisticResult]:
+    """Logits ``[(x - mu) / sd, 100] @ W(λ)`` of one logistic probe per λ (CPU, float64).
+
+    Returns
+    -------
+    (L, m, C) logits (softmax over the last axis gives the probabilities), and the fit's
+    convergence report as a :class:`LogisticResult` with empty counts.
+    """
+    from layerprobe.probe.logistic import fit, rotate
+    from layerprobe.probe.logistic_sweep import single_threaded_workers
+
+    y_train = np.asarray(y_train)
+    c = _num_classes(num_classes, y_train)
+    l2 = torch.as_tensor(check_l2s(l2s))
+    x = torch.as_tensor(np.asarray(x_train))[None]
+    y = torch.as_tensor(y_train, dtype=torch.int64)[None]
+    with single_threaded_workers(1) as pool:
+        basis = rotate(x, y, c)
+        found = pool.submit(fit, basis, y, l2, c, torch.float64, tol, max_iter).result()
+    z = torch.nn.functional.pad(torch.as_tensor(np.asarray(x_test)).double(), (0, 1), value=1.0)
+    logits = torch.einsum("mr,clr->lmc", z @ basis.lift[0], found.weights[0])
+    report = LogisticResult(
+        np.zeros((1, 1, 0, len(l2)), np.int64),
+        found.grad_norm.numpy()[None],
+        found.converged.numpy()[None],
+        found.iterations.numpy()[None],
+        tol,
+    )
+    return logits.numpy(), report
+
+
 def knn_accuracy_batch(
     x_train: Sequence[np.ndarray] | np.ndarray,
     y_train: np.ndarray,

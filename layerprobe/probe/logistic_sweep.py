@@ -84,11 +84,11 @@ def sweep(
         for (i, p), (c, g, k, it) in out.items():
             counts[i, p], gnorm[i, p], conv[i, p], iters[i, p] = c, g, k, it
 
-    if workers < 2:
+    if device != "cpu":
         for job in jobs:
             run(job)
     else:
-        with single_threaded_workers(workers) as pool:
+        with single_threaded_workers(max(workers, 1)) as pool:
             list(pool.map(run, jobs))
     return LogisticResult(counts, gnorm, conv, iters, tol)
 
