@@ -46,7 +46,7 @@ def sweep(
     probes: ProbeSet,
     l2s: np.ndarray,
     device: str = "cpu",
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype = torch.float64,  # of the products with the train features
     tol: float = TOL,
     max_iter: int = MAX_ITER,
 ) -> LogisticResult:
