@@ -19,7 +19,7 @@ from layerprobe.probe.logistic import MAX_ITER, TOL, fit, rotate
 from layerprobe.probe.problems import ProbeSet
 from layerprobe.probe.solver import blas_threads, matmul
 
-FIT_BYTES = 256 << 20  # one (problems, n, L, C) tensor of a fitted batch; several live at once
+FIT_BYTES = 64 << 20  # one (problems, C, L, n) float64 tensor of a fitted batch; ~8 live at once
 
 
 @dataclass
