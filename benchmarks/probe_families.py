@@ -32,7 +32,7 @@ import torch
 
 from layerprobe.probe import DEFAULT_KS, DEFAULT_LOGISTIC_L2S, ProbeSet, select_l2
 from layerprobe.probe.families import knn_sweep, logistic_sweep
-from layerprobe.probe.solver import BIAS, STD_EPS
+from layerprobe.probe.solver import BIAS, STD_EPS, blas_threads
 
 LAYERS, DIM, CLASSES, TRAIN, VAL, TEST = 12, 384, 10, 2000, 200, 1000
 WD_GRID = np.logspace(-6, 2, 97)
@@ -126,9 +126,16 @@ def sklearn_logistic_layer(x, y, xv, xt, l2s):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adamw-layers", type=int, default=LAYERS, help="layers run for (b)")
-    parser.add_argument("--sklearn-layers", type=int, default=LAYERS, help="layers run for (c)")
+    parser.add_argument(
+        "--sklearn-layers", type=int, default=4, help="layers run for (c), evenly spread"
+    )
     args = parser.parse_args()
-    torch.set_num_threads(1)  # every method on one core (see the note printed below)
+    torch.set_num_threads(1)  # every method on one core, BLAS included (a 2-core row for (a))
+    with blas_threads(1):
+        run(args)
+
+
+def run(args) -> None:
     feats, ys = make_stack()
     probes = probe_set(feats, ys)
     l2s = np.asarray(DEFAULT_LOGISTIC_L2S)
@@ -162,13 +169,14 @@ def main() -> None:
 
     # (c) sklearn LogisticRegression per λ
     sk, sk_same = [], []
+    sk_layers = np.unique(np.linspace(0, LAYERS - 1, args.sklearn_layers).round().astype(int))
     t = time.perf_counter()
-    for i in range(args.sklearn_layers):
+    for i in sk_layers:
         val, test = sklearn_logistic_layer(feats[0][i], ys[0], feats[1][i], feats[2][i], l2s)
         val_acc = (val == ys[1]).mean(1)
         sk.append((test == ys[2]).mean(1)[select_l2(val_acc)])
         sk_same.append((test == ys[2]).mean(1)[pick[i]])
-    sk_time = (time.perf_counter() - t) * LAYERS / max(args.sklearn_layers, 1)
+    sk_time = (time.perf_counter() - t) * LAYERS / max(len(sk_layers), 1)
     print(f"(c) done: {sk_time:.1f} s for 12 layers", flush=True)
 
     # (d) k-NN
@@ -188,7 +196,7 @@ def main() -> None:
             sk_knn[i, 0, :, j] = np.bincount(probes.eval_group[right], minlength=2)
     sk_knn_time = time.perf_counter() - t
 
-    n_a, n_s = args.adamw_layers, args.sklearn_layers
+    n_a, n_s = args.adamw_layers, len(sk_layers)
     print()
     print(
         f"{'layer':>5} {'(a) ours λ':>11} {'(a) test':>9} {'(b) AdamW':>10} {'(c) sklearn':>12}"
@@ -196,7 +204,7 @@ def main() -> None:
     )
     for i in range(LAYERS):
         b = f"{100 * adamw[i]:.1f}" if i < n_a else "-"
-        c = f"{100 * sk[i]:.1f}" if i < n_s else "-"
+        c = f"{100 * sk[list(sk_layers).index(i)]:.1f}" if i in sk_layers else "-"
         maj = knn["majority"][i, 0, 1] / TEST
         wtd = knn["weighted"][i, 0, 1] / TEST
         print(
@@ -237,8 +245,8 @@ def main() -> None:
         f"(Δ {mean_a - mean_b:+.2f}; per layer {np.round((ours[:n_a] - adamw) * 100, 1).tolist()})"
     )
     if n_s:
-        diff = (ours[:n_s] - np.array(sk)) * 100
-        same = (ours[:n_s] - np.array(sk_same)) * 100
+        diff = (ours[sk_layers] - np.array(sk)) * 100
+        same = (ours[sk_layers] - np.array(sk_same)) * 100
         print(
             f"vs sklearn at its own val-chosen λ: mean Δ {diff.mean():+.2f}, max |Δ| "
             f"{np.abs(diff).max():.2f} points; at our λ: max |Δ| {np.abs(same).max():.2f}"

@@ -115,3 +115,12 @@ def test_cuda_without_gpu_is_an_environment_problem():
     x, y = blobs(30)
     with pytest.raises(EnvironmentProblem, match="GPU"):
         knn_accuracy(x, y, x, y, ks=(3,), device="cuda")
+
+
+def test_unknown_family_is_a_one_line_error():
+    from layerprobe.errors import UnknownNameError
+    from layerprobe.probe.families import get_family
+
+    assert get_family("knn") is knn_backend
+    with pytest.raises(UnknownNameError, match="did you mean|Did you mean"):
+        get_family("logistc")

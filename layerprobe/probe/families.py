@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from layerprobe.errors import ConfigError
+from layerprobe.errors import ConfigError, UnknownNameError, did_you_mean
 from layerprobe.probe.api import _as_layers, _num_classes
 from layerprobe.probe.backends import _check_precision, resolve_device
 from layerprobe.probe.knn import DEFAULT_KS, TEMPERATURE, check_ks, check_votes
@@ -119,6 +119,24 @@ def knn_weighted_backend(
 ) -> np.ndarray:
     """(layers, P, G, K) correct counts, dinov2's weighted vote (T = 0.07)."""
     return knn_sweep(probes, ks, device, precision, ("weighted",))["weighted"]
+
+
+# Backend-style function of each family (the ridge family's is the chosen ridge backend).
+FAMILY_BACKENDS = {
+    "logistic": logistic_backend,
+    "knn": knn_backend,
+    "knn_weighted": knn_weighted_backend,
+}
+
+
+def get_family(name: str):
+    """The backend-style function of family ``name``; :class:`UnknownNameError` otherwise."""
+    if name not in FAMILY_BACKENDS:
+        raise UnknownNameError(
+            f"unknown probe family {name!r}.{did_you_mean(name, FAMILY_BACKENDS)} "
+            f"Use ridge or one of {', '.join(FAMILY_BACKENDS)}."
+        )
+    return FAMILY_BACKENDS[name]
 
 
 def _warn_unconverged(result: LogisticResult) -> None:

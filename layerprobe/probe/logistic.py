@@ -175,7 +175,7 @@ def _centre(v: torch.Tensor) -> torch.Tensor:
     return v - v.mean(1, keepdim=True)
 
 
-def line_min(problems, a0, ad, w, d, lam, ce0, slope0, steps: int = 2):
+def line_min(problems, a0, ad, w, d, lam, ce0, slope0, steps: int = 1):
     """Step length t >= 0 along d for every problem, on φ(t) = CE(a0 + t ad) + λ/2 ‖w + t d‖².
 
     The unit step (L-BFGS scales its directions) is kept where it satisfies Armijo's
@@ -198,23 +198,22 @@ def line_min(problems, a0, ad, w, d, lam, ce0, slope0, steps: int = 2):
 
     t = torch.ones_like(dd)
     ce, prob, ok = armijo(t)
-    if bool(ok.all()):
-        return t, ce, prob
-    for _ in range(steps):  # Newton on φ from t = 1 (or the current t)
-        mean = (prob * ad).sum(1, keepdim=True)
-        grad = ((prob - problems.onehot) * ad).sum((1, 3)) + lam * (wd + t * dd)
-        curv = (prob * (ad - mean) ** 2).sum((1, 3)) + lam * dd
-        t = torch.where(ok, t, (t - grad / curv.clamp_min(1e-300)).clamp_min(0.0))
-        ce_t, prob_t, _ = armijo(t)
-        ce, prob = torch.where(ok, ce, ce_t), torch.where(_bl(ok), prob, prob_t)
-    for _ in range(40):
-        ce_t, prob_t, good = armijo(t)
-        bad = ~good & ~ok
-        ce, prob = torch.where(ok, ce, ce_t), torch.where(_bl(ok), prob, prob_t)
-        if not bool(bad.any()):
+    pending = ~ok
+    for k in range(steps + 40):
+        if not bool(pending.any()):
             return t, ce, prob
-        t = torch.where(bad, 0.5 * t, t)
-    t = torch.where(bad, torch.zeros_like(t), t)
+        if k < steps:  # Newton on φ from the current t, with φ' and φ'' exact
+            mean = (prob * ad).sum(1, keepdim=True)
+            grad = ((prob - problems.onehot) * ad).sum((1, 3)) + lam * (wd + t * dd)
+            curv = (prob * (ad - mean) ** 2).sum((1, 3)) + lam * dd
+            step = (t - grad / curv.clamp_min(1e-300)).clamp_min(0.0)
+        else:  # then halving
+            step = 0.5 * t
+        t = torch.where(pending, step, t)
+        ce_t, prob_t, good = armijo(t)
+        ce, prob = torch.where(pending, ce_t, ce), torch.where(_bl(pending), prob_t, prob)
+        pending &= ~good
+    t = torch.where(pending, torch.zeros_like(t), t)  # no decrease found: stay put
     ce, prob = problems.loss(a0 + _bl(t) * ad)
     return t, ce, prob
 
