@@ -190,9 +190,9 @@ def run(args) -> None:
     for i in range(LAYERS):
         for j, k in enumerate(ks):
             model = KNeighborsClassifier(int(k), metric="cosine", algorithm="brute")
-            right = model.fit(probes.train[i], probes.y_train).predict(probes.evals[i]) == (
-                probes.y_eval
-            )
+            # float64 inputs: sklearn then ranks exact similarities, as ours does
+            model.fit(probes.train[i].astype(np.float64), probes.y_train)
+            right = model.predict(probes.evals[i].astype(np.float64)) == probes.y_eval
             sk_knn[i, 0, :, j] = np.bincount(probes.eval_group[right], minlength=2)
     sk_knn_time = time.perf_counter() - t
 
@@ -226,7 +226,7 @@ def run(args) -> None:
             sk_time,
             ours_time,
         ),
-        (f"(d) layerprobe k-NN, k = {list(ks)}, both votes, 12 layers", knn_time, knn_time),
+        (f"(d) layerprobe k-NN, k = {ks.tolist()}, both votes, 12 layers", knn_time, knn_time),
         ("(d) sklearn KNeighborsClassifier, one fit per k, 12 layers", sk_knn_time, knn_time),
     ]
     for name, seconds, ref in rows:

@@ -70,7 +70,7 @@ def sweep(
 
 def _exact(z64, x64, idx):
     """rows -> float64 similarities of those evaluation rows to the probe's train rows."""
-    return lambda r: z64[r] @ x64[idx].T
+    return lambda r: z64[r] @ (x64 if len(idx) == len(x64) and _is_range(idx) else x64[idx]).T
 
 
 def _is_range(idx: torch.Tensor) -> bool:
