@@ -57,7 +57,21 @@ def add_parser(subparsers) -> None:
         type=parse_float_list,
         default=None,
         metavar="λ,…",
-        help="L2 values, e.g. '2**-10,1,2**10' (default 2**-10 … 2**19, 30 values)",
+        help="λ values, e.g. 2**-10,1,2**10 (default: ridge 2**-10 … 2**19, 30 values; logistic 1, 4, … 4**10)",
+    )
+    p.add_argument(
+        "--probe",
+        default="ridge",
+        metavar="FAMILY,…",
+        help="probe families: ridge (default: the closed form), logistic (softmax regression), "
+        "knn (cosine k-NN, majority vote), knn_weighted (dinov2's weighted vote)",
+    )
+    p.add_argument(
+        "--k",
+        type=parse_int_list,
+        default=None,
+        metavar="K,…",
+        help="neighbours of the k-NN families (default 10,20,50,200)",
     )
     p.add_argument(
         "--l2-select",
@@ -98,30 +112,44 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from layerprobe.probe import ProbeConfig, run_probes
 
-    config = ProbeConfig(
-        shots=args.shots,
-        seeds=args.seeds,
-        l2s=args.l2 or None,
-        l2_select=args.l2_select,
-        layers=args.layers,
-        backend=args.backend,
-        device=args.device,
-        precision=args.precision,
-    )
-    summary = run_probes(
-        args.cache,
-        args.results,
-        config,
-        model_keys=args.model_key,
-        tasks=args.task,
-        force=args.force,
-        skip_bad=args.skip_bad,
-        quiet=args.quiet,
-    )
-    if not args.quiet:
-        print(
-            f"probed {len(summary.written)} unit(s), skipped {len(summary.skipped)} already in "
-            f"{args.results}" + (f", {len(summary.bad)} bad" if summary.bad else ""),
-            file=sys.stderr,
+    families = [f.strip() for f in args.probe.split(",") if f.strip()] or ["ridge"]
+    configs = [  # every family validated before any unit is probed
+        ProbeConfig(
+            shots=args.shots,
+            seeds=args.seeds,
+            l2s=args.l2 or None,
+            l2_select=args.l2_select,
+            layers=args.layers,
+            backend=args.backend,
+            device=args.device,
+            precision=args.precision,
+            probe=family,
+            ks=args.k,
         )
+        for family in dict.fromkeys(families)
+    ]
+    for config in configs:
+        summary = run_probes(
+            args.cache,
+            args.results,
+            config,
+            model_keys=args.model_key,
+            tasks=args.task,
+            force=args.force,
+            skip_bad=args.skip_bad,
+            quiet=args.quiet,
+        )
+        if summary.unconverged:
+            print(
+                f"layerprobe: warning: {summary.unconverged} {config.probe} fit(s) stopped at the "
+                "iteration cap above the tolerance; their rows say converged = false",
+                file=sys.stderr,
+            )
+        if not args.quiet:
+            print(
+                f"{config.probe}: probed {len(summary.written)} unit(s), skipped "
+                f"{len(summary.skipped)} already in {args.results}"
+                + (f", {len(summary.bad)} bad" if summary.bad else ""),
+                file=sys.stderr,
+            )
     return 0

@@ -334,3 +334,38 @@ def knn_accuracy(
         temperature,
     )
     return acc[0, 0]
+
+
+FAMILIES = ("ridge", *FAMILY_BACKENDS)
+
+
+def check_family(name: str) -> str:
+    """``name`` if it is a probe family, else :class:`UnknownNameError` listing them."""
+    if name not in FAMILIES:
+        raise UnknownNameError(
+            f"unknown probe family {name!r}.{did_you_mean(name, FAMILIES)} Use one of "
+            f"{', '.join(FAMILIES)}."
+        )
+    return name
+
+
+def family_solver(family: str, backend: str, device: str, precision: str):
+    """``solve(probes, grid) -> (counts (layers, P, G, L), converged (layers, P, L) or None)``
+    for a family; ``grid`` is the λ values (ridge, logistic) or the k values (k-NN)."""
+    check_family(family)
+    if family == "ridge":
+        from layerprobe.probe.backends import get_backend
+
+        ridge = get_backend(backend)
+        return lambda probes, grid: (ridge(probes, grid, device, precision), None)
+    if backend != "torch":
+        raise ConfigError(f"--backend {backend} applies to the ridge probe; {family} runs on torch")
+    if family == "logistic":
+
+        def solve(probes, grid):
+            result = logistic_sweep(probes, grid, device, precision)
+            return result.counts, result.converged
+
+        return solve
+    knn = FAMILY_BACKENDS[family]
+    return lambda probes, grid: (knn(probes, grid, device, precision), None)

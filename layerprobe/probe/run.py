@@ -20,6 +20,7 @@ import pandas as pd
 
 from layerprobe.errors import (
     CacheError,
+    ConfigError,
     DataError,
     UnknownNameError,
     UserError,
@@ -34,13 +35,14 @@ from layerprobe.extract.cache import (
 )
 from layerprobe.layers import is_all, match_item, split_layers
 from layerprobe.probe import policy
-from layerprobe.probe.backends import check_backend, get_backend
+from layerprobe.probe.backends import check_backend
+from layerprobe.probe.families import DEFAULT_LOGISTIC_L2S, check_family, family_solver
+from layerprobe.probe.knn import DEFAULT_KS, check_ks
 from layerprobe.probe.plan import VAL_FRACTION, VAL_MAX_PER_CLASS, plan_probes
 from layerprobe.probe.problems import DEFAULT_L2S, ProbeSet, check_finite, check_l2s
 from layerprobe.results.parts import check_results_dir, config_hash, part_path, write_part
 from layerprobe.results.schema import COLUMNS, pretrain_columns
 
-PROBE_NAME = "ridge"  # the `probe` column: the closed-form recipe of design.md
 MAX_LOAD_BYTES = 2 << 30  # features of the layers loaded at once (all splits)
 
 
@@ -57,6 +59,10 @@ class ProbeConfig:
     l2_select : ``val`` or ``fixed:VALUE`` (:mod:`layerprobe.probe.policy`).
     layers : a layer selection (:mod:`layerprobe.layers`); None or "all" = every cached layer.
     backend, device, precision : how the solver runs (:mod:`layerprobe.probe.backends`).
+    probe : the family (the ``probe`` column): ``ridge`` (the closed form of design.md),
+        ``logistic`` (L2-penalised softmax regression; λ grid default 1, 4, … 4^10), ``knn``
+        (cosine k-NN, majority vote) or ``knn_weighted`` (dinov2's temperature-weighted vote).
+    ks : the k grid of the k-NN families (default 10, 20, 50, 200).
     """
 
     shots: Sequence[int] = (1, 5, 10, 25)
@@ -67,12 +73,22 @@ class ProbeConfig:
     backend: str = "torch"
     device: str = "auto"
     precision: str = "float64"
+    probe: str = "ridge"
+    ks: Sequence[int] | None = None
 
     def __post_init__(self) -> None:
+        self.probe = check_family(self.probe)
         self.l2_select = policy.parse_policy(self.l2_select)
-        self.l2s = [
-            float(v) for v in check_l2s(policy.policy_grid(self.l2_select, self.l2s, DEFAULT_L2S))
-        ]
+        if self.probe.startswith("knn"):
+            if self.l2_select != policy.VAL:
+                raise ConfigError("--l2-select fixed:VALUE applies to ridge and logistic probes")
+            self.ks = [int(k) for k in check_ks(self.ks or DEFAULT_KS)]
+            self.l2s = []
+        else:
+            default = DEFAULT_LOGISTIC_L2S if self.probe == "logistic" else DEFAULT_L2S
+            grid = policy.policy_grid(self.l2_select, self.l2s, default)
+            self.l2s = [float(v) for v in check_l2s(grid)]
+            self.ks = None
         self.shots = sorted(set(int(k) for k in self.shots))
         self.seeds = int(self.seeds)
         self.layers = None if is_all(self.layers) else split_layers(self.layers)
@@ -80,13 +96,19 @@ class ProbeConfig:
     def values_identity(self) -> dict:
         """What changes a row's numbers besides its key (the ``config`` column hashes it)."""
         return {
-            "probe": PROBE_NAME,
+            "probe": self.probe,
             "l2s": self.l2s,
+            "ks": self.ks,
             "l2_select": self.l2_select,
             "backend": self.backend,
             "precision": self.precision,
             "val": [VAL_FRACTION, VAL_MAX_PER_CLASS],
         }
+
+    @property
+    def grid(self) -> np.ndarray:
+        """The regularisation grid, ascending: λ values, or k values for k-NN."""
+        return np.asarray(self.ks, np.int64) if self.ks else np.asarray(self.l2s, np.float64)
 
     def identity(self) -> dict:
         """What names a unit's part file (the device does not change results)."""
@@ -118,9 +140,13 @@ class Unit:
 
 @dataclass
 class RunSummary:
+    """Parts written and skipped, units that could not be probed, and iterative fits that
+    stopped at the iteration cap above the tolerance (kept, flagged ``converged = false``)."""
+
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     bad: list[str] = field(default_factory=list)
+    unconverged: int = 0
 
 
 def find_units(
@@ -253,15 +279,19 @@ def run_probes(
     workers = _unit_workers(config, len(todo))
     budget = MAX_LOAD_BYTES // workers  # the budget holds for all units in flight together
 
-    def probe_and_write(unit: Unit, identity: dict) -> Path:
-        return write_part(probe_unit(unit, config, budget), results_dir, identity)
+    def probe_and_write(unit: Unit, identity: dict) -> tuple[Path, int]:
+        rows = probe_unit(unit, config, budget)
+        unconverged = int((rows["converged"] == False).sum()) if "converged" in rows else 0  # noqa: E712
+        return write_part(rows, results_dir, identity), unconverged
 
     with bar, _units_side_by_side(workers) as pool:
         futures = [pool.submit(probe_and_write, *item) for item in todo]
         for (unit, _), future in zip(todo, futures, strict=True):
             bar.set_postfix_str(unit.name, refresh=False)
             try:
-                summary.written.append(future.result())
+                path, unconverged = future.result()
+                summary.written.append(path)
+                summary.unconverged += unconverged
             except UserError as err:
                 if not skip_bad:
                     raise
@@ -374,7 +404,7 @@ def probe_unit(unit: Unit, config: ProbeConfig, budget: int = MAX_LOAD_BYTES) ->
     """
     val_info = unit.splits.get("val")
     layers = _layers(unit, config.layers)
-    l2s = np.asarray(config.l2s, dtype=np.float64)
+    grid = config.grid
     labels, widths = _labels_and_widths(unit, layers)
     for split in ("test", "val"):
         if split in labels and len(labels[split]) == 0:
@@ -389,25 +419,27 @@ def probe_unit(unit: Unit, config: ProbeConfig, budget: int = MAX_LOAD_BYTES) ->
     n_val = len(y_eval) - len(labels["test"])
     group = np.repeat([0, 1], [n_val, len(labels["test"])])
     num_classes = int(max(labels["train"].max(), y_eval.max())) + 1
-    backend = get_backend(config.backend)
-    val_acc, test_acc = [], []
+    solve = family_solver(config.probe, config.backend, config.device, config.precision)
+    val_acc, test_acc, converged = [], [], []
     for chunk in _layer_chunks(unit, layers, widths, budget):
         train, evals = _load_features(unit, chunk, plan.val)
         probes = ProbeSet(
             train, labels["train"], plan.subsets, evals, y_eval, group, 2, num_classes, chunk
         ).check()
-        counts = backend(probes, l2s, config.device, config.precision)  # (layers, P, 2, L)
+        counts, done = solve(probes, grid)  # (layers, P, 2, L), (layers, P, L) or None
         val_acc.append(counts[:, :, 0] / max(n_val, 1))
         test_acc.append(counts[:, :, 1] / len(labels["test"]))
+        converged.append(done)
     return _rows(
         unit,
         layers,
         plan,
-        l2s,
+        grid,
         np.concatenate(val_acc),
         np.concatenate(test_acc),
         len(labels["test"]),
         config,
+        None if converged[0] is None else np.concatenate(converged),
     )
 
 
@@ -495,8 +527,8 @@ def _open(info: CacheInfo):
         ) from err
 
 
-def _rows(unit, layers, plan, l2s, val_acc, test_acc, n_test, config) -> pd.DataFrame:
-    """Store rows for accuracies of shape (layers, P, L)."""
+def _rows(unit, layers, plan, grid, val_acc, test_acc, n_test, config, converged) -> pd.DataFrame:
+    """Store rows for accuracies of shape (layers, P, L); ``grid`` holds λ (or k for k-NN)."""
     info = unit.splits["train"]
     num_layers, num_probes, num_l2 = val_acc.shape
     depth_of = dict(zip(info.layers, info.depths, strict=False))
@@ -504,7 +536,7 @@ def _rows(unit, layers, plan, l2s, val_acc, test_acc, n_test, config) -> pd.Data
     li, pi, ji = (a.ravel() for a in np.indices(shape))
     keys = np.asarray(plan.keys, dtype=np.int64).reshape(-1, 2)
     selected = np.zeros(shape, bool)
-    chosen = policy.select(config.l2_select, val_acc, l2s)  # (layers, P)
+    chosen = policy.select(config.l2_select, val_acc, grid)  # (layers, P)
     np.put_along_axis(selected, chosen[..., None], True, axis=-1)
     frame = pd.DataFrame(
         {
@@ -517,17 +549,19 @@ def _rows(unit, layers, plan, l2s, val_acc, test_acc, n_test, config) -> pd.Data
             "depth": np.asarray([depth_of.get(n, np.nan) for n in layers], dtype=np.float64)[li],
             "shots": keys[pi, 0],
             "seed": keys[pi, 1],
-            "l2": l2s[ji],
+            "l2": None if config.ks else grid[ji],
+            "k": grid[ji] if config.ks else None,
             "val_accuracy": val_acc.ravel(),
             "test_accuracy": test_acc.ravel(),
             "n_train": np.asarray([len(s) for s in plan.subsets], dtype=np.int64)[pi],
             "n_test": n_test,
-            "probe": PROBE_NAME,
+            "probe": config.probe,
             "l2_select": config.l2_select,
             "backend": config.backend,
             "config": config_hash(config.values_identity()),
             "created_at": pd.Timestamp(datetime.now(UTC)),
             "selected": selected.ravel(),
+            "converged": None if converged is None else converged.ravel(),
         }
     )
     return frame[[c for c in COLUMNS if c in frame.columns]]

@@ -116,7 +116,8 @@ def _text(summary: pd.DataFrame) -> str:
     for key, part in summary.groupby(GROUP, sort=False, dropna=False):
         model, model_key, task, shots, probe, l2_select, backend, config = key
         seeds = int(part["seeds"].max())
-        how = f"{probe}, λ by {l2_select}, {backend}, config {config}"
+        what = "k" if str(probe).startswith("knn") else "λ"
+        how = f"{probe}, {what} by {l2_select}, {backend}, config {config}"
         head = f"{model} [{model_key}]  {task}  {_shots(shots)}  ({seeds} seed{'s' * (seeds != 1)}; {how})"
         width = max(5, *(len(s) for s in part["layer"]))
         lines = [head, f"  {'layer':<{width}}  depth  test accuracy %"]
@@ -129,12 +130,12 @@ def _text(summary: pd.DataFrame) -> str:
 
 def _markdown(summary: pd.DataFrame) -> str:
     lines = [
-        "| model | task | shots | layer | depth | test accuracy % | best |",
-        "| --- | --- | ---: | --- | ---: | ---: | :---: |",
+        "| model | task | shots | probe | layer | depth | test accuracy % | best |",
+        "| --- | --- | ---: | --- | --- | ---: | ---: | :---: |",
     ]
     for row in summary.itertuples():
         lines.append(
-            f"| {row.model} | {row.task} | {int(row.shots)} | {row.layer} | {row.depth:.2f} | "
+            f"| {row.model} | {row.task} | {int(row.shots)} | {row.probe} | {row.layer} | {row.depth:.2f} | "
             f"{_percent(row)} | {'**best**' if row.best else ''} |"
         )
     return "\n".join(lines) + "\n"
