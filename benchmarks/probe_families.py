@@ -18,7 +18,14 @@ test rows; random features with class structure whose strength grows with depth 
 - (d) layerprobe k-NN (both votes, every k from one top-k) against scikit-learn's
   ``KNeighborsClassifier(metric="cosine", algorithm="brute")``, one fit per k.
 
-Usage: ``python benchmarks/probe_families.py [--adamw-layers 12] [--sklearn-layers 12]``
+Usage: ``python benchmarks/probe_families.py [--adamw-layers 12] [--sklearn-layers 4]``
+
+Measured on the 2-core CI machine (shared, load 2-7), every method on one core (BLAS too):
+(a) 5.5 s (4.3 s with its 2 workers), (b) 35.3 s for 180 trainings: 6.5× (8.3×), goal 20×
+not met; test accuracy (a) 75.29 vs (b) 74.52 on average (+0.78, per layer -0.2 … +2.8),
+equal to (c) on the 4 layers run (0.00 points); all 132 logistic problems converged.
+k-NN: 0.78 s for every k and both votes vs 3.78 s for sklearn's one fit per k: 4.8×, goal
+10× not met; majority-vote counts identical to sklearn's.
 """
 
 from __future__ import annotations
