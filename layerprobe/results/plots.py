@@ -122,7 +122,7 @@ def _draw_fit(ax, row: pd.Series, us: np.ndarray, ds: np.ndarray) -> None:
     order = use[np.argsort(us[use])]
     ax.plot(us[order], ds[order], "o", ms=4, mfc="none", c="C1", label=f"fitted ({row['points']})")
     theta = [row["k"], row["alpha"], row["e_ir"]][: len(get_form(row["form"]).params)]
-    grid = np.linspace(min(us.min(), 0.0), 1.0, 200)
+    grid = np.linspace(us.min(), 1.0, 200)  # from the data to 100 % US accuracy
     ax.plot(grid, predict(row["form"], theta, grid), c="C3", lw=1.5, label=f"fit ({row['form']})")
     ax.axhline(
         row["saturation"], ls="--", c="C3", lw=1, label=f"1 − e_IR = {row['saturation']:.3f}"
