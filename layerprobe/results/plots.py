@@ -73,8 +73,12 @@ def shots_label(shots: int) -> str:
     return "full train split" if int(shots) == 0 else f"{int(shots)}-shot"
 
 
-def us_colours(us: np.ndarray, norm: Normalize) -> list:
-    return [CMAP(norm(u)) if np.isfinite(u) else NO_US for u in us]
+def us_colours(us: np.ndarray, norm: Normalize) -> np.ndarray:
+    """(N, 4) RGBA colours by US accuracy; grey where it is unknown."""
+    us = np.asarray(us, float)
+    colours = CMAP(norm(np.nan_to_num(us)))
+    colours[~np.isfinite(us)] = (0.45, 0.45, 0.45, 1.0)
+    return colours
 
 
 def us_norm(us: np.ndarray) -> Normalize:
@@ -118,7 +122,7 @@ def _draw_fit(ax, row: pd.Series, us: np.ndarray, ds: np.ndarray) -> None:
     order = use[np.argsort(us[use])]
     ax.plot(us[order], ds[order], "o", ms=4, mfc="none", c="C1", label=f"fitted ({row['points']})")
     theta = [row["k"], row["alpha"], row["e_ir"]][: len(get_form(row["form"]).params)]
-    grid = np.linspace(min(us.min(), 0.0), 1.0, 200)
+    grid = np.linspace(us.min(), 1.0, 200)  # from the data to 100 % US accuracy
     ax.plot(grid, predict(row["form"], theta, grid), c="C3", lw=1.5, label=f"fit ({row['form']})")
     ax.axhline(
         row["saturation"], ls="--", c="C3", lw=1, label=f"1 − e_IR = {row['saturation']:.3f}"
@@ -140,12 +144,15 @@ def plot_layer_curves(
     norm = us_norm(part["us"].to_numpy(float))
     few = part["model_key"].nunique() <= 8
     for ax, (key, task) in zip(axes, groups, strict=True):
-        lines, colours, labels = [], [], []
-        for model_key, curve in task.groupby("model_key", sort=True, observed=True):
-            lines.append(np.c_[curve["depth"].to_numpy(float), curve["accuracy"].to_numpy(float)])
-            colours.append(us_colours(curve["us"].to_numpy(float)[:1], norm)[0])
-            labels.append(str(curve["model"].iloc[0]) if few else str(model_key))
+        # One block of rows per checkpoint (sorted by depth): split instead of a groupby.
+        task = task.sort_values(["model_key", "depth"], kind="stable")
+        keys = task["model_key"].astype(str).to_numpy()
+        starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+        xy = np.column_stack([task["depth"].to_numpy(float), task["accuracy"].to_numpy(float)])
+        lines = np.split(xy, starts[1:])
+        colours = us_colours(task["us"].to_numpy(float)[starts], norm)
         if few:
+            labels = task["model"].astype(str).to_numpy()[starts]
             for line, colour, label in zip(lines, colours, labels, strict=True):
                 ax.plot(line[:, 0], line[:, 1], "-o", ms=3, c=colour, label=label)
         else:
