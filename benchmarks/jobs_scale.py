@@ -122,9 +122,17 @@ def measure(cmd: list[str]) -> tuple[float, float, float, str]:
     """(wall seconds, peak MiB, CPU seconds, output) of ``cmd`` in a fresh process; raises if
     it fails. CPU seconds (user + system) are what the wall time is on an idle machine for
     single-threaded work; the wall time grows with other load on the machine."""
-    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True,
-                         env=env, cwd=REPO, check=True)
+    env = os.environ | {
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE, *cmd],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        check=True,
+    )
     seconds, mib, cpu, rc, stdout, stderr = json.loads(out.stdout)
     if rc != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({rc}):\n{stdout}\n{stderr}")
@@ -154,7 +162,9 @@ def fake_state(job_dir: Path, units) -> dict[str, int]:
         if folder not in made:
             folder.mkdir(parents=True, exist_ok=True)
             made.add(folder)
-        body = record if kind == "done" else json.dumps({"error": "fake", "log": "/dev/null"}).encode()
+        body = (
+            record if kind == "done" else json.dumps({"error": "fake", "log": "/dev/null"}).encode()
+        )
         fd = os.open(folder / unit.id, os.O_WRONLY | os.O_CREAT, 0o644)
         os.write(fd, body)
         os.close(fd)
@@ -176,8 +186,12 @@ def scale(root: Path) -> list[tuple]:
     print(f"fake state: {written} records in {time.perf_counter() - start:.1f} s", flush=True)
     del plan
     py = [sys.executable]
-    plan_cmd = py + ["-c", "import sys; from layerprobe.jobs import load_job, make_plan; "
-                     "print(len(make_plan(load_job(sys.argv[1])).units))", str(path)]
+    plan_cmd = py + [
+        "-c",
+        "import sys; from layerprobe.jobs import load_job, make_plan; "
+        "print(len(make_plan(load_job(sys.argv[1])).units))",
+        str(path),
+    ]
     rows = []
     for name, cmd in (
         ("plan (load + expand)", plan_cmd),
@@ -207,7 +221,16 @@ def overhead(root: Path, repeats: int) -> list[tuple]:
                 cmd = [sys.executable, str(script), str(work)]
             else:
                 path.write_text(SMALL_JOB.replace("ROOT", str(work)))
-                cmd = [sys.executable, "-m", "layerprobe", "run", str(path), "--workers", "1", "--quiet"]
+                cmd = [
+                    sys.executable,
+                    "-m",
+                    "layerprobe",
+                    "run",
+                    str(path),
+                    "--workers",
+                    "1",
+                    "--quiet",
+                ]
             seconds, _, cpu, _ = measure(cmd)
             times[name].append(seconds)
             cpus[name].append(cpu)
@@ -225,12 +248,19 @@ def main() -> None:
         root = Path(tmp)
         if not args.no_scale:
             rows, counts = scale(root / "scale")
-            print(f"\n{'paper scale':<24}{'wall s':>10}{'CPU s':>10}{'peak MiB':>10}  "
-                  f"goal <{GOAL_SECONDS:g} s wall, <{GOAL_MIB:g} MiB")
+            print(
+                f"\n{'paper scale':<24}{'wall s':>10}{'CPU s':>10}{'peak MiB':>10}  "
+                f"goal <{GOAL_SECONDS:g} s wall, <{GOAL_MIB:g} MiB"
+            )
             for name, seconds, cpu, mib, ok in rows:
-                print(f"{name:<24}{seconds:>10.2f}{cpu:>10.2f}{mib:>10.0f}  {'met' if ok else 'NOT met'}")
+                print(
+                    f"{name:<24}{seconds:>10.2f}{cpu:>10.2f}{mib:>10.0f}  {'met' if ok else 'NOT met'}"
+                )
         if not args.no_overhead:
-            print("\noverhead: 2 tiny models x 3 built-in tasks (18 extract + 6 probe units)", flush=True)
+            print(
+                "\noverhead: 2 tiny models x 3 built-in tasks (18 extract + 6 probe units)",
+                flush=True,
+            )
             times, cpus = overhead(root / "overhead", 1 if args.quick else 3)
             n = len(times["run"])
             print(f"\n{f'overhead (best of {n})':<24}{'wall s':>10}{'CPU s':>10}")
@@ -238,9 +268,11 @@ def main() -> None:
                 print(f"{label:<24}{min(times[name]):>10.2f}{min(cpus[name]):>10.2f}")
             wall = min(times["run"]) / min(times["direct"])
             cpu = min(cpus["run"]) / min(cpus["direct"])
-            print(f"{'run / direct':<24}{wall:>10.3f}{cpu:>10.3f}  goal <= {GOAL_OVERHEAD:g}: "
-                  f"{'met' if wall <= GOAL_OVERHEAD else 'NOT met'} (wall), "
-                  f"{'met' if cpu <= GOAL_OVERHEAD else 'NOT met'} (CPU)")
+            print(
+                f"{'run / direct':<24}{wall:>10.3f}{cpu:>10.3f}  goal <= {GOAL_OVERHEAD:g}: "
+                f"{'met' if wall <= GOAL_OVERHEAD else 'NOT met'} (wall), "
+                f"{'met' if cpu <= GOAL_OVERHEAD else 'NOT met'} (CPU)"
+            )
 
 
 if __name__ == "__main__":

@@ -62,10 +62,19 @@ def pretrain(config, out_dir, *, force=False, quiet=False, data_root=None) -> Pa
     with torch.no_grad():  # each run its own weights, as training would give
         for param in bb.model.parameters():
             param.add_(0.1 * torch.randn(param.shape, generator=gen))
-    info = {"upstream_task": config.task, "upstream_accuracy": 0.1 + 0.8 * config.data_fraction,
-            "data_fraction": config.data_fraction, "epochs": config.epochs}
-    return save_checkpoint(Path(out_dir) / "checkpoint.pt", "python:tests.helpers_models:tiny_convnet",
-                           bb.model.state_dict(), preprocess=bb.preprocess, pretrain_info=info)
+    info = {
+        "upstream_task": config.task,
+        "upstream_accuracy": 0.1 + 0.8 * config.data_fraction,
+        "data_fraction": config.data_fraction,
+        "epochs": config.epochs,
+    }
+    return save_checkpoint(
+        Path(out_dir) / "checkpoint.pt",
+        "python:tests.helpers_models:tiny_convnet",
+        bb.model.state_dict(),
+        preprocess=bb.preprocess,
+        pretrain_info=info,
+    )
 
 
 def finetune(model, task, config, results_dir, *, quiet=False) -> Path:

@@ -27,15 +27,23 @@ model_args = { widht = 8 }
 """
 
 
-def job_text(name: str, root: Path, tasks=TASKS, models=VIT + CONVNET, extra: str = "",
-             cache: Path | None = None) -> str:
+def job_text(
+    name: str,
+    root: Path,
+    tasks=TASKS,
+    models=VIT + CONVNET,
+    extra: str = "",
+    cache: Path | None = None,
+) -> str:
     """A job of ``models`` on ``tasks`` with its folder under ``root``."""
     listed = ", ".join(f'"{t}"' for t in tasks)
     head = f'[job]\nname = "{name}"\ndir = "{root / name}"\ntasks = [{listed}]\n'
     if cache is not None:
         head += f'cache = "{cache}"\n'
-    probe = (f"\n[probe]\nshots = {list(SHOTS)}\nseeds = {SEEDS}\nl2s = {list(L2S)}\n"
-             "\n[extract]\nbatch_size = 256\n")
+    probe = (
+        f"\n[probe]\nshots = {list(SHOTS)}\nseeds = {SEEDS}\nl2s = {list(L2S)}\n"
+        "\n[extract]\nbatch_size = 256\n"
+    )
     return head + models + probe + extra
 
 

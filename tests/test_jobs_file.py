@@ -39,8 +39,17 @@ def test_plan_pretrain_grid(tmp_path):
     job = load_job(write_job(tmp_path / "s.toml", job_text("s", tmp_path, models=grid)))
     plan = make_plan(job)
     runs = 2 * 3 * 2
-    assert plan.counts() == {"pretrain": runs, "extract": runs * 9, "probe": runs * 3, "finetune": runs}
-    run = next(m for m in plan.models.values() if m.point == {"model": "vit-ti32", "data_fraction": 0.5, "seed": 1, "epochs": 2})
+    assert plan.counts() == {
+        "pretrain": runs,
+        "extract": runs * 9,
+        "probe": runs * 3,
+        "finetune": runs,
+    }
+    run = next(
+        m
+        for m in plan.models.values()
+        if m.point == {"model": "vit-ti32", "data_fraction": 0.5, "seed": 1, "epochs": 2}
+    )
     assert run.id.startswith("vit-ti32_df0.5_s1-") and run.run_dir == job.dir / "runs" / run.id
     assert run.model_config().spec.endswith(f"{run.id}/checkpoint.pt")
     extract = next(u for u in plan.units if u.stage == "extract" and u.model == run.id)
@@ -49,8 +58,16 @@ def test_plan_pretrain_grid(tmp_path):
 
 def test_ids_follow_settings(tmp_path):
     a = make_plan(load_job(write_job(tmp_path / "a.toml", job_text("a", tmp_path))))
-    b = make_plan(load_job(write_job(tmp_path / "b.toml", job_text("a", tmp_path, extra="").replace(
-        "seeds = 2", "seeds = 3").replace("batch_size = 256", "batch_size = 64"))))
+    b = make_plan(
+        load_job(
+            write_job(
+                tmp_path / "b.toml",
+                job_text("a", tmp_path, extra="")
+                .replace("seeds = 2", "seeds = 3")
+                .replace("batch_size = 256", "batch_size = 64"),
+            )
+        )
+    )
     ids = lambda plan, stage: {u.id for u in plan.units if u.stage == stage}  # noqa: E731
     assert ids(a, "extract") == ids(b, "extract")  # batch size changes speed, not outputs
     assert not ids(a, "probe") & ids(b, "probe")  # more seeds: new probe units
@@ -59,7 +76,11 @@ def test_ids_follow_settings(tmp_path):
 @pytest.mark.parametrize(
     "edit, at, words",
     [
-        (("batch_size = 256", "batch_siz = 256"), "batch_siz", ["[extract]", "Did you mean: batch_size"]),
+        (
+            ("batch_size = 256", "batch_siz = 256"),
+            "batch_siz",
+            ["[extract]", "Did you mean: batch_size"],
+        ),
         (("seeds = 2", "seed = 2"), "seed =", ["[probe]", "Did you mean: seeds"]),
         (("[probe]", "[probes]"), "[probes]", ["Did you mean: probe"]),
         (("image_size = 32", "image_sise = 32"), "image_sise", ["[[models]] #2", "image_size"]),
@@ -86,12 +107,24 @@ def test_bad_job_file_one_line(tmp_path, capsys, edit, at, words):
     [
         ("[job]\ntasks = ['builtin/textures']\n", ["no models"]),
         ("[job]\ntasks = []\n" + CONVNET, ["tasks must be a non-empty list"]),
-        ("[job]\ntasks = ['builtin/textures']\n[pretrain]\nmodel = 'x'\nseed = []\n", [":5:", "empty grid"]),
+        (
+            "[job]\ntasks = ['builtin/textures']\n[pretrain]\nmodel = 'x'\nseed = []\n",
+            [":5:", "empty grid"],
+        ),
         ("[job]\ntasks = ['builtin/textures']\n[models]\nspec = 'x'\n", ["[[models]]"]),
         ("[job]\ntasks = ['builtin/textures'\n", ["not valid TOML"]),
-        ("[job]\ntasks = ['builtin/textures']\n" + CONVNET + "[run]\nexecutor = 'slurmm'\n", [":8:", "Did you mean: slurm"]),
-        ("[job]\ntasks = ['builtin/textures']\n" + CONVNET + "[slurm]\ntime = 'soon'\n", [":8:", "time"]),
-        ("[job]\ntasks = ['builtin/textures']\n[[models]]\nspec = 'vit_tiny_patch16_22'\n", [":4:", "unknown timm model"]),
+        (
+            "[job]\ntasks = ['builtin/textures']\n" + CONVNET + "[run]\nexecutor = 'slurmm'\n",
+            [":8:", "Did you mean: slurm"],
+        ),
+        (
+            "[job]\ntasks = ['builtin/textures']\n" + CONVNET + "[slurm]\ntime = 'soon'\n",
+            [":8:", "time"],
+        ),
+        (
+            "[job]\ntasks = ['builtin/textures']\n[[models]]\nspec = 'vit_tiny_patch16_22'\n",
+            [":4:", "unknown timm model"],
+        ),
     ],
 )
 def test_more_bad_files(tmp_path, text, words):
@@ -114,7 +147,14 @@ def test_key_line_tables():
 
 
 def test_minutes():
-    assert [minutes(v) for v in (90, "90", "1:30", "1:30:00", "2-0", "1-2:30")] == [90, 90, 2, 90, 2880, 1590]
+    assert [minutes(v) for v in (90, "90", "1:30", "1:30:00", "2-0", "1-2:30")] == [
+        90,
+        90,
+        2,
+        90,
+        2880,
+        1590,
+    ]
     with pytest.raises(ValueError):
         minutes("soon")
 
@@ -128,7 +168,14 @@ def test_status_counts_records(job_file):
         state.succeeded("extract", unit.id, {"outputs": []})
     state.failed("extract", extract[4].id, {"error": "boom", "log": "/x.log"})
     status = job_status(job_file)
-    assert status.counts["extract"] == {"total": 18, "done": 4, "running": 0, "failed": 1, "blocked": 0, "pending": 13}
+    assert status.counts["extract"] == {
+        "total": 18,
+        "done": 4,
+        "running": 0,
+        "failed": 1,
+        "blocked": 0,
+        "pending": 13,
+    }
     assert status.counts["probe"]["blocked"] == 1 and status.counts["probe"]["pending"] == 5
     assert status.failures == [("extract", extract[4].id, status.failures[0][2])]
     assert status.failures[0][2]["log"] == "/x.log"
@@ -200,5 +247,7 @@ def test_sweep_needs_a_grid(job_file, capsys):
 def test_tasks_patterns(tmp_path):
     job = load_job(write_job(tmp_path / "p.toml", job_text("p", tmp_path, tasks=["builtin/loc-*"])))
     assert job.tasks == ["builtin/loc-x", "builtin/loc-y"]
-    assert set(TASKS) <= {t.name for t in __import__("layerprobe.tasks.registry", fromlist=["x"]).list_tasks()}
+    assert set(TASKS) <= {
+        t.name for t in __import__("layerprobe.tasks.registry", fromlist=["x"]).list_tasks()
+    }
     assert VIT  # the helpers are importable

@@ -35,7 +35,9 @@ def finished(tmp_path_factory):
 
 
 def _accuracies(table):
-    return table.sort_values(KEY)[KEY + ["val_accuracy", "test_accuracy", "selected"]].reset_index(drop=True)
+    return table.sort_values(KEY)[KEY + ["val_accuracy", "test_accuracy", "selected"]].reset_index(
+        drop=True
+    )
 
 
 def test_two_workers_every_row(finished):
@@ -54,11 +56,18 @@ def test_two_workers_every_row(finished):
 
 
 def test_killed_run_resumes_only_missing_units(tmp_path, finished):
-    path = write_job(tmp_path / "kill.toml", job_text("kill", tmp_path, extra="\n[run]\nworkers = 2\n"))
-    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    path = write_job(
+        tmp_path / "kill.toml", job_text("kill", tmp_path, extra="\n[run]\nworkers = 2\n")
+    )
+    env = os.environ | {
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "layerprobe", "run", str(path), "--quiet"],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     state = State(tmp_path / "kill")
     deadline = time.time() + 300
@@ -87,7 +96,14 @@ def test_failing_unit_is_reported_others_finish(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "3 failed, 1 blocked" in err and err.count("failed: extract broken-") == 3
     status = job_status(path)
-    assert status.counts["extract"] == {"total": 6, "done": 3, "running": 0, "failed": 3, "blocked": 0, "pending": 0}
+    assert status.counts["extract"] == {
+        "total": 6,
+        "done": 3,
+        "running": 0,
+        "failed": 3,
+        "blocked": 0,
+        "pending": 0,
+    }
     assert status.counts["probe"]["done"] == 1 and status.counts["probe"]["blocked"] == 1
     for _stage, _uid, record in status.failures:
         assert record["attempts"] == 2 and "widht" in record["error"]
@@ -110,7 +126,8 @@ def test_submitit_local_executor_runs_the_same_job(tmp_path, finished, monkeypat
     assert len(tasks) == 3, tasks  # extraction: 2 bundles of <= 10 units; probes: 1 bundle
     np.testing.assert_allclose(
         _accuracies(load(report.plan.job.results))["test_accuracy"],
-        _accuracies(finished[2])["test_accuracy"], atol=1e-12,
+        _accuracies(finished[2])["test_accuracy"],
+        atol=1e-12,
     )
     assert VIT
 
@@ -121,18 +138,27 @@ def test_sweep_pretrain_extract_probe_finetune(tmp_path, monkeypatch):
     from tests import fake_pretrain
 
     fake_pretrain.install(monkeypatch)
-    grid = ('\n[pretrain]\nmodel = "tiny"\ndata_fraction = [0.5, 1.0]\nseed = [0, 1]\nepochs = 2\n'
-            '\n[finetune]\nepochs = 1\n')
+    grid = (
+        '\n[pretrain]\nmodel = "tiny"\ndata_fraction = [0.5, 1.0]\nseed = [0, 1]\nepochs = 2\n'
+        "\n[finetune]\nepochs = 1\n"
+    )
     text = job_text("sweep", tmp_path, tasks=["builtin/histology"], models=grid)
     path = write_job(tmp_path / "sweep.toml", text)
     bad = write_job(tmp_path / "bad.toml", text.replace("[0.5, 1.0]", "[0.5, 2.0]"))
-    with pytest.raises(UserError, match=rf"^{bad}:8: \[pretrain\] data_fraction: --data-fraction must be in"):
+    with pytest.raises(
+        UserError, match=rf"^{bad}:8: \[pretrain\] data_fraction: --data-fraction must be in"
+    ):
         run_job(bad)
     assert main(["sweep", str(path), "--workers", "1", "--quiet"]) == 0
     assert sum(1 for kind, _ in fake_pretrain.CALLS if kind == "pretrain") == 4
     assert sum(1 for kind, _ in fake_pretrain.CALLS if kind == "finetune") == 4
     status = job_status(path)
-    assert {s: r["done"] for s, r in status.counts.items()} == {"pretrain": 4, "extract": 12, "probe": 4, "finetune": 4}
+    assert {s: r["done"] for s, r in status.counts.items()} == {
+        "pretrain": 4,
+        "extract": 12,
+        "probe": 4,
+        "finetune": 4,
+    }
     table = load(status.job.results)
     assert table["model_key"].nunique() == 4 and set(table["data_fraction"]) == {0.5, 1.0}
     assert all(p.name == "checkpoint.pt" for p in (tmp_path / "sweep" / "runs").glob("*/*"))

@@ -20,7 +20,11 @@ OPTIONS = {
     "--label-smoothing": ("label_smoothing", float, "cross-entropy label smoothing (0)"),
     "--image-size": ("image_size", int, "input size in px (default: the rung's own)"),
     "--seed": ("seed", int, "seeds init, subset, order and augmentation (0)"),
-    "--snapshots": ("snapshots", parse_int_list, "also save checkpoints after these epochs, e.g. 1,2"),
+    "--snapshots": (
+        "snapshots",
+        parse_int_list,
+        "also save checkpoints after these epochs, e.g. 1,2",
+    ),
 }
 
 

@@ -37,11 +37,31 @@ def add_parser(subparsers) -> None:
 def add_job_options(p: argparse.ArgumentParser) -> None:
     """Options shared by `run` and `sweep`."""
     p.add_argument("job", metavar="JOB.toml", help="the job file")
-    p.add_argument("--workers", type=_positive, metavar="N", help="local worker processes ([run] workers, default 1)")
-    p.add_argument("--executor", choices=["local", "slurm"], help="where units run ([run] executor, default local)")
-    p.add_argument("--retries", type=_natural, metavar="N", help="attempts after a unit's first failure ([run] retries, default 0)")
-    p.add_argument("--dry-run", action="store_true", help="print the plan (units per stage, done, to run) and stop")
-    p.add_argument("--force", action="store_true", help="write into a results folder that another job wrote")
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="local worker processes ([run] workers, default 1)",
+    )
+    p.add_argument(
+        "--executor",
+        choices=["local", "slurm"],
+        help="where units run ([run] executor, default local)",
+    )
+    p.add_argument(
+        "--retries",
+        type=_natural,
+        metavar="N",
+        help="attempts after a unit's first failure ([run] retries, default 0)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (units per stage, done, to run) and stop",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="write into a results folder that another job wrote"
+    )
     group = p.add_argument_group("Slurm (override [slurm] of the job file)")
     for flag, key, kind, text in SLURM_FLAGS:
         group.add_argument(flag, dest=f"slurm_{key}", type=kind, metavar=key.upper(), help=text)
@@ -64,8 +84,15 @@ def run(args: argparse.Namespace, sweep: bool = False) -> int:
         return 0
     flags = {key: getattr(args, f"slurm_{key}") for _, key, _, _ in SLURM_FLAGS}
     slurm = slurm_settings({k: v for k, v in flags.items() if v is not None}, _flag_error)
-    report = run_job(job, executor=args.executor, workers=args.workers, retries=args.retries,
-                     slurm=slurm, force=args.force, quiet=args.quiet)
+    report = run_job(
+        job,
+        executor=args.executor,
+        workers=args.workers,
+        retries=args.retries,
+        slurm=slurm,
+        force=args.force,
+        quiet=args.quiet,
+    )
     print(summary(report), file=sys.stderr)
     return 0 if report.ok else 1
 
@@ -73,11 +100,18 @@ def run(args: argparse.Namespace, sweep: bool = False) -> int:
 def summary(report) -> str:
     """``ran 24 unit(s): 22 done, 2 failed, 3 blocked; 10 were already done`` + per stage."""
     rows = report.counts
-    total = {k: sum(r[k] for r in rows.values()) for k in ("ran", "done", "failed", "blocked", "done_before")}
-    head = (f"layerprobe: job {report.plan.job.name}: ran {total['ran']} unit(s): {total['done']} "
-            f"done, {total['failed']} failed, {total['blocked']} blocked; "
-            f"{total['done_before']} were already done")
-    stages = ", ".join(f"{s} {r['done'] + r['done_before']}/{r['total']}" for s, r in rows.items() if r["total"])
+    total = {
+        k: sum(r[k] for r in rows.values())
+        for k in ("ran", "done", "failed", "blocked", "done_before")
+    }
+    head = (
+        f"layerprobe: job {report.plan.job.name}: ran {total['ran']} unit(s): {total['done']} "
+        f"done, {total['failed']} failed, {total['blocked']} blocked; "
+        f"{total['done_before']} were already done"
+    )
+    stages = ", ".join(
+        f"{s} {r['done'] + r['done_before']}/{r['total']}" for s, r in rows.items() if r["total"]
+    )
     tail = f"layerprobe: complete units per stage: {stages}; results in {report.plan.job.results}"
     if report.failures:
         tail += f"\nlayerprobe: see `layerprobe status {report.plan.job.path}` for the failures and their logs"

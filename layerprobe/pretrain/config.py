@@ -99,7 +99,9 @@ class PretrainConfig:
         if not isinstance(self.model_args, Mapping):
             raise ConfigError(f"model_args must be a mapping, got {self.model_args!r}")
         self.model_args = dict(self.model_args)
-        self.snapshots = tuple(sorted({_whole(e, "--snapshots", 1, self.epochs) for e in self.snapshots}))
+        self.snapshots = tuple(
+            sorted({_whole(e, "--snapshots", 1, self.epochs) for e in self.snapshots})
+        )
 
     @property
     def effective_head_wd(self) -> float:
