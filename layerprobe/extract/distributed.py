@@ -52,17 +52,18 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def start(device_type: str) -> Ranks:
+def start(device_type: str, what: str = "extraction", ranks: type[Ranks] = Ranks) -> Ranks:
     """Join the ``torchrun`` process group if this is one of its processes.
 
     Uses ``nccl`` on CUDA and ``gloo`` on the CPU; a group someone else started is reused.
+    ``what`` names the work in messages; ``ranks`` is the :class:`Ranks` (sub)class returned.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return Ranks()
+        return ranks()
     if "MASTER_ADDR" not in os.environ:
         raise ConfigError(
-            "WORLD_SIZE is set but MASTER_ADDR is not; start multi-process extraction with torchrun"
+            f"WORLD_SIZE is set but MASTER_ADDR is not; start multi-process {what} with torchrun"
         )
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     owns = not dist.is_initialized()
@@ -71,7 +72,7 @@ def start(device_type: str) -> Ranks:
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend)
-    return Ranks(dist.get_rank(), dist.get_world_size(), local_rank, owns)
+    return ranks(dist.get_rank(), dist.get_world_size(), local_rank, owns)
 
 
 def stop(ranks: Ranks) -> None:

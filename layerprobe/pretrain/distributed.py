@@ -9,31 +9,20 @@ barrier until they are written.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from layerprobe.errors import ConfigError
+from layerprobe.extract import distributed as _group
+from layerprobe.extract.distributed import is_main_process, stop
+
+__all__ = ["Ranks", "is_main_process", "start", "stop"]
 
 
 @dataclass(frozen=True)
-class Ranks:
-    """This process's place among the run's processes."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    owns_group: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
+class Ranks(_group.Ranks):
+    """This process's place among the run's processes, with the reductions training needs."""
 
     def sum(self, values: list[float] | torch.Tensor, device: torch.device) -> torch.Tensor:
         """Element-wise sum over ranks (float64), as a tensor on ``device``."""
@@ -61,29 +50,4 @@ class Ranks:
 
 def start(device_type: str) -> Ranks:
     """Join the ``torchrun`` process group when started by torchrun, else a single process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Ranks()
-    if "MASTER_ADDR" not in os.environ:
-        raise ConfigError(
-            "WORLD_SIZE is set but MASTER_ADDR is not; start multi-process training with torchrun"
-        )
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    owns = not dist.is_initialized()
-    if owns:
-        backend = "nccl" if device_type == "cuda" else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend=backend)
-    return Ranks(dist.get_rank(), dist.get_world_size(), local_rank, owns)
-
-
-def stop(ranks: Ranks) -> None:
-    """Leave the process group if :func:`start` created it."""
-    if ranks.owns_group and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def is_main_process() -> bool:
-    """True on rank 0 of a ``torchrun`` job, and in an ordinary single process."""
-    return int(os.environ.get("RANK", "0")) == 0
+    return _group.start(device_type, "training", Ranks)
