@@ -31,6 +31,29 @@ def _num_classes(num_classes: int | None, *labels: np.ndarray) -> int:
     return int(num_classes)
 
 
+def array_probes(x_train, y_train, x_test, y_test, subsets=None, num_classes=None) -> ProbeSet:
+    """The :class:`ProbeSet` of the array API: one probe per (layer, train subset), every probe
+    scored on all test rows (one evaluation group); features checked finite."""
+    train, tests = _as_layers(x_train, "x_train"), _as_layers(x_test, "x_test")
+    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
+    if subsets is None:
+        subsets = [np.arange(len(y_train))]
+    subsets = [np.asarray(s, dtype=np.int64) for s in subsets]
+    for i, (tr, te) in enumerate(zip(train, tests, strict=False)):
+        check_finite(tr, str(i), "x_train")
+        check_finite(te, str(i), "x_test")
+    return ProbeSet(
+        train=train,
+        y_train=y_train,
+        subsets=subsets,
+        evals=tests,
+        y_eval=y_test,
+        eval_group=np.zeros(len(y_test), np.int64),
+        num_groups=1,
+        num_classes=_num_classes(num_classes, y_train, y_test),
+    ).check()
+
+
 def ridge_accuracy_batch(
     x_train: Sequence[np.ndarray] | np.ndarray,
     y_train: np.ndarray,
@@ -65,24 +88,7 @@ def ridge_accuracy_batch(
     -------
     (layers, P, L) accuracies in [0, 1].
     """
-    train, tests = _as_layers(x_train, "x_train"), _as_layers(x_test, "x_test")
-    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
-    if subsets is None:
-        subsets = [np.arange(len(y_train))]
-    subsets = [np.asarray(s, dtype=np.int64) for s in subsets]
-    for i, (tr, te) in enumerate(zip(train, tests, strict=False)):
-        check_finite(tr, str(i), "x_train")
-        check_finite(te, str(i), "x_test")
-    probes = ProbeSet(
-        train=train,
-        y_train=y_train,
-        subsets=subsets,
-        evals=tests,
-        y_eval=y_test,
-        eval_group=np.zeros(len(y_test), np.int64),
-        num_groups=1,
-        num_classes=_num_classes(num_classes, y_train, y_test),
-    ).check()
+    probes = array_probes(x_train, y_train, x_test, y_test, subsets, num_classes)
     l2 = check_l2s(l2s)
     counts = get_backend(backend)(probes, l2, device, precision)
     return counts[:, :, 0, :] / max(len(y_test), 1)

@@ -22,12 +22,12 @@ import numpy as np
 import torch
 
 from layerprobe.errors import ConfigError, UnknownNameError, did_you_mean
-from layerprobe.probe.api import _as_layers, _num_classes
+from layerprobe.probe.api import _num_classes, array_probes
 from layerprobe.probe.backends import _check_precision, resolve_device
 from layerprobe.probe.knn import DEFAULT_KS, TEMPERATURE, check_ks, check_votes
 from layerprobe.probe.logistic import MAX_ITER, TOL
 from layerprobe.probe.logistic_sweep import LogisticResult
-from layerprobe.probe.problems import ProbeSet, check_finite, check_l2s
+from layerprobe.probe.problems import ProbeSet, check_l2s
 
 # λ of the logistic probe (summed cross-entropy + λ/2 ‖W‖², i.e. scikit-learn's C = 1/λ):
 # 1, 4, …, 2^20 (11 values). Smaller λ fit the training rows ever more closely and need
@@ -150,27 +150,6 @@ def _warn_unconverged(result: LogisticResult) -> None:
         )
 
 
-def _probe_set(x_train, y_train, x_test, y_test, subsets, num_classes) -> ProbeSet:
-    train, tests = _as_layers(x_train, "x_train"), _as_layers(x_test, "x_test")
-    y_train, y_test = np.asarray(y_train), np.asarray(y_test)
-    if subsets is None:
-        subsets = [np.arange(len(y_train))]
-    subsets = [np.asarray(s, dtype=np.int64) for s in subsets]
-    for i, (tr, te) in enumerate(zip(train, tests, strict=False)):
-        check_finite(tr, str(i), "x_train")
-        check_finite(te, str(i), "x_test")
-    return ProbeSet(
-        train=train,
-        y_train=y_train,
-        subsets=subsets,
-        evals=tests,
-        y_eval=y_test,
-        eval_group=np.zeros(len(y_test), np.int64),
-        num_groups=1,
-        num_classes=_num_classes(num_classes, y_train, y_test),
-    ).check()
-
-
 def logistic_accuracy_batch(
     x_train: Sequence[np.ndarray] | np.ndarray,
     y_train: np.ndarray,
@@ -207,7 +186,7 @@ def logistic_accuracy_batch(
     (layers, P, L) accuracies in [0, 1] (and the result when ``return_result``).
     Problems that did not converge raise a :class:`NotConvergedWarning`.
     """
-    probes = _probe_set(x_train, y_train, x_test, y_test, subsets, num_classes)
+    probes = array_probes(x_train, y_train, x_test, y_test, subsets, num_classes)
     result = logistic_sweep(probes, l2s, device, precision, tol, max_iter)
     _warn_unconverged(result)
     acc = result.counts[:, :, 0, :] / max(len(probes.y_eval), 1)
@@ -300,7 +279,7 @@ def knn_accuracy_batch(
     -------
     (layers, P, K) accuracies in [0, 1].
     """
-    probes = _probe_set(x_train, y_train, x_test, y_test, subsets, num_classes)
+    probes = array_probes(x_train, y_train, x_test, y_test, subsets, num_classes)
     check_ks(ks, [len(s) for s in probes.subsets])
     counts = knn_sweep(probes, ks, device, precision, (vote,), temperature)[vote]
     return counts[:, :, 0, :] / max(len(probes.y_eval), 1)
