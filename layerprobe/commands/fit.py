@@ -49,6 +49,14 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
 
 
+ANALYSIS_OPTIONS = ("shots", "layer", "points", "holdout_top", "bootstrap", "form", "seed")
+
+
+def analysis_options(args: argparse.Namespace) -> dict:
+    """The options of :func:`add_analysis_options` as keyword arguments of the analysis."""
+    return {name: getattr(args, name) for name in ANALYSIS_OPTIONS}
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "fit",
@@ -89,16 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if layers and table.empty:  # name the layers there are
         names = set(read_selected(args.results, columns=["layer"])["layer"])
         raise unknown_layer(args.layer, names)
-    fits = fit_saturation(
-        table,
-        shots=args.shots,
-        layer=args.layer,
-        points=args.points,
-        holdout_top=args.holdout_top,
-        bootstrap=args.bootstrap,
-        form=args.form,
-        seed=args.seed,
-    )
+    fits = fit_saturation(table, **analysis_options(args))
     if fits.empty:
         raise DataError(
             "nothing to fit: every task and shot count has fewer than 3 points on the hull; "

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from layerprobe.commands._common import add_quiet
-from layerprobe.commands.fit import add_analysis_options
+from layerprobe.commands.fit import add_analysis_options, analysis_options
 
 
 def add_parser(subparsers) -> None:
@@ -32,17 +32,6 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"layerprobe: {message}", file=sys.stderr)
 
-    path = write_report(
-        args.results,
-        args.out,
-        shots=args.shots,
-        layer=args.layer,
-        points=args.points,
-        holdout_top=args.holdout_top,
-        bootstrap=args.bootstrap,
-        form=args.form,
-        seed=args.seed,
-        progress=progress,
-    )
+    path = write_report(args.results, args.out, progress=progress, **analysis_options(args))
     print(path)
     return 0
