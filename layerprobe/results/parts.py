@@ -80,15 +80,23 @@ def part_files(results_dir: str | Path) -> list[Path]:
     return sorted(p for p in root.rglob(f"*{PART_SUFFIX}") if not p.name.startswith("."))
 
 
-def read_metadata(path: Path) -> tuple[int | None, dict | None]:
-    """(schema version, unit identity) from a part's footer; (None, None) when it has none."""
+def _unreadable(path: Path, err: Exception) -> DataError:
+    return DataError(
+        f"cannot read results part {path} ({type(err).__name__}: {err}); delete it and re-run "
+        "`layerprobe probe`, or pass --skip-bad"
+    )
+
+
+def _open(path: Path) -> pq.ParquetFile:
     try:
-        meta = pq.read_schema(path).metadata or {}
+        return pq.ParquetFile(path)
     except Exception as err:  # pyarrow raises several types for truncated or foreign files
-        raise DataError(
-            f"cannot read results part {path} ({type(err).__name__}: {err}); delete it and re-run "
-            "`layerprobe probe`, or pass --skip-bad"
-        ) from err
+        raise _unreadable(path, err) from err
+
+
+def read_metadata(path: Path, file: pq.ParquetFile | None = None) -> tuple[int | None, dict | None]:
+    """(schema version, unit identity) from a part's footer; (None, None) when it has none."""
+    meta = (file or _open(path)).schema_arrow.metadata or {}
     version = meta.get(VERSION_KEY) or meta.get(b"layerprobe_store_version")
     identity = meta.get(IDENTITY_KEY)
     return (
@@ -116,7 +124,8 @@ def check_version(path: Path, version: int | None) -> None:
 def read_part(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
     """One part's rows, after checking its version and that its name, metadata and rows agree."""
     path = Path(path)
-    version, identity = read_metadata(path)
+    file = _open(path)  # one open: the footer gives the identity, then the rows are read
+    version, identity = read_metadata(path, file)
     check_version(path, version)
     if identity is None or path.name != part_path(path.parent.parent, identity).name:
         raise DataError(
@@ -125,12 +134,9 @@ def read_part(path: str | Path, columns: list[str] | None = None) -> pd.DataFram
         )
     wanted = COLUMNS if columns is None else list(dict.fromkeys(["model_key", "task", *columns]))
     try:
-        frame = pq.read_table(path, columns=wanted).to_pandas()
+        frame = file.read(columns=wanted).to_pandas()
     except Exception as err:
-        raise DataError(
-            f"cannot read results part {path} ({type(err).__name__}: {err}); delete it and re-run "
-            "`layerprobe probe`, or pass --skip-bad"
-        ) from err
+        raise _unreadable(path, err) from err
     if len(frame) and (
         set(frame["model_key"]) != {identity["model_key"]}
         or set(frame["task"]) != {identity["task"]}
