@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="layerprobe",
         description="How good is every layer of a vision backbone for every downstream task?",
+        epilog="New here? Start with `layerprobe demo --quick` (offline, a few minutes), then "
+        "`layerprobe scan MODEL --tasks ...` on your own model and images. "
+        "`layerprobe COMMAND --help` tells more.",
     )
     parser.add_argument("--version", action="version", version=f"layerprobe {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
