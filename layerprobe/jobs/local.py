@@ -163,10 +163,13 @@ class _Worker:
         self.heard = False  # whether the process has said anything (it started)
 
     def give(self, i: int, work: Work, first: int) -> None:
+        if self.proc is not None and _exited(self.proc):  # it ended while idle
+            self._reap()
         if self.proc is None:
             self._start()
         self.unit, self.attempt = (i, work), first
-        self.conn.send((work, first))
+        with contextlib.suppress(OSError):  # it ended just now: collect() sees it
+            self.conn.send((work, first))
 
     def _start(self) -> None:
         import layerprobe
@@ -199,19 +202,22 @@ class _Worker:
         None, (work, first attempt))`` for a unit to run again in a fresh worker."""
         ended = []
         dead = _exited(self.proc)
-        try:
-            while self.unit and self.conn.poll():
+        while self.unit:
+            try:
+                if not self.conn.poll():
+                    break
                 kind, value = self.conn.recv()
-                self.heard = True
-                if kind == "attempt":
-                    self.attempt = value
-                elif kind == "outcome":
-                    ended.append((self.unit[0], value, None))
-                    self.unit = None
-                else:  # "raise": the unit machinery failed, not the unit
-                    raise value
-        except (EOFError, OSError):
-            dead = True  # its end of the pipe closed: the worker is gone
+            except (EOFError, OSError):
+                dead = True  # its end of the pipe closed: the worker is gone
+                break
+            self.heard = True
+            if kind == "attempt":
+                self.attempt = value
+            elif kind == "outcome":
+                ended.append((self.unit[0], value, None))
+                self.unit = None
+            else:  # "raise": the unit machinery failed, not the unit
+                raise value
         if dead or (self.unit is None and _exited(self.proc)):
             heard, code = self.heard, self._reap()
             if not heard:

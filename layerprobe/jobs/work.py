@@ -1,7 +1,8 @@
 """Running one unit (or a bundle of units) in a worker: its log file, retries and records.
 
-The same functions run in a local worker process, in this process (``--workers 1``) and in a
-Slurm array task (through submitit), so every executor writes the same records and logs.
+The same functions run in a local worker process (:mod:`~layerprobe.jobs.worker`), in this
+process (``run_job(in_process=True)``) and in a Slurm array task (through submitit), so every
+executor writes the same records and logs.
 """
 
 from __future__ import annotations
