@@ -172,11 +172,10 @@ class _Worker:
             self.conn.send((work, first))
 
     def _start(self) -> None:
-        import layerprobe
-
         env = dict(os.environ)
-        root = str(Path(layerprobe.__file__).resolve().parents[1])  # this layerprobe first
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        root = _package_root()
+        if root is not None:  # the worker imports the layerprobe this process imported
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         if self.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = self.gpu
         if self.threads is not None:
@@ -297,6 +296,18 @@ def describe_exit(code: int) -> tuple[str, str]:
         }.get(sig, "")
         return f"was killed by signal {sig.name}", why
     return f"exited with status {code}", "the unit's code ended its process"
+
+
+def _package_root() -> str | None:
+    """The folder holding this ``layerprobe`` package, unless it is a site-packages folder
+    (always on the path, and not to be put before the standard library)."""
+    import site
+
+    import layerprobe
+
+    root = os.path.realpath(Path(layerprobe.__file__).parents[1])
+    sites = [*site.getsitepackages(), site.getusersitepackages()]
+    return None if root in {os.path.realpath(p) for p in sites} else root
 
 
 def signal_name(number: int) -> str:
