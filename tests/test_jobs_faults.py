@@ -227,3 +227,17 @@ def test_sigterm_and_kill9_of_run_leave_no_workers_and_the_job_resumes(tmp_path)
     assert report.ok and report.ran == total - before
     table = load(job_dir / "results")
     assert set(table["task"]) == set(tasks) and set(table["model"]) == {HEALTHY}
+
+
+def test_a_worker_that_cannot_start_ends_the_run_in_one_line(tmp_path, monkeypatch, capsys):
+    """A worker that ends before it runs anything (here: its module cannot be found) is a
+    problem of the machine, not of a unit: one line, exit 2, no unit recorded failed."""
+    from layerprobe.jobs import local
+
+    monkeypatch.setattr(local, "WORKER_MODULE", "layerprobe.jobs.no_such_worker")
+    path = small_job(tmp_path, "nostart", CONVNET)
+    assert main(["run", str(path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("layerprobe: error: a worker process (") and "exited with status 1" in err
+    state = State(tmp_path / "nostart")
+    assert not state.ids("failed", "extract") and not state.ids("done", "extract")
