@@ -98,6 +98,7 @@ def run_local(
     retries: int,
     on_outcome: Callable[[int, Outcome], None],
     on_blocked: Callable[[list[int]], None],
+    *,
     in_process: bool = False,
 ) -> None:
     """Run every unit of ``graph`` on ``workers`` supervised processes, reporting each end.

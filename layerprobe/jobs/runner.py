@@ -151,7 +151,14 @@ def run_job(
                 from layerprobe.jobs.local import run_local
 
                 run_local(
-                    graph, make_work, job, workers, retries, on_outcome, on_blocked, in_process
+                    graph,
+                    make_work,
+                    job,
+                    workers,
+                    retries,
+                    on_outcome,
+                    on_blocked,
+                    in_process=in_process,
                 )
         finally:
             progress.close()
