@@ -66,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"layerprobe: error: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print("layerprobe: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl-C; SIGTERM where a command turns it into this
+        print(f"layerprobe: {str(err) or 'interrupted'}", file=sys.stderr)
+        return getattr(err, "exit_code", 130)
     except BrokenPipeError:  # `layerprobe ... | head`: the reader left; not an error of ours
         import os
 
