@@ -260,17 +260,19 @@ def _has_weight_files(folder: Path) -> bool:
 
 
 @contextmanager
-def _quiet_loading():
-    """Silence the hubs' own multi-line logging (unused-weight lists, "initialised randomly",
-    progress bars) while a model loads: layerprobe says what matters in one line."""
+def _quiet_loading(bars: bool = False):
+    """Silence the hubs' own multi-line logging (unused-weight lists, "initialised randomly")
+    while a model loads: layerprobe says what matters in one line. ``bars``: keep transformers'
+    progress bars (a download from the hub); off, a local load shows none."""
     disabled = logging.root.manager.disable
     logging.disable(logging.WARNING)
     hf_logging = sys.modules.get("transformers.utils.logging")
     verbosity = hf_logging.get_verbosity() if hf_logging else None
-    bars = hf_logging.is_progress_bar_enabled() if hf_logging else False
+    enabled = hf_logging.is_progress_bar_enabled() if hf_logging else False
     if hf_logging:
         hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()  # "Loading weights": instant for a local folder
+        if not bars:
+            hf_logging.disable_progress_bar()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the hubs' FutureWarnings about their own arguments
@@ -279,7 +281,7 @@ def _quiet_loading():
         logging.disable(disabled)
         if hf_logging:
             hf_logging.set_verbosity(verbosity)
-            if bars:
+            if enabled and not bars:
                 hf_logging.enable_progress_bar()
 
 
@@ -294,12 +296,17 @@ def build_hf(name: str, *, kwargs: dict, seed: int = INIT_SEED) -> HubModel:
     transformers = require_extra("transformers", "hf", "hf: models")
     what = f"hf:{name}"
     local = Path(name).is_dir()
+    if local and not (Path(name) / "config.json").is_file():
+        raise ConfigError(
+            f"{what}: no config.json in the folder; save the model there with save_pretrained()"
+        )
     kwargs = dict(kwargs)
     with _quiet_loading():
         config, files_only = _hf_config(transformers, name, kwargs, local=local)
-        if str(getattr(config, "model_type", "")) == "vit_mae" and "mask_ratio" not in kwargs:
-            config.mask_ratio = 0.0  # MAE masks 75 % of the patches by default: keep every one
-        has_weights = not local or _has_weight_files(Path(name))
+    if str(getattr(config, "model_type", "")) == "vit_mae" and "mask_ratio" not in kwargs:
+        config.mask_ratio = 0.0  # MAE masks 75 % of the patches by default: keep every one
+    has_weights = not local or _has_weight_files(Path(name))
+    with _quiet_loading(bars=not files_only):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # weights missing from a checkpoint are initialised too
             try:
