@@ -119,7 +119,9 @@ def test_capture_matches_hidden_states_and_pooler(hf_models, images):
         out = bb.model(images, output_hidden_states=True)
         mean = bb.capture(images, "all", "mean")
         cls = bb.capture(images, "all", "cls")
-        for layer, hidden in zip(["embeddings", "blocks.0", "blocks.1"], out.hidden_states):
+        for layer, hidden in zip(
+            ["embeddings", "blocks.0", "blocks.1"], out.hidden_states, strict=True
+        ):
             torch.testing.assert_close(mean[layer], hidden[:, prefix:].mean(1))
             torch.testing.assert_close(cls[layer], hidden[:, 0])
         torch.testing.assert_close(cls["pre_logits"], out.last_hidden_state[:, 0])

@@ -318,9 +318,13 @@ def build_hf(name: str, *, kwargs: dict, seed: int = INIT_SEED) -> HubModel:
                 else:
                     model, info = transformers.AutoModel.from_config(config), {}
             except (ValueError, KeyError) as err:  # a config class AutoModel does not know
-                raise ConfigError(f"{what} cannot be built by AutoModel: {first_line(err)}") from err
+                raise ConfigError(
+                    f"{what} cannot be built by AutoModel: {first_line(err)}"
+                ) from err
             except OSError as err:
-                raise CheckpointError(f"cannot load the weights of {what}: {first_line(err)}") from err
+                raise CheckpointError(
+                    f"cannot load the weights of {what}: {first_line(err)}"
+                ) from err
         try:
             processor = transformers.AutoImageProcessor.from_pretrained(
                 name, local_files_only=files_only
@@ -405,7 +409,9 @@ def _warn_missing(what: str, missing: list[str], prefix: str) -> None:
         missing = [k[len(prefix) :] for k in missing if k.startswith(prefix)]
     missing = [k for k in missing if not k.startswith("pooler.")]
     if missing:
-        shown = ", ".join(missing[:4]) + (f", ... ({len(missing) - 4} more)" if len(missing) > 4 else "")
+        shown = ", ".join(missing[:4]) + (
+            f", ... ({len(missing) - 4} more)" if len(missing) > 4 else ""
+        )
         warnings.warn(
             f"{what}: {len(missing)} weights are not in the checkpoint and were initialised at "
             f"random ({shown})",

@@ -188,8 +188,7 @@ def _hf(model: nn.Module, classifier: str | None) -> Family | None:
     points = [Candidate("embeddings", Site(first), **tokens)]
     kind = "stages" if hierarchical else "blocks"
     points += [
-        Candidate(f"{kind}.{i}", Site(f"{stack}.{i}"), **tokens)
-        for i in range(len(modules[stack]))
+        Candidate(f"{kind}.{i}", Site(f"{stack}.{i}"), **tokens) for i in range(len(modules[stack]))
     ]
     head = modules.get("head")
     if head is not None and type(head).__name__.endswith("AttentionPoolingHead"):
@@ -228,8 +227,7 @@ def _open_clip_vit(model: nn.Module, classifier: str | None) -> Family | None:
 
 def _open_clip_resnet(model: nn.Module, classifier: str | None) -> Family | None:
     if not (
-        type(model).__module__.startswith("open_clip.")
-        and type(model).__name__ == "ModifiedResNet"
+        type(model).__module__.startswith("open_clip.") and type(model).__name__ == "ModifiedResNet"
     ):
         return None
     points = [Candidate("stem", Site("act3"))]  # after the 3-conv stem, before its avg-pool
