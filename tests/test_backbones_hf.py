@@ -7,6 +7,7 @@ and the one-line errors (missing folder, offline hub id, --pretrained, missing e
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -241,3 +242,17 @@ def test_hub_id_offline_fails_in_seconds_with_one_line(tmp_path):
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1 and "HF_HUB_OFFLINE" in err and "Traceback" not in err
     assert time.monotonic() - start < 120  # the import of transformers dominates; no retries
+
+
+def test_weights_missing_from_the_checkpoint_are_named(hf_models, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "dinov2-partial"
+    shutil.copytree(hf_models["dinov2"], folder)
+    weights = folder / "model.safetensors"
+    state = load_file(weights)
+    del state["layernorm.weight"]
+    save_file(state, weights, metadata={"format": "pt"})
+    with pytest.warns(UserWarning, match=r"1 weights are not in the checkpoint.*layernorm\.weight"):
+        bb = load(f"hf:{folder}")
+    assert bb.probe_points[-1].module == "layernorm"

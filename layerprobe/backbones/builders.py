@@ -340,7 +340,7 @@ def build_hf(name: str, *, kwargs: dict, seed: int = INIT_SEED) -> HubModel:
             f"{what} has no image processor saved; using its config's size {pre.input_size}px "
             f"and mean {list(pre.mean)}, std {list(pre.std)} (save the processor beside the "
             "model, or give --image-size / --mean / --std)",
-            stacklevel=3,
+            stacklevel=4,  # the caller of load()
         )
     else:
         pre = hf_preprocess(processor, vision_config)
@@ -415,7 +415,7 @@ def _warn_missing(what: str, missing: list[str], prefix: str) -> None:
         warnings.warn(
             f"{what}: {len(missing)} weights are not in the checkpoint and were initialised at "
             f"random ({shown})",
-            stacklevel=3,
+            stacklevel=5,  # the caller of load()
         )
 
 
