@@ -143,6 +143,8 @@ def test_bad_open_clip_input_is_one_line(configs, capsys, monkeypatch, tmp_path)
         (["layers", "open_clip:RN50", "--model-arg", "pretrained=nope"], "its tags: openai"),
         (["layers", "open_clip:RN50", "--pretrained"], "--model-arg pretrained=TAG (tags: openai"),
         (["layers", f"open_clip:local-dir:{tmp_path}"], "no open_clip_config.json"),
+        (["layers", "open_clip:ViT-B-3", "--pretrained"], "unknown open_clip architecture"),
+        (["layers", f"open_clip:local-dir:{tmp_path}", "--pretrained"], "does not apply"),
         (["layers", "open_clip:lp-tiny-vit", "--model-arg", "depth=3"], "does not accept"),
     ]
     for args, message in cases:

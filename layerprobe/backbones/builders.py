@@ -423,7 +423,12 @@ OPEN_CLIP_SCHEMAS = ("local-dir:", "hf-hub:")
 
 
 def build_open_clip(
-    name: str, *, kwargs: dict, image_size: int | None, seed: int = INIT_SEED
+    name: str,
+    *,
+    kwargs: dict,
+    image_size: int | None,
+    pretrained_flag: bool = False,
+    seed: int = INIT_SEED,
 ) -> HubModel:
     """An open_clip image tower (``model.visual``) and its preprocessing.
 
@@ -431,7 +436,8 @@ def build_open_clip(
     ``hf-hub:ORG/NAME``); ``kwargs["pretrained"]`` is open_clip's ``pretrained`` (a tag of
     ``open_clip.list_pretrained_tags_by_model(name)`` or a weights file); without it the tower
     has seeded random weights, built offline. Other ``kwargs`` go to ``open_clip.create_model``;
-    ``image_size`` becomes its ``force_image_size``.
+    ``image_size`` becomes its ``force_image_size``. ``pretrained_flag`` (``--pretrained``)
+    without a tag is refused with the architecture's tags: open_clip has no default tag.
     """
     open_clip = require_extra("open_clip", "openclip", "open_clip: models")
     what = f"open_clip:{name}"
@@ -443,6 +449,11 @@ def build_open_clip(
     if image_size is not None:
         kwargs["force_image_size"] = image_size
     downloads = False
+    if pretrained_flag and name.startswith(OPEN_CLIP_SCHEMAS):
+        raise ConfigError(
+            f"--pretrained does not apply to {what} (its weights come with the folder or hub "
+            "repo); drop it"
+        )
     if name.startswith("local-dir:"):
         folder = Path(name[len("local-dir:") :])
         if not (folder / "open_clip_config.json").is_file():
@@ -461,6 +472,12 @@ def build_open_clip(
                 f"{did_you_mean(name, models)}"
             )
         has_weights = tag is not None
+        if pretrained_flag and tag is None:
+            tags = open_clip.list_pretrained_tags_by_model(name)
+            raise ConfigError(
+                f"{what} takes its weights by tag: --model-arg pretrained=TAG (tags: "
+                f"{', '.join(tags) or 'none'})"
+            )
         if tag is not None and not Path(tag).expanduser().is_file():
             tags = open_clip.list_pretrained_tags_by_model(name)
             if tag not in tags:

@@ -145,18 +145,9 @@ def _build_hub(spec: Spec, *, pretrained: bool, image_size: int | None, kwargs: 
                 "or hub id); drop it"
             )
         return builders.build_hf(spec.name, kwargs=kwargs)
-    if pretrained and "pretrained" not in kwargs:
-        tags = _open_clip_tags(spec.name)
-        raise ConfigError(
-            f"open_clip:{spec.name} takes its weights by tag: --model-arg pretrained=TAG "
-            f"(tags: {', '.join(tags) or 'none'})"
-        )
-    return builders.build_open_clip(spec.name, kwargs=kwargs, image_size=image_size)
-
-
-def _open_clip_tags(name: str) -> list[str]:
-    open_clip = builders.require_extra("open_clip", "openclip", "open_clip: models")
-    return list(open_clip.list_pretrained_tags_by_model(name))
+    return builders.build_open_clip(
+        spec.name, kwargs=kwargs, image_size=image_size, pretrained_flag=pretrained
+    )
 
 
 def _check_model_args(model_args) -> dict:
