@@ -84,6 +84,25 @@ def hf_models(tmp_path_factory) -> dict[str, Path]:
             T.ConvNextModel(T.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)),
             T.ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=0.8),
         ),
+        "siglip": _save(
+            root / "siglip",
+            T.SiglipVisionModel(T.SiglipVisionConfig(**TINY)),
+            T.SiglipImageProcessor(size={"height": 32, "width": 32}),
+        ),
+        "swin": _save(
+            root / "swin",
+            T.SwinModel(
+                T.SwinConfig(
+                    image_size=32,
+                    patch_size=4,
+                    embed_dim=8,
+                    depths=[1, 1],
+                    num_heads=[1, 2],
+                    window_size=4,
+                )
+            ),
+            T.ViTImageProcessor(size={"height": 32, "width": 32}),
+        ),
     }
 
 
@@ -99,6 +118,8 @@ def _rows(out: str) -> dict[str, list[str]]:
         ("vit", ["embeddings", "blocks.0", "blocks.1", "pre_logits"], "cls"),
         ("clip", ["embeddings", "blocks.0", "blocks.1", "pre_logits"], "cls"),
         ("convnext", ["embeddings", "stages.0", "stages.1", "pre_logits"], "gap"),
+        ("siglip", ["embeddings", "blocks.0", "blocks.1", "pre_logits"], "mean"),
+        ("swin", ["embeddings", "stages.0", "stages.1", "pre_logits"], "mean"),
     ],
 )
 def test_layers_lists_every_hidden_state_with_depths(hf_models, capsys, name, layers, kind):
@@ -108,7 +129,7 @@ def test_layers_lists_every_hidden_state_with_depths(hf_models, capsys, name, la
     rows = _rows(out)
     assert list(rows) == layers
     assert [float(r[1]) for r in rows.values()] == pytest.approx([0, 1 / 3, 2 / 3, 1], abs=1e-3)
-    assert rows["blocks.0" if kind == "cls" else "stages.0"][-2] == kind
+    assert rows[layers[1]][-2] == kind
 
 
 def test_capture_matches_hidden_states_and_pooler(hf_models, images):
@@ -131,7 +152,7 @@ def test_capture_matches_hidden_states_and_pooler(hf_models, images):
     torch.testing.assert_close(pooled, dino.model(images).pooler_output)
 
 
-def test_clip_gives_its_vision_tower_and_convnext_its_pooler(hf_models, images):
+def test_clip_convnext_siglip_pre_logits_is_the_pooler_output(hf_models, images):
     clip = load(f"hf:{hf_models['clip']}")
     assert type(clip.model).__name__.startswith("CLIPVision")  # the text tower is left out
     assert not any("text" in name for name, _ in clip.model.named_modules())
@@ -147,6 +168,12 @@ def test_clip_gives_its_vision_tower_and_convnext_its_pooler(hf_models, images):
     feats = convnext.capture(images, "all")
     torch.testing.assert_close(feats["pre_logits"], own.pooler_output)
     torch.testing.assert_close(feats["stages.1"], own.hidden_states[2].mean(dim=(2, 3)))
+    siglip = load(f"hf:{hf_models['siglip']}")  # no class token: its attention pool is pre_logits
+    with torch.no_grad():
+        own = siglip.model(images, output_hidden_states=True)
+    feats = siglip.capture(images, "all")
+    torch.testing.assert_close(feats["pre_logits"], own.pooler_output)
+    torch.testing.assert_close(feats["blocks.0"], own.hidden_states[1].mean(1))
 
 
 def test_preprocessing_comes_from_the_image_processor(hf_models):
