@@ -56,7 +56,7 @@ def write_report(
     layer: str = "pre_logits",
     points: str = "hull",
     holdout_top: float = 0.1,
-    bootstrap: int = 100,
+    bootstrap: int = 0,
     form: str = "eq1",
     seed: int = 0,
     table: pd.DataFrame | None = None,
@@ -130,9 +130,13 @@ def _fit_section(fits: pd.DataFrame, saturation: pd.DataFrame) -> Section:
         _p(
             "Per downstream task and shot count: e_DS = k · e_US^α + e_IR fitted to the "
             "checkpoints' (US, DS) points (e = 1 − accuracy); 1 − e_IR is the accuracy the task "
-            "saturates at. Intervals: 2.5–97.5 % bootstrap percentiles over checkpoints. "
-            "Prediction error: RMSE on the held-out checkpoints of highest US accuracy, fitted "
-            "on the others. Gap: saturation minus the best checkpoint's DS accuracy."
+            "saturates at. Status ok: the data determine e_IR; otherwise the first reason they "
+            "do not (few_points, convex_frontier, k_zero, no_rise, alpha_at_bound, below_data, "
+            "wide_interval), and only the interval is shown. Intervals: 95 % profile "
+            "likelihood, with the probe noise over seeds in the error model. Prediction error: "
+            "RMSE of the hull and the all-points fit, each fitted on the other checkpoints, on "
+            "the same held-out frontier points of highest US accuracy (n = how many). Gap: "
+            "saturation minus the best checkpoint's DS accuracy."
         )
     )
     if fits.empty:
