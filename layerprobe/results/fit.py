@@ -73,7 +73,8 @@ STATUSES = {
     "k_zero": f"k at its lower bound (≤ {K_ZERO:g}): the best curve is flat",
     "no_rise": "a flat line (DS constant) fits within the 95 % threshold of the best SSE: the "
     "data show no rise of DS with US beyond noise",
-    "alpha_at_bound": f"α within 1 % of a bound ({ALPHA_MIN:g} or {ALPHA_MAX:g})",
+    "alpha_at_bound": f"α or an end of its 95 % interval within 1 % of a bound ({ALPHA_MIN:g} "
+    f"or {ALPHA_MAX:g}): the data do not bound α",
     "below_data": "the ceiling's 95 % upper end (1 − e_ir_lo) is below the best observed DS "
     "accuracy",
     "wide_interval": f"the 95 % interval of e_IR is wider than {MAX_WIDTH:g} (max_width)",
@@ -404,7 +405,8 @@ def _reasons(us, ds, x, theta, sse, delta, iv, points, n_par, max_width) -> list
     e_ds = 1.0 - ds[fit_indices(us, ds, points)]
     if float(np.sum((e_ds - e_ds.mean()) ** 2)) <= sse + delta:
         out.append("no_rise")
-    if alpha >= ALPHA_MAX / 1.01 or alpha <= ALPHA_MIN * 1.01:
+    a_lo, a_hi = min(alpha, iv["alpha_lo"]), max(alpha, iv["alpha_hi"])
+    if a_hi >= ALPHA_MAX / 1.01 or a_lo <= ALPHA_MIN * 1.01:
         out.append("alpha_at_bound")
     if 1.0 - iv["e_ir_lo"] < float(np.max(ds)):
         out.append("below_data")
