@@ -7,8 +7,8 @@ or below it (by |N(0, 0.05)|: checkpoints that are not the best reachable), then
 Every replicate is seeded, so the table is the same on every run.
 
 Each curve is labelled as one whose points determine e_IR or not by an oracle that knows the
-truth (:attr:`Curve.determined`: a concave frontier of at least 5 points whose expected 95 %
-interval, from the Fisher information at the true curve, is narrower than 0.2) — not by the
+truth (:attr:`Curve.determined`: a concave frontier whose expected 95 % interval, from the
+Fisher information of its points at the true curve, is narrower than 0.2) — not by the
 fit's own status. Printed per curve: the share of replicates reported ``ok``, the
 coverage of the nominal 95 % profile interval of e_IR (over the ``ok`` fits and over all), of
 k and α (over ``ok``), the median width of the e_IR interval, and the share reported ``ok`` with
@@ -70,8 +70,8 @@ class Curve:
     @property
     def determined(self) -> bool:
         """Do the points determine e_IR? A concave frontier (α > 1: a convex one is not on the
-        hull), at least p + 2 = 5 frontier points, and an expected interval narrower than 0.2."""
-        return self.alpha > 1 and round(self.n / 3) >= 5 and self.expected_width < NARROW
+        hull) whose expected interval is narrower than 0.2."""
+        return self.alpha > 1 and self.expected_width < NARROW
 
 
 PANEL = [
