@@ -154,43 +154,72 @@ def _analyse(out: Path, table: pd.DataFrame, say):
 
     say("fitting saturation curves and writing the report")
     quiet_warn = lambda msg: None  # noqa: E731 - tasks too flat for a hull are in the report
-    fits = fit_saturation(table, bootstrap=50, warn=quiet_warn)
+    fits = fit_saturation(table, warn=quiet_warn)
     layers = layer_saturation(table)
     write_fits(fits, out / "fits.parquet")
-    report = write_report(
-        out / "results", out / "report", table=table, bootstrap=50, warn=quiet_warn
-    )
+    report = write_report(out / "results", out / "report", table=table, warn=quiet_warn)
     return fits, layers, report
 
 
 def summary_text(
     fits: pd.DataFrame, layers: pd.DataFrame, report: Path, n_ckpt: int, n_tasks: int
 ) -> str:
-    """What the demo found, in a few lines: per task the ceiling (1 − e_IR) at the largest shot
-    count, the best DS accuracy reached, and the best layer's depth for the top checkpoint; the
-    tasks that saturate early and those that keep improving; the layer-saturation correlation."""
+    """What the demo found, in a few lines, each with how sure it is: per task the ceiling
+    (1 − e_IR) at the largest shot count with its 95 % interval — or "undetermined" and why —,
+    the best DS accuracy reached, and the best layer's depth for the top checkpoint; the tasks
+    that peak below the last layer; the layer-saturation correlation with its intervals and the
+    partial correlation given last-layer accuracy; and which of these the data decide."""
     from layerprobe.results import saturation_correlation
 
     shots = int(layers.shots.max())
     top = layers[layers.shots == shots].sort_values("us").groupby("task").tail(1).set_index("task")
-    fit = fits[(fits.shots == shots) & fits.converged].set_index("task") if len(fits) else None
+    fit = fits[fits.shots == shots].set_index("task") if len(fits) else None
     lines = [f"{n_ckpt} checkpoints, {n_tasks} tasks; at {shots} shots "
-             f"(ceiling = 1 - e_IR of the fit on the upper hull):",
-             f"  {'task':<24} {'ceiling':>7} {'best DS':>7} {'best depth':>10} {'last-layer gap':>14}"]  # fmt: skip
-    early, rising = [], []
+             f"(ceiling = 1 - e_IR of the fit on the rising upper hull, 95 % interval):",
+             f"  {'task':<24} {'ceiling':<28} {'best DS':>7} {'best depth':>10} {'last-layer gap':>14}"]  # fmt: skip
+    early, rising, determined = [], [], 0
     for task, row in top.sort_values("best_depth").iterrows():
-        ceiling = fit.saturation.get(task) if fit is not None else None
-        cell = f"{100 * ceiling:6.1f}%" if ceiling is not None and pd.notna(ceiling) else "    n/a"
-        lines.append(f"  {task:<24} {cell} {100 * row.best_accuracy:6.1f}% {row.best_depth:10.2f} "
-                     f"{100 * row.gap:13.1f}p")  # fmt: skip
+        task_fit = fit.loc[task] if fit is not None and task in fit.index else None
+        cell = _ceiling_cell(task_fit)
+        determined += task_fit is not None and task_fit.status == "ok"
+        lines.append(f"  {task:<24} {cell:<28} {100 * row.best_accuracy:6.1f}% "
+                     f"{row.best_depth:10.2f} {100 * row.gap:13.1f}p")  # fmt: skip
         (early if row.best_depth < 1.0 and row.gap > 0 else rising).append(task)
+    lines.append(f"ceilings the data determine: {determined} of {len(top)} tasks")
     lines.append(f"best layer below the last (saturate early): {', '.join(early) or 'none'}")
     lines.append(f"best at the last layer (keep improving): {', '.join(rising) or 'none'}")
     if fit is not None and len(fit):
         corr = saturation_correlation(layers, fits)
         corr = corr[(corr.shots == shots) & (corr.measure == "saturation_depth")]
         for row in corr.itertuples():
-            lines.append(f"Spearman(saturation depth, e_IR) across {row.tasks} tasks: "
-                         f"rho = {row.rho:+.2f} (p = {row.p_value:.2g}); the paper predicts < 0")  # fmt: skip
+            lines.append(_correlation_line(row))
     lines.append(f"report: {report}")
     return "\n".join(lines) + "\n"
+
+
+def _ceiling_cell(fit) -> str:
+    """``83.1% [80.2, 85.0]``, or ``undetermined (few_points) [0, 100]``: never a bare point
+    where the data do not determine it."""
+    if fit is None:
+        return "no fit (too few points)"
+    lo, hi = 100 * fit.saturation_lo, 100 * fit.saturation_hi
+    interval = f"[{lo:.0f}, {hi:.0f}]" if pd.notna(lo) and pd.notna(hi) else "[n/a]"
+    if fit.status != "ok":
+        return f"undetermined ({fit.status}) {interval}"
+    return f"{100 * fit.saturation:5.1f}% [{lo:.1f}, {hi:.1f}]"
+
+
+def _correlation_line(row) -> str:
+    """The Section 4 test with its intervals, and what the data decide."""
+    if row.tasks < 4 or pd.isna(row.rho):
+        return (f"Spearman(saturation depth, e_IR): undetermined — {row.tasks} task(s) with a "
+                "determined fit, too few to correlate")  # fmt: skip
+    decided = pd.notna(row.rho_hi) and row.rho_hi < 0
+    against = pd.notna(row.rho_lo) and row.rho_lo > 0
+    verdict = ("supports the paper (interval below 0)" if decided else
+               "contradicts the paper (interval above 0)" if against else
+               "cannot decide (the interval includes 0)")  # fmt: skip
+    return (f"Spearman(saturation depth, e_IR) across {row.tasks} tasks: rho = {row.rho:+.2f} "
+            f"[{row.rho_lo:+.2f}, {row.rho_hi:+.2f}] over tasks, "
+            f"[{row.rho_ckpt_lo:+.2f}, {row.rho_ckpt_hi:+.2f}] over checkpoints; "
+            f"given last-layer accuracy {row.partial_rho:+.2f}; {verdict}")  # fmt: skip

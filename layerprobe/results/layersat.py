@@ -15,10 +15,16 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
 
 from layerprobe.errors import ConfigError
 from layerprobe.results.points import GROUP, checkpoint_info, seed_means
+from layerprobe.results.rankcorr import (
+    bootstrap_rho,
+    partial_spearman,
+    percentile_interval,
+    rowwise_spearman,
+    spearman,
+)
 
 KEY = ["model_key", *GROUP]
 MEASURES = ("saturation_depth", "best_depth", "gap")
@@ -179,6 +185,16 @@ def chance_levels(table: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def top_checkpoints(saturation: pd.DataFrame, top: float = 1 / 3) -> pd.DataFrame:
+    """The rows of :func:`layer_saturation`' table whose checkpoint is in the top ``top`` share by
+    US accuracy within its (upstream task, task, shots, probe); all rows where US is unknown."""
+    us = saturation["us"].astype(float)
+    cut = us.groupby([saturation[c] for c in GROUP], observed=True).transform(
+        lambda u: u.quantile(1 - top) if u.notna().any() else -np.inf
+    )
+    return saturation[(us >= cut - 1e-12) | us.isna() & cut.eq(-np.inf)]
+
+
 def task_layer_summary(
     saturation: pd.DataFrame, *, top: float = 1 / 3, chance: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -207,10 +223,7 @@ def task_layer_summary(
         raise ConfigError(f"top {top} is not a share in (0, 1]; e.g. 1/3 for the top third")
     sat = saturation.copy()
     us = sat["us"].astype(float)
-    cut = us.groupby([sat[c] for c in GROUP], observed=True).transform(
-        lambda u: u.quantile(1 - top) if u.notna().any() else -np.inf
-    )
-    used = sat[(us >= cut - 1e-12) | us.isna() & cut.eq(-np.inf)]
+    used = top_checkpoints(sat, top)
     groups = used.groupby(GROUP, sort=True, observed=True)
     summary = groups.agg(
         checkpoints=("model_key", "count"),
@@ -248,64 +261,122 @@ def task_layer_summary(
 
 
 def saturation_correlation(
-    saturation: pd.DataFrame, fits: pd.DataFrame, *, chance: pd.DataFrame | None = None
+    saturation: pd.DataFrame,
+    fits: pd.DataFrame,
+    *,
+    chance: pd.DataFrame | None = None,
+    top: float = 1 / 3,
+    draws: int = 1000,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """Spearman correlation across tasks between layer measures and the fitted e_IR.
+    """Spearman correlation across tasks between layer measures and the fitted e_IR, with
+    intervals and a control.
 
-    Per (upstream task, shots, probe): each task contributes one pair (mean of the measure over
-    its checkpoints, e_IR of its converged fit). The paper's claim predicts a negative
-    correlation for ``saturation_depth`` and ``best_depth`` (high e_IR, early peak) and a positive
-    one for ``gap``.
+    Per (upstream task, shots, probe): each task contributes one pair — the mean of the measure
+    over its top ``top`` share of checkpoints by US accuracy (:func:`task_layer_summary`) and the
+    e_IR of its fit — but only tasks whose fit has ``status == "ok"`` (the data determine e_IR;
+    tables without a status: converged fits), and with ``chance`` (:func:`chance_levels`) not
+    tasks whose best layer is within noise of chance (named in ``left_out``). The paper's claim
+    predicts a negative correlation for ``saturation_depth`` and ``best_depth`` (high e_IR, early
+    peak) and a positive one for ``gap``.
 
-    The measures are summarised over the top third of checkpoints by US accuracy
-    (:func:`task_layer_summary`); with ``chance`` (:func:`chance_levels`), tasks whose best layer
-    is within noise of chance are left out and named in ``left_out``.
+    Beside ρ and its p: a 95 % percentile bootstrap interval over tasks (``rho_lo``,
+    ``rho_hi``: the pairs resampled) and over checkpoints (``rho_ckpt_lo``, ``rho_ckpt_hi``:
+    the checkpoints resampled, each task's mean measure recomputed, e_IR held fixed), and the
+    partial correlation given the tasks' last-layer accuracy (``partial_rho``, ``partial_p``),
+    since e_IR fitted from a short US range mostly restates the last layer's error.
 
     Returns
     -------
-    DataFrame: upstream_task, shots, probe, measure, tasks (number of pairs), rho, p_value
-    (two-sided; NaN with fewer than 3 tasks or a constant measure), left_out.
+    DataFrame: upstream_task, shots, probe, measure, tasks (number of pairs), rho, rho_lo,
+    rho_hi, rho_ckpt_lo, rho_ckpt_hi, p_value, partial_rho, partial_p, undetermined (tasks left
+    out because their fit is not ok), left_out (near chance). NaN where too few tasks.
     """
-    summary = task_layer_summary(saturation, chance=chance)
+    summary = task_layer_summary(saturation, top=top, chance=chance)
     near = summary[summary["near_chance"]]
     summary = summary[~summary["near_chance"]]
-    ok = fits[fits["converged"].astype(bool)][[*GROUP, "e_ir"]]
+    good = fits["status"].eq("ok") if "status" in fits.columns else fits["converged"].astype(bool)
+    ok = fits[good][[*GROUP, "e_ir"]]
     joined = summary.merge(ok, on=GROUP)
+    undetermined = summary.merge(fits[~good][GROUP], on=GROUP)
+    per_checkpoint = top_checkpoints(saturation, top)
     rows = []
     for (upstream, shots, probe), part in joined.groupby(
         ["upstream_task", "shots", "probe"], sort=True, observed=True
     ):
+        where = dict(upstream_task=upstream, shots=shots, probe=probe)
+        e_ir = part["e_ir"].to_numpy(float)
+        last = part["last_accuracy"].to_numpy(float)
+        ckpt = _by_checkpoint(per_checkpoint, where, part["task"])
         for measure in MEASURES:
-            rho, p = _spearman(part[measure].to_numpy(float), part["e_ir"].to_numpy(float))
+            x = part[measure].to_numpy(float)
+            rho, p = spearman(x, e_ir)
+            lo, hi = bootstrap_rho(x, e_ir, draws=draws, seed=seed)
+            ckpt_lo, ckpt_hi = _checkpoint_interval(ckpt[measure], e_ir, draws, seed)
+            partial, partial_p = partial_spearman(x, e_ir, last)
             rows.append(
                 {
-                    "upstream_task": upstream,
-                    "shots": shots,
-                    "probe": probe,
+                    **where,
                     "measure": measure,
                     "tasks": len(part),
                     "rho": rho,
+                    "rho_lo": lo,
+                    "rho_hi": hi,
+                    "rho_ckpt_lo": ckpt_lo,
+                    "rho_ckpt_hi": ckpt_hi,
                     "p_value": p,
-                    "left_out": ", ".join(
-                        sorted(
-                            near.loc[
-                                (near["upstream_task"] == upstream)
-                                & (near["shots"] == shots)
-                                & (near["probe"] == probe),
-                                "task",
-                            ].astype(str)
-                        )
-                    ),
+                    "partial_rho": partial,
+                    "partial_p": partial_p,
+                    "undetermined": _names(undetermined, where),
+                    "left_out": _names(near, where),
                 }
             )
-    columns = ["upstream_task", "shots", "probe", "measure", "tasks", "rho", "p_value", "left_out"]
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
 
 
-def _spearman(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    keep = np.isfinite(a) & np.isfinite(b)
-    a, b = a[keep], b[keep]
-    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+CORRELATION_COLUMNS = [
+    "upstream_task", "shots", "probe", "measure", "tasks", "rho", "rho_lo", "rho_hi",
+    "rho_ckpt_lo", "rho_ckpt_hi", "p_value", "partial_rho", "partial_p", "undetermined",
+    "left_out",
+]  # fmt: skip
+
+
+def _names(frame: pd.DataFrame, where: dict) -> str:
+    mask = np.ones(len(frame), dtype=bool)
+    for col, value in where.items():
+        mask &= (frame[col] == value).to_numpy()
+    return ", ".join(sorted(frame.loc[mask, "task"].astype(str)))
+
+
+def _by_checkpoint(rows: pd.DataFrame, where: dict, tasks: pd.Series) -> dict[str, np.ndarray]:
+    """Per measure, a (tasks, checkpoints) matrix of the per-checkpoint values (NaN where a
+    checkpoint is not among a task's top share), tasks in the order given."""
+    mask = np.ones(len(rows), dtype=bool)
+    for col, value in where.items():
+        mask &= (rows[col] == value).to_numpy()
+    part = rows[mask].assign(task=lambda f: f["task"].astype(str))
+    order = list(tasks.astype(str))
+    return {
+        m: part.pivot_table(index="task", columns="model_key", values=m, aggfunc="mean")
+        .reindex(order)
+        .to_numpy(float)
+        for m in MEASURES
+    }
+
+
+def _checkpoint_interval(matrix: np.ndarray, e_ir: np.ndarray, draws: int, seed: int):
+    """Percentile interval of ρ when the checkpoints are resampled: every task's mean measure
+    is recomputed over the drawn checkpoints (NaN-aware), e_IR held fixed."""
+    n_tasks, n_ckpt = matrix.shape
+    if n_tasks < 4 or n_ckpt < 2:
         return math.nan, math.nan
-    result = spearmanr(a, b)
-    return float(result.statistic), float(result.pvalue)
+    idx = np.random.default_rng(seed + 1).integers(0, n_ckpt, size=(draws, n_ckpt))
+    values = matrix[:, idx]  # (tasks, draws, checkpoints)
+    present = np.isfinite(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(present, values, 0).sum(2) / present.sum(2)  # (tasks, draws)
+    means = means.T
+    complete = np.isfinite(means).all(1)
+    rho = np.full(draws, np.nan)
+    rho[complete] = rowwise_spearman(means[complete], np.broadcast_to(e_ir, means[complete].shape))
+    return percentile_interval(rho)
