@@ -88,12 +88,16 @@ def cka_maps(
         raise DataError(f"CKA needs at least 4 images, got {n}; use a split with more rows")
     groups = [[int(i) for i in g] for g in groups]
     k = len(feats)
-    means, sums, totals = [], [], []
+    # Centred float64 copies are kept when they fit in 4 blocks' memory, else made per block.
+    keep = sum(f.shape[0] * f.shape[1] for f in feats) * 8 <= 4 * block_bytes
+    centred, means, sums, totals = [], [], [], []
     for f in feats:  # per layer, O(n·d): the mean, K̃1 and 1ᵀK̃1
-        mu = f.double().mean(0)
-        xc = f.double() - mu
+        xc = f.double()
+        mu = xc.mean(0)
+        xc -= mu
         diag = (xc * xc).sum(1)
         row = xc @ xc.sum(0) - diag  # K̃1: row sums without the diagonal
+        centred.append(xc if keep else None)
         means.append(mu)
         sums.append(row)
         totals.append(row.sum())
@@ -107,11 +111,13 @@ def cka_maps(
         i1 = min(n, i0 + step)
         b, w = i1 - i0, n - i0
         block = torch.empty(k, b, w, dtype=torch.float64, device=dev)
-        for j, (f, mu) in enumerate(zip(feats, means, strict=True)):
-            xc = f[i0:].double() - mu  # (w, d): rows i0.. of the centred features
+        for j, (f, mu, xc) in enumerate(zip(feats, means, centred, strict=True)):
+            # (w, d): rows i0.. of the centred features
+            xc = xc[i0:] if xc is not None else f[i0:].double() - mu
             torch.mm(xc[:b], xc.T, out=block[j])
         # Keep the strict upper triangle: entries (i, j) with j > i, each pair once.
-        block[:, :, :b].copy_(torch.triu(block[:, :, :b], diagonal=1))
+        lower = torch.ones(b, b, dtype=torch.bool, device=dev).tril_()
+        block[:, :, :b].masked_fill_(lower, 0.0)
         flat = block.view(k, b * w)
         for acc, sel in zip(trace, where, strict=True):
             part = flat[sel]
