@@ -198,14 +198,16 @@ def select_caches(
         if not any(name in (i.model_key, i.model) for i in found):
             known = sorted({i.model_key for i in found} | {i.model for i in found if i.model})
             raise UnknownNameError(
-                f"no cache of model {name!r} under {cache_dir}." + did_you_mean(name, known)
+                f"no cache of model {name!r} under {cache_dir}."
+                + did_you_mean(name, known)
                 + f" It holds: {', '.join(sorted({i.model_key for i in found}))}"
             )
     for name in tasks or []:
         if not any(i.task == name for i in found):
             known = sorted({i.task for i in found})
             raise UnknownNameError(
-                f"no cache of task {name!r} under {cache_dir}." + did_you_mean(name, known)
+                f"no cache of task {name!r} under {cache_dir}."
+                + did_you_mean(name, known)
                 + f" It holds: {', '.join(known)}"
             )
     chosen = [
@@ -313,9 +315,7 @@ def _task_similarity(
                 if kind == "across" and b <= a:
                     continue
                 (key_a, layer_a, depth_a), (key_b, layer_b, depth_b) = owners[ia], owners[ib]
-                records.append(
-                    (key_a, key_b, layer_a, layer_b, depth_a, depth_b, float(cka[a, b]))
-                )
+                records.append((key_a, key_b, layer_a, layer_b, depth_a, depth_b, float(cka[a, b])))
     table = pd.DataFrame.from_records(
         records,
         columns=["model_key", "model_key_b", "layer_a", "layer_b", "depth_a", "depth_b", "cka"],
@@ -326,9 +326,7 @@ def _task_similarity(
     return table
 
 
-def _chosen_rows(
-    infos: list[CacheInfo], rows: int, seed: int, *, same: bool
-) -> list[np.ndarray]:
+def _chosen_rows(infos: list[CacheInfo], rows: int, seed: int, *, same: bool) -> list[np.ndarray]:
     """Row positions to read from each cache: the same images (by ``index``) in the same
     order in every cache, at most ``rows`` of them."""
     indexes = [read_arrays(info.path, [])[1] for info in infos]
@@ -336,7 +334,9 @@ def _chosen_rows(
         if len(index) < 4:
             raise DataError(f"{info.path} has {len(index)} rows; CKA needs at least 4 images")
         if len(np.unique(index)) != len(index):
-            raise DataError(f"{info.path} repeats images in its index; extract it again with --force")
+            raise DataError(
+                f"{info.path} repeats images in its index; extract it again with --force"
+            )
     if same:
         first, ref = infos[0], np.sort(indexes[0])
         for info, index in zip(infos[1:], indexes[1:], strict=True):
