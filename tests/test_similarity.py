@@ -239,3 +239,33 @@ def test_cli_from_the_shell_no_traceback(tmp_path):
     )
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert run.stderr.count("\n") == 1 and "does not exist" in run.stderr
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+def test_report_shows_cka_when_similarity_was_run(tmp_path, capsys):
+    from layerprobe.results import write_report
+    from layerprobe.results.similarity_plots import cka_to_last, similarity_figures
+    from tests.results_data import probe_rows, write_store
+
+    root = tmp_path / "run"
+    _two_checkpoints(root / "cache")
+    rows = []
+    for key in ("a-1", "b-2"):
+        for layer, depth, acc in [("h", 0.0, 0.6), ("h2", 0.5, 0.7), ("noise", 1.0, 0.5)]:
+            rows += probe_rows(acc, model_key=key, task="toy", layer=layer, depth=depth,
+                               upstream_accuracy=None)  # fmt: skip
+    write_store(rows, root / "results")
+    assert similarity_figures(root / "results", root / "report") is None  # nothing to show yet
+
+    assert _cli(capsys, "--cache", root / "cache")[0] == 0  # writes root/analysis
+    page = write_report(root / "results", root / "report", bootstrap=0).read_text()
+    section = page[page.index("<h2>Layer similarity (CKA)</h2>") :]
+    assert "similarity.parquet" in section and section.count("<img") == 2  # to-last, one map
+    assert "cka-to-last" in section and "cka-toy" in section
+    plots = root / "report" / "plots"
+    assert (plots / "cka-toy.png").stat().st_size > 1000 and (plots / "cka-to-last.svg").exists()
+    last = cka_to_last(pd.read_parquet(root / "analysis" / "similarity.parquet"))
+    a = last[last["model_key"] == "a-1"].set_index("layer")["cka_to_last"]
+    assert list(a.index) == ["h", "h2", "noise"] and a["noise"] == 1.0 and abs(a["h"]) < 0.5
