@@ -107,10 +107,11 @@ def cka_maps(
     where = [_slice_or_index(g, dev) for g in groups]
     step = int(min(n, max(16, block_bytes // max(1, 8 * n * k))))
     starts = range(0, n, step)
+    buffer = torch.empty(k * step * n, dtype=torch.float64, device=dev)  # reused by every block
     for i0 in tqdm(starts, desc="CKA", unit="block", disable=quiet or None, leave=False):
         i1 = min(n, i0 + step)
         b, w = i1 - i0, n - i0
-        block = torch.empty(k, b, w, dtype=torch.float64, device=dev)
+        block = buffer[: k * b * w].view(k, b, w)
         for j, (f, mu, xc) in enumerate(zip(feats, means, centred, strict=True)):
             # (w, d): rows i0.. of the centred features
             xc = xc[i0:] if xc is not None else f[i0:].double() - mu
@@ -156,10 +157,14 @@ def _as_tensor(array, dev):
 
 
 def _slice_or_index(group: list[int], dev):
+    """Rows ``group`` of the stacked blocks as a slice (a view, no copy) where they are evenly
+    spaced (a checkpoint's layers; one layer of checkpoints with the same layers), else an
+    index."""
     import torch
 
-    if group and group == list(range(group[0], group[0] + len(group))):
-        return slice(group[0], group[0] + len(group))  # a view, no copy
+    step = group[1] - group[0] if len(group) > 1 else 1
+    if step > 0 and group == list(range(group[0], group[0] + step * len(group), step)):
+        return slice(group[0], group[-1] + 1, step)
     return torch.tensor(group, dtype=torch.long, device=dev)
 
 
