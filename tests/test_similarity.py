@@ -269,3 +269,13 @@ def test_report_shows_cka_when_similarity_was_run(tmp_path, capsys):
     last = cka_to_last(pd.read_parquet(root / "analysis" / "similarity.parquet"))
     a = last[last["model_key"] == "a-1"].set_index("layer")["cka_to_last"]
     assert list(a.index) == ["h", "h2", "noise"] and a["noise"] == 1.0 and abs(a["h"]) < 0.5
+
+
+def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    _two_checkpoints(tmp_path / "cache")
+    code, out, err = _cli(capsys, "--cache", tmp_path / "cache", "--device", "cuda")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "no CUDA GPU here" in err
