@@ -37,12 +37,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/analysis_scale.py --checkpoints 480
 
 lint: $(STAMP)
-	$(BIN)/ruff check layerprobe tests benchmarks
-	$(BIN)/ruff format --check layerprobe tests benchmarks
+	$(BIN)/ruff check layerprobe tests benchmarks docs
+	$(BIN)/ruff format --check layerprobe tests benchmarks docs
 
 format: $(STAMP)
-	$(BIN)/ruff format layerprobe tests benchmarks
-	$(BIN)/ruff check --fix layerprobe tests benchmarks
+	$(BIN)/ruff format layerprobe tests benchmarks docs
+	$(BIN)/ruff check --fix layerprobe tests benchmarks docs
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

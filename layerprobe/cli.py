@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="layerprobe",
         description="How good is every layer of a vision backbone for every downstream task?",
+        epilog="New here? Start with `layerprobe demo --quick` (offline, a few minutes), then "
+        "`layerprobe scan MODEL --tasks ...` on your own model and images. "
+        "`layerprobe COMMAND --help` tells more.",
     )
     parser.add_argument("--version", action="version", version=f"layerprobe {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -53,7 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings on the command line read like its other messages: one line, no source line."""
+    return f"layerprobe: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.formatwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
@@ -64,9 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"layerprobe: error: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print("layerprobe: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:  # Ctrl-C; SIGTERM where a command turns it into this
+        print(f"layerprobe: {str(err) or 'interrupted'}", file=sys.stderr)
+        return getattr(err, "exit_code", 130)
     except BrokenPipeError:  # `layerprobe ... | head`: the reader left; not an error of ours
         import os
 

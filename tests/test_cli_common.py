@@ -25,3 +25,11 @@ def test_help_does_not_import_torch():
     code = "import sys; from layerprobe.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_bare_command_prints_the_command_map_and_where_to_start(capsys):
+    from layerprobe.cli import main
+
+    assert main([]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps to the terminal's width
+    assert "demo" in out and "scan" in out and "Start with `layerprobe demo --quick`" in out

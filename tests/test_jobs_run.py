@@ -81,7 +81,7 @@ def test_killed_run_resumes_only_missing_units(tmp_path, finished):
     status = job_status(path)  # the killed run's running records are not "running"
     assert sum(r["running"] for r in status.counts.values()) == 0
     assert sum(r["done"] for r in status.counts.values()) == done
-    report = run_job(path, workers=1, quiet=True)  # in this process: no start-up cost
+    report = run_job(path, workers=1, quiet=True)  # one supervised worker
     assert report.ok and report.ran == 24 - done
     resumed = _accuracies(load(report.plan.job.results))
     expected = _accuracies(finished[2])
@@ -134,7 +134,7 @@ def test_submitit_local_executor_runs_the_same_job(tmp_path, finished, monkeypat
 
 def test_sweep_pretrain_extract_probe_finetune(tmp_path, monkeypatch):
     """A [pretrain] grid feeds its checkpoints to extraction; fine-tuning runs per checkpoint
-    (with a stand-in for layerprobe.pretrain, so this runs before that module exists)."""
+    (with a stand-in for layerprobe.pretrain, so units run in this process, where it is)."""
     from tests import fake_pretrain
 
     fake_pretrain.install(monkeypatch)
@@ -149,7 +149,8 @@ def test_sweep_pretrain_extract_probe_finetune(tmp_path, monkeypatch):
         UserError, match=rf"^{bad}:8: \[pretrain\] data_fraction: --data-fraction must be in"
     ):
         run_job(bad)
-    assert main(["sweep", str(path), "--workers", "1", "--quiet"]) == 0
+    report = run_job(path, quiet=True, in_process=True)  # the stand-in lives in this process
+    assert report.ok
     assert sum(1 for kind, _ in fake_pretrain.CALLS if kind == "pretrain") == 4
     assert sum(1 for kind, _ in fake_pretrain.CALLS if kind == "finetune") == 4
     status = job_status(path)
@@ -163,4 +164,5 @@ def test_sweep_pretrain_extract_probe_finetune(tmp_path, monkeypatch):
     assert table["model_key"].nunique() == 4 and set(table["data_fraction"]) == {0.5, 1.0}
     assert all(p.name == "checkpoint.pt" for p in (tmp_path / "sweep" / "runs").glob("*/*"))
     fake_pretrain.CALLS.clear()
-    assert run_job(path, workers=1, quiet=True).ran == 0 and not fake_pretrain.CALLS
+    assert main(["sweep", str(path), "--workers", "1", "--quiet"]) == 0  # nothing left to do
+    assert not fake_pretrain.CALLS

@@ -1,7 +1,7 @@
 """Nothing stale, nothing lost, nothing torn: what a user's disk and cluster do to the tool.
 
 Each test does the real thing (files changed on disk, names that collide, two processes racing
-on the create step, read-only folders for a non-root user, damaged files) and asserts what a
+on the create step, read-only folders that hold for root too, damaged files) and asserts what a
 user would see: fresh numbers, both tasks' rows, no finished-looking corrupt file, one line
 and exit 2.
 """
@@ -33,11 +33,12 @@ VIT_ARGS = [f"--model-arg={k}={v!r}" for k, v in TINY_VIT_KWARGS.items()]
 PROBE = ProbeConfig(shots=[2], seeds=1, l2s=[1.0, 100.0])
 
 
-def cli(*args: str, user: str | None = None) -> subprocess.CompletedProcess:
-    """``layerprobe ARGS`` in a fresh process (as ``user`` via setpriv when given)."""
+def cli(*args: str, as_plain_user: bool = False) -> subprocess.CompletedProcess:
+    """``layerprobe ARGS`` in a fresh process; with ``as_plain_user``, a root caller drops the
+    capabilities that let root ignore file permissions (see ``plain_user``)."""
     cmd = [sys.executable, "-m", "layerprobe", *args]
-    if user:
-        cmd = ["setpriv", "--reuid", user, "--regid", user, "--clear-groups", *cmd]
+    if as_plain_user and os.geteuid() == 0:
+        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
@@ -137,31 +138,29 @@ def test_two_processes_racing_on_the_create_step_never_tear_a_file(split_folder,
 
 # -- 4. one-line errors instead of tracebacks ---------------------------------------------------
 @pytest.fixture
-def as_user(tmp_path):
-    """A user the permissions apply to: ourselves, or `nobody` when running as root."""
-    if os.geteuid() != 0:
-        return None
-    if shutil.which("setpriv") is None:
+def plain_user():
+    """Permissions must apply to the CLI. Root ignores them, so a root test run drops the two
+    capabilities that override them (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH) and stays root:
+    unlike switching to ``nobody``, that still reaches a clone inside a private (mode 700)
+    home folder, with its virtual environment."""
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
         pytest.skip("running as root without setpriv: read-only folders cannot be tested")
-    for folder in (tmp_path, *tmp_path.parents):  # `nobody` must reach the test's folder
-        if folder.stat().st_uid == 0 and not folder.stat().st_mode & 0o001:
-            os.chmod(folder, folder.stat().st_mode | 0o005)
-    return "65534"
+    return True
 
 
-def test_read_only_cache_and_results_folders_fail_before_the_work(split_folder, tmp_path, as_user):
+def test_read_only_cache_and_results_folders_fail_before_the_work(
+    split_folder, tmp_path, plain_user
+):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
     os.chmod(locked, 0o555)
     run = cli("extract", "--model", TINY_VIT, *VIT_ARGS, "--task", f"folder:{split_folder}",
-              "--cache", str(locked / "cache"), user=as_user)  # fmt: skip
+              "--cache", str(locked / "cache"), as_plain_user=plain_user)  # fmt: skip
     assert "--cache" in one_line_exit_2(run) and "not writable" in run.stderr
     cache = tmp_path / "cache"
     extract(TINY_VIT_MODEL(), f"folder:{split_folder}", config(cache))
-    os.chmod(cache, 0o777)
-    for path in cache.rglob("*"):
-        os.chmod(path, 0o777 if path.is_dir() else 0o666)
-    run = cli("probe", "--cache", str(cache), "--results", str(locked / "res"), user=as_user)
+    run = cli("probe", "--cache", str(cache), "--results", str(locked / "res"),
+              as_plain_user=plain_user)  # fmt: skip
     assert "--results" in one_line_exit_2(run) and "not writable" in run.stderr
 
 

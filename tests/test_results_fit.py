@@ -12,6 +12,7 @@ from layerprobe.results.fit import (
     fit_curve,
     fit_group,
     fit_saturation,
+    holdout_split,
     prediction_error,
     write_fits,
 )
@@ -64,33 +65,44 @@ def test_power_law_has_no_saturation_and_fits_worse():
     assert row["e_ir"] == 0 and row["saturation"] == 1
 
 
-def test_bootstrap_interval_covers_the_truth_and_is_deterministic():
+def test_bootstrap_is_an_option_in_its_own_labelled_columns_and_deterministic():
     rng = np.random.default_rng(3)
     us = rng.uniform(0.3, 0.95, 60)
     ds = curve_ds(us, 0.8, 2.0, 0.15) - np.abs(rng.normal(0, 0.01, 60))
+    plain = fit_group(us, ds)
+    assert "e_ir_boot_lo" not in plain and plain["interval"] == "profile"
     a = fit_group(us, ds, bootstrap=60, seed=1)
     b = fit_group(us, ds, bootstrap=60, seed=1)
     assert a == b
     assert a["n_bootstrap"] > 50
-    assert a["e_ir_lo"] <= 0.15 + 0.01 and a["e_ir_hi"] >= 0.15 - 0.01
-    assert a["e_ir_lo"] < a["e_ir"] < a["e_ir_hi"] or a["e_ir_lo"] == a["e_ir_hi"]
+    assert a["e_ir_boot_lo"] <= a["e_ir_boot_hi"]
+    # the profile interval is the same with or without the bootstrap beside it
+    assert (a["e_ir_lo"], a["e_ir_hi"]) == (plain["e_ir_lo"], plain["e_ir_hi"])
     assert a["saturation_lo"] == pytest.approx(1 - a["e_ir_hi"])
 
 
 def test_prediction_error_is_measured_on_the_held_out_hull_points():
-    # 20 checkpoints; the top 20 % by US (4) are held out. The 16 others lie on the curve, so the
-    # fit on them is exact. Held out: two points 0.02 above the curve (on the hull of all points)
-    # and two far below it (inside the hull: not what the hull curve predicts).
+    # 20 checkpoints; the top 20 % by US (4) are held out, then one more, so that 3 held-out
+    # points are on the frontier. The 15 others lie on the curve, so the fit on them is exact.
+    # Held out: three points 0.02 above the curve (on the hull of all points) and two far below
+    # it (inside the hull: not what the curve predicts).
     us = np.linspace(0.3, 0.9, 20)
     ds = curve_ds(us, 0.8, 1.7, 0.2)
-    ds[[17, 19]] += 0.02
+    ds[[15, 17, 19]] += 0.02
     ds[[16, 18]] -= 0.3
     order = np.random.default_rng(0).permutation(20)  # the order of the input does not matter
+    train, held, targets = holdout_split(us[order], ds[order], 0.2)
+    assert sorted(order[held]) == [15, 16, 17, 18, 19]
+    assert sorted(order[targets]) == [15, 17, 19] and len(train) == 15
     err, n = prediction_error(us[order], ds[order], 0.2, "hull", fit_form())
-    assert n == 2
-    assert err == pytest.approx(0.02, abs=1e-6)
+    assert n == 3
+    assert err == pytest.approx(0.02, abs=1e-4)
     err_all, n_all = prediction_error(us, ds, 0.2, "all", fit_form())
-    assert n_all == 4 and err_all > 0.1
+    assert n_all == 3 and err_all == pytest.approx(0.02, abs=1e-4)  # the same targets
+    row = fit_group(us, ds, holdout_top=0.2)
+    assert row["n_heldout"] == 5 and row["n_targets"] == 3
+    assert row["pred_error"] == row["pred_error_hull"] == pytest.approx(err)
+    assert row["n_train_all"] == 15
 
 
 def fit_form():
@@ -99,11 +111,16 @@ def fit_form():
     return FORMS["eq1"]
 
 
-def test_holdout_top_selects_the_highest_us_checkpoints(store):
+def test_holdout_selects_the_highest_us_checkpoints(store):
     fits = fit_saturation(read_selected(store), holdout_top=0.3, bootstrap=0)
-    # ceil(0.3 · 13) = 4 held out: m09..m12, of which m10 and m12 are on the curve (hull).
-    assert set(fits["n_heldout"]) == {2}
-    assert np.allclose(fits["pred_error"], 0, atol=1e-6)
+    # ceil(0.3 · 13) = 4 held out: m09..m12, of which m10 and m12 are on the curve (hull); one
+    # more (m08, on the curve) makes 3 targets.
+    assert set(fits["n_heldout"]) == {5} and set(fits["n_targets"]) == {3}
+    assert np.allclose(fits["pred_error_hull"], 0, atol=1e-6)
+    assert (fits["pred_error_all"] > 0.01).all()  # the all-points fit is pulled down
+    count = fit_saturation(read_selected(store), holdout_top=3, bootstrap=0)
+    # m10..m12 hold 2 frontier points (m10, m12); m09 (below) and m08 (on the curve) join
+    assert set(count["n_heldout"]) == {5} and set(count["n_targets"]) == {3}
 
 
 def test_best_layer_and_named_layer(store):
@@ -154,6 +171,10 @@ def test_bad_options():
     frame = pd.DataFrame()
     with pytest.raises(ConfigError, match="holdout"):
         fit_saturation(frame, holdout_top=1.5)
+    with pytest.raises(ConfigError, match="at least 3"):
+        fit_saturation(frame, holdout_top=2)
+    with pytest.raises(ConfigError, match="max-width"):
+        fit_saturation(frame, max_width=0)
     with pytest.raises(ConfigError, match="points"):
         fit_saturation(frame, points="convex")
     with pytest.raises(ConfigError, match="form"):

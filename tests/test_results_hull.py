@@ -68,3 +68,30 @@ def test_qhull_and_the_python_chain_agree_on_many_candidates(seed):
     slow = module._chain(x[order], y[order])
     assert fast.tolist() == slow.tolist()
     assert upper_hull(x, y).tolist() == order[slow].tolist()
+
+
+def test_rising_hull_drops_the_falling_tail_after_the_best_point():
+    from layerprobe.results.hull import rising_hull
+
+    # hull (0,0) (1,2) (2,3) (3,3.5) (4,1): the best DS point is (3,3.5); (4,1) is the tail
+    x = np.array([2, 0, 1, 3, 4, 1, 2, 3], float)
+    y = np.array([3, 0, 2, 3.5, 1, 0.5, 1, 2], float)
+    assert rising_hull(x, y).tolist() == [1, 2, 0, 3]
+    # a curve that only rises keeps its whole hull
+    x = np.linspace(0, 1, 6)
+    y = np.sqrt(x)
+    assert rising_hull(x, y).tolist() == upper_hull(x, y).tolist() == list(range(6))
+    assert rising_hull(np.array([]), np.array([])).tolist() == []
+
+
+def test_rising_frontier_keeps_a_convex_stretch_the_hull_drops():
+    from layerprobe.results.hull import rising_frontier
+
+    x = np.linspace(0, 1, 6)
+    y = x**2  # convex: the hull keeps only the ends
+    assert upper_hull(x, y).tolist() == [0, 5]
+    assert rising_frontier(x, y).tolist() == list(range(6))
+    # a point below an earlier, higher one is not on the frontier; one per x (the highest)
+    x = np.array([0.0, 1.0, 2.0, 2.0, 3.0])
+    y = np.array([0.5, 0.4, 0.6, 0.7, 0.9])
+    assert rising_frontier(x, y).tolist() == [0, 3, 4]

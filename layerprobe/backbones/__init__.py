@@ -10,7 +10,7 @@
 from layerprobe.backbones.backbone import PRE_LOGITS, Backbone, ProbePoint
 from layerprobe.backbones.checkpoint import read_checkpoint, save_checkpoint
 from layerprobe.backbones.config import ModelConfig, as_model_config
-from layerprobe.backbones.factory import load
+from layerprobe.backbones.factory import RandomWeightsWarning, load
 from layerprobe.backbones.pooling import POOLS
 from layerprobe.backbones.preprocess import RESIZE_MODES, Preprocess
 from layerprobe.backbones.spec import NAMESPACES, parse_spec
@@ -23,6 +23,7 @@ __all__ = [
     "ModelConfig",
     "Preprocess",
     "RESIZE_MODES",
+    "RandomWeightsWarning",
     "as_model_config",
     "ProbePoint",
     "load",

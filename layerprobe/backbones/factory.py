@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -36,19 +37,25 @@ def load(
 
     Parameters
     ----------
-    spec : ``[timm:]NAME``, ``torchvision:NAME``, ``python:package.module:factory``, or a
-        layerprobe checkpoint (``layerprobe:PATH`` or a path), which rebuilds itself.
+    spec : ``[timm:]NAME``, ``torchvision:NAME``, ``python:package.module:factory``, a
+        layerprobe checkpoint (``layerprobe:PATH`` or a path), which rebuilds itself,
+        ``hf:ORG/NAME`` / ``hf:FOLDER`` (a ``transformers`` vision model with its weights and
+        image processor) or ``open_clip:ARCH`` (an open_clip image tower).
     checkpoint : weights to load (``.pt``/``.pth`` state dict, plain or nested under
         ``state_dict``/``model``, or ``.safetensors``); must fit exactly.
-    pretrained : download the hub's pretrained weights (timm / torchvision).
+    pretrained : download the hub's pretrained weights (timm / torchvision). An ``hf:`` model's
+        weights come with its folder or hub id, so it takes no ``pretrained``; an
+        ``open_clip:`` tower takes its tag as ``model_args={"pretrained": TAG}``.
     image_size : input size in pixels; overrides the model's own (timm models are built
         with ``img_size`` where they take it). Resize = round(size / crop_pct).
     mean, std : per-channel normalisation overriding the model's own.
     model_args : keyword arguments of the model constructor / factory, as one mapping, so
-        that any name works (a factory may take ``pretrained`` or ``device`` of its own).
+        that any name works (a factory may take ``pretrained`` or ``device`` of its own); for
+        ``hf:`` overrides of its config, for ``open_clip:`` arguments of ``create_model``.
 
     Without pretrained weights or a checkpoint the weights are a seeded random init, so the
-    same arguments give the same weights (and model key) every time.
+    same arguments give the same weights (and model key) every time; a timm, torchvision,
+    hf or open_clip model built that way says so once (:class:`RandomWeightsWarning`).
     """
     parsed = parse_spec(spec)
     model_kwargs = _check_model_args(model_args)
@@ -57,6 +64,8 @@ def load(
     if pretrained and checkpoint is not None:
         raise ConfigError("both --pretrained and --checkpoint given; pick one source of weights")
     pretrain_info: dict = {}
+    readable = parsed.readable
+    random_weights = False  # python: factories may load weights of their own: unknown
     if parsed.namespace == "layerprobe":
         if pretrained:
             raise ConfigError("--pretrained does not apply to a layerprobe checkpoint; drop it")
@@ -67,14 +76,24 @@ def load(
         load_weights(model, contents.state_dict, source=parsed.name, target=str(arch))
         base = contents.preprocess or _own_preprocess(arch, model, image_size)
         pretrain_info = contents.pretrain_info
+    elif parsed.namespace in HUB_NAMESPACES:
+        arch, kwargs = parsed, dict(model_kwargs)
+        hub = _build_hub(parsed, pretrained=pretrained, image_size=image_size, kwargs=kwargs)
+        model, base = hub.module, hub.preprocess
+        random_weights = not hub.has_weights
+        if hub.tag and not Path(hub.tag).expanduser().is_file():
+            readable = f"{readable}.{hub.tag}"  # like timm's NAME.TAG
     else:
         arch, kwargs = parsed, dict(model_kwargs)
         model = _build(arch, pretrained=pretrained, image_size=image_size, kwargs=kwargs)
         base = _own_preprocess(arch, model, image_size)
-    name = parsed.readable
+        random_weights = not pretrained and arch.namespace in ("timm", "torchvision")
+    name = readable
     if checkpoint is not None:
         load_weights(model, read_state_dict(checkpoint), source=str(checkpoint), target=str(arch))
         name = f"{name}-{Path(checkpoint).stem}"
+    elif random_weights:
+        note_random_weights(str(parsed))
     size = image_size if image_size is not None else _size_from_kwargs(kwargs)
     if size == base.input_size:  # keep the source's own resize (timm floors, a checkpoint stores)
         size = None
@@ -87,6 +106,47 @@ def load(
         arch_spec=str(arch),
         model_kwargs=kwargs,
         pretrain_info=pretrain_info,
+    )
+
+
+HUB_NAMESPACES = ("hf", "open_clip")
+
+
+class RandomWeightsWarning(UserWarning):
+    """A model built with random weights: its layers say nothing about a trained model."""
+
+
+_NOTED_RANDOM: set[str] = set()
+
+
+def note_random_weights(spec: str) -> None:
+    """Say once per process, on stderr (a warning), that ``spec`` has random weights."""
+    if spec in _NOTED_RANDOM:
+        return
+    _NOTED_RANDOM.add(spec)
+    namespace = spec.partition(":")[0]
+    how = {
+        "open_clip": "add --model-arg pretrained=TAG or --checkpoint PATH",
+        "hf": "save the weights in the folder (save_pretrained) or give --checkpoint PATH",
+    }.get(namespace, "add --pretrained or --checkpoint PATH")
+    warnings.warn(
+        f"{spec} has random weights (no pretrained weights, no checkpoint): its layers describe "
+        f"an untrained network; {how}",
+        RandomWeightsWarning,
+        stacklevel=3,
+    )
+
+
+def _build_hub(spec: Spec, *, pretrained: bool, image_size: int | None, kwargs: dict):
+    if spec.namespace == "hf":
+        if pretrained:
+            raise ConfigError(
+                "--pretrained does not apply to hf: models (their weights come with the folder "
+                "or hub id); drop it"
+            )
+        return builders.build_hf(spec.name, kwargs=kwargs)
+    return builders.build_open_clip(
+        spec.name, kwargs=kwargs, image_size=image_size, pretrained_flag=pretrained
     )
 
 

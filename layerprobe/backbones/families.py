@@ -9,6 +9,14 @@ input is read):
 - ResNet (timm and torchvision): ``stem`` (after the first activation, before max-pooling, as
   timm's ``forward_intermediates``), every residual block ``layer1.0`` ..., ``pre_logits``.
 - other timm models: the modules of ``feature_info`` (their stages), ``pre_logits``.
+- Hugging Face ``transformers`` vision models: ``embeddings`` (the first hidden state), one point
+  per encoder layer (``blocks.0`` ... for ViT-like encoders: ViT, DeiT, DINOv2, CLIP, SigLIP;
+  ``stages.0`` ... for hierarchical ones: ConvNeXt, Swin), ``pre_logits`` (the final norm the
+  pooler or head reads; SigLIP: its attention-pooling head's output; CLIP: the normed class
+  token). Class, distillation and register tokens are the prefix tokens.
+- open_clip image towers: a ViT (``patch_embed``, ``blocks.0`` ..., ``pre_logits`` = the final
+  norm before the projection) or a ModifiedResNet (``stem``, ``layer1.0`` ..., ``pre_logits`` =
+  the attention pool's output, the image embedding).
 - anything else: the top-level children (a Sequential of composite blocks, like torchvision's
   ``features``, is opened one level), ``pre_logits``.
 
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 PRE_LOGITS = "pre_logits"
@@ -63,7 +72,16 @@ class Family:
 def describe_family(model: nn.Module) -> Family:
     """The family of ``model`` (see module docstring), found by its structure, not its spec."""
     classifier = _classifier_path(model)
-    for detect in (_timm_vit, _torchvision_vit, _mixer, _resnet, _timm_generic):
+    for detect in (
+        _hf,
+        _open_clip_vit,
+        _open_clip_resnet,
+        _timm_vit,
+        _torchvision_vit,
+        _mixer,
+        _resnet,
+        _timm_generic,
+    ):
         family = detect(model, classifier)
         if family is not None:
             break
@@ -138,6 +156,86 @@ def _resnet(model: nn.Module, classifier: str | None) -> Family | None:
         for name, _ in getattr(model, stage).named_children():
             points.append(Candidate(f"{stage}.{name}", Site(f"{stage}.{name}")))
     return Family("resnet", points, "mean")
+
+
+HF_STACKS = ("encoder.layer", "encoder.layers", "layers", "encoder.stages", "encoder.blocks")
+
+
+def _hf(model: nn.Module, classifier: str | None) -> Family | None:
+    """A ``transformers`` vision model (recognised by its module, without importing the package)."""
+    if not type(model).__module__.startswith("transformers."):
+        return None
+    modules = dict(model.named_modules())
+    stack = next(
+        (s for s in HF_STACKS if isinstance(modules.get(s), (nn.ModuleList, nn.Sequential))), None
+    )
+    embeddings = modules.get("embeddings")
+    if stack is None or embeddings is None:
+        return None
+    config = getattr(model, "config", None)
+    hierarchical = stack == "encoder.stages" or isinstance(getattr(config, "depths", None), list)
+    cls = any(
+        isinstance(getattr(embeddings, a, None), (nn.Parameter, torch.Tensor))
+        for a in ("cls_token", "class_embedding")
+    )
+    prefix = int(cls) + int(getattr(embeddings, "distillation_token", None) is not None)
+    registers = getattr(embeddings, "register_tokens", None)
+    if isinstance(registers, torch.Tensor) and registers.dim() == 3:
+        prefix += int(registers.shape[1])
+    tokens = {"prefix_tokens": prefix, "class_token": cls}
+    # CLIP normalises the embeddings before the encoder: its first hidden state is that output.
+    first = "pre_layrnorm" if "pre_layrnorm" in modules else "embeddings"
+    points = [Candidate("embeddings", Site(first), **tokens)]
+    kind = "stages" if hierarchical else "blocks"
+    points += [
+        Candidate(f"{kind}.{i}", Site(f"{stack}.{i}"), **tokens) for i in range(len(modules[stack]))
+    ]
+    head = modules.get("head")
+    if head is not None and type(head).__name__.endswith("AttentionPoolingHead"):
+        final = "head"  # SigLIP: attention pooling; its output is the image embedding
+    else:
+        final = next((m for m in ("post_layernorm", "layernorm", "norm") if m in modules), None)
+    if final is None:  # no final norm: the last layer is what a head would read
+        final = f"{stack}.{len(modules[stack]) - 1}"
+    points.append(Candidate(PRE_LOGITS, Site(final), **tokens))
+    return Family("hf", points, "cls" if cls else "mean", cls, prefix)
+
+
+def _open_clip_vit(model: nn.Module, classifier: str | None) -> Family | None:
+    if not (
+        type(model).__module__.startswith("open_clip.")
+        and type(model).__name__ == "VisionTransformer"
+    ):
+        return None
+    tokens = {"prefix_tokens": 1, "class_token": True}
+    points = [Candidate("patch_embed", Site("conv1"))]  # a conv map (B, D, h, w)
+    points += [
+        Candidate(f"blocks.{i}", Site(f"transformer.resblocks.{i}"), **tokens)
+        for i in range(len(model.transformer.resblocks))
+    ]
+    pool_type = getattr(model, "pool_type", "tok")
+    own = "cls" if pool_type == "tok" else "mean"
+    if getattr(model, "attn_pool", None) is not None:
+        if getattr(model, "attn_pool_contrastive", None) is not None:  # one query: (B, 1, D)
+            pre = Candidate(PRE_LOGITS, Site("attn_pool_contrastive"), pooling="cls", **tokens)
+        else:  # CoCa: attention pooling, then the norm, then the tower's own pooling
+            pre = Candidate(PRE_LOGITS, Site("ln_post"), pooling=own, **tokens)
+    else:  # the norm's output: tokens, or (final_ln_after_pool) the pooled vector
+        pre = Candidate(PRE_LOGITS, Site("ln_post"), **tokens)
+    return Family("open_clip_vit", [*points, pre], own, True, 1)
+
+
+def _open_clip_resnet(model: nn.Module, classifier: str | None) -> Family | None:
+    if not (
+        type(model).__module__.startswith("open_clip.") and type(model).__name__ == "ModifiedResNet"
+    ):
+        return None
+    points = [Candidate("stem", Site("act3"))]  # after the 3-conv stem, before its avg-pool
+    for stage in ("layer1", "layer2", "layer3", "layer4"):
+        for name, _ in getattr(model, stage).named_children():
+            points.append(Candidate(f"{stage}.{name}", Site(f"{stage}.{name}")))
+    points.append(Candidate(PRE_LOGITS, Site("attnpool")))  # (B, D): the image embedding
+    return Family("open_clip_resnet", points, "mean")
 
 
 def _timm_generic(model: nn.Module, classifier: str | None) -> Family | None:

@@ -211,3 +211,129 @@ def positive_int(value, what: str) -> int:
     if out < 1 or out != value:
         raise ConfigError(f"{what} must be a positive integer, got {value!r}")
     return out
+
+
+# PIL's resampling filters by number (what transformers' image processors store as `resample`).
+PIL_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+HALF = (0.5, 0.5, 0.5)
+# Normalisation of model families whose config says nothing about it (no image processor saved).
+HF_FAMILY_NORMS = {
+    "clip": (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD),
+    "clip_vision_model": (OPENAI_CLIP_MEAN, OPENAI_CLIP_STD),
+    "siglip": (HALF, HALF),
+    "siglip_vision_model": (HALF, HALF),
+    "siglip2": (HALF, HALF),
+    "siglip2_vision_model": (HALF, HALF),
+}
+
+
+def hf_preprocess(processor, config) -> Preprocess:
+    """From a ``transformers`` image processor (size, crop, resample, mean, std), or, where no
+    processor was saved (``processor=None``), from the model config's ``image_size`` with the
+    family's usual normalisation (ImageNet's unless the family is CLIP / SigLIP) and no crop.
+
+    The processor's geometry maps onto the resize modes: ``{"height", "width"}`` without a centre
+    crop is ``squash``; ``{"shortest_edge"}`` plus a centre crop is ``crop``; a square size plus a
+    crop is ``squash-crop``; ConvNeXt's ``crop_pct`` (below 384 px) is ``crop`` at size/crop_pct.
+    """
+    if processor is None:
+        size = _first_int(getattr(config, "image_size", None)) or DEFAULT_SIZE
+        model_type = str(getattr(config, "model_type", ""))
+        mean, std = HF_FAMILY_NORMS.get(model_type, (IMAGENET_MEAN, IMAGENET_STD))
+        return Preprocess(
+            input_size=size, resize_size=size, interpolation="bicubic", mean=mean, std=std,
+            crop_pct=1.0, resize="squash",
+        )  # fmt: skip
+    size = _size_fields(getattr(processor, "size", None))
+    crop = _size_fields(getattr(processor, "crop_size", None))
+    do_crop = bool(getattr(processor, "do_center_crop", False)) and bool(crop)
+    crop_side = _first_int(crop.get("height"), crop.get("width"), crop.get("shortest_edge"))
+    short = _first_int(size.get("shortest_edge"))
+    square = _first_int(size.get("height"), size.get("width"), size.get("longest_edge"))
+    crop_pct = getattr(processor, "crop_pct", None)
+    if short and crop_pct and not do_crop:  # ConvNeXt: shortest_edge/crop_pct, crop; >= 384: warp
+        if short < 384:
+            input_size, resize_size, mode = short, round(short / float(crop_pct)), "crop"
+        else:
+            input_size, resize_size, mode = short, short, "squash"
+    elif short:
+        input_size = crop_side if do_crop and crop_side else short
+        resize_size, mode = max(short, input_size), "crop"
+    elif square:
+        input_size = crop_side if do_crop and crop_side else square
+        resize_size = max(square, input_size)
+        mode = "squash-crop" if resize_size > input_size else "squash"
+    else:
+        input_size = crop_side or _first_int(getattr(config, "image_size", None)) or DEFAULT_SIZE
+        resize_size, mode = input_size, "squash"
+    mean = getattr(processor, "image_mean", None) or IMAGENET_MEAN
+    std = getattr(processor, "image_std", None) or IMAGENET_STD
+    if not getattr(processor, "do_normalize", True):
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    return Preprocess(
+        input_size=input_size,
+        resize_size=resize_size,
+        interpolation=_interpolation(getattr(processor, "resample", None)),
+        mean=_channels(mean),
+        std=_channels(std),
+        crop_pct=input_size / resize_size,
+        resize=mode,
+    )
+
+
+OPEN_CLIP_RESIZE = {"shortest": "crop", "squash": "squash", "longest": "border"}
+
+
+def open_clip_preprocess(cfg: dict) -> Preprocess:
+    """From an open_clip image tower's ``preprocess_cfg`` (size, mean, std, interpolation,
+    resize_mode), as open_clip's own eval transform applies it (no resize margin: crop_pct 1)."""
+    size = _first_int(cfg.get("size")) or DEFAULT_SIZE
+    interpolation = str(cfg.get("interpolation") or "bicubic")
+    return Preprocess(
+        input_size=size,
+        resize_size=size,
+        interpolation=interpolation if interpolation in INTERPOLATIONS else "bicubic",
+        mean=_channels(cfg.get("mean") or OPENAI_CLIP_MEAN),
+        std=_channels(cfg.get("std") or OPENAI_CLIP_STD),
+        crop_pct=1.0,
+        resize=OPEN_CLIP_RESIZE.get(str(cfg.get("resize_mode") or "shortest"), "crop"),
+    )
+
+
+def _size_fields(value) -> dict:
+    """A processor's size (a dict, transformers' ``SizeDict``, or one int) as a plain dict."""
+    if value is None:
+        return {}
+    if isinstance(value, int):
+        return {"height": value, "width": value}
+    if isinstance(value, dict):
+        return value
+    keys = ("height", "width", "shortest_edge", "longest_edge")
+    return {k: getattr(value, k) for k in keys if getattr(value, k, None) is not None}
+
+
+def _first_int(*values) -> int | None:
+    """The first value that is (or starts) a positive integer: 224, (224, 224), [224]."""
+    for value in values:
+        if isinstance(value, (tuple, list)) and value:
+            value = value[0]
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _channels(values) -> tuple[float, ...]:
+    """A mean / std as three channels (a single value, as some processors store it, repeated)."""
+    values = [float(v) for v in (values if isinstance(values, (tuple, list)) else [values])]
+    return tuple(values * 3) if len(values) == 1 else tuple(values)
+
+
+def _interpolation(resample) -> str:
+    """A processor's ``resample`` (a PIL number or enum, or a torchvision mode) as a name."""
+    value = getattr(resample, "value", resample)
+    if isinstance(value, int):
+        return PIL_RESAMPLE.get(value, "bicubic")
+    name = str(value or "").lower()
+    return name if name in INTERPOLATIONS else "bicubic"

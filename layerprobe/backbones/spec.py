@@ -1,8 +1,11 @@
 """Model specs: ``[namespace:]name``.
 
 ``timm:NAME`` (the default namespace: ``vit_small_patch16_224`` alone works),
-``torchvision:NAME``, ``python:package.module:factory`` and ``layerprobe:PATH`` (a checkpoint
-written by ``save_checkpoint``; a bare path to such a file works too).
+``torchvision:NAME``, ``python:package.module:factory``, ``layerprobe:PATH`` (a checkpoint
+written by ``save_checkpoint``; a bare path to such a file works too), ``hf:ORG/NAME`` or
+``hf:FOLDER`` (a Hugging Face ``transformers`` vision model: a hub id or a ``save_pretrained``
+folder) and ``open_clip:ARCH`` (an open_clip image tower; ``open_clip:local-dir:FOLDER`` and
+``open_clip:hf-hub:ORG/NAME`` as open_clip spells them).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from pathlib import Path
 
 from layerprobe.errors import ConfigError, UnknownNameError, did_you_mean
 
-NAMESPACES = ("timm", "torchvision", "python", "layerprobe")
+NAMESPACES = ("timm", "torchvision", "python", "layerprobe", "hf", "open_clip")
 DEFAULT_NAMESPACE = "timm"
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
@@ -29,8 +32,9 @@ class Spec:
 
     @property
     def readable(self) -> str:
-        """A short human name: the model name, the factory name, or the checkpoint file stem
-        (a run folder's name for its ``checkpoint.pt``, so that runs are told apart)."""
+        """A short human name: the model name, the factory name, the checkpoint file stem
+        (a run folder's name for its ``checkpoint.pt``, so that runs are told apart), or the
+        last part of a hub id or folder (``hf:``, ``open_clip:``)."""
         if self.namespace == "python":
             return self.name.rsplit(":", 1)[-1]
         if self.namespace == "layerprobe":
@@ -38,6 +42,8 @@ class Spec:
             if path.stem == "checkpoint" and path.parent.name:
                 return path.parent.name
             return path.stem
+        if self.namespace in ("hf", "open_clip"):  # a hub id's or a folder's last part
+            return self.name.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1] or self.name
         return self.name
 
 
@@ -56,6 +62,11 @@ def parse_spec(text: str) -> Spec:
             return Spec("layerprobe", str(Path(rest).expanduser().resolve()))
         if namespace == "python":
             _check_python_target(rest)
+        if namespace == "hf":
+            return Spec("hf", _hf_source(rest))
+        if namespace == "open_clip" and rest.startswith("local-dir:"):
+            folder = Path(rest[len("local-dir:") :]).expanduser()
+            return Spec("open_clip", f"local-dir:{folder.resolve() if folder.is_dir() else folder}")
         return Spec(namespace, rest)
     path = Path(text).expanduser()
     if path.is_file() or (not sep and (path.suffix.lower() in CHECKPOINT_SUFFIXES or "/" in text)):
@@ -74,3 +85,19 @@ def _check_python_target(target: str) -> None:
         raise ConfigError(
             f"python model spec needs 'python:package.module:factory', got 'python:{target}'"
         )
+
+
+def _hf_source(name: str) -> str:
+    """A local folder as its absolute path (so the spec names it wherever it is run from); a
+    hub id (``ORG/NAME`` or ``NAME``) as it is. Something that can only be a path but is not a
+    folder is an error: there is no hub id to fall back to."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+    if looks_like_path or path.exists():
+        raise ConfigError(
+            f"hf:{name} is not a folder; give a folder written by save_pretrained() "
+            "(config.json and weights) or a hub id like facebook/dinov2-small"
+        )
+    return name

@@ -23,22 +23,27 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
         "--points",
         default="hull",
         choices=["hull", "all"],
-        help="fit the upper hull of the (US, DS) points (the paper) or all points",
+        help="fit the rising part of the upper hull of the (US, DS) points (the paper; the "
+        "falling tail after the best DS point is left out) or all points",
     )
     p.add_argument(
+        "--holdout",
         "--holdout-top",
+        dest="holdout_top",
         type=float,
         default=0.1,
-        metavar="F",
-        help="fraction of checkpoints with the highest US accuracy held out for the prediction "
-        "error (default 0.1)",
+        metavar="N|F",
+        help="checkpoints of highest US accuracy held out for the prediction error: a count "
+        "(≥ 3) or a fraction (at least 3 checkpoints; default 0.1); 0: none",
     )
     p.add_argument(
         "--bootstrap",
         type=int,
-        default=100,
+        default=0,
         metavar="N",
-        help="bootstrap resamples for the intervals (default 100; 0: none)",
+        help="also percentile-bootstrap intervals from N resamples, in *_boot_lo/_hi columns "
+        "(default 0: none). Uncalibrated (they covered the truth 0-87%% of the time on known "
+        "curves); the profile-likelihood intervals are the ones to read",
     )
     p.add_argument(
         "--form",
@@ -62,13 +67,29 @@ def add_parser(subparsers) -> None:
         "fit",
         help="fit DS error = k·(US error)^α + e_IR per task and shots (saturation)",
         description=(
-            "For every downstream task and shot count, fit e_DS = k·e_US^α + e_IR to the upper "
-            "hull of the checkpoints' (US accuracy, DS accuracy) points, with bootstrap intervals, "
-            "the fitting error and the error predicting the held-out checkpoints of highest US "
-            "accuracy. Prints the table and writes fits.parquet."
+            "For every downstream task and shot count, fit e_DS = k·e_US^α + e_IR to the rising "
+            "part of the upper hull of the checkpoints' (US accuracy, DS accuracy) points, with "
+            "95%% profile-likelihood intervals, a status that says whether the data determine "
+            "e_IR (ok) or why not, the fitting error and the errors of the hull and the all-points "
+            "fit predicting the held-out checkpoints of highest US accuracy. Prints the table and "
+            "writes fits.parquet."
         ),
     )
     add_analysis_options(p)
+    p.add_argument(
+        "--group-by",
+        metavar="COLUMN",
+        help="fit each value of this checkpoint column (e.g. model, or an architecture family "
+        "column) on its own hull",
+    )
+    p.add_argument(
+        "--max-width",
+        type=float,
+        default=0.2,
+        metavar="W",
+        help="an e_IR interval wider than this does not determine e_IR (status wide_interval; "
+        "default 0.2)",
+    )
     p.add_argument(
         "--format",
         default="table",
@@ -85,19 +106,32 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from layerprobe.errors import DataError, check_folder
-    from layerprobe.results.fit import READ_COLUMNS, fit_saturation, write_fits
+    from layerprobe.results.fit import (
+        READ_COLUMNS,
+        check_group_by,
+        fit_saturation,
+        group_by_columns,
+        write_fits,
+    )
     from layerprobe.results.points import unknown_layer
-    from layerprobe.results.read import read_selected
+    from layerprobe.results.read import ANALYSIS_SCHEMA, read_selected
     from layerprobe.results.tables import format_fits
 
     out = check_folder(args.out or Path(args.results).resolve().parent / "analysis", "--out")
     # Only the columns a fit uses, and with a named layer only that layer's rows.
     layers = None if args.layer == "best" else [args.layer]
-    table = read_selected(args.results, columns=READ_COLUMNS, layers=layers)
+    columns = list(READ_COLUMNS)
+    if args.group_by is not None:
+        if args.group_by not in ANALYSIS_SCHEMA.names:
+            check_group_by(args.group_by, group_by_columns())
+        columns = list(dict.fromkeys([*columns, args.group_by]))
+    table = read_selected(args.results, columns=columns, layers=layers)
     if layers and table.empty:  # name the layers there are
         names = set(read_selected(args.results, columns=["layer"])["layer"])
         raise unknown_layer(args.layer, names)
-    fits = fit_saturation(table, **analysis_options(args))
+    fits = fit_saturation(
+        table, group_by=args.group_by, max_width=args.max_width, **analysis_options(args)
+    )
     if fits.empty:
         raise DataError(
             "nothing to fit: every task and shot count has fewer than 3 points on the hull; "

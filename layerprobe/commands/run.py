@@ -27,7 +27,8 @@ def add_parser(subparsers) -> None:
             "Expand JOB.toml into units (pretrain, extract per split, probe and finetune per "
             "model and task), skip those already done, and run the rest on local worker "
             "processes or on Slurm. Re-running the same file does only what is missing. "
-            "Exit status 1 if a unit failed (each has its own log; see `layerprobe status`)."
+            "Exit status 1 if a unit failed (each has its own log; see `layerprobe status`); "
+            "130 after Ctrl-C, 143 after SIGTERM (units in flight are not done; run again)."
         ),
     )
     add_job_options(p)
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace, sweep: bool = False) -> int:
     from layerprobe.errors import ConfigError
     from layerprobe.jobs import dry_run, format_plan, load_job, run_job
     from layerprobe.jobs.jobfile import slurm_settings
+    from layerprobe.jobs.local import terminate_as_interrupt
 
     job = load_job(args.job)
     if sweep and not job.pretrain:
@@ -84,15 +86,16 @@ def run(args: argparse.Namespace, sweep: bool = False) -> int:
         return 0
     flags = {key: getattr(args, f"slurm_{key}") for _, key, _, _ in SLURM_FLAGS}
     slurm = slurm_settings({k: v for k, v in flags.items() if v is not None}, _flag_error)
-    report = run_job(
-        job,
-        executor=args.executor,
-        workers=args.workers,
-        retries=args.retries,
-        slurm=slurm,
-        force=args.force,
-        quiet=args.quiet,
-    )
+    with terminate_as_interrupt():  # SIGTERM stops the run as Ctrl-C does; it resumes
+        report = run_job(
+            job,
+            executor=args.executor,
+            workers=args.workers,
+            retries=args.retries,
+            slurm=slurm,
+            force=args.force,
+            quiet=args.quiet,
+        )
     print(summary(report), file=sys.stderr)
     return 0 if report.ok else 1
 

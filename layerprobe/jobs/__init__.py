@@ -7,7 +7,8 @@
 Modules: :mod:`~.jobfile` (read and check the file), :mod:`~.configs` (stage configs),
 :mod:`~.units` (the plan), :mod:`~.state` (records and lock), :mod:`~.graph`
 (dependencies), :mod:`~.work` / :mod:`~.stages` (one unit in a worker), :mod:`~.local`,
-:mod:`~.slurm` (executors), :mod:`~.runner` (``run``), :mod:`~.status` (status, dry run).
+:mod:`~.slurm` (executors; :mod:`~.worker`: a local worker process), :mod:`~.runner`
+(``run``), :mod:`~.status` (status, dry run).
 """
 
 from layerprobe.jobs.jobfile import Job, load_job

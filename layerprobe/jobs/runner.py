@@ -62,6 +62,7 @@ def run_job(
     slurm: dict | None = None,
     force: bool = False,
     quiet: bool = False,
+    in_process: bool = False,
 ) -> RunReport:
     """Run every unit of a job that is not done yet.
 
@@ -73,10 +74,14 @@ def run_job(
     slurm : keys of ``[slurm]`` to override (partition, gpus, time ...).
     force : write into a results folder that another job (or no job) wrote.
     quiet : no progress bar; failures are still reported.
+    in_process : run the units in this process, one after another, instead of in supervised
+        worker processes (for a debugger: breakpoints in a model factory work; a crash in
+        native code then ends the run, and no unit is recorded for it). Local executor only.
 
     Returns
     -------
-    RunReport : per stage counts, the failed units (with log paths) and the blocked ones.
+    RunReport : per stage counts, the failed units (with log paths) and the blocked ones;
+        ``ok`` is False when a unit failed or was blocked.
     """
     job, plan = prepare(job)
     executor = executor or job.run.get("executor", "local")
@@ -145,7 +150,16 @@ def run_job(
             else:
                 from layerprobe.jobs.local import run_local
 
-                run_local(graph, make_work, job, workers, retries, on_outcome, on_blocked)
+                run_local(
+                    graph,
+                    make_work,
+                    job,
+                    workers,
+                    retries,
+                    on_outcome,
+                    on_blocked,
+                    in_process=in_process,
+                )
         finally:
             progress.close()
     return report

@@ -1,7 +1,8 @@
 """Running one unit (or a bundle of units) in a worker: its log file, retries and records.
 
-The same functions run in a local worker process, in this process (``--workers 1``) and in a
-Slurm array task (through submitit), so every executor writes the same records and logs.
+The same functions run in a local worker process (:mod:`~layerprobe.jobs.worker`), in this
+process (``run_job(in_process=True)``) and in a Slurm array task (through submitit), so every
+executor writes the same records and logs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from layerprobe.errors import UserError, first_line
@@ -42,11 +44,27 @@ class Outcome:
     seconds: float = 0.0
 
 
-def execute(work: Work, job: Job, retries: int = 0) -> Outcome:
+def execute(
+    work: Work,
+    job: Job,
+    retries: int = 0,
+    *,
+    first: int = 1,
+    on_attempt: Callable[[int], None] | None = None,
+) -> Outcome:
     """Run ``work`` up to ``1 + retries`` times, logging to its own file; write its record.
 
     A unit's ``done`` record is written only when its stage returned (its outputs complete);
     a unit that fails every attempt gets a ``failed`` record with the error and the log path.
+
+    Parameters
+    ----------
+    work, job : the unit and its job.
+    retries : attempts after the first failure.
+    first : the number of this call's first attempt (> 1 when an earlier attempt ended its
+        worker process and a fresh worker goes on).
+    on_attempt : called with each attempt's number as it starts (the local executor's
+        supervisor learns from it which attempt a worker that dies was in).
     """
     from layerprobe.jobs.stages import RUN
 
@@ -57,7 +75,9 @@ def execute(work: Work, job: Job, retries: int = 0) -> Outcome:
     state.started(unit.stage, unit.id)
     start = time.perf_counter()
     error = ""
-    for attempt in range(1, retries + 2):
+    for attempt in range(first, retries + 2):
+        if on_attempt is not None:
+            on_attempt(attempt)
         with _logging_to(log):
             print(
                 f"== {now()} {unit.stage} {unit.id} attempt {attempt}/{retries + 1} "

@@ -31,6 +31,8 @@ _LAZY = {
     "layer_curves": "layersat",
     "layer_saturation": "layersat",
     "task_layer_summary": "layersat",
+    "depth_intervals": "layersat",
+    "chance_levels": "layersat",
     "saturation_correlation": "layersat",
     "knob_effects": "knobs",
     "knob_information": "knobs",

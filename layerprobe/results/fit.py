@@ -5,19 +5,24 @@ On errors (e = 1 − accuracy) the paper models ``e_DS = k · e_US^α + e_IR`` w
 the task saturates at. The special case without e_IR, ``e_DS = k · e_US^α`` (a plain power law),
 never saturates; both are ``Form``s here so they can be compared on the same points.
 
-Per (upstream task, DS task, shots, probe) we fit the curve to the upper hull of the checkpoints'
-points (or to all of them), by bounded least squares on DS error (scipy ``least_squares``, trust
-region reflective), started from the best point of a grid over α (for fixed α the model is
-linear in k and e_IR, so each grid point is a closed-form solve). We report:
+Per (upstream task, DS task, shots, probe[, group]) we fit the curve to the rising part of the
+upper hull of the checkpoints' points (or to all of them), by bounded least squares on DS error
+(scipy ``least_squares``, trust region reflective), started from the best point of a grid over α
+(for fixed α the model is linear in k and e_IR, so each grid point is a closed-form solve).
+We report:
 
+* whether the data determine e_IR (``status``, see :data:`STATUSES`), and every reason they do
+  not (``reasons``);
+* profile-likelihood intervals of k, α, e_IR and the saturation value
+  (:mod:`layerprobe.results.profile`), with the probe noise over seeds as a floor on the residual
+  variance — always reported, up to [0, 1] for e_IR where the data say nothing;
 * the fitting error: RMSE (accuracy units) of the curve on the points it was fitted to;
-* the prediction error: hold out the top fraction F of checkpoints by US accuracy, fit on the
-  rest, and take the RMSE on the held-out points the curve stands for (with ``hull``: the
-  held-out points on the upper hull of all points; with ``all``: every held-out point);
-* bootstrap percentile intervals (2.5 %, 97.5 %) of the parameters, the saturation value and
-  both errors, from resampling checkpoints with replacement (the hull is recomputed each time;
-  each resample is solved by the exact-per-α grid profile alone, without the scipy polish);
-* the distance of the best checkpoint (highest DS accuracy) from the saturation value.
+* the prediction error: hold out the checkpoints of highest US accuracy (at least
+  :data:`MIN_HELDOUT`), fit ``hull`` and ``all`` on the rest, and score both on the same
+  held-out points — those on the upper hull of all points, the frontier the curve stands for;
+* optionally (``bootstrap > 0``) percentile-bootstrap intervals in ``*_boot_lo``/``*_boot_hi``
+  columns. They are NOT calibrated: on known curves they covered the true e_IR 0–87 % of the
+  time instead of 95 %; the profile intervals are the ones to read.
 """
 
 from __future__ import annotations
@@ -34,12 +39,14 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from layerprobe.errors import ConfigError
-from layerprobe.results.hull import upper_hull
+from layerprobe.results.hull import rising_frontier, rising_hull, upper_hull
 from layerprobe.results.points import GROUP, KNOBS, checkpoint_points
+from layerprobe.results.profile import ALPHA_MAX, ALPHA_MIN, profile_intervals, threshold
 
-TINY = 1e-9  # k and α are > 0: their lower bound
-ALPHA_MAX = 20.0  # e_US^20 is already flat; larger α only means "no signal"
-ALPHA_GRID = np.geomspace(0.05, ALPHA_MAX, 97)  # steps of 6.4 %
+TINY = 1e-9  # k > 0: its lower bound
+# α in [0.01, 20]: e_US^0.01 is nearly constant and e_US^20 nearly 0 over any US range, so α
+# beyond either bound only means "no signal" (status alpha_at_bound).
+ALPHA_GRID = np.geomspace(ALPHA_MIN, ALPHA_MAX, 113)  # steps of 7 %
 POINTS = ("hull", "all")
 # The store columns a fit reads (``read_selected(DIR, columns=READ_COLUMNS)``).
 READ_COLUMNS = (
@@ -47,7 +54,32 @@ READ_COLUMNS = (
     "shots", "seed", "test_accuracy", "probe", "backend",
 )  # fmt: skip
 CI = (2.5, 97.5)
-MIN_POINTS = 3
+MIN_POINTS = 3  # fewer distinct fit points: no fit at all (the group is skipped with a warning)
+MIN_HELDOUT = 3  # the prediction error rests on at least this many held-out frontier points
+# The probe-noise floor of the residual variance is this many times the mean squared standard
+# error over seeds: the hull picks the highest of nearby noisy checkpoints, so its points are
+# off the curve by more than one point's noise. 2 is what held the 95 % intervals' coverage on
+# known curves (benchmarks/fit_coverage.py: e_IR coverage over ``ok`` fits 88 % with 1, 94 %
+# with 2, about the same with 3).
+NOISE_FACTOR = 2.0
+K_ZERO = 1e-6  # k at or below this is k = 0 (its bound)
+MAX_WIDTH = 0.2  # an e_IR interval wider than this does not determine e_IR
+# Why a fit does not determine e_IR, in the order ``status`` names the first that applies.
+STATUSES = {
+    "convex_frontier": "the hull keeps at most p + 1 points although the rising frontier has "
+    "p + 2 or more: the frontier is convex (α < 1 in accuracy), so the hull drops it",
+    "few_points": "at most p + 1 fitted points (p parameters): no spare degree of freedom to "
+    "judge the fit by",
+    "k_zero": f"k at its lower bound (≤ {K_ZERO:g}): the best curve is flat",
+    "no_rise": "a flat line (DS constant) fits within the 95 % threshold of the best SSE: the "
+    "data show no rise of DS with US beyond noise",
+    "alpha_at_bound": f"α or an end of its 95 % interval within 1 % of a bound ({ALPHA_MIN:g} "
+    f"or {ALPHA_MAX:g}): the data do not bound α",
+    "below_data": "the ceiling's 95 % upper end (1 − e_ir_lo) is below the best observed DS "
+    "accuracy",
+    "wide_interval": f"the 95 % interval of e_IR is wider than {MAX_WIDTH:g} (max_width)",
+    "not converged": "the least-squares fit did not converge",
+}
 
 
 @dataclass(frozen=True)
@@ -156,8 +188,8 @@ class Form:
 
 
 FORMS = {
-    "eq1": Form("eq1", ("k", "alpha", "e_ir"), (TINY, TINY, 0.0), (np.inf, ALPHA_MAX, 1.0)),
-    "power": Form("power", ("k", "alpha"), (TINY, TINY), (np.inf, ALPHA_MAX)),
+    "eq1": Form("eq1", ("k", "alpha", "e_ir"), (TINY, ALPHA_MIN, 0.0), (np.inf, ALPHA_MAX, 1.0)),
+    "power": Form("power", ("k", "alpha"), (TINY, ALPHA_MIN), (np.inf, ALPHA_MAX)),
 }
 
 
@@ -205,6 +237,9 @@ def fit_curve(
     theta = result.x
     ok = bool(result.status > 0 and np.all(np.isfinite(theta)) and np.isfinite(result.cost))
     rmse = float(np.sqrt(np.mean(result.fun**2))) if ok else math.nan
+    start_rmse = float(np.sqrt(np.mean((form(e_us, theta0) - e_ds) ** 2)))
+    if ok and start_rmse < rmse:  # the polish never makes the grid's best solution worse
+        theta, rmse = theta0, start_rmse
     return CurveFit(theta, ok, rmse)
 
 
@@ -214,45 +249,67 @@ def predict(form: str | Form, theta: np.ndarray, us: np.ndarray) -> np.ndarray:
 
 
 def fit_indices(us: np.ndarray, ds: np.ndarray, points: str, presorted: bool = False) -> np.ndarray:
-    """Which points a fit uses: the upper hull, or all of them."""
-    return upper_hull(us, ds, presorted) if points == "hull" else np.arange(len(us))
+    """Which points a fit uses: the rising part of the upper hull (up to the best DS point; see
+    :func:`layerprobe.results.hull.rising_hull`), or all of them."""
+    return rising_hull(us, ds, presorted) if points == "hull" else np.arange(len(us))
 
 
-def holdout_split(us: np.ndarray, top: float) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held-out) indices: the held-out ones are the ceil(top · N) highest in US accuracy
-    (ties broken by position, so callers pass points in a fixed order)."""
-    n_hold = math.ceil(top * len(us)) if top > 0 else 0
-    order = np.argsort(us, kind="stable")
-    return np.sort(order[: len(us) - n_hold]), np.sort(order[len(us) - n_hold :])
+def holdout_split(
+    us: np.ndarray, ds: np.ndarray, holdout: float, n_params: int = 3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which checkpoints the prediction error holds out, and which of them it is scored on.
+
+    Parameters
+    ----------
+    us, ds : (N,) US and DS accuracy (ties in US are broken by position: pass a fixed order).
+    holdout : a fraction in (0, 1) of the checkpoints (at least :data:`MIN_HELDOUT`), a count
+        (an integer ≥ :data:`MIN_HELDOUT`), or 0 (none).
+    n_params : parameters of the form; at least n_params + 2 checkpoints stay for training.
+
+    Returns
+    -------
+    (train, held, targets): sorted int indices. ``held`` are the checkpoints of highest US
+    accuracy; ``targets`` those of them on the upper hull of all points (the frontier the curve
+    stands for), the points both the ``hull`` and the ``all`` fit are scored on. While fewer
+    than :data:`MIN_HELDOUT` held-out points are targets, the next-highest checkpoint is held
+    out too, as long as n_params + 2 stay for training.
+    """
+    n = len(us)
+    if holdout <= 0 or n == 0:
+        return np.arange(n), np.zeros(0, int), np.zeros(0, int)
+    want = int(round(holdout)) if holdout >= 1 else max(MIN_HELDOUT, math.ceil(holdout * n))
+    order = np.argsort(us, kind="stable")[::-1]  # highest US first
+    on_hull = np.zeros(n, bool)
+    on_hull[upper_hull(us, ds)] = True
+    cap = max(n - (n_params + 2), 0)
+    n_hold = min(want, cap)
+    while n_hold < cap and on_hull[order[:n_hold]].sum() < MIN_HELDOUT:
+        n_hold += 1
+    held = np.sort(order[:n_hold])
+    train = np.sort(order[n_hold:])
+    return train, held, held[on_hull[held]]
 
 
 def prediction_error(
     us: np.ndarray,
     ds: np.ndarray,
-    top: float,
+    holdout: float,
     points: str,
     form: Form,
     max_evals: int | None = None,
-    train_draw: np.ndarray | None = None,
 ) -> tuple[float, int]:
-    """RMSE of a fit on the lower-US checkpoints at the held-out highest-US ones (see module doc).
-
-    ``train_draw`` resamples the training checkpoints; the targets stay fixed.
-    Returns (error, number of held-out target points); NaN when the training part is too small.
-    """
-    train, held = holdout_split(us, top)
-    if len(held) == 0:
+    """RMSE (accuracy units) of a ``points`` fit on the lower-US checkpoints at the held-out
+    frontier points (:func:`holdout_split`), and how many points it rests on; NaN when the
+    training part has fewer than 3 fit points or there is no target."""
+    form = get_form(form)
+    train, _, targets = holdout_split(us, ds, holdout, len(form.params))
+    if len(targets) == 0:
         return math.nan, 0
-    targets = held if points == "all" else np.intersect1d(held, upper_hull(us, ds))
-    if train_draw is not None:
-        train = train[train_draw]
     x, y = us[train], ds[train]
     use = fit_indices(x, y, points)
     if len(np.unique(x[use])) < MIN_POINTS:
         return math.nan, len(targets)
     fit = fit_curve(x[use], y[use], form, max_evals)
-    if not fit.converged:
-        return math.nan, len(targets)
     err = predict(form, fit.theta, us[targets]) - ds[targets]
     return float(np.sqrt(np.mean(err**2))), len(targets)
 
@@ -260,18 +317,25 @@ def prediction_error(
 def fit_group(
     us: np.ndarray,
     ds: np.ndarray,
+    *,
+    ds_se: np.ndarray | None = None,
     form: str | Form = "eq1",
     points: str = "hull",
     holdout_top: float = 0.1,
-    bootstrap: int = 100,
+    bootstrap: int = 0,
     seed: int = 0,
     max_evals: int | None = None,
+    max_width: float = MAX_WIDTH,
 ) -> dict | None:
-    """Fit one (task, shots) group of checkpoint points; None when it has fewer than 3 fit points.
+    """Fit one group of checkpoint points; None when it has fewer than 3 distinct fit points.
 
     Parameters
     ----------
     us, ds : (N,) US and DS accuracy of each checkpoint (0–1).
+    ds_se : (N,) standard error over seeds of each DS accuracy (default: unknown, no noise
+        floor); the mean of its square over the fitted points floors the residual variance.
+    form, points, holdout_top, bootstrap, seed, max_evals : as for :func:`fit_saturation`.
+    max_width : an e_IR interval wider than this gives status ``wide_interval``.
 
     Returns
     -------
@@ -284,29 +348,86 @@ def fit_group(
     use = fit_indices(us, ds, points)
     if len(np.unique(us[use])) < MIN_POINTS:
         return None
-    fit = fit_curve(us[use], ds[use], form, max_evals)
-    pred_err, n_held = prediction_error(us, ds, holdout_top, points, form, max_evals)
+    x, y = us[use], ds[use]
+    n_par = len(form.params)
+    fit = fit_curve(x, y, form, max_evals)
+    # The intervals of a fit that did not converge come from the grid solution.
+    theta = fit.theta if fit.converged else fit_curve(x, y, form, polish=False).theta
+    e_us, e_ds = 1.0 - x, 1.0 - y
+    sse = float(np.sum((form(e_us, theta) - e_ds) ** 2))
+    se = np.asarray(ds_se, float)[use] if ds_se is not None else np.zeros(0)
+    se = se[np.isfinite(se)]
+    noise_var = NOISE_FACTOR * float(np.mean(se**2)) if len(se) else 0.0
+    delta = threshold(sse, len(use), n_par, noise_var)
+    iv = profile_intervals(e_us, e_ds, theta, sse_min=sse, delta=delta, with_e_ir=n_par > 2)
     best = int(np.argmax(ds))
+    estimate = theta if fit.converged else np.full(n_par, np.nan)
     row = {
         "form": form.name,
         "points": points,
         "n_checkpoints": len(us),
         "n_fit": len(use),
+        "n_points": len(use),
         "converged": fit.converged,
-        "status": "ok" if fit.converged else "not converged",
     }
-    theta = fit.theta if fit.converged else np.full(len(form.params), np.nan)
-    row.update(_params(form, theta))
-    row["saturation"] = form.saturation(theta)
+    reasons = _reasons(us, ds, x, theta, sse, delta, iv, points, n_par, max_width)
+    if not fit.converged:
+        reasons.append("not converged")
+    row["status"] = reasons[0] if reasons else "ok"
+    row["reasons"] = ",".join(reasons)
+    row.update(_params(form, estimate))
+    row["saturation"] = form.saturation(estimate)
+    row.update(iv)
+    row["saturation_lo"], row["saturation_hi"] = 1.0 - iv["e_ir_hi"], 1.0 - iv["e_ir_lo"]
+    row["interval"] = "profile"
     row["fit_error"] = fit.rmse
-    row["holdout_top"] = holdout_top
-    row["n_heldout"] = n_held
-    row["pred_error"] = pred_err
+    row["noise_se"] = math.sqrt(noise_var)
+    row.update(_prediction(us, ds, holdout_top, points, form, max_evals))
     row["best_us"] = float(us[best])
     row["best_ds"] = float(ds[best])
     row["gap_to_saturation"] = row["saturation"] - row["best_ds"]
-    row.update(_bootstrap(us, ds, form, points, holdout_top, bootstrap, seed, max_evals))
+    if bootstrap:
+        row.update(_bootstrap(us, ds, form, points, holdout_top, bootstrap, seed))
     return row
+
+
+def _reasons(us, ds, x, theta, sse, delta, iv, points, n_par, max_width) -> list[str]:
+    """Every reason (:data:`STATUSES`) why the fit does not determine e_IR, in that order."""
+    out = []
+    n = len(x)
+    if points == "hull" and n <= n_par + 1 and len(rising_frontier(us, ds)) >= n_par + 2:
+        out.append("convex_frontier")
+    if n <= n_par + 1:
+        out.append("few_points")
+    k, alpha = float(theta[0]), float(theta[1])
+    if k <= K_ZERO:
+        out.append("k_zero")
+    e_ds = 1.0 - ds[fit_indices(us, ds, points)]
+    if float(np.sum((e_ds - e_ds.mean()) ** 2)) <= sse + delta:
+        out.append("no_rise")
+    a_lo, a_hi = min(alpha, iv["alpha_lo"]), max(alpha, iv["alpha_hi"])
+    if a_hi >= ALPHA_MAX / 1.01 or a_lo <= ALPHA_MIN * 1.01:
+        out.append("alpha_at_bound")
+    if 1.0 - iv["e_ir_lo"] < float(np.max(ds)):
+        out.append("below_data")
+    if iv["e_ir_hi"] - iv["e_ir_lo"] > max_width:
+        out.append("wide_interval")
+    return out
+
+
+def _prediction(us, ds, holdout, points, form, max_evals) -> dict:
+    """Prediction errors of the ``hull`` and the ``all`` fit on the same held-out points."""
+    train, held, targets = holdout_split(us, ds, holdout, len(form.params))
+    out = {"holdout": holdout, "n_heldout": len(held), "n_targets": len(targets)}
+    for mode in POINTS:
+        out[f"pred_error_{mode}"] = (
+            prediction_error(us, ds, holdout, mode, form, max_evals)[0]
+            if len(targets)
+            else math.nan
+        )
+        out[f"n_train_{mode}"] = len(fit_indices(us[train], ds[train], mode))
+    out["pred_error"] = out[f"pred_error_{points}"]
+    return out
 
 
 def _params(form: Form, theta: np.ndarray) -> dict:
@@ -316,8 +437,12 @@ def _params(form: Form, theta: np.ndarray) -> dict:
     return out
 
 
-def _bootstrap(us, ds, form, points, top, n, seed, max_evals) -> dict:
-    """Percentile intervals from ``n`` resamples of the checkpoints (with replacement).
+BOOT = ("k", "alpha", "e_ir", "saturation", "fit_error", "pred_error")
+
+
+def _bootstrap(us, ds, form, points, holdout, n, seed) -> dict:
+    """Percentile intervals from ``n`` resamples of the checkpoints (with replacement), in
+    ``*_boot_lo``/``*_boot_hi`` columns: NOT calibrated (see the module doc), kept as an option.
 
     Each resample's fit points (its hull) are padded into one batch and solved together by the
     grid profile (:meth:`Form.start`), without the scipy polish of the point estimate.
@@ -327,8 +452,7 @@ def _bootstrap(us, ds, form, points, top, n, seed, max_evals) -> dict:
     # resample's hull skips its sort.
     order = np.lexsort((-ds, us))
     us, ds = us[order], ds[order]
-    train, held = holdout_split(us, top)
-    targets = held if points == "all" else np.intersect1d(held, upper_hull(us, ds))
+    train, _, targets = holdout_split(us, ds, holdout, len(form.params))
     full, part = [], []  # per resample: (US, DS) of its fit points
     for _ in range(n):
         idx = np.sort(rng.integers(0, len(us), len(us)))
@@ -347,10 +471,10 @@ def _bootstrap(us, ds, form, points, top, n, seed, max_evals) -> dict:
     pred = [predict(form, t, us[targets]) - ds[targets] for t in theta_p]
     draws["pred_error"] = np.array([np.sqrt(np.mean(e**2)) for e in pred])
     out = {"n_bootstrap": len(theta)}
-    for name in ("k", "alpha", "e_ir", "saturation", "fit_error", "pred_error"):
+    for name in BOOT:
         values = np.asarray(draws[name], float)
         lo, hi = np.percentile(values, CI) if len(values) >= 2 else (math.nan, math.nan)
-        out[f"{name}_lo"], out[f"{name}_hi"] = float(lo), float(hi)
+        out[f"{name}_boot_lo"], out[f"{name}_boot_hi"] = float(lo), float(hi)
     return out
 
 
@@ -382,31 +506,42 @@ def fit_points(
     form: str | Form = "eq1",
     fit_on: str = "hull",
     holdout_top: float = 0.1,
-    bootstrap: int = 100,
+    bootstrap: int = 0,
     seed: int = 0,
     warn: Callable[[str], None] | None = None,
     max_evals: int | None = None,
     layer: str | None = None,
+    *,
+    max_width: float = MAX_WIDTH,
 ) -> pd.DataFrame:
-    """Fit every (upstream task, task, shots, probe) group of checkpoint points.
+    """Fit every (upstream task, task, shots, probe[, group]) group of checkpoint points.
 
-    ``points`` is :func:`layerprobe.results.points.checkpoint_points`' table. Groups with fewer than
-    3 distinct fit points are skipped with a warning. ``layer`` names the layer choice in the
-    table (default: the points' layer, or ``best`` when it differs between checkpoints). Returns the fit table of :func:`fit_saturation`.
+    ``points`` is :func:`layerprobe.results.points.checkpoint_points`' table, with a ``group``
+    column when each group (for example each architecture family) gets its own hull (see
+    :func:`with_groups`). Groups with fewer than 3 distinct fit points are skipped with a
+    warning. ``layer`` names the layer choice in the table (default: the points' layer, or
+    ``best`` when it differs between checkpoints). Returns the fit table of
+    :func:`fit_saturation`.
     """
     _check_options(fit_on, holdout_top, bootstrap)
+    if "group" not in points.columns:
+        points = points.assign(group="")
+    keys = [*GROUP, "group"]
     rows = []
-    for key, part in points.groupby(GROUP, sort=True, observed=True):
+    for key, part in points.groupby(keys, sort=True, observed=True):
         part = part.sort_values(["us", "model_key"], kind="stable")
+        se = part["ds_se"].to_numpy(float) if "ds_se" in part.columns else None
         row = fit_group(
             part["us"].to_numpy(float),
             part["ds"].to_numpy(float),
-            form,
-            fit_on,
-            holdout_top,
-            bootstrap,
-            seed,
-            max_evals,
+            ds_se=se,
+            form=form,
+            points=fit_on,
+            holdout_top=holdout_top,
+            bootstrap=bootstrap,
+            seed=seed,
+            max_evals=max_evals,
+            max_width=max_width,
         )
         label = _label(key)
         if row is None:
@@ -416,77 +551,143 @@ def fit_points(
         if not row["converged"]:
             _warn(warn, f"{label}: the fit did not converge")
         name = layer or (part["layer"].iloc[0] if part["layer"].nunique() == 1 else "best")
-        rows.append({**dict(zip(GROUP, key, strict=True)), "layer": name, **row})
-    return pd.DataFrame(rows, columns=FIT_COLUMNS)
+        rows.append({**dict(zip(keys, key, strict=True)), "layer": name, **row})
+    columns = FIT_COLUMNS + (BOOT_COLUMNS if bootstrap else [])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def group_by_columns() -> list[str]:
+    """The store columns ``--group-by`` can name (checkpoint properties of the analysis schema)."""
+    from layerprobe.results.read import ANALYSIS_SCHEMA
+
+    return [c for c in ("model", *KNOBS, "upstream_task") if c in ANALYSIS_SCHEMA.names]
+
+
+def check_group_by(column: str | None, available) -> None:
+    """Raise :class:`ConfigError` when ``column`` is not one of ``available``."""
+    if column is not None and column not in set(available):
+        raise ConfigError(
+            f"--group-by {column!r}: no such column in the results; use one of "
+            f"{', '.join(sorted(map(str, available)))}"
+        )
+
+
+def with_groups(points: pd.DataFrame, table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """``points`` with a ``group`` column: each checkpoint's value of ``column`` in ``table``.
+
+    Raises :class:`ConfigError` when the column is missing or varies within a checkpoint (it
+    must describe the checkpoint, like ``model`` or an architecture family).
+    """
+    check_group_by(column, table.columns)
+    pairs = table[["model_key", column]].astype({"model_key": str}).drop_duplicates()
+    pairs[column] = pairs[column].astype(object).where(pairs[column].notna(), "")
+    pairs = pairs.drop_duplicates()
+    if pairs["model_key"].duplicated().any():
+        raise ConfigError(
+            f"--group-by {column!r} varies within a checkpoint, so it cannot pick the "
+            "checkpoint's hull; group by a column that describes the checkpoint "
+            "(e.g. model or a family column)"
+        )
+    groups = pairs.set_index("model_key")[column].astype(str)
+    return points.assign(group=points["model_key"].astype(str).map(groups).fillna(""))
 
 
 def fit_saturation(
     table: pd.DataFrame,
+    *,
     shots: list[int] | None = None,
     layer: str = "pre_logits",
     points: str = "hull",
     holdout_top: float = 0.1,
-    bootstrap: int = 100,
+    bootstrap: int = 0,
     form: str | Form = "eq1",
     seed: int = 0,
     warn: Callable[[str], None] | None = None,
     max_evals: int | None = None,
+    group_by: str | None = None,
+    max_width: float = MAX_WIDTH,
 ) -> pd.DataFrame:
-    """The saturation fit of every (upstream task, DS task, shots, probe) in ``table``.
+    """The saturation fit of every (upstream task, DS task, shots, probe[, group]) in ``table``.
 
     Parameters
     ----------
     table : store rows (``read_selected`` or ``load``); only the selected-λ rows are used.
     shots : only these shot counts (default: all).
     layer : DS accuracy at ``pre_logits``, the ``best`` layer per checkpoint, or a named layer.
-    points : fit to the upper ``hull`` of the points, or to ``all`` of them.
-    holdout_top : fraction of checkpoints (highest US accuracy) held out for the prediction error.
-    bootstrap : number of bootstrap resamples for the intervals (0: none).
+    points : fit to the rising part of the upper ``hull`` of the points, or to ``all`` of them.
+    holdout_top : checkpoints (highest US accuracy) held out for the prediction error: a
+        fraction in (0, 1) (at least 3 checkpoints), a count ≥ 3, or 0 (none); see
+        :func:`holdout_split`.
+    bootstrap : percentile-bootstrap resamples (0: none, the default); adds uncalibrated
+        ``*_boot_lo``/``*_boot_hi`` columns beside the profile intervals.
     form : ``eq1`` (k · e_US^α + e_IR) or ``power`` (k · e_US^α), or a :class:`Form`.
     seed : seed of the bootstrap resampling.
     max_evals : cap on function evaluations per fit (scipy's ``max_nfev``; default: scipy's).
+    group_by : a column describing each checkpoint (e.g. ``model``): each of its values gets its
+        own hull and fit (the ``group`` column).
+    max_width : the widest e_IR interval that still determines e_IR (status ``wide_interval``).
 
     Returns
     -------
-    DataFrame, one row per fitted group: upstream_task, task, shots, probe, layer, form, points,
-    n_checkpoints, n_fit, converged, status, k, alpha, e_ir, saturation (1 − e_ir), fit_error,
-    holdout_top, n_heldout, pred_error, best_us, best_ds, gap_to_saturation (saturation −
-    best_ds), n_bootstrap and ``*_lo``/``*_hi`` intervals (all accuracies and errors in 0–1).
+    DataFrame, one row per fitted group (all accuracies and errors in 0–1): upstream_task,
+    task, shots, probe, group, layer, form, points, n_checkpoints, n_fit (= n_points, the fitted
+    points), converged, status (``ok`` or the first of :data:`STATUSES` that applies), reasons
+    (all that apply), k, alpha, e_ir, saturation (1 − e_ir), their profile intervals
+    ``*_lo``/``*_hi``, interval (``profile``), fit_error (RMSE on the fitted points), noise_se
+    (the probe-noise floor), holdout, n_heldout, n_targets (the held-out frontier points the
+    prediction errors rest on), pred_error (of this fit's ``points``), pred_error_hull,
+    pred_error_all (both on the same targets), n_train_hull, n_train_all (points each of those
+    fits used), best_us, best_ds, gap_to_saturation (saturation − best_ds).
     """
     _check_options(points, holdout_top, bootstrap)
+    if not 0 < max_width <= 1:
+        raise ConfigError(f"--max-width {max_width:g} is not in (0, 1]; e.g. 0.2")
     if shots:
         table = table[table["shots"].isin(shots)]
+    if group_by is not None:
+        check_group_by(group_by, table.columns)
     pts = checkpoint_points(table, layer, warn=warn)
-    return fit_points(pts, form, points, holdout_top, bootstrap, seed, warn, max_evals, layer)
+    if group_by is not None:
+        pts = with_groups(pts, table, group_by)
+    return fit_points(
+        pts, form, points, holdout_top, bootstrap, seed, warn, max_evals, layer,
+        max_width=max_width,
+    )  # fmt: skip
 
 
 FIT_COLUMNS = [
     *GROUP,
+    "group",
     "layer",
     "form",
     "points",
     "n_checkpoints",
     "n_fit",
+    "n_points",
     "converged",
     "status",
+    "reasons",
     "k",
     "alpha",
     "e_ir",
     "saturation",
+    *(f"{n}_{s}" for n in ("k", "alpha", "e_ir", "saturation") for s in ("lo", "hi")),
+    "interval",
     "fit_error",
-    "holdout_top",
+    "noise_se",
+    "holdout",
     "n_heldout",
+    "n_targets",
     "pred_error",
+    "pred_error_hull",
+    "pred_error_all",
+    "n_train_hull",
+    "n_train_all",
     "best_us",
     "best_ds",
     "gap_to_saturation",
-    "n_bootstrap",
-    *(
-        f"{n}_{s}"
-        for n in ("k", "alpha", "e_ir", "saturation", "fit_error", "pred_error")
-        for s in ("lo", "hi")
-    ),
 ]
+BOOT_COLUMNS = ["n_bootstrap", *(f"{n}_boot_{s}" for n in BOOT for s in ("lo", "hi"))]
 
 
 def write_fits(fits: pd.DataFrame, path: str | Path) -> Path:
@@ -505,17 +706,23 @@ def write_fits(fits: pd.DataFrame, path: str | Path) -> Path:
 def _check_options(points: str, holdout_top: float, bootstrap: int) -> None:
     if points not in POINTS:
         raise ConfigError(f"unknown --points {points!r}; use hull or all")
-    if not 0 <= holdout_top < 1:
-        raise ConfigError(f"--holdout-top {holdout_top} is not a fraction in [0, 1); e.g. 0.1")
+    if not (
+        0 <= holdout_top < 1 or (holdout_top >= MIN_HELDOUT and holdout_top == int(holdout_top))
+    ):
+        raise ConfigError(
+            f"--holdout {holdout_top:g} is neither a fraction in [0, 1) nor a count of at least "
+            f"{MIN_HELDOUT} checkpoints; e.g. 0.1 or 5"
+        )
     if bootstrap < 0:
         raise ConfigError(f"--bootstrap {bootstrap} is negative; give 0 (none) or more resamples")
 
 
 def _label(key: tuple) -> str:
-    upstream, task, shots, probe = key
+    upstream, task, shots, probe, *group = key
     where = f"upstream {upstream}, " if upstream else ""
     count = "full train split" if int(shots) == 0 else f"{int(shots)}-shot"
-    return f"{where}task {task}, {count}, probe {probe}"
+    within = f", group {group[0]}" if group and group[0] != "" else ""
+    return f"{where}task {task}, {count}, probe {probe}{within}"
 
 
 def _warn(warn: Callable[[str], None] | None, message: str) -> None:

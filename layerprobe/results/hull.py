@@ -45,6 +45,50 @@ def upper_hull(x: np.ndarray, y: np.ndarray, presorted: bool = False) -> np.ndar
     return order[chain(xs, ys)]
 
 
+def rising_hull(x: np.ndarray, y: np.ndarray, presorted: bool = False) -> np.ndarray:
+    """The rising part of the upper hull: its vertices up to the highest one (the best DS point).
+
+    The saturation curve only rises with US accuracy, so the falling tail of the hull after the
+    best DS point (checkpoints of higher US but lower DS accuracy) is not part of it.
+
+    Parameters
+    ----------
+    x, y : (N,) coordinates (US accuracy, DS accuracy); ``presorted`` as for :func:`upper_hull`.
+
+    Returns
+    -------
+    (H,) int indices into ``x``, by increasing ``x``, ending at the first point of highest ``y``.
+    """
+    hull = upper_hull(x, y, presorted)
+    if len(hull) == 0:
+        return hull
+    return hull[: int(np.argmax(np.asarray(y, float)[hull])) + 1]
+
+
+def rising_frontier(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The rising Pareto frontier: points higher than every point of lower (or equal) ``x``.
+
+    Unlike the hull it keeps points on a convex stretch (below the chord of their neighbours), so
+    comparing the two shows whether the hull dropped a frontier that bends the wrong way.
+
+    Parameters
+    ----------
+    x, y : (N,) coordinates (US accuracy, DS accuracy).
+
+    Returns
+    -------
+    (F,) int indices into ``x`` by increasing ``x``; one point per ``x`` (the highest).
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if len(x) == 0:
+        return np.zeros(0, int)
+    order = np.lexsort((-y, x))
+    order = order[np.concatenate([[True], np.diff(x[order]) != 0])]
+    ys = y[order]
+    left = np.concatenate([[-np.inf], np.maximum.accumulate(ys)[:-1]])
+    return order[ys > left]
+
+
 def _chain(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """Andrew's monotone chain, upper half, on points sorted by strictly increasing x."""
     x, y = xs.tolist(), ys.tolist()

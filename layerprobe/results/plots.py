@@ -124,6 +124,10 @@ def _draw_fit(ax, row: pd.Series, us: np.ndarray, ds: np.ndarray) -> None:
     theta = [row["k"], row["alpha"], row["e_ir"]][: len(get_form(row["form"]).params)]
     grid = np.linspace(us.min(), 1.0, 200)  # from the data to 100 % US accuracy
     ax.plot(grid, predict(row["form"], theta, grid), c="C3", lw=1.5, label=f"fit ({row['form']})")
+    if row.get("status", "ok") != "ok":  # undetermined: no ceiling line, the reason instead
+        ax.text(0.02, 0.95, f"e_IR undetermined: {row['status']}", transform=ax.transAxes,
+                va="top", fontsize=7, color="C3")  # fmt: skip
+        return
     ax.axhline(
         row["saturation"], ls="--", c="C3", lw=1, label=f"1 − e_IR = {row['saturation']:.3f}"
     )

@@ -27,6 +27,7 @@ from layerprobe.results import plots
 from layerprobe.results.fit import fit_points, write_fits
 from layerprobe.results.knobs import HEAD_KNOBS, knob_effects, knob_information
 from layerprobe.results.layersat import (
+    chance_levels,
     layer_curves,
     layer_saturation,
     saturation_correlation,
@@ -57,7 +58,7 @@ def write_report(
     layer: str = "pre_logits",
     points: str = "hull",
     holdout_top: float = 0.1,
-    bootstrap: int = 100,
+    bootstrap: int = 0,
     form: str = "eq1",
     seed: int = 0,
     table: pd.DataFrame | None = None,
@@ -96,9 +97,10 @@ def write_report(
 
     say("layer saturation")
     curves = layer_curves(table)
-    saturation = layer_saturation(curves)
+    saturation = layer_saturation(curves, draws=100, seed=seed)
+    chance = chance_levels(table)
     write_fits(saturation, out / "layers.parquet")
-    sections = [_layer_section(saturation)]
+    sections = [_layer_section(saturation, chance)]
 
     pts, fits = None, None
     if table["upstream_accuracy"].notna().any():
@@ -107,7 +109,7 @@ def write_report(
         fits = fit_points(pts, form, points, holdout_top, bootstrap, seed, warn, layer=layer)
         if len(fits):
             write_fits(fits, out / "fits.parquet")
-        sections.insert(0, _fit_section(fits, saturation))
+        sections.insert(0, _fit_section(fits, saturation, chance))
         sections.append(_knob_section(pts))
     else:
         sections.insert(0, Section("Saturation fit", [_p(NO_US[0].upper() + NO_US[1:] + ".")]))
@@ -128,22 +130,26 @@ def write_report(
 # -- sections ------------------------------------------------------------------------------------
 
 
-def _fit_section(fits: pd.DataFrame, saturation: pd.DataFrame) -> Section:
+def _fit_section(fits: pd.DataFrame, saturation: pd.DataFrame, chance=None) -> Section:
     section = Section("Saturation fit")
     section.html.append(
         _p(
             "Per downstream task and shot count: e_DS = k · e_US^α + e_IR fitted to the "
             "checkpoints' (US, DS) points (e = 1 − accuracy); 1 − e_IR is the accuracy the task "
-            "saturates at. Intervals: 2.5–97.5 % bootstrap percentiles over checkpoints. "
-            "Prediction error: RMSE on the held-out checkpoints of highest US accuracy, fitted "
-            "on the others. Gap: saturation minus the best checkpoint's DS accuracy."
+            "saturates at. Status ok: the data determine e_IR; otherwise the first reason they "
+            "do not (few_points, convex_frontier, k_zero, no_rise, alpha_at_bound, below_data, "
+            "wide_interval), and only the interval is shown. Intervals: 95 % profile "
+            "likelihood, with the probe noise over seeds in the error model. Prediction error: "
+            "RMSE of the hull and the all-points fit, each fitted on the other checkpoints, on "
+            "the same held-out frontier points of highest US accuracy (n = how many). Gap: "
+            "saturation minus the best checkpoint's DS accuracy."
         )
     )
     if fits.empty:
         section.html.append(_p("No (task, shots) had 3 or more points to fit."))
         return section
     section.html.append(_table(fit_display(fits)))
-    corr = saturation_correlation(saturation, fits)
+    corr = saturation_correlation(saturation, fits, chance=chance)
     section.html.append("<h3>Layer saturation against e_IR (Spearman, across tasks)</h3>")
     section.html.append(
         _p(
@@ -156,7 +162,7 @@ def _fit_section(fits: pd.DataFrame, saturation: pd.DataFrame) -> Section:
     return section
 
 
-def _layer_section(saturation: pd.DataFrame) -> Section:
+def _layer_section(saturation: pd.DataFrame, chance=None) -> Section:
     section = Section("Layers")
     section.html.append(
         _p(
@@ -166,8 +172,19 @@ def _layer_section(saturation: pd.DataFrame) -> Section:
             "Full table: layers.parquet."
         )
     )
-    summary = task_layer_summary(saturation)
-    section.html.append("<h3>Per task (means over checkpoints)</h3>")
+    summary = task_layer_summary(saturation, chance=chance)
+    section.html.append(
+        "<h3>Per task (means over the top third of checkpoints by US accuracy)</h3>"
+    )
+    near = summary.loc[summary["near_chance"], "task"].astype(str)
+    if len(near):
+        section.html.append(
+            _p(
+                "Best layer within noise of chance (left out of the correlations): "
+                + ", ".join(sorted(set(near)))
+                + "."
+            )
+        )
     section.html.append(_table(summary))
     if len(saturation) <= PER_CHECKPOINT_ROWS:
         cols = [

@@ -13,19 +13,30 @@ FORMATS = ("table", "markdown", "csv", "json")
 
 
 def fit_display(fits: pd.DataFrame) -> pd.DataFrame:
-    """The fit table with intervals folded into the values (``0.812 [0.80, 0.83]``), for people."""
+    """The fit table for people: ``0.812 [0.80, 0.83]`` where the data determine e_IR (status
+    ``ok``); where they do not, the interval alone (``[0.00, 0.65]``) beside the status, never a
+    bare point estimate. Prediction errors of the hull and the all-points fit with the number of
+    held-out points they rest on."""
+    ok = fits["status"] == "ok" if "status" in fits.columns else pd.Series(True, fits.index)
 
     def ci(name: str, digits: int = 3) -> pd.Series:
         return fits.apply(
-            lambda r: _with_ci(r[name], r[f"{name}_lo"], r[f"{name}_hi"], digits), axis=1
+            lambda r: _with_ci(
+                r[name], r.get(f"{name}_lo"), r.get(f"{name}_hi"), digits, ok[r.name]
+            ),
+            axis=1,
         )
 
-    return pd.DataFrame(
+    shown = {
+        "upstream": fits["upstream_task"],
+        "task": fits["task"],
+        "shots": fits["shots"],
+        "probe": fits["probe"],
+    }
+    if "group" in fits.columns and (fits["group"].astype(str) != "").any():
+        shown["group"] = fits["group"]
+    shown.update(
         {
-            "upstream": fits["upstream_task"],
-            "task": fits["task"],
-            "shots": fits["shots"],
-            "probe": fits["probe"],
             "layer": fits["layer"],
             "points": fits["n_fit"].astype(str) + "/" + fits["n_checkpoints"].astype(str),
             "status": fits["status"],
@@ -33,19 +44,34 @@ def fit_display(fits: pd.DataFrame) -> pd.DataFrame:
             "α": ci("alpha"),
             "e_IR": ci("e_ir"),
             "1 − e_IR": ci("saturation"),
-            "fit error": ci("fit_error", 4),
-            "prediction error": ci("pred_error", 4),
+            "fit error": fits["fit_error"].map(lambda v: _num(v, 4)),
+            "prediction error hull / all (n)": fits.apply(_prediction, axis=1),
             "best DS": fits["best_ds"].map(lambda v: f"{v:.3f}"),
-            "gap": fits["gap_to_saturation"].map(lambda v: f"{v:.3f}"),
+            "gap": fits["gap_to_saturation"].map(lambda v: _num(v, 3)),
         }
     )
+    return pd.DataFrame(shown)
 
 
-def _with_ci(value: float, lo: float, hi: float, digits: int) -> str:
+def _num(value: float, digits: int) -> str:
+    return f"{value:.{digits}f}" if value is not None and math.isfinite(value) else "–"
+
+
+def _prediction(row: pd.Series) -> str:
+    hull, every = row.get("pred_error_hull"), row.get("pred_error_all")
+    if hull is None:  # a table of an older layerprobe
+        return _num(row.get("pred_error", math.nan), 4)
+    return f"{_num(hull, 4)} / {_num(every, 4)} ({int(row.get('n_targets', 0))})"
+
+
+def _with_ci(value: float, lo, hi, digits: int, determined: bool = True) -> str:
+    has_ci = lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi)
+    interval = f"[{lo:.{digits}f}, {hi:.{digits}f}]" if has_ci else ""
+    if not determined:  # an undetermined fit shows what the data allow, not a point estimate
+        return interval or "–"
     if not math.isfinite(value):
         return "–"
-    text = f"{value:.{digits}f}"
-    return text + (f" [{lo:.{digits}f}, {hi:.{digits}f}]" if math.isfinite(lo) else "")
+    return f"{value:.{digits}f}" + (f" {interval}" if interval else "")
 
 
 def format_fits(fits: pd.DataFrame, fmt: str = "table") -> str:

@@ -1,0 +1,49 @@
+"""The rooms of the package import only rooms upstream of them in the flow (ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "layerprobe"
+BASICS = {"errors", "layers", "__init__", "__main__"}
+# room -> the rooms it may import (besides the basics); the table in ARCHITECTURE.md.
+MAY_IMPORT = {
+    "backbones": set(),
+    "tasks": set(),
+    "extract": {"backbones", "tasks"},
+    "results": {"extract"},
+    "probe": {"extract", "results", "tasks"},
+    "pretrain": {"backbones", "extract", "results", "tasks"},
+    "jobs": {"backbones", "tasks", "extract", "results", "probe", "pretrain"},
+}
+
+
+def _imported_rooms(path: Path) -> set[str]:
+    rooms = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "layerprobe" and len(parts) > 1:
+                rooms.add(parts[1])
+    return rooms
+
+
+def test_every_room_imports_only_rooms_upstream_of_it():
+    wrong = []
+    for room, allowed in MAY_IMPORT.items():
+        for path in sorted((PACKAGE / room).rglob("*.py")):
+            for other in _imported_rooms(path) - allowed - BASICS - {room}:
+                wrong.append(f"{path.relative_to(PACKAGE.parent)} imports layerprobe.{other}")
+    assert not wrong, "imports against the flow (ARCHITECTURE.md):\n" + "\n".join(wrong)
+
+
+def test_every_room_is_on_the_map():
+    rooms = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert rooms - {"commands"} == set(MAY_IMPORT)
