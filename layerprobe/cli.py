@@ -23,6 +23,7 @@ COMMANDS = (
     "scan",
     "fit",
     "report",
+    "similarity",
     "pretrain",
     "upstream",
     "finetune",

@@ -26,14 +26,17 @@ def write_cache_file(
     complete: bool = True,
     format_version: int = FORMAT_VERSION,
     dtype: str = "float16",
+    index: np.ndarray | None = None,
 ) -> Path:
-    """Write one ``<split>.h5`` file holding ``features`` ({layer: (N, D)}) and ``labels`` (N,)."""
+    """Write one ``<split>.h5`` file holding ``features`` ({layer: (N, D)}) and ``labels`` (N,);
+    ``index`` (N,) says which dataset item each row is (default 0 … N − 1)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     layers = list(features)
     with h5py.File(path, "w") as f:
         f.create_dataset("labels", data=np.asarray(labels, np.int64))
-        f.create_dataset("index", data=np.arange(len(labels), dtype=np.int64))
+        rows = np.arange(len(labels)) if index is None else index
+        f.create_dataset("index", data=np.asarray(rows, dtype=np.int64))
         group = f.create_group("features")
         for name, arr in features.items():
             group.create_dataset(

@@ -180,11 +180,12 @@ def _dataset_rows(f: h5py.File, layers) -> dict[str, int | None]:
 
 
 def read_arrays(
-    path: str | Path, layers: list[str] | None = None
+    path: str | Path, layers: list[str] | None = None, *, rows: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Load ``labels`` (N,), ``index`` (N,) and ``{layer: (N, D) features}`` of a complete cache.
 
-    Features come back in the dtype they were stored in (float16 or float32).
+    Features come back in the dtype they were stored in (float16 or float32). ``rows`` (R,)
+    reads only those row positions, in the order given (no repeats); N is then R.
     """
     info = read_info(path)
     wanted = info.layers if layers is None else layers
@@ -194,10 +195,37 @@ def read_arrays(
             f"{path} has no layer(s) {', '.join(missing)}; it has {', '.join(info.layers)}"
         )
     with h5py.File(path, "r") as f:
-        labels = f["labels"][()].astype(np.int64)
-        index = f["index"][()].astype(np.int64)
-        feats = {name: f["features"][name][()] for name in wanted}
+        if rows is None:
+            labels = f["labels"][()].astype(np.int64)
+            index = f["index"][()].astype(np.int64)
+            feats = {name: f["features"][name][()] for name in wanted}
+        else:
+            pick = _RowPick(rows, info.num_rows)
+            labels = pick(f["labels"]).astype(np.int64)
+            index = pick(f["index"]).astype(np.int64)
+            feats = {name: pick(f["features"][name]) for name in wanted}
     return labels, index, feats
+
+
+class _RowPick:
+    """Read some rows of (N, ...) datasets in a given order: h5py selects increasing positions
+    only, and a selection of many rows is quicker read whole and indexed in memory."""
+
+    def __init__(self, rows: np.ndarray, num_rows: int):
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.ndim != 1 or len(np.unique(rows)) != len(rows):
+            raise ValueError("rows must be distinct row positions, shape (R,)")
+        if len(rows) and (rows.min() < 0 or rows.max() >= num_rows):
+            raise ValueError(f"rows outside 0..{num_rows - 1}")
+        self.order = np.argsort(rows, kind="stable")
+        self.sorted = rows[self.order]
+        self.whole = 4 * len(rows) >= num_rows
+
+    def __call__(self, dset: h5py.Dataset) -> np.ndarray:
+        data = dset[()][self.sorted] if self.whole else dset[self.sorted]
+        out = np.empty_like(data)
+        out[self.order] = data
+        return out
 
 
 def find_caches(

@@ -35,6 +35,7 @@ from layerprobe.results.layersat import (
 )
 from layerprobe.results.points import NO_US, checkpoint_points
 from layerprobe.results.read import ANALYSIS_SCHEMA, read_selected
+from layerprobe.results.similarity_plots import similarity_figures
 from layerprobe.results.store import part_files
 from layerprobe.results.tables import fit_display
 
@@ -116,6 +117,9 @@ def write_report(
     say("plots")
     figures = _figures(out / "plots", curves, pts, fits)
     sections.append(Section("Figures", [_figure(path) for path in figures]))
+    cka = similarity_figures(results_dir, out)  # only when `layerprobe similarity` was run
+    if cka is not None:
+        sections.append(Section("Layer similarity (CKA)", [_p(cka[0]), *map(_figure, cka[1])]))
     sections.append(_settings_section(results_dir, table, options))
     path = out / "report.html"
     _write_text(path, _page(sections, results_dir))
