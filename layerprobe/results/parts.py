@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from layerprobe.errors import DataError, check_writable
 from layerprobe.results.layout import write_part_table
-from layerprobe.results.schema import COLUMNS, NUMERIC, SCHEMA_VERSION, to_table
+from layerprobe.results.schema import NUMERIC, SCHEMA_VERSION, to_table
 
 PART_SUFFIX = ".parquet"
 IDENTITY_KEY = b"layerprobe_unit"

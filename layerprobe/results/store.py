@@ -183,9 +183,7 @@ def newest_generation(infos: Sequence[PartInfo]) -> list[PartInfo]:
 _NONE = object()
 
 
-def _scan(
-    served: Sequence[PartInfo], schema: pa.Schema, keep, results_dir
-) -> pa.Table:
+def _scan(served: Sequence[PartInfo], schema: pa.Schema, keep, results_dir) -> pa.Table:
     """One dataset scan over ``served``: ``schema``'s columns, rows passing ``keep``."""
     if not served:
         return schema.empty_table()
