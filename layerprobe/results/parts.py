@@ -63,10 +63,7 @@ def readable(name: str) -> str:
 
 def part_path(results_dir: str | Path, identity: dict) -> Path:
     """Where the part of a unit lives; ``identity`` holds at least model_key, task and probe."""
-    name = (
-        f"{readable(identity['task'])}.{identity['probe']}.{identity_hash(identity)}{PART_SUFFIX}"
-    )
-    return Path(results_dir) / readable(identity["model_key"]) / name
+    return Path(results_dir) / readable(identity["model_key"]) / _part_name(identity)
 
 
 def write_part(rows: pd.DataFrame, results_dir: str | Path, identity: dict) -> Path:
@@ -180,13 +177,7 @@ def _open(path: Path) -> pq.ParquetFile:
 
 def read_metadata(path: Path, file: pq.ParquetFile | None = None) -> tuple[int | None, dict | None]:
     """(schema version, unit identity) from a part's footer; (None, None) when it has none."""
-    meta = (file or _open(path)).schema_arrow.metadata or {}
-    version = meta.get(VERSION_KEY) or meta.get(b"layerprobe_store_version")
-    identity = meta.get(IDENTITY_KEY)
-    return (
-        int(version) if version is not None and version.isdigit() else None,
-        json.loads(identity) if identity else None,
-    )
+    return _footer_keys((file or _open(path)).schema_arrow.metadata or {})
 
 
 def check_version(path: Path, version: int | None) -> None:
@@ -245,19 +236,22 @@ def part_info(path: str | Path, file: pq.ParquetFile | None = None) -> PartInfo:
     :class:`BadPart` naming the file, otherwise returns its :class:`PartInfo`.
     """
     path = Path(path)
-    file = file or _open(path)
-    version, identity = read_metadata(path, file)
+    try:  # the footer only (the Parquet key-value metadata holds the schema's metadata)
+        meta = file.metadata if file is not None else pq.read_metadata(path)
+    except Exception as err:  # pyarrow raises several types for truncated or foreign files
+        raise _unreadable(path, err) from err
+    version, identity = _footer_keys(meta.metadata or {})
     check_version(path, version)
     if (
-        identity is None
+        not isinstance(identity, dict)
         or not {"model_key", "task", "probe"} <= set(identity)
-        or path.name != part_path(path.parent.parent, identity).name
+        or path.name != _part_name(identity)
     ):
         raise BadPart(
             path, "does not carry the identity its name says (renamed or copied by hand?)", NOT_OURS
         )
-    schema = file.schema_arrow
-    missing = [c for c in NEEDED if c not in schema.names]
+    names = list(meta.schema.names)
+    missing = [c for c in NEEDED if c not in names]
     if missing:
         raise BadPart(
             path,
@@ -265,15 +259,19 @@ def part_info(path: str | Path, file: pq.ParquetFile | None = None) -> PartInfo:
             "an older version)",
             "move it out or re-run the probe",
         )
-    wrong = [c for c in NUMERIC if c in schema.names and not _numeric(schema.field(c).type)]
+    wrong = [
+        c
+        for c in NUMERIC
+        if c in names and meta.schema.column(names.index(c)).physical_type not in _NUMBERS
+    ]
     if wrong:
         raise BadPart(
             path,
             f"has non-numeric column(s) {', '.join(wrong)}; it was not written by layerprobe",
             NOT_OURS,
         )
-    rows = file.metadata.num_rows
-    ranges = {c: _range(file, path, c) for c in ("model_key", "task", "probe", "config")}
+    rows = meta.num_rows
+    ranges = {c: _range(meta, names, path, c) for c in ("model_key", "task", "probe", "config")}
     for column in ("model_key", "task"):
         low, high = ranges[column]
         if rows and not (low == high == identity[column]):
@@ -285,32 +283,46 @@ def part_info(path: str | Path, file: pq.ParquetFile | None = None) -> PartInfo:
         if single
         else ("part", str(path))
     )
-    created = _range(file, path, "created_at")[1] if "created_at" in schema.names else None
+    created = _range(meta, names, path, "created_at")[1]
     return PartInfo(path, identity, generation, created, rows)
 
 
-def _numeric(kind: pa.DataType) -> bool:
-    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)
+_NUMBERS = {"INT32", "INT64", "FLOAT", "DOUBLE", "BOOLEAN"}
 
 
-def _range(file: pq.ParquetFile, path: Path, column: str) -> tuple:
+def _footer_keys(meta: dict) -> tuple[int | None, dict | None]:
+    version = meta.get(VERSION_KEY) or meta.get(b"layerprobe_store_version")
+    identity = meta.get(IDENTITY_KEY)
+    try:
+        identity = json.loads(identity) if identity else None
+    except ValueError:
+        identity = None
+    return (int(version) if version is not None and version.isdigit() else None), identity
+
+
+def _part_name(identity: dict) -> str:
+    """The file name of a part of ``identity`` (what :func:`part_path` ends in)."""
+    return (
+        f"{readable(identity['task'])}.{identity['probe']}.{identity_hash(identity)}{PART_SUFFIX}"
+    )
+
+
+def _range(meta: pq.FileMetaData, names: list[str], path: Path, column: str) -> tuple:
     """(min, max) of a column from the row-group statistics, reading the column only where a
-    row group has none; (None, None) without rows or values."""
-    names = file.schema_arrow.names
+    row group has none; (None, None) without rows, values or such a column."""
     if column not in names:
         return None, None
-    meta = file.metadata
-    index = file.schema_arrow.get_field_index(column)
+    index = names.index(column)
     lows, highs = [], []
     for g in range(meta.num_row_groups):
         group = meta.row_group(g)
         if group.num_rows == 0:
             continue
-        stats = group.column(index).statistics if index < group.num_columns else None
+        stats = group.column(index).statistics
         if stats is None or not stats.has_min_max:
             if stats is not None and stats.null_count == group.num_rows:
                 continue  # all null
-            return _read_range(file, path, column)
+            return _read_range(path, column)
         lows.append(_plain(stats.min))
         highs.append(_plain(stats.max))
     if not lows:
@@ -318,9 +330,9 @@ def _range(file: pq.ParquetFile, path: Path, column: str) -> tuple:
     return min(lows), max(highs)
 
 
-def _read_range(file: pq.ParquetFile, path: Path, column: str) -> tuple:
+def _read_range(path: Path, column: str) -> tuple:
     try:
-        values = file.read(columns=[column])[column]
+        values = pq.read_table(path, columns=[column])[column]
     except Exception as err:
         raise _unreadable(path, err) from err
     if pa.types.is_dictionary(values.type):

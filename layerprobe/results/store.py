@@ -8,8 +8,10 @@ each result, and only finite accuracies; ``load`` (every row and column) and
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -108,13 +110,13 @@ def read(
     schema = pa.schema([base.field(c) for c in want])
 
     infos = []
-    for path in files:
-        try:
-            infos.append(part_info(path))
-        except BadPart as err:
+    for info in _footers(files):
+        if isinstance(info, BadPart):
             if not skip_bad:
-                raise
-            say(err.skipped())
+                raise info
+            say(info.skipped())
+        else:
+            infos.append(info)
     served = newest_generation(infos)
     keep = ds.field("selected") == True if selected_only else None  # noqa: E712
     if layers:
@@ -167,6 +169,22 @@ def load(
     DataFrame with the schema's columns (:mod:`layerprobe.results.schema`).
     """
     return read(results_dir, columns=columns, skip_bad=skip_bad, warn=warn)
+
+
+def _footers(files: Sequence[Path]) -> list[PartInfo | BadPart]:
+    """:func:`part_info` of every part, in order (a :class:`BadPart` where it fails); footers
+    are read on a few threads, as pyarrow releases the GIL while it reads and parses them."""
+
+    def one(path: Path) -> PartInfo | BadPart:
+        try:
+            return part_info(path)
+        except BadPart as err:
+            return err
+
+    if len(files) < 32:
+        return [one(path) for path in files]
+    with ThreadPoolExecutor(min(8, 2 * (os.cpu_count() or 1))) as pool:
+        return list(pool.map(one, files))
 
 
 def newest_generation(infos: Sequence[PartInfo]) -> list[PartInfo]:
