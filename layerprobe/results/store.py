@@ -134,14 +134,14 @@ def read(
     if not served:
         raise DataError(f"no readable results in {results_dir}; re-run `layerprobe probe`")
     if selected_only:
-        frame = _categorical(table).to_pandas()
+        frame = _pandas(_categorical(table))
         if frame.empty and not layers:
             raise DataError(
                 f"no rows of {results_dir} have selected == true (the λ chosen on validation); "
                 "re-run `layerprobe probe` to write them"
             )
         return _newest(frame, list(key))
-    frame = _newest(table.to_pandas(), list(key))
+    frame = _newest(_pandas(table), list(key))
     order = ["model_key", "task", "probe", "shots", "seed", "depth", "l2", "k"]
     frame = frame.sort_values(order if columns is None else list(key), kind="stable")
     frame = frame.reset_index(drop=True)
@@ -259,6 +259,12 @@ def _non_finite_parts(served, schema, keep, results_dir) -> list[BadPart]:
                 )
             )
     return bad
+
+
+def _pandas(table: pa.Table) -> pd.DataFrame:
+    """``table`` as a DataFrame, freeing each Arrow column as it is converted (the caller holds
+    no other reference), so a large read does not hold both copies at once."""
+    return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
 def _categorical(table: pa.Table) -> pa.Table:
