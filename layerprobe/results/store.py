@@ -183,7 +183,7 @@ def _footers(files: Sequence[Path]) -> list[PartInfo | BadPart]:
 
     if len(files) < 32:
         return [one(path) for path in files]
-    with ThreadPoolExecutor(min(8, 2 * (os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(min(4, 2 * (os.cpu_count() or 1))) as pool:
         return list(pool.map(one, files))
 
 
