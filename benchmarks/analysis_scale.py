@@ -2,7 +2,8 @@
 
 The paper: 4,800 checkpoints × 25 tasks × 14 layers × shots 1 and 25 × 3 seeds, and here every λ
 row kept (30 λ): about 302 M rows. The store is generated streaming, one Parquet part per model
-key (63,000 rows each at full size), so it never sits in memory. Then `fit` and `report` run from
+key and task as the probe writes it (2,520 rows each at full size, with the unit identity the
+store's reader validates), so it never sits in memory. Then `fit` and `report` run from
 the shell as the user would, each in its own process; wall time and peak memory (the child's
 ru_maxrss from os.wait4) are measured per command. Baseline in the same run: reading the whole
 store with `layerprobe.results.load` (every row, every column), which is what the analysis would
@@ -31,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from layerprobe.results.layout import write_part_table
-from layerprobe.results.parts import VERSION_KEY
+from layerprobe.results.parts import IDENTITY_KEY, VERSION_KEY, part_path
 from layerprobe.results.schema import SCHEMA_VERSION
 
 GOAL_S, GOAL_GIB = 60.0, 4.0
@@ -64,7 +65,7 @@ def arguments() -> argparse.Namespace:
 
 
 def generate(args: argparse.Namespace, store: Path) -> dict:
-    """Write one part per checkpoint; return what was written."""
+    """Write one part per checkpoint and task; return what was written."""
     shots = [int(s) for s in args.shots.split(",")]
     rng = np.random.default_rng(0)
     tasks = [f"task{t:02d}" for t in range(args.tasks)]
@@ -154,20 +155,29 @@ def generate(args: argparse.Namespace, store: Path) -> dict:
             "k": pa.nulls(n, pa.int64()),
             "converged": pa.nulls(n, pa.bool_()),
         }
-        path = store / f"ckpt{c:05d}" / "all.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # One part per checkpoint (all its tasks): fewer, larger files than the probe writes
-        # (one per checkpoint and task), stamped with the schema version the readers check.
-        table = pa.table(columns).replace_schema_metadata({VERSION_KEY: str(SCHEMA_VERSION)})
-        if args.layout == "selected-first":
-            write_part_table(table, path)
-        else:
-            pq.write_table(table, path)
-        files, rows = files + 1, rows + n
+        table = pa.table(columns)
+        per_task = n // args.tasks  # the rows are task-major
+        for t, task in enumerate(tasks):
+            # One part per (checkpoint, task), as the probe writer makes them: named by and
+            # stamped with its unit identity and the schema version the reader checks.
+            part = table.slice(t * per_task, per_task)
+            one = pa.DictionaryArray.from_arrays(np.zeros(per_task, np.int32), [task])
+            part = part.set_column(part.schema.get_field_index("task"), "task", one)
+            identity = {"model_key": f"ckpt{c:05d}", "task": task, "probe": "ridge"}
+            path = part_path(store, identity)
+            meta = {VERSION_KEY: str(SCHEMA_VERSION), IDENTITY_KEY: json.dumps(identity)}
+            part = part.replace_schema_metadata(meta)
+            if args.layout == "selected-first":
+                write_part_table(part, path)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                pq.write_table(part, path)
+            files += 1
+        rows += n
         if (c + 1) % 200 == 0 or c + 1 == args.checkpoints:
             elapsed = time.perf_counter() - start
             print(
-                f"  generated {c + 1}/{args.checkpoints} parts, {rows / 1e6:.1f} M rows, {elapsed:.0f} s",
+                f"  generated {c + 1}/{args.checkpoints} checkpoints ({files} parts), {rows / 1e6:.1f} M rows, {elapsed:.0f} s",
                 file=sys.stderr,
             )
     size = sum(p.stat().st_size for p in store.rglob("*.parquet"))

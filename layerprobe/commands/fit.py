@@ -52,6 +52,16 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
         help="eq1: k·e_US^α + e_IR (default); power: k·e_US^α (no saturation)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    add_skip_bad(p)
+
+
+def add_skip_bad(p: argparse.ArgumentParser) -> None:
+    """``--skip-bad`` of every command that reads the results store."""
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out bad result part files (each named in a warning) instead of stopping",
+    )
 
 
 ANALYSIS_OPTIONS = ("shots", "layer", "points", "holdout_top", "bootstrap", "form", "seed")
@@ -115,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from layerprobe.results.points import unknown_layer
     from layerprobe.results.read import ANALYSIS_SCHEMA, read_selected
+    from layerprobe.results.show import check_shots
     from layerprobe.results.tables import format_fits
 
     out = check_folder(args.out or Path(args.results).resolve().parent / "analysis", "--out")
@@ -125,10 +136,13 @@ def run(args: argparse.Namespace) -> int:
         if args.group_by not in ANALYSIS_SCHEMA.names:
             check_group_by(args.group_by, group_by_columns())
         columns = list(dict.fromkeys([*columns, args.group_by]))
-    table = read_selected(args.results, columns=columns, layers=layers)
-    if layers and table.empty:  # name the layers there are
-        names = set(read_selected(args.results, columns=["layer"])["layer"])
-        raise unknown_layer(args.layer, names)
+    table = read_selected(args.results, columns=columns, layers=layers, skip_bad=args.skip_bad)
+    if layers and table.empty:  # name the layers there are (the warnings were given above)
+        every = read_selected(
+            args.results, columns=["layer"], skip_bad=args.skip_bad, warn=lambda message: None
+        )
+        raise unknown_layer(args.layer, set(every["layer"]))
+    check_shots(table, args.shots)
     fits = fit_saturation(
         table, group_by=args.group_by, max_width=args.max_width, **analysis_options(args)
     )

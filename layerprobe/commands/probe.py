@@ -146,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         if not args.quiet:
+            for line in summary.again:
+                print(f"layerprobe: probing again {line}", file=sys.stderr)
             print(
                 f"{config.probe}: probed {len(summary.written)} unit(s), skipped "
                 f"{len(summary.skipped)} already in {args.results}"

@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"layerprobe: {message}", file=sys.stderr)
 
-    path = write_report(args.results, args.out, progress=progress, **analysis_options(args))
+    path = write_report(
+        args.results, args.out, progress=progress, skip_bad=args.skip_bad, **analysis_options(args)
+    )
     print(path)
     return 0

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from layerprobe.commands._common import parse_int_list
+from layerprobe.commands.fit import add_skip_bad
 
 
 def add_parser(subparsers) -> None:
@@ -34,9 +35,7 @@ def add_parser(subparsers) -> None:
         choices=["text", "csv", "markdown", "json"],
         help="output format",
     )
-    show.add_argument(
-        "--skip-bad", action="store_true", help="skip unreadable part files instead of stopping"
-    )
+    add_skip_bad(show)
     show.set_defaults(run=run_show)
     p.set_defaults(run=lambda args: (p.print_help(), 0)[1])
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,16 +258,61 @@ def read_upstream(
     Reads ``<cache_dir>/<model_key>/upstream.json`` (``upstream_task``, ``upstream_accuracy``,
     ``split``, ``weights_sha256`` …). Without one there, and given ``weights_sha256``, a record
     under another key of the same weights is used (the same model probed with another pooling or
-    resize mode). An unreadable record counts as none.
+    resize mode). A record that exists but is damaged or absurd (not JSON, not an object, an
+    accuracy outside [0, 1] or not finite, no task) raises :class:`CacheError` naming the file
+    (:func:`check_upstream_record`): it is never copied into results, nor silently ignored.
     """
     root = Path(cache_dir)
-    record = _read_json(root / model_key / UPSTREAM_FILE)
+    record = _read_upstream_file(root / model_key / UPSTREAM_FILE)
     if record is None and weights_sha256:
         for path in sorted(root.glob(f"*/{UPSTREAM_FILE}")):
-            other = _read_json(path)
+            other = _read_upstream_file(path)
             if other is not None and other.get("weights_sha256") == weights_sha256:
                 return other
     return record
+
+
+def check_upstream_record(record, path: str | Path) -> dict:
+    """``record`` if it is an upstream record a result may carry: a JSON object with a non-empty
+    ``upstream_task`` and a finite ``upstream_accuracy`` in [0, 1]; else :class:`CacheError`."""
+    fix = "measure it again with `layerprobe upstream MODEL --task T --cache CACHE`, or delete it"
+    if not isinstance(record, dict):
+        raise CacheError(f"upstream record {path} is not a JSON object; {fix}")
+    accuracy = record.get("upstream_accuracy")
+    if (
+        isinstance(accuracy, bool)
+        or not isinstance(accuracy, int | float)
+        or not math.isfinite(accuracy)
+        or not 0 <= accuracy <= 1
+    ):
+        raise CacheError(
+            f"upstream record {path} has upstream_accuracy {accuracy!r}, not a number in [0, 1]; "
+            f"{fix}"
+        )
+    task = record.get("upstream_task")
+    if not isinstance(task, str) or not task:
+        raise CacheError(f"upstream record {path} names no upstream_task; {fix}")
+    return record
+
+
+def _read_upstream_file(path: Path) -> dict | None:
+    """A checked upstream record, or None where there is no file."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise CacheError(
+            f"cannot read upstream record {path} ({err}); fix its permissions"
+        ) from err
+    try:
+        record = json.loads(text)
+    except ValueError as err:
+        raise CacheError(
+            f"upstream record {path} is not readable JSON ({err}); measure it again with "
+            "`layerprobe upstream MODEL --task T --cache CACHE`, or delete it"
+        ) from err
+    return check_upstream_record(record, path)
 
 
 def pretrain_with_upstream(info: CacheInfo) -> dict:
@@ -286,11 +332,3 @@ def pretrain_with_upstream(info: CacheInfo) -> dict:
         "upstream_task": record.get("upstream_task"),
         "upstream_accuracy": record["upstream_accuracy"],
     }
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None

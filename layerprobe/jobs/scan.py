@@ -77,11 +77,16 @@ def scan(model, tasks: Sequence[str], out_dir: str | Path, extract_config=None,
     say("scan: probing")
     run_probes(out / "cache", out / "results", probe_config or ProbeConfig(),
                model_keys=sorted(keys), tasks=names, quiet=quiet)  # fmt: skip
-    table = load(out / "results")
+    # the one store reader; --skip-bad leaves out bad parts (with a warning) as in `results show`
+    table = load(out / "results", skip_bad=config.skip_bad, warn=_quiet if quiet else None)
     table = table[table.model_key.isin(keys) & table.task.isin(names)]
     summary = layer_summary(table)
     report, plots = _report(out, table, quiet)
     return ScanResult(summary, best_layers(summary), report, plots)
+
+
+def _quiet(message: str) -> None:
+    """Warnings of a quiet scan go nowhere."""
 
 
 def best_layers(summary: pd.DataFrame) -> pd.DataFrame:

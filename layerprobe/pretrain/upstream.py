@@ -22,7 +22,7 @@ import torch
 from layerprobe import __version__
 from layerprobe.backbones import Backbone, ModelConfig, as_model_config
 from layerprobe.errors import ConfigError, DataError, check_folder
-from layerprobe.extract.cache import UPSTREAM_FILE
+from layerprobe.extract.cache import UPSTREAM_FILE, check_upstream_record
 from layerprobe.pretrain.data import EVAL_BATCH
 from layerprobe.tasks.base import Task
 from layerprobe.tasks.registry import get_task
@@ -111,6 +111,7 @@ def record_upstream(
         "weights_sha256": bb.weights_sha256,
         "layerprobe_version": __version__,
     }
+    check_upstream_record(record, path)  # what readers accept, checked before it is written
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upstream.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:

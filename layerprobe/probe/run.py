@@ -8,6 +8,7 @@ probed together and written as one part file of the results store.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,16 @@ from layerprobe.probe.families import DEFAULT_LOGISTIC_L2S, check_family, family
 from layerprobe.probe.knn import DEFAULT_KS, check_ks
 from layerprobe.probe.plan import VAL_FRACTION, VAL_MAX_PER_CLASS, plan_probes
 from layerprobe.probe.problems import DEFAULT_L2S, ProbeSet, check_finite, check_l2s
-from layerprobe.results.parts import check_results_dir, config_hash, part_path, write_part
+from layerprobe.results.parts import (
+    PART_SUFFIX,
+    check_accuracies,
+    check_results_dir,
+    config_hash,
+    part_info,
+    part_path,
+    readable,
+    write_part,
+)
 from layerprobe.results.schema import COLUMNS, pretrain_columns
 
 MAX_LOAD_BYTES = 2 << 30  # features of the layers loaded at once (all splits)
@@ -137,6 +147,25 @@ class Unit:
         A re-extraction makes a new unit instead of matching a stale part."""
         return {split: info.identity() for split, info in sorted(self.splits.items())}
 
+    def upstream_identity(self) -> list | None:
+        """The upstream record the rows will carry from ``upstream.json`` (task, accuracy), or
+        None where the checkpoint has its own figure or there is no record.
+
+        Part of the unit's identity, so that ``layerprobe upstream`` run after ``probe`` makes
+        the next ``probe`` re-probe exactly the units of that model key (the store is
+        self-contained: its rows never depend on a file outside it, so the figure cannot be
+        attached at read time). Absent from the identity when None, so parts of models without
+        a record keep their names. A damaged or absurd ``upstream.json`` raises
+        :class:`CacheError` here, before any work.
+        """
+        info = self.splits.get("train") or next(iter(self.splits.values()))
+        if info.pretrain.get("upstream_accuracy") is not None:
+            return None
+        merged = pretrain_with_upstream(info)
+        if merged.get("upstream_accuracy") is None:
+            return None
+        return [merged.get("upstream_task"), float(merged["upstream_accuracy"])]
+
 
 @dataclass
 class RunSummary:
@@ -147,6 +176,7 @@ class RunSummary:
     skipped: list[Path] = field(default_factory=list)
     bad: list[str] = field(default_factory=list)
     unconverged: int = 0
+    again: list[str] = field(default_factory=list)  # "<unit>: why it is probed again"
 
 
 def find_units(
@@ -250,7 +280,11 @@ def run_probes(
 ) -> RunSummary:
     """Probe every unit of the cache and write one part file per unit to ``results_dir``.
 
-    Units whose part file exists are skipped unless ``force``. A unit that cannot be probed
+    Units whose part file exists are skipped unless ``force``; the part's name covers the
+    unit's whole identity (configuration, cache files read, upstream record), so a changed
+    input makes a new part, and ``summary.again`` says why a unit that had a part of the same
+    probe configuration is probed again. The new part replaces the old one (one generation per
+    result, :func:`layerprobe.results.parts.write_part`). A unit that cannot be probed
     (bad features, too few shots …) stops the run, or is reported and skipped with
     ``skip_bad``; parts already written are kept either way.
     """
@@ -269,6 +303,9 @@ def run_probes(
             summary.skipped.append(path)
         else:
             todo.append((unit, identity))
+            why = why_again(path, identity, config)
+            if why:
+                summary.again.append(f"{unit.name}: {why}")
     bar = tqdm(
         total=len(units),
         initial=len(summary.skipped),
@@ -358,13 +395,52 @@ class _Deferred:
 
 
 def unit_identity(unit: Unit, config: ProbeConfig) -> dict:
-    """Everything that names a unit's part: model key, task, configuration, cache files read."""
-    return {
+    """Everything that names a unit's part: model key, task, configuration, cache files read,
+    and the ``upstream.json`` record its rows carry (where one is used)."""
+    identity = {
         "model_key": unit.model_key,
         "task": unit.task,
         **config.identity(),
         "features": unit.features_identity(),
     }
+    upstream = unit.upstream_identity()
+    if upstream is not None:
+        identity["upstream"] = upstream
+    return identity
+
+
+WHY = {
+    "features": "its cache files changed (extracted again)",
+    "upstream": "an upstream accuracy was recorded for its model since (`layerprobe upstream`)",
+}
+
+
+def why_again(path: Path, identity: dict, config: ProbeConfig) -> str | None:
+    """Why a unit with no part at ``path`` is probed although its folder holds a part of the
+    same probe configuration (which the new part will replace); None where there is none."""
+    generation = (identity["model_key"], identity["task"], config.probe,
+                  config_hash(config.values_identity()))  # fmt: skip
+    new = json.loads(json.dumps(identity, sort_keys=True, default=str))
+    for other in sorted(
+        path.parent.glob(f"{readable(identity['task'])}.{config.probe}.*{PART_SUFFIX}")
+    ):
+        if other.name.startswith("."):
+            continue
+        try:
+            old = part_info(other)
+        except UserError:
+            continue  # a damaged part is the reader's to report
+        if old.generation != generation:
+            continue
+        changed = sorted(
+            k for k in set(new) | set(old.identity) if new.get(k) != old.identity.get(k)
+        )
+        reasons = [
+            WHY.get(k) or f"{k} {old.identity.get(k)} -> {new.get(k)} (the old part is replaced)"
+            for k in changed
+        ]
+        return "; ".join(reasons) or None
+    return None
 
 
 def probe_cache(
@@ -430,7 +506,7 @@ def probe_unit(unit: Unit, config: ProbeConfig, budget: int = MAX_LOAD_BYTES) ->
         val_acc.append(counts[:, :, 0] / max(n_val, 1))
         test_acc.append(counts[:, :, 1] / len(labels["test"]))
         converged.append(done)
-    return _rows(
+    rows = _rows(
         unit,
         layers,
         plan,
@@ -441,6 +517,8 @@ def probe_unit(unit: Unit, config: ProbeConfig, budget: int = MAX_LOAD_BYTES) ->
         config,
         None if converged[0] is None else np.concatenate(converged),
     )
+    check_accuracies(rows, unit.name, val_may_be_missing=False)
+    return rows
 
 
 def _layers(unit: Unit, wanted: Sequence[str] | None) -> list[str]:

@@ -1,7 +1,9 @@
 """results: reading the results store (Parquet), summarising and analysing it.
 
-``load(DIR)`` returns every probe result below ``DIR`` as a pandas DataFrame, one row per
-(model, task, layer, shots, seed, λ); ``layer_summary`` reduces it to the layer-wise accuracy
+``read(DIR, ...)`` is the store's one reader (every command and function reading results goes
+through it: parts validated alike, one generation per result, finite accuracies; see its
+docstring). ``load(DIR)`` returns every probe result below ``DIR`` as a pandas DataFrame, one row
+per (model, task, layer, shots, seed, λ); ``layer_summary`` reduces it to the layer-wise accuracy
 at the λ chosen on validation (mean ± std over seeds).
 
 The analysis (imported on first use, so `layerprobe results show` stays quick to start):
@@ -14,7 +16,7 @@ The analysis (imported on first use, so `layerprobe results show` stays quick to
 from importlib import import_module
 
 from layerprobe.results.show import filter_table, format_summary, layer_summary, selected
-from layerprobe.results.store import load, part_files
+from layerprobe.results.store import load, part_files, read
 
 _LAZY = {
     "read_selected": "read",
@@ -58,6 +60,7 @@ __all__ = [
     "layer_summary",
     "load",
     "part_files",
+    "read",
     "selected",
     *_LAZY,
 ]

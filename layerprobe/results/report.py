@@ -35,6 +35,7 @@ from layerprobe.results.layersat import (
 )
 from layerprobe.results.points import NO_US, checkpoint_points
 from layerprobe.results.read import ANALYSIS_SCHEMA, read_selected
+from layerprobe.results.show import check_shots
 from layerprobe.results.similarity_plots import similarity_figures
 from layerprobe.results.store import part_files
 from layerprobe.results.tables import fit_display
@@ -64,6 +65,7 @@ def write_report(
     table: pd.DataFrame | None = None,
     warn: Callable[[str], None] | None = None,
     progress: Callable[[str], None] | None = None,
+    skip_bad: bool = False,
 ) -> Path:
     """Analyse the store below ``results_dir`` and write ``out_dir/report.html``.
 
@@ -75,6 +77,8 @@ def write_report(
         :func:`layerprobe.results.fit_saturation`.
     table : the store's rows, when the caller has them already (default: read them).
     warn, progress : where warnings and stage messages go (default: stderr, nowhere).
+    skip_bad : leave out bad result parts with a warning instead of stopping
+        (:func:`layerprobe.results.store.read`, the reader every command shares).
 
     Returns
     -------
@@ -85,7 +89,8 @@ def write_report(
     say = progress or (lambda message: None)
     say("reading the results")
     if table is None:
-        table = read_selected(results_dir, columns=REPORT_COLUMNS)
+        table = read_selected(results_dir, columns=REPORT_COLUMNS, skip_bad=skip_bad, warn=warn)
+    check_shots(table, shots)
     if shots:
         table = table[table["shots"].isin(shots)]
     if table.empty:

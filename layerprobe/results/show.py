@@ -39,10 +39,7 @@ def filter_table(
             raise UnknownNameError(
                 f"no results for model {name!r}.{did_you_mean(name, have)} Models: {', '.join(have)}."
             )
-    for k in shots or []:
-        if k not in set(table["shots"]):
-            have = sorted(int(v) for v in set(table["shots"]))
-            raise DataError(f"no results with {k} shots; the store has shots {have}")
+    check_shots(table, shots)
     keep = np.ones(len(table), bool)
     if tasks:
         keep &= table["task"].isin(tasks).to_numpy()
@@ -58,6 +55,15 @@ def filter_table(
         )
         raise DataError(f"no results match these filters together; the store has {listing[:600]}")
     return table[keep]
+
+
+def check_shots(table: pd.DataFrame, shots: Sequence[int] | None) -> None:
+    """Every shot count asked for is in ``table``; else :class:`DataError` naming those there."""
+    have = {int(v) for v in pd.unique(table["shots"])} if len(table) else set()
+    for k in shots or []:
+        if int(k) not in have:
+            listing = ", ".join(str(v) for v in sorted(have)) or "none"
+            raise DataError(f"no results with {k} shots; the store has shots {listing}")
 
 
 def layer_summary(table: pd.DataFrame) -> pd.DataFrame:

@@ -1,16 +1,151 @@
-"""Reading the results store: every part below a results folder, as one table."""
+"""Reading the results store: the one function every reader goes through.
+
+``read`` is what ``results show``, ``results.load``, ``fit``, ``report``, ``scan`` and the
+analysis functions stand on. It validates every part the same way, serves one generation of
+each result, and only finite accuracies; ``load`` (every row and column) and
+:func:`layerprobe.results.read.read_selected` (the analysis path) are thin callers of it.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
 from layerprobe.errors import DataError
-from layerprobe.results.parts import part_files, read_part
-from layerprobe.results.schema import COLUMNS, NUMERIC, ROW_KEY
+from layerprobe.results.parts import BadPart, PartInfo, part_files, part_info
+from layerprobe.results.schema import COLUMNS, PROBE_KEY, ROW_KEY, SCHEMA
+
+# The columns the analysis path (``selected_only``) reads, with the types it reads them as (the
+# schema's, knobs as floats). A part that lacks an optional column gets nulls there.
+ANALYSIS_SCHEMA = pa.schema(
+    [
+        pa.field(name, pa.float64()) if name == "params" else SCHEMA.field(name)
+        for name in SCHEMA.names
+        if name not in ("k", "converged", "l2_select")
+    ]
+)
+TEXT = ("model", "model_key", "upstream_task", "task", "layer", "probe", "backend")
+# Accuracies served must be finite; a null val_accuracy means "not measured" (a fine-tune with
+# a given learning rate), a null test_accuracy is refused like NaN.
+ACCURACIES = {"test_accuracy": False, "val_accuracy": True}  # column: null allowed
+
+
+def read(
+    results_dir: str | Path,
+    *,
+    columns: Sequence[str] | None = None,
+    selected_only: bool = False,
+    layers: Sequence[str] | None = None,
+    skip_bad: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """The rows of the results store below ``results_dir``: every reader's one entry point.
+
+    Contract
+    --------
+    1. **Every part is validated from its footer** (:func:`layerprobe.results.parts.part_info`):
+       readable Parquet, this schema version, the identity in its metadata gives its file name,
+       its rows' model key and task are that identity's, the needed columns exist and are
+       numeric where they must be. A part that fails is refused with :class:`BadPart` (one line
+       naming the file and what to do) — or, with ``skip_bad``, left out with a warning.
+    2. **One generation per result.** Parts are grouped by (model_key, task, probe, config);
+       of each group only the part(s) with the newest ``created_at`` are read, so rows of
+       superseded cache files, or of an earlier run with other shots, seeds or layers, are never
+       served, even where a crash left the old part beside the new one. Within what is served,
+       a row key present twice keeps its newest row.
+    3. **Finite accuracies.** Every ``test_accuracy`` served is a finite number and every
+       ``val_accuracy`` finite or null; a part holding NaN or ±inf in the rows read is refused
+       (or skipped with ``skip_bad``; its generation then has no rows — an older part is never
+       served in its place).
+    4. **Fast.** The chosen parts are read as one pyarrow dataset scan, with only ``columns``
+       decoded and the ``selected`` / ``layers`` filters pushed into the scan (with the
+       selected-first layout of :mod:`layerprobe.results.layout`, unselected row groups are
+       skipped). Validation costs one footer read per part.
+
+    Parameters
+    ----------
+    results_dir : the results folder (part files below it, any depth).
+    columns : the columns wanted (default: every column of the schema, or of
+        ``ANALYSIS_SCHEMA`` with ``selected_only``); the row key and ``created_at`` are always
+        read so that duplicates can be resolved.
+    selected_only : only the rows of the λ chosen on validation (``selected == True``): the
+        analysis path. Text columns then come as categoricals, ``params`` as float.
+    layers : only these layers (pushed into the scan).
+    skip_bad : leave out bad parts (with a warning naming each) instead of raising.
+    warn : where warnings go (default: stderr).
+
+    Returns
+    -------
+    DataFrame, one row per (model_key, task, layer, shots, seed, λ, k, probe, config) — per
+    (model_key, task, layer, shots, seed, probe, config) with ``selected_only``. Without
+    ``columns`` and ``selected_only`` it has the schema's columns in schema order, sorted by
+    model key, task, probe, shots, seed, depth, λ and k. Missing optional columns are nulls.
+
+    Raises
+    ------
+    DataError : no part files, no readable or selected rows, or a bad part (without
+        ``skip_bad``).
+    """
+    say = warn or _stderr
+    files = part_files(results_dir)
+    if not files:
+        raise DataError(
+            f"no results in {results_dir} (no .parquet part files); run "
+            f"`layerprobe probe --cache CACHE --results {results_dir}` first"
+        )
+    base = ANALYSIS_SCHEMA if selected_only else SCHEMA
+    key = PROBE_KEY if selected_only else ROW_KEY
+    want = list(dict.fromkeys([*(columns or base.names), *key, "created_at"]))
+    unknown = [c for c in want if c not in base.names]
+    if unknown:
+        raise ValueError(f"read: unknown column(s) {unknown}")
+    schema = pa.schema([base.field(c) for c in want])
+
+    infos = []
+    for info in _footers(files):
+        if isinstance(info, BadPart):
+            if not skip_bad:
+                raise info
+            say(info.skipped())
+        else:
+            infos.append(info)
+    served = newest_generation(infos)
+    keep = ds.field("selected") == True if selected_only else None  # noqa: E712
+    if layers:
+        wanted_layers = ds.field("layer").isin(list(layers))
+        keep = wanted_layers if keep is None else keep & wanted_layers
+    table = _scan(served, schema, keep, results_dir)
+    if _has_non_finite(table):
+        bad = _non_finite_parts(served, schema, keep, results_dir)
+        for err in bad:
+            if not skip_bad:
+                raise err
+            say(err.skipped())
+        served = [info for info in served if info.path not in {err.path for err in bad}]
+        table = _scan(served, schema, keep, results_dir)
+    if not served:
+        raise DataError(f"no readable results in {results_dir}; re-run `layerprobe probe`")
+    if selected_only:
+        frame = _pandas(_categorical(table))
+        if frame.empty and not layers:
+            raise DataError(
+                f"no rows of {results_dir} have selected == true (the λ chosen on validation); "
+                "re-run `layerprobe probe` to write them"
+            )
+        return _newest(frame, list(key))
+    frame = _newest(_pandas(table), list(key))
+    order = ["model_key", "task", "probe", "shots", "seed", "depth", "l2", "k"]
+    frame = frame.sort_values(order if columns is None else list(key), kind="stable")
+    frame = frame.reset_index(drop=True)
+    return frame[[c for c in COLUMNS if c in want]]
 
 
 def load(
@@ -19,61 +154,135 @@ def load(
     warn: Callable[[str], None] | None = None,
     columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Every result below ``results_dir`` as one DataFrame (one row per regularisation value).
+    """Every row of the store below ``results_dir`` (one per regularisation value): :func:`read`
+    with all rows; see its contract.
 
     Parameters
     ----------
     results_dir : the folder given to ``layerprobe probe --results``.
-    skip_bad : skip unreadable or foreign part files (with a warning) instead of raising.
+    skip_bad : skip bad part files (with a warning) instead of raising.
     warn : where warnings go (default: stderr).
     columns : only these columns (plus the row key); default all of the schema.
 
     Returns
     -------
-    DataFrame with the schema's columns (:mod:`layerprobe.results.schema`). Where the same
-    result (``ROW_KEY``: model key, task, layer, shots, seed, λ, k, probe, configuration) is in
-    several parts, the newest row is kept; other configurations are kept beside it.
+    DataFrame with the schema's columns (:mod:`layerprobe.results.schema`).
     """
-    files = part_files(results_dir)
-    if not files:
-        raise DataError(
-            f"no results in {results_dir} (no .parquet part files); run "
-            f"`layerprobe probe --cache CACHE --results {results_dir}` first"
-        )
-    wanted = None
-    if columns is not None:
-        wanted = list(dict.fromkeys([*columns, *ROW_KEY, "created_at"]))
-    frames = []
-    for path in files:
+    return read(results_dir, columns=columns, skip_bad=skip_bad, warn=warn)
+
+
+def _footers(files: Sequence[Path]) -> list[PartInfo | BadPart]:
+    """:func:`part_info` of every part, in order (a :class:`BadPart` where it fails); footers
+    are read on a few threads, as pyarrow releases the GIL while it reads and parses them."""
+
+    def one(path: Path) -> PartInfo | BadPart:
         try:
-            frames.append(_checked(read_part(path, wanted), path))
-        except DataError as err:
-            if not skip_bad:
-                raise
-            (warn or _stderr)(f"skipping {err}")
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        raise DataError(f"no readable results in {results_dir}; re-run `layerprobe probe`")
-    table = pd.concat(frames, ignore_index=True)
-    table = table.sort_values("created_at", kind="stable")
-    table = table.drop_duplicates(list(ROW_KEY), keep="last")
-    table = table.sort_values(
-        ["model_key", "task", "probe", "shots", "seed", "depth", "l2", "k"]
-        if columns is None
-        else list(ROW_KEY),
-        kind="stable",
-    ).reset_index(drop=True)
-    return table if columns is None else table[[c for c in COLUMNS if c in wanted]]
+            return part_info(path)
+        except BadPart as err:
+            return err
+
+    if len(files) < 32:
+        return [one(path) for path in files]
+    with ThreadPoolExecutor(min(4, 2 * (os.cpu_count() or 1))) as pool:
+        return list(pool.map(one, files))
 
 
-def _checked(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    wrong = [c for c in NUMERIC if c in frame and not pd.api.types.is_numeric_dtype(frame[c])]
-    if wrong:
+def newest_generation(infos: Sequence[PartInfo]) -> list[PartInfo]:
+    """Of each generation key, the part(s) with the newest ``created_at`` (ties: all of them;
+    their duplicate rows are resolved row by row)."""
+    newest: dict[tuple, object] = {}
+    for info in infos:
+        best = newest.get(info.generation, _NONE)
+        if best is _NONE or (info.created is not None and (best is None or info.created > best)):
+            newest[info.generation] = info.created
+    return [info for info in infos if info.created == newest[info.generation]]
+
+
+_NONE = object()
+
+
+def _scan(served: Sequence[PartInfo], schema: pa.Schema, keep, results_dir) -> pa.Table:
+    """One dataset scan over ``served``: ``schema``'s columns, rows passing ``keep``."""
+    if not served:
+        return schema.empty_table()
+    full = schema
+    for name in ("selected", "layer"):  # filter columns, read even where not returned
+        if name not in full.names:
+            full = full.append(SCHEMA.field(name))
+    # An explicit schema: every part is cast to it, and absent columns read as nulls.
+    dataset = ds.dataset([str(i.path) for i in served], format="parquet", schema=full)
+    try:
+        return dataset.to_table(columns=schema.names, filter=keep)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as err:
         raise DataError(
-            f"results part {path} has non-numeric column(s) {', '.join(wrong)}; it was not written "
-            "by layerprobe: move it out of the results folder, or pass --skip-bad"
-        )
-    return frame
+            f"cannot read the results in {results_dir} ({type(err).__name__}: {err}); "
+            "find the bad part with `layerprobe results show --results DIR`"
+        ) from err
+
+
+def _bad_values(table: pa.Table) -> dict[str, tuple[int, int]]:
+    """Per accuracy column with bad values: (NaN or null count, infinite count)."""
+    out = {}
+    for column, null_ok in ACCURACIES.items():
+        if column not in table.column_names:
+            continue
+        values = table[column]
+        finite = pc.fill_null(pc.is_finite(values), null_ok)
+        if pc.all(finite).as_py() is not False:
+            continue
+        inf = pc.sum(pc.fill_null(pc.is_inf(values), False)).as_py() or 0
+        out[column] = (len(values) - (pc.sum(finite).as_py() or 0) - inf, inf)
+    return out
+
+
+def _has_non_finite(table: pa.Table) -> bool:
+    return bool(_bad_values(table))
+
+
+def _non_finite_parts(served, schema, keep, results_dir) -> list[BadPart]:
+    """The parts holding non-finite accuracies in the rows read (the error path: one scan per
+    part, of the accuracy columns only)."""
+    columns = pa.schema([schema.field(c) for c in ACCURACIES if c in schema.names])
+    bad = []
+    for info in served:
+        found = _bad_values(_scan([info], columns, keep, results_dir))
+        if found:
+            what = ", ".join(
+                f"{column} NaN/missing in {nan} row(s) and ±inf in {inf}"
+                for column, (nan, inf) in found.items()
+            )
+            bad.append(
+                BadPart(
+                    info.path,
+                    f"holds non-finite accuracies ({what})",
+                    "layerprobe never writes them: delete it and probe that unit again",
+                )
+            )
+    return bad
+
+
+def _pandas(table: pa.Table) -> pd.DataFrame:
+    """``table`` as a DataFrame, freeing each Arrow column as it is converted (the caller holds
+    no other reference), so a large read does not hold both copies at once."""
+    return table.to_pandas(split_blocks=True, self_destruct=True)
+
+
+def _categorical(table: pa.Table) -> pa.Table:
+    """Text columns as dictionaries: pandas gets categoricals instead of one object per row."""
+    for name in TEXT:
+        if name in table.column_names:
+            i = table.column_names.index(name)
+            table = table.set_column(i, name, table[name].dictionary_encode())
+    return table
+
+
+def _newest(frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """Keep the newest row of each key (rows of tied parts of one generation)."""
+    key = [c for c in key if c in frame.columns]
+    if len(frame) and frame.duplicated(key).any():
+        frame = frame.sort_values("created_at", kind="stable")
+        frame = frame.drop_duplicates(key, keep="last")
+    return frame.reset_index(drop=True)
 
 
 def _stderr(message: str) -> None:
