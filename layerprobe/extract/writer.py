@@ -23,7 +23,6 @@ Extra attributes, besides the contract's:
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import uuid
@@ -36,6 +35,7 @@ import numpy as np
 
 from layerprobe.errors import CacheError, EnvironmentProblem
 from layerprobe.extract.cache import FORMAT_VERSION
+from layerprobe.locks import holder, lock_path, release_lock, take_lock
 
 # Attributes that say *what* a file holds; a partial file is resumed only when all of them match.
 IDENTITY_ATTRS = (
@@ -217,8 +217,7 @@ class PartialCache:
 
     def _release(self) -> None:
         if self._lock >= 0:
-            lock_path(self.path).unlink(missing_ok=True)  # removed while still held
-            os.close(self._lock)  # closing the descriptor drops the flock
+            release_lock(lock_path(self.path), self._lock)
             self._lock = -1
 
     def verify(self) -> None:
@@ -249,37 +248,18 @@ class PartialCache:
         return Path(final)
 
 
-def lock_path(path: Path) -> Path:
-    """The side file whose advisory lock guards ``path`` (hidden; removed after use)."""
-    return path.with_name(f".{path.name}.lock")
-
-
 def _take_lock(path: Path) -> int:
-    """An exclusive, non-blocking ``flock`` on :func:`lock_path`; a :class:`CacheError` naming
-    the situation when another process holds it. Returns the descriptor that holds it.
+    """An exclusive, non-blocking lock on :func:`~layerprobe.locks.lock_path` of ``path``; a
+    :class:`CacheError` naming the holder when another process holds it. Returns the
+    descriptor that holds it."""
 
-    The lock file is removed when released, so a lock is only good if the file locked is still
-    the one at the path (the classic check: same inode after locking), else try again.
-    """
-    where = lock_path(path)
-    while True:
-        fd = os.open(where, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            os.close(fd)
-            if err.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                raise CacheError(
-                    f"{path} is being written by another process; wait for it to finish, or stop "
-                    "it and re-run this command to resume"
-                ) from err
-            raise
-        try:
-            if os.stat(where).st_ino == os.fstat(fd).st_ino:
-                return fd
-        except FileNotFoundError:
-            pass
-        os.close(fd)  # released and removed by its holder in between: lock the new file
+    def busy(note: dict) -> CacheError:
+        return CacheError(
+            f"{path} is being written by another process ({holder(note)}); wait for it to "
+            "finish, or stop it and re-run this command to resume"
+        )
+
+    return take_lock(lock_path(path), busy)
 
 
 def _decoded_list(value) -> list:
