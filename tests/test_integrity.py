@@ -162,3 +162,66 @@ def test_refused_start_leaves_no_folder_and_names_only_differing_fields(
     )
     assert "(data_fraction: 0.02 there, 0.03 now)" in line
     assert line.count(" there, ") == 1
+
+
+# -- a full disk ----------------------------------------------------------------------------------
+
+FULL_DISK_SCRIPT = """
+set -e
+mount -t tmpfs -o size=2m tmpfs "$MNT"
+dd if=/dev/zero of="$MNT/filler" bs=1k count=1900 2>/dev/null
+set +e
+"$@" --cache "$MNT/cache"; echo "first=$?"
+find "$MNT/cache" -name '*.h5*' -printf 'file=%f\\n'
+rm "$MNT/filler"
+"$@" --cache "$MNT/cache"; echo "second=$?"
+find "$MNT/cache" -name '*.h5*' -printf 'file=%f\\n'
+"""
+
+
+def _can_mount_tmpfs(tmp_path) -> str | None:
+    """None when this process may mount a tmpfs in a user and mount namespace, else why not."""
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    try:
+        proc = subprocess.run(
+            ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {probe}"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"unshare is not available ({err})"
+    return None if proc.returncode == 0 else f"cannot mount a tmpfs here: {proc.stderr.strip()}"
+
+
+def test_extract_into_a_full_tmpfs_is_one_line_exit_2_then_resumes(image_folder, tmp_path):
+    import timm
+
+    from tests.helpers_models import TINY_VIT_KWARGS
+
+    why = _can_mount_tmpfs(tmp_path)
+    if why:
+        pytest.skip(why)
+    kwargs = TINY_VIT_KWARGS | {"num_classes": 3}
+    torch.manual_seed(0)
+    weights = tmp_path / "vit.pt"
+    torch.save(timm.create_model("vit_tiny_patch16_224", **kwargs).state_dict(), weights)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    command = [sys.executable, "-m", "layerprobe", "extract", "--model", "vit_tiny_patch16_224",
+               "--checkpoint", str(weights), "--task", f"folder:{image_folder}", "--quiet",
+               "--batch-size", "4", "--dtype", "float32"]  # fmt: skip
+    for key, value in kwargs.items():
+        command += ["--model-arg", f"{key}={value}"]
+    proc = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", FULL_DISK_SCRIPT, "sh", *command],
+        env=dict(cli_env(tmp_path), MNT=str(mnt)), cwd=ROOT, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    out = proc.stdout.splitlines()
+    assert "first=2" in out, proc.stderr[-3000:]
+    (line,) = proc.stderr.strip().splitlines()  # the first run's one line; the second is silent
+    assert line.startswith("layerprobe: error: no space left on the device while writing")
+    assert "re-run the same command" in line
+    files = [line for line in out if line.startswith("file=")]
+    assert files[0] == "file=all.h5.partial"  # the resumable state is kept, not a finished file
+    assert "second=0" in out and files[-1] == "file=all.h5"

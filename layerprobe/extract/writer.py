@@ -63,10 +63,18 @@ def chunk_rows(width: int, itemsize: int, num_rows: int) -> int:
     return max(1, min(rows, num_rows))
 
 
-def is_no_space(err: OSError) -> bool:
-    """Whether an OSError (h5py's included, which often lack ``errno``) means the disk is full."""
+def is_no_space(err: Exception, path: Path | None = None) -> bool:
+    """Whether an error of a write (h5py's OSError or RuntimeError, which often lack ``errno``)
+    means the disk is full; with ``path``, also any HDF5 write error while its disk is full
+    (after a first failed write HDF5 reports the next ones as address overflows)."""
     text = str(err)
-    return err.errno == errno.ENOSPC or "No space left" in text or "errno = 28" in text
+    if (
+        getattr(err, "errno", None) == errno.ENOSPC
+        or "No space left" in text
+        or "errno = 28" in text
+    ):
+        return True
+    return path is not None and _free_bytes(path) < SPACE_MARGIN
 
 
 @contextmanager
@@ -74,13 +82,38 @@ def disk_errors(path: Path) -> Iterator[None]:
     """Turn 'no space left on device' during a write into :class:`EnvironmentProblem`."""
     try:
         yield
-    except OSError as err:
-        if is_no_space(err):
+    except (OSError, RuntimeError) as err:
+        if is_no_space(err, path):
             raise EnvironmentProblem(
                 f"no space left on the device while writing {path}; free some space and re-run the "
                 "same command: it resumes where it stopped"
             ) from err
         raise
+
+
+def _free_bytes(path: Path) -> float:
+    """Bytes free to this user on the file system of ``path``'s folder (inf when unknown)."""
+    try:
+        st = os.statvfs(Path(path).parent)
+    except OSError:
+        return float("inf")
+    return st.f_bavail * st.f_frsize
+
+
+SPACE_MARGIN = 1 << 20  # bytes kept free beyond a block's own: HDF5 metadata, the file system
+
+
+def check_space(path: Path, need: int) -> None:
+    """Raise :class:`EnvironmentProblem` before writing ``need`` bytes into ``path`` when its
+    file system has not that much free (plus :data:`SPACE_MARGIN`): HDF5 is never asked to
+    write into a full disk, which it reports badly (errors inside destructors, then a crash)."""
+    free = _free_bytes(path)  # inf when unknown: a real failure is still caught by disk_errors
+    if free < need + SPACE_MARGIN:
+        raise EnvironmentProblem(
+            f"no space left on the device while writing {path} ({free / 2**20:.1f} MiB free, the "
+            f"next block needs {(need + SPACE_MARGIN) / 2**20:.1f} MiB); free some space and re-run "
+            "the same command: it resumes where it stopped"
+        )
 
 
 def _same(a, b) -> bool:
@@ -113,6 +146,11 @@ class PartialCache:
         self.items_done = int(file.attrs["items_done"])
         self.skipped = _skipped_items(file.attrs)
         self.layers = [str(x) for x in _decoded_list(file.attrs["layers"])]
+        # Datasets stay open while the file is: closing a dataset writes its cached chunks, and
+        # HDF5 reports a full disk there only inside a destructor (ignored, then a crash).
+        # Open, the chunks are written by the flush after each block, where errors are raised.
+        self._datasets = {name: file[name] for name in ("labels", "index")}
+        self._datasets |= {layer: file["features"][layer] for layer in self.layers}
 
     @classmethod
     def open(
@@ -169,6 +207,8 @@ class PartialCache:
         skipped : dataset indices of the block's skipped items.
         """
         start, stop = self.rows_done, self.rows_done + len(index)
+        need = sum(np.asarray(a).nbytes for a in (*feats.values(), labels, index))
+        check_space(self.path, need + self._chunk_bytes())
         with disk_errors(self.path):
             if stop > start:
                 self._write_rows(start, stop, feats, labels, index)
@@ -182,11 +222,16 @@ class PartialCache:
         self.rows_done, self.items_done = stop, self.items_done + items
 
     def _write_rows(self, start, stop, feats, labels, index) -> None:
-        group = self.file["features"]
         for layer in self.layers:
-            group[layer][start:stop] = feats[layer]
-        self.file["labels"][start:stop] = labels
-        self.file["index"][start:stop] = index
+            self._datasets[layer][start:stop] = feats[layer]
+        self._datasets["labels"][start:stop] = labels
+        self._datasets["index"][start:stop] = index
+
+    def _chunk_bytes(self) -> int:
+        """Bytes of one chunk of every dataset: what HDF5 may allocate at once beyond a block."""
+        return sum(
+            int(np.prod(d.chunks or d.shape)) * d.dtype.itemsize for d in self._datasets.values()
+        )
 
     def mark_complete(self) -> None:
         """Drop the rows of skipped items (datasets shrink to ``rows_done``) and set ``complete``."""
@@ -199,6 +244,7 @@ class PartialCache:
 
     def close(self) -> None:
         """Close the file (flushing what is left; a full disk is an :class:`EnvironmentProblem`)."""
+        self._datasets = {}
         try:
             if self.file.id.valid:
                 with disk_errors(self.path):
@@ -208,6 +254,7 @@ class PartialCache:
 
     def abandon(self) -> None:
         """Close after an error, never masking it: what was committed stays resumable."""
+        self._datasets = {}
         try:
             if self.file.id.valid:
                 self.file.close()
@@ -238,6 +285,7 @@ class PartialCache:
         older file there). The lock is held until the rename is done."""
         self.mark_complete()
         self.verify()
+        self._datasets = {}
         try:
             if self.file.id.valid:
                 with disk_errors(self.path):
