@@ -7,8 +7,9 @@ exits with code 2, without a traceback. Bugs still raise ordinary exceptions.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -86,21 +87,57 @@ def check_folder(path: str | Path, option: str) -> Path:
     return path
 
 
-def check_writable(path: str | Path, option: str) -> Path:
-    """Make sure the output folder ``path`` exists (created if missing) and can be written,
-    before any work is done; :class:`ConfigError` naming ``option`` otherwise."""
+def check_writable(path: str | Path, option: str, *, create: bool = True) -> Path:
+    """Make sure the output folder ``path`` can be written, before any work is done.
+
+    With ``create`` the folder is made (with its parents) and a byte is written there; without,
+    nothing is left behind: the byte goes to a temporary file in ``path`` or, where it does not
+    exist yet, in the nearest folder above it that does (where it would be made). An unwritable
+    place raises :class:`ConfigError` naming ``option``; a full disk :class:`EnvironmentProblem`.
+    """
+    import errno
     import os
     import tempfile
 
     path = check_folder(path, option)
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".write-check.", dir=path)
-        os.close(fd)
-        os.unlink(name)
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+            where = path
+        else:
+            where = next(p for p in (path, *path.parents) if p.exists())
+        fd, name = tempfile.mkstemp(prefix=".write-check.", dir=where)
+        try:
+            os.write(fd, b"\0")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(name)
     except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise EnvironmentProblem(
+                f"{option} {path}: no space left on its device ({err.strerror}); free some space "
+                "or give a folder on another disk"
+            ) from err
         raise ConfigError(
             f"{option} {path} is not writable ({err.strerror or err}); give a folder you can "
             "write to"
         ) from err
     return path
+
+
+@contextlib.contextmanager
+def removed_if_failed(path: str | Path) -> Iterator[Path]:
+    """Run the body; if it raises, remove the folders of ``path`` (it and its parents) that did
+    not exist before and are empty now, so a failed command leaves no empty output folder."""
+    path = Path(path)
+    made = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
+    try:
+        yield path
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (or gone): keep it and what is above it
+        raise

@@ -84,13 +84,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from layerprobe.errors import DataError, check_folder
+    from layerprobe.errors import DataError, check_writable
     from layerprobe.results.fit import READ_COLUMNS, fit_saturation, write_fits
     from layerprobe.results.points import unknown_layer
     from layerprobe.results.read import read_selected
     from layerprobe.results.tables import format_fits
 
-    out = check_folder(args.out or Path(args.results).resolve().parent / "analysis", "--out")
+    default = Path(args.results).resolve().parent / "analysis"
+    out = check_writable(args.out or default, "--out", create=False)  # made when the fits are
     # Only the columns a fit uses, and with a named layer only that layer's rows.
     layers = None if args.layer == "best" else [args.layer]
     table = read_selected(args.results, columns=READ_COLUMNS, layers=layers)

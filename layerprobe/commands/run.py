@@ -69,7 +69,7 @@ def add_job_options(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, sweep: bool = False) -> int:
-    from layerprobe.errors import ConfigError
+    from layerprobe.errors import ConfigError, check_writable
     from layerprobe.jobs import dry_run, format_plan, load_job, run_job
     from layerprobe.jobs.jobfile import slurm_settings
 
@@ -82,6 +82,7 @@ def run(args: argparse.Namespace, sweep: bool = False) -> int:
     if args.dry_run:
         print(format_plan(dry_run(job)))
         return 0
+    check_writable(job.dir, f"{args.job}: [job] dir", create=False)  # its state and lock go there
     flags = {key: getattr(args, f"slurm_{key}") for _, key, _, _ in SLURM_FLAGS}
     slurm = slurm_settings({k: v for k, v in flags.items() if v is not None}, _flag_error)
     report = run_job(
