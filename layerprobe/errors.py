@@ -141,3 +141,41 @@ def removed_if_failed(path: str | Path) -> Iterator[Path]:
             except OSError:
                 break  # not empty (or gone): keep it and what is above it
         raise
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can give a new allocation now (``MemAvailable`` of
+    ``/proc/meminfo``, else the free physical pages), or None when the system does not say."""
+    import os
+
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(need: float, what: str, fix: str) -> None:
+    """Raise :class:`EnvironmentProblem` at once when ``what`` needs (at least) ``need`` bytes of
+    memory and the machine has fewer available (:func:`available_memory`); ``fix`` says what to
+    do, e.g. ``"give fewer --seeds"``."""
+    free = available_memory()
+    if free is not None and need > free:
+        raise EnvironmentProblem(
+            f"{what} needs at least {_size(need)} of memory, more than the {_size(free)} "
+            f"available on this machine; {fix}"
+        )
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} PB"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from layerprobe.commands._common import add_model_options, add_quiet
+from layerprobe.commands._common import add_model_options, add_quiet, whole_number
 
 
 def add_parser(subparsers) -> None:
@@ -22,10 +22,10 @@ def add_parser(subparsers) -> None:
     add_model_options(p)
     p.add_argument("--task", required=True, help="downstream task")
     p.add_argument("--results", required=True, metavar="DIR", help="results store folder")
-    p.add_argument("--epochs", type=int, help="passes over the training data (10)")
+    p.add_argument("--epochs", type=whole_number(), help="passes over the training data (10)")
     p.add_argument("--lr", type=float, help="learning rate (default: chosen on val)")
-    p.add_argument("--batch-size", type=int, help="images per step (64)")
-    p.add_argument("--seeds", type=int, help="final runs, one row each (1)")
+    p.add_argument("--batch-size", type=whole_number(), help="images per step (64)")
+    p.add_argument("--seeds", type=whole_number(), help="final runs, one row each (1)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--data-root", metavar="DIR", help="task data root (default $LAYERPROBE_DATA)")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from layerprobe.commands._common import parse_int_list
+from layerprobe.commands._common import parse_int_list, whole_number
 
 
 def add_analysis_options(p: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--bootstrap",
-        type=int,
+        type=whole_number(),
         default=100,
         metavar="N",
         help="bootstrap resamples for the intervals (default 100; 0: none)",
@@ -46,7 +46,9 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
         choices=["eq1", "power"],
         help="eq1: k·e_US^α + e_IR (default); power: k·e_US^α (no saturation)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    p.add_argument(
+        "--seed", type=whole_number(), default=0, help="seed of the bootstrap (default 0)"
+    )
 
 
 ANALYSIS_OPTIONS = ("shots", "layer", "points", "holdout_top", "bootstrap", "form", "seed")
@@ -85,11 +87,12 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from layerprobe.errors import DataError, check_writable
-    from layerprobe.results.fit import READ_COLUMNS, fit_saturation, write_fits
+    from layerprobe.results.fit import READ_COLUMNS, check_options, fit_saturation, write_fits
     from layerprobe.results.points import unknown_layer
     from layerprobe.results.read import read_selected
     from layerprobe.results.tables import format_fits
 
+    check_options(args.points, args.holdout_top, args.bootstrap)
     default = Path(args.results).resolve().parent / "analysis"
     out = check_writable(args.out or default, "--out", create=False)  # made when the fits are
     # Only the columns a fit uses, and with a named layer only that layer's rows.

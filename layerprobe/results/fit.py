@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from layerprobe.errors import ConfigError
+from layerprobe.errors import ConfigError, check_memory
 from layerprobe.results.hull import upper_hull
 from layerprobe.results.points import GROUP, KNOBS, checkpoint_points
 
@@ -394,7 +394,7 @@ def fit_points(
     3 distinct fit points are skipped with a warning. ``layer`` names the layer choice in the
     table (default: the points' layer, or ``best`` when it differs between checkpoints). Returns the fit table of :func:`fit_saturation`.
     """
-    _check_options(fit_on, holdout_top, bootstrap)
+    check_options(fit_on, holdout_top, bootstrap)
     rows = []
     for key, part in points.groupby(GROUP, sort=True, observed=True):
         part = part.sort_values(["us", "model_key"], kind="stable")
@@ -453,7 +453,7 @@ def fit_saturation(
     holdout_top, n_heldout, pred_error, best_us, best_ds, gap_to_saturation (saturation −
     best_ds), n_bootstrap and ``*_lo``/``*_hi`` intervals (all accuracies and errors in 0–1).
     """
-    _check_options(points, holdout_top, bootstrap)
+    check_options(points, holdout_top, bootstrap)
     if shots:
         table = table[table["shots"].isin(shots)]
     pts = checkpoint_points(table, layer, warn=warn)
@@ -502,13 +502,25 @@ def write_fits(fits: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def _check_options(points: str, holdout_top: float, bootstrap: int) -> None:
+# A lower bound of one resample's memory: two fit sets of at least 3 (US, DS) points (arrays,
+# tuple) and its parameters, held until every resample is solved.
+BOOTSTRAP_BYTES = 600
+
+
+def check_options(points: str, holdout_top: float, bootstrap: int) -> None:
+    """Refuse unknown ``points``, a ``holdout_top`` outside [0, 1), and a ``bootstrap`` below 0
+    or too large for the memory available; commands call it before reading the store."""
     if points not in POINTS:
         raise ConfigError(f"unknown --points {points!r}; use hull or all")
     if not 0 <= holdout_top < 1:
         raise ConfigError(f"--holdout-top {holdout_top} is not a fraction in [0, 1); e.g. 0.1")
     if bootstrap < 0:
         raise ConfigError(f"--bootstrap {bootstrap} is negative; give 0 (none) or more resamples")
+    check_memory(
+        bootstrap * BOOTSTRAP_BYTES,
+        f"--bootstrap {bootstrap}",
+        "give fewer resamples (100 to 1000 give stable 95 % intervals)",
+    )
 
 
 def _label(key: tuple) -> str:
