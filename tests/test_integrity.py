@@ -225,3 +225,132 @@ def test_extract_into_a_full_tmpfs_is_one_line_exit_2_then_resumes(image_folder,
     files = [line for line in out if line.startswith("file=")]
     assert files[0] == "file=all.h5.partial"  # the resumable state is kept, not a finished file
     assert "second=0" in out and files[-1] == "file=all.h5"
+
+
+# -- sizes against the machine, messages ----------------------------------------------------------
+
+
+def _main_one_line(capsys, *argv) -> tuple[int, str, float]:
+    from layerprobe.cli import main
+
+    capsys.readouterr()
+    start = time.perf_counter()
+    code = main(list(argv))
+    seconds = time.perf_counter() - start
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    return code, err.strip(), seconds
+
+
+def test_huge_seeds_and_bootstrap_are_refused_at_once_with_the_estimate(capsys, tmp_path):
+    import layerprobe.probe
+    import layerprobe.results.fit  # noqa: F401 - imported before timing: the refusal, not imports
+    from layerprobe.errors import available_memory
+
+    assert available_memory() > 0
+    code, err, seconds = _main_one_line(
+        capsys, "probe", "--cache", str(tmp_path / "c"), "--results", str(tmp_path / "r"),
+        "--seeds", "1000000000",
+    )  # fmt: skip
+    assert code == 2 and seconds < 1, (err, seconds)
+    assert "--seeds 1000000000" in err and "of memory, more than the" in err and "available" in err
+    assert not (tmp_path / "r").exists()
+    code, err, seconds = _main_one_line(
+        capsys, "fit", "--results", str(tmp_path / "r"), "--bootstrap", "1000000000"
+    )
+    assert code == 2 and seconds < 1 and "--bootstrap 1000000000 needs at least" in err
+    code, err, _ = _main_one_line(
+        capsys, "report", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "rep"),
+        "--bootstrap", "1000000000",
+    )  # fmt: skip
+    assert code == 2 and "--bootstrap 1000000000 needs at least" in err
+    assert not (tmp_path / "rep").exists()
+
+
+def test_a_plan_that_fits_passes_the_memory_check():
+    from layerprobe.probe.plan import check_plan_options, plan_bytes
+
+    check_plan_options([1, 5, 10, 25], 3, classes=100, grid=30)
+    assert plan_bytes([1, 5], 10, classes=4) > plan_bytes([1, 5], 1, classes=4)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "job.toml", "--workers", "abc"],
+        ["extract", "--model", "m", "--task", "t", "--workers", "abc"],
+        ["probe", "--cache", "c", "--results", "r", "--seeds", "abc"],
+        ["fit", "--results", "r", "--bootstrap", "abc"],
+        ["pretrain", "--model", "m", "--out", "o", "--epochs", "abc"],
+    ],
+)
+def test_bad_whole_numbers_name_no_internal_function(capsys, argv):
+    with pytest.raises(SystemExit) as exit_:
+        _main_one_line(capsys, *argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "expected a whole number, got 'abc'" in err
+    assert "_positive" not in err and "invalid" not in err
+
+
+def test_scan_checks_its_options_before_it_extracts(capsys, tmp_path):
+    out = tmp_path / "scan"
+    code, err, _ = _main_one_line(
+        capsys, "scan", "timm:nonexistent_model_xyz", "--tasks", "builtin/shapes", "--out",
+        str(out), "--seeds", "0",
+    )  # fmt: skip
+    assert code == 2 and "--seeds must be at least 1" in err
+    assert not out.exists()
+    # A scan that fails after its checks (here: the model) leaves no empty folder either.
+    code, err, _ = _main_one_line(
+        capsys, "scan", "timm:nonexistent_model_xyz", "--tasks", "builtin/shapes", "--out", str(out)
+    )
+    assert code == 2 and not out.exists()
+
+
+def test_output_places_are_checked_before_the_work_and_left_as_they_were(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, err, _ = _main_one_line(
+        capsys, "fit", "--results", str(tmp_path / "r"), "--out", str(blocker / "out")
+    )
+    assert code == 2 and "is a file, not a folder" in err
+    code, err, _ = _main_one_line(
+        capsys, "report", "--results", str(tmp_path / "missing"), "--out", str(tmp_path / "a" / "b"),
+        "--quiet",
+    )  # fmt: skip
+    assert code == 2 and not (tmp_path / "a").exists()
+
+
+def test_a_full_disk_is_found_before_the_work(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from layerprobe.errors import EnvironmentProblem, check_writable
+
+    real_write = os.write
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(EnvironmentProblem, match="--out .*no space left on its device"):
+        check_writable(tmp_path / "out", "--out", create=False)
+    monkeypatch.setattr(os, "write", real_write)
+    assert check_writable(tmp_path / "out", "--out", create=False) == tmp_path / "out"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failed_command_leaves_no_empty_folder_it_made(tmp_path):
+    from layerprobe.errors import DataError, removed_if_failed
+
+    out = tmp_path / "a" / "b"
+    with pytest.raises(DataError), removed_if_failed(out):
+        out.mkdir(parents=True)
+        raise DataError("failed after making its folder")
+    assert not (tmp_path / "a").exists()
+    kept = tmp_path / "kept"
+    with pytest.raises(DataError), removed_if_failed(kept):
+        kept.mkdir()
+        (kept / "partial.h5").write_text("resumable")
+        raise DataError("failed after writing")
+    assert (kept / "partial.h5").exists()
