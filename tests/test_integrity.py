@@ -354,3 +354,17 @@ def test_a_failed_command_leaves_no_empty_folder_it_made(tmp_path):
         (kept / "partial.h5").write_text("resumable")
         raise DataError("failed after writing")
     assert (kept / "partial.h5").exists()
+
+
+def test_damaged_resumable_state_is_refused(tmp_path):
+    from layerprobe.pretrain.folder import STATE_NAME, RunFolder
+
+    folder = RunFolder(tmp_path)
+    identity = {"config": {"model": "m"}}
+    model = {"w": torch.arange(20000, dtype=torch.float32)}
+    folder.save_state({"identity": identity, "epoch": 1, "model": model, "metrics": []})
+    assert torch.equal(folder.load_state(identity)["model"]["w"], model["w"])
+    path = tmp_path / STATE_NAME
+    _flip_inside_largest_tensor(path, path)
+    with pytest.raises(CheckpointError, match="resumable state .* is damaged.*delete it"):
+        folder.load_state(identity)

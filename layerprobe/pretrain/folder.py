@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from layerprobe.backbones.weights import HASH_KEY, tensors_sha256
 from layerprobe.errors import CheckpointError, ConfigError, UserError, check_writable
 from layerprobe.locks import holder, release_lock, take_lock
 
@@ -166,11 +167,18 @@ class RunFolder:
             raise CheckpointError(
                 f"{path} belongs to another config than {self.path / CONFIG_NAME}; delete it"
             )
+        stored = state.get(HASH_KEY)
+        if stored is not None and tensors_sha256(state.get("model", {})) != stored:
+            raise CheckpointError(
+                f"the resumable state {path} is damaged (its weights do not match the sha256 "
+                "stored with them); delete it to restart the run from the beginning"
+            )
         return state
 
     def save_state(self, state: dict) -> None:
+        """Write the resumable state (with the sha256 of its weights, checked on load)."""
         buffer = io.BytesIO()
-        torch.save(state, buffer)
+        torch.save({**state, HASH_KEY: tensors_sha256(state["model"])}, buffer)
         _write_atomic(self.path / STATE_NAME, buffer.getvalue())
 
     def write_metrics(self, rows: list[dict]) -> None:
