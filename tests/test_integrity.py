@@ -340,6 +340,18 @@ def test_a_full_disk_is_found_before_the_work(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
+def test_failed_extract_and_probe_leave_no_empty_output_folder(capsys, tmp_path):
+    code, err, _ = _main_one_line(
+        capsys, "extract", "--model", "timm:resnet18", "--task", "builtin/nope", "--cache",
+        str(tmp_path / "new" / "cache"),
+    )  # fmt: skip
+    assert code == 2 and "unknown task" in err and not (tmp_path / "new").exists()
+    code, err, _ = _main_one_line(
+        capsys, "probe", "--cache", str(tmp_path / "none"), "--results", str(tmp_path / "res")
+    )
+    assert code == 2 and "does not exist" in err and not (tmp_path / "res").exists()
+
+
 def test_a_failed_command_leaves_no_empty_folder_it_made(tmp_path):
     from layerprobe.errors import DataError, removed_if_failed
 

@@ -35,6 +35,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from layerprobe.commands._common import model_config_from_args
+    from layerprobe.errors import removed_if_failed
     from layerprobe.pretrain import FinetuneConfig, finetune
 
     given = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "seeds")}
@@ -42,5 +43,8 @@ def run(args: argparse.Namespace) -> int:
         **{k: v for k, v in given.items() if v is not None}, device=args.device,
         precision=args.precision, data_root=args.data_root,
     )  # fmt: skip
-    print(finetune(model_config_from_args(args), args.task, config, args.results, quiet=args.quiet))
+    with removed_if_failed(args.results):  # a failure leaves no empty results folder behind
+        path = finetune(model_config_from_args(args), args.task, config, args.results,
+                        quiet=args.quiet)  # fmt: skip
+    print(path)
     return 0

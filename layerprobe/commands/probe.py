@@ -116,6 +116,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from layerprobe.errors import removed_if_failed
     from layerprobe.probe import ProbeConfig, run_probes
     from layerprobe.probe.plan import check_plan_options
 
@@ -138,16 +139,17 @@ def run(args: argparse.Namespace) -> int:
     for config in configs:  # and every plan checked against the machine's memory, at once
         check_plan_options(config.shots, config.seeds, grid=len(config.grid))
     for config in configs:
-        summary = run_probes(
-            args.cache,
-            args.results,
-            config,
-            model_keys=args.model_key,
-            tasks=args.task,
-            force=args.force,
-            skip_bad=args.skip_bad,
-            quiet=args.quiet,
-        )
+        with removed_if_failed(args.results):  # a failure leaves no empty results folder behind
+            summary = run_probes(
+                args.cache,
+                args.results,
+                config,
+                model_keys=args.model_key,
+                tasks=args.task,
+                force=args.force,
+                skip_bad=args.skip_bad,
+                quiet=args.quiet,
+            )
         if summary.unconverged:
             print(
                 f"layerprobe: warning: {summary.unconverged} {config.probe} fit(s) stopped at the "
