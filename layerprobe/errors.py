@@ -126,12 +126,26 @@ def check_writable(path: str | Path, option: str, *, create: bool = True) -> Pat
     return path
 
 
+def missing_folders(path: str | Path) -> list[Path]:
+    """``path`` and its parents that do not exist (deepest first), up to the first that does or
+    that cannot be looked at (permission denied: then nothing above it is ours to remove)."""
+    missing = []
+    for p in (Path(path), *Path(path).parents):
+        try:
+            if p.exists():
+                break
+        except OSError:
+            return []
+        missing.append(p)
+    return missing
+
+
 @contextlib.contextmanager
 def removed_if_failed(path: str | Path) -> Iterator[Path]:
     """Run the body; if it raises, remove the folders of ``path`` (it and its parents) that did
     not exist before and are empty now, so a failed command leaves no empty output folder."""
     path = Path(path)
-    made = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
+    made = missing_folders(path)
     try:
         yield path
     except BaseException:

@@ -29,7 +29,13 @@ from pathlib import Path
 import torch
 
 from layerprobe.backbones.weights import HASH_KEY, tensors_sha256
-from layerprobe.errors import CheckpointError, ConfigError, UserError, check_writable
+from layerprobe.errors import (
+    CheckpointError,
+    ConfigError,
+    UserError,
+    check_writable,
+    missing_folders,
+)
 from layerprobe.locks import holder, release_lock, take_lock
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -76,7 +82,7 @@ class RunFolder:
         if not main:
             yield self
             return
-        made = [p for p in (self.path, *self.path.parents) if not p.exists()]
+        made = missing_folders(self.path)
         check_writable(self.path, "--out")
         where = self.path / LOCK_NAME
 
