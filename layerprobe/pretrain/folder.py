@@ -75,15 +75,15 @@ class RunFolder:
         """Hold the folder's lock while the body writes it (``main``: this process writes it).
 
         The folder is created if missing and checked to be writable (:class:`ConfigError`
-        naming ``--out`` otherwise). Another process holding the lock raises :class:`FolderBusy` naming it. If the
-        body raises and this call made the folder, and no epoch was saved in it, the folder is
-        removed again: a refused or failed start leaves nothing behind.
+        naming ``--out`` otherwise). Another process holding the lock raises
+        :class:`FolderBusy` naming it. If the body raises and this call made the folder, and no
+        epoch was saved in it, the folder is removed again: a refused or failed start leaves
+        nothing behind.
         """
         if not main:
             yield self
             return
         made = missing_folders(self.path)
-        check_writable(self.path, "--out")
         where = self.path / LOCK_NAME
 
         def busy(note: dict) -> FolderBusy:
@@ -93,6 +93,7 @@ class RunFolder:
             )
 
         try:
+            check_writable(self.path, "--out")
             fd = take_lock(where, busy)
         except BaseException:
             self._remove_made(made)
