@@ -7,8 +7,9 @@ exits with code 2, without a traceback. Bugs still raise ordinary exceptions.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -86,21 +87,109 @@ def check_folder(path: str | Path, option: str) -> Path:
     return path
 
 
-def check_writable(path: str | Path, option: str) -> Path:
-    """Make sure the output folder ``path`` exists (created if missing) and can be written,
-    before any work is done; :class:`ConfigError` naming ``option`` otherwise."""
+def check_writable(path: str | Path, option: str, *, create: bool = True) -> Path:
+    """Make sure the output folder ``path`` can be written, before any work is done.
+
+    With ``create`` the folder is made (with its parents) and a byte is written there; without,
+    nothing is left behind: the byte goes to a temporary file in ``path`` or, where it does not
+    exist yet, in the nearest folder above it that does (where it would be made). An unwritable
+    place raises :class:`ConfigError` naming ``option``; a full disk :class:`EnvironmentProblem`.
+    """
+    import errno
     import os
     import tempfile
 
     path = check_folder(path, option)
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".write-check.", dir=path)
-        os.close(fd)
-        os.unlink(name)
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+            where = path
+        else:
+            where = next(p for p in (path, *path.parents) if p.exists())
+        fd, name = tempfile.mkstemp(prefix=".write-check.", dir=where)
+        try:
+            os.write(fd, b"\0")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(name)
     except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise EnvironmentProblem(
+                f"{option} {path}: no space left on its device ({err.strerror}); free some space "
+                "or give a folder on another disk"
+            ) from err
         raise ConfigError(
             f"{option} {path} is not writable ({err.strerror or err}); give a folder you can "
             "write to"
         ) from err
     return path
+
+
+def missing_folders(path: str | Path) -> list[Path]:
+    """``path`` and its parents that do not exist (deepest first), up to the first that does or
+    that cannot be looked at (permission denied: then nothing above it is ours to remove)."""
+    missing = []
+    for p in (Path(path), *Path(path).parents):
+        try:
+            if p.exists():
+                break
+        except OSError:
+            return []
+        missing.append(p)
+    return missing
+
+
+@contextlib.contextmanager
+def removed_if_failed(path: str | Path) -> Iterator[Path]:
+    """Run the body; if it raises, remove the folders of ``path`` (it and its parents) that did
+    not exist before and are empty now, so a failed command leaves no empty output folder."""
+    path = Path(path)
+    made = missing_folders(path)
+    try:
+        yield path
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (or gone): keep it and what is above it
+        raise
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can give a new allocation now (``MemAvailable`` of
+    ``/proc/meminfo``, else the free physical pages), or None when the system does not say."""
+    import os
+
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(need: float, what: str, fix: str) -> None:
+    """Raise :class:`EnvironmentProblem` at once when ``what`` needs (at least) ``need`` bytes of
+    memory and the machine has fewer available (:func:`available_memory`); ``fix`` says what to
+    do, e.g. ``"give fewer --seeds"``."""
+    free = available_memory()
+    if free is not None and need > free:
+        raise EnvironmentProblem(
+            f"{what} needs at least {_size(need)} of memory, more than the {_size(free)} "
+            f"available on this machine; {fix}"
+        )
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} PB"

@@ -132,9 +132,16 @@ def test_folder_task_that_is_a_file_is_a_one_line_error(capsys, tmp_path):
     assert code == 2 and "is a file" in err and len(err.strip().splitlines()) == 1
 
 
-def test_missing_data_root_is_flagged_in_the_header(capsys, tmp_path):
-    code, out, _ = run(capsys, "--data-root", str(tmp_path / "typo"), "vtab1k/svhn")
+def test_missing_data_root_is_flagged_in_the_header(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAYERPROBE_DATA", str(tmp_path / "typo"))
+    code, out, _ = run(capsys, "vtab1k/svhn")
     assert code == 0 and "not an existing folder" in out.splitlines()[0]
+
+
+def test_data_root_given_that_does_not_exist_is_exit_2(capsys, tmp_path):
+    code, out, err = run(capsys, "--data-root", str(tmp_path / "typo"), "vtab1k/svhn")
+    assert code == 2 and not out and len(err.strip().splitlines()) == 1
+    assert f"--data-root {tmp_path / 'typo'} is not an existing folder" in err
 
 
 def test_folder_task_without_a_path_is_an_error_not_the_current_folder(capsys):

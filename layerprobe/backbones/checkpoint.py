@@ -4,9 +4,13 @@
 back with no extra arguments. Two encodings, picked by the file suffix:
 
 - ``.safetensors``: the state dict as tensors; the header metadata holds ``format``,
-  ``format_version``, ``spec``, and JSON strings ``model_kwargs``, ``preprocess``, ``pretrain_info``.
+  ``format_version``, ``spec``, ``tensors_sha256``, and JSON strings ``model_kwargs``,
+  ``preprocess``, ``pretrain_info``.
 - ``.pt`` / ``.pth``: one dict with the same fields as Python objects, plus ``state_dict``.
 
+``tensors_sha256`` (:func:`~layerprobe.backbones.weights.tensors_sha256`) is the hash of the
+state dict's tensors when written; reading recomputes it and refuses a file whose tensors were
+damaged since. Checkpoints written before the hash existed have none and load as before.
 Files are written under a temporary name and renamed when complete.
 """
 
@@ -22,7 +26,7 @@ import torch
 
 from layerprobe.backbones.preprocess import Preprocess
 from layerprobe.backbones.spec import parse_spec
-from layerprobe.backbones.weights import read_file
+from layerprobe.backbones.weights import HASH_KEY, check_tensors_sha256, read_file, tensors_sha256
 from layerprobe.errors import CheckpointError, ConfigError
 
 FORMAT = "layerprobe-checkpoint"
@@ -80,6 +84,7 @@ def save_checkpoint(
         _check_json(fields[key], key)
     # Copies: safetensors refuses tensors that share memory (tied weights) or are not contiguous.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
+    fields[HASH_KEY] = tensors_sha256(tensors)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     if path.suffix.lower() == ".safetensors":
@@ -118,6 +123,8 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
             f"layerprobe checkpoint {str(path)!r} has corrupt metadata ({err})"
         ) from err
     state = tensors or extra.get("state_dict") or {}
+    if HASH_KEY in extra:  # absent in checkpoints written before it existed
+        check_tensors_sha256(path, state, extra[HASH_KEY])
     return CheckpointContents(
         spec=str(extra["spec"]),
         state_dict=dict(state),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from layerprobe.errors import CheckpointError
 
 NESTED_KEYS = ("state_dict", "model", "model_state_dict")
 SHOW_KEYS = 6  # keys named per category in a mismatch message
+HASH_KEY = "tensors_sha256"  # where a layerprobe checkpoint keeps tensors_sha256 of its state dict
 
 
 def read_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -46,6 +48,12 @@ def read_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             if isinstance(err, pickle.UnpicklingError)
             else f"{type(err).__name__}: {_first_line(err)}"
         )
+        if _is_zip(path) and not isinstance(err, pickle.UnpicklingError):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is damaged or incomplete (cut short while written or "
+                f"copied?) and cannot be read ({_first_sentence(err)}); delete it and make it again "
+                "(re-run the command that wrote it), or restore a good copy"
+            ) from err
         raise CheckpointError(
             f"cannot read {str(path)!r} as a PyTorch checkpoint ({why}); "
             "give a .pt/.pth state dict or a .safetensors file"
@@ -61,6 +69,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict in a weights file (plain, or nested under state_dict/model)."""
     tensors, extra = read_file(path)
     state = _unnest(tensors, extra)
+    if HASH_KEY in extra:  # a layerprobe checkpoint given as plain weights: still checked
+        check_tensors_sha256(path, state, extra[HASH_KEY])
     if not state:
         keys = ", ".join(sorted(map(str, extra))[:10]) or "none"
         raise CheckpointError(
@@ -97,8 +107,29 @@ def load_weights(
 
 def weights_sha256(model: torch.nn.Module) -> str:
     """sha256 of the model's state dict: each tensor's key, dtype, shape and bytes, in key order."""
+    return _hash_tensors(model.state_dict().items())
+
+
+def tensors_sha256(state: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of a state dict's tensors in sorted key order (each key, dtype, shape and bytes):
+    the hash a layerprobe checkpoint stores of its own tensors, independent of dict order."""
+    return _hash_tensors(sorted(state.items()))
+
+
+def check_tensors_sha256(path: str | Path, state: Mapping[str, torch.Tensor], expected) -> None:
+    """Raise :class:`CheckpointError` naming ``path`` when ``state``'s :func:`tensors_sha256` is
+    not ``expected`` (the hash stored when the file was written): its bytes were damaged."""
+    if not isinstance(expected, str) or tensors_sha256(state) != expected:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is damaged: its tensors do not match the sha256 stored when "
+            "it was written; delete it and make it again (re-run the command that wrote it), or "
+            "restore a good copy"
+        )
+
+
+def _hash_tensors(items) -> str:
     h = hashlib.sha256()
-    for key, tensor in model.state_dict().items():
+    for key, tensor in items:
         t = tensor.detach().to("cpu").contiguous().reshape(-1)
         h.update(f"{key}|{t.dtype}|{tuple(tensor.shape)}|".encode())
         h.update(t.view(torch.uint8).numpy())
@@ -150,6 +181,19 @@ def _listing(what: str, items: list[str]) -> str:
     shown = ", ".join(items[:SHOW_KEYS])
     more = f", ... ({len(items) - SHOW_KEYS} more)" if len(items) > SHOW_KEYS else ""
     return f"{len(items)} {what} ({shown}{more})"
+
+
+def _is_zip(path: Path) -> bool:
+    """Whether ``path`` starts like a zip file (what ``torch.save`` writes)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def _first_sentence(err: BaseException) -> str:
+    return _first_line(err).split(". ")[0].rstrip(".")
 
 
 def _first_line(err: BaseException) -> str:

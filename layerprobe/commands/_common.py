@@ -24,6 +24,28 @@ def parse_key_value(text: str) -> tuple[str, object]:
     return key.strip(), value
 
 
+def whole_number(minimum: int | None = None, maximum: int | None = None):
+    """An argparse type: a whole number in [minimum, maximum] (each bound optional).
+
+    Its ``__name__`` is what argparse prints for a value it cannot convert, so it is readable
+    ("whole number"), never an internal function name.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"expected a whole number <= {maximum}, got {text!r}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
 def parse_int_list(text: str) -> list[int]:
     """Parse ``1,5,10,25`` into a list of ints."""
     try:
@@ -94,7 +116,10 @@ def add_model_options(parser: argparse.ArgumentParser, positional: bool = False)
         "--pretrained", action="store_true", help="download the hub's pretrained weights"
     )
     parser.add_argument(
-        "--image-size", type=int, metavar="N", help="input size in pixels (overrides the model's)"
+        "--image-size",
+        type=whole_number(),
+        metavar="N",
+        help="input size in pixels (overrides the model's)",
     )
     parser.add_argument("--mean", type=parse_float_list, metavar="R,G,B", help="normalisation mean")
     parser.add_argument("--std", type=parse_float_list, metavar="R,G,B", help="normalisation std")
@@ -136,9 +161,13 @@ def add_extract_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--amp", choices=["none", "bf16"], help="bf16 autocast for the forward pass (CUDA)"
     )
-    parser.add_argument("--batch-size", type=int, metavar="N", help="images per forward pass (64)")
+    parser.add_argument(
+        "--batch-size", type=whole_number(), metavar="N", help="images per forward pass (64)"
+    )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto")
-    parser.add_argument("--workers", type=int, metavar="N", help="DataLoader worker processes (0)")
+    parser.add_argument(
+        "--workers", type=whole_number(), metavar="N", help="DataLoader worker processes (0)"
+    )
     parser.add_argument(
         "--data-root", metavar="DIR", help="where the task data lives (default $LAYERPROBE_DATA)"
     )

@@ -41,10 +41,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from layerprobe.errors import removed_if_failed
     from layerprobe.extract import extract, is_main_process
 
     config = extract_config_from_args(args, cache_dir=args.cache, splits=args.split or "all")
-    paths = extract(model_config_from_args(args), args.task, config)
+    with removed_if_failed(args.cache):  # a failure leaves no empty cache folder behind
+        paths = extract(model_config_from_args(args), args.task, config)
     if is_main_process():
         for path in paths:
             print(path)

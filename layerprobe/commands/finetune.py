@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from layerprobe.commands._common import add_model_options, add_quiet
+from layerprobe.commands._common import add_model_options, add_quiet, whole_number
 
 
 def add_parser(subparsers) -> None:
@@ -22,10 +22,10 @@ def add_parser(subparsers) -> None:
     add_model_options(p)
     p.add_argument("--task", required=True, help="downstream task")
     p.add_argument("--results", required=True, metavar="DIR", help="results store folder")
-    p.add_argument("--epochs", type=int, help="passes over the training data (10)")
+    p.add_argument("--epochs", type=whole_number(), help="passes over the training data (10)")
     p.add_argument("--lr", type=float, help="learning rate (default: chosen on val)")
-    p.add_argument("--batch-size", type=int, help="images per step (64)")
-    p.add_argument("--seeds", type=int, help="final runs, one row each (1)")
+    p.add_argument("--batch-size", type=whole_number(), help="images per step (64)")
+    p.add_argument("--seeds", type=whole_number(), help="final runs, one row each (1)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--data-root", metavar="DIR", help="task data root (default $LAYERPROBE_DATA)")
@@ -35,6 +35,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from layerprobe.commands._common import model_config_from_args
+    from layerprobe.errors import removed_if_failed
     from layerprobe.pretrain import FinetuneConfig, finetune
 
     given = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "seeds")}
@@ -42,5 +43,8 @@ def run(args: argparse.Namespace) -> int:
         **{k: v for k, v in given.items() if v is not None}, device=args.device,
         precision=args.precision, data_root=args.data_root,
     )  # fmt: skip
-    print(finetune(model_config_from_args(args), args.task, config, args.results, quiet=args.quiet))
+    with removed_if_failed(args.results):  # a failure leaves no empty results folder behind
+        path = finetune(model_config_from_args(args), args.task, config, args.results,
+                        quiet=args.quiet)  # fmt: skip
+    print(path)
     return 0

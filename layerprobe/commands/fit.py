@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from layerprobe.commands._common import parse_int_list
+from layerprobe.commands._common import parse_int_list, whole_number
 
 
 def add_analysis_options(p: argparse.ArgumentParser) -> None:
@@ -38,7 +38,7 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--bootstrap",
-        type=int,
+        type=whole_number(),
         default=0,
         metavar="N",
         help="also percentile-bootstrap intervals from N resamples, in *_boot_lo/_hi columns "
@@ -51,7 +51,9 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
         choices=["eq1", "power"],
         help="eq1: k·e_US^α + e_IR (default); power: k·e_US^α (no saturation)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    p.add_argument(
+        "--seed", type=whole_number(), default=0, help="seed of the bootstrap (default 0)"
+    )
     add_skip_bad(p)
 
 
@@ -115,10 +117,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from layerprobe.errors import DataError, check_folder
+    from layerprobe.errors import DataError, check_writable
     from layerprobe.results.fit import (
         READ_COLUMNS,
         check_group_by,
+        check_options,
         fit_saturation,
         group_by_columns,
         write_fits,
@@ -128,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
     from layerprobe.results.show import check_shots
     from layerprobe.results.tables import format_fits
 
-    out = check_folder(args.out or Path(args.results).resolve().parent / "analysis", "--out")
+    check_options(args.points, args.holdout_top, args.bootstrap)
+    default = Path(args.results).resolve().parent / "analysis"
+    out = check_writable(args.out or default, "--out", create=False)  # made when the fits are
     # Only the columns a fit uses, and with a named layer only that layer's rows.
     layers = None if args.layer == "best" else [args.layer]
     columns = list(READ_COLUMNS)

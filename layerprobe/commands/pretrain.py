@@ -5,21 +5,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from layerprobe.commands._common import add_quiet, parse_int_list, parse_key_value
+from layerprobe.commands._common import add_quiet, parse_int_list, parse_key_value, whole_number
 
 # option -> (PretrainConfig field, type, help); None-valued options keep the config's default.
 OPTIONS = {
     "--data-fraction": ("data_fraction", float, "share of the train split, in (0, 1] (1)"),
-    "--epochs": ("epochs", int, "passes over the (subset of the) train split (7)"),
-    "--batch-size": ("batch_size", int, "images per step, over all processes (128)"),
+    "--epochs": ("epochs", whole_number(), "passes over the (subset of the) train split (7)"),
+    "--batch-size": ("batch_size", whole_number(), "images per step, over all processes (128)"),
     "--lr": ("lr", float, "AdamW peak learning rate (1e-3)"),
     "--wd": ("wd", float, "weight decay of the body's weights (0.05)"),
     "--head-wd": ("head_wd", float, "weight decay of the classifier head (default --wd)"),
     "--head-lr-mult": ("head_lr_mult", float, "head learning rate = lr x this (1)"),
     "--warmup-epochs": ("warmup_epochs", float, "linear warm-up, in epochs (1)"),
     "--label-smoothing": ("label_smoothing", float, "cross-entropy label smoothing (0)"),
-    "--image-size": ("image_size", int, "input size in px (default: the rung's own)"),
-    "--seed": ("seed", int, "seeds init, subset, order and augmentation (0)"),
+    "--image-size": ("image_size", whole_number(), "input size in px (default: the rung's own)"),
+    "--seed": ("seed", whole_number(), "seeds init, subset, order and augmentation (0)"),
     "--snapshots": (
         "snapshots",
         parse_int_list,

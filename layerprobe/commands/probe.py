@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from layerprobe.commands._common import LAYERS_HELP, add_quiet, parse_float_list, parse_int_list
+from layerprobe.commands._common import (
+    LAYERS_HELP,
+    add_quiet,
+    parse_float_list,
+    parse_int_list,
+    whole_number,
+)
 
 
 def add_parser(subparsers) -> None:
@@ -47,7 +53,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--seeds",
-        type=int,
+        type=whole_number(),
         default=3,
         metavar="N",
         help="few-shot draws per shot count (default 3)",
@@ -110,7 +116,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from layerprobe.errors import removed_if_failed
     from layerprobe.probe import ProbeConfig, run_probes
+    from layerprobe.probe.plan import check_plan_options
 
     families = [f.strip() for f in args.probe.split(",") if f.strip()] or ["ridge"]
     configs = [  # every family validated before any unit is probed
@@ -128,17 +136,20 @@ def run(args: argparse.Namespace) -> int:
         )
         for family in dict.fromkeys(families)
     ]
+    for config in configs:  # and every plan checked against the machine's memory, at once
+        check_plan_options(config.shots, config.seeds, grid=len(config.grid))
     for config in configs:
-        summary = run_probes(
-            args.cache,
-            args.results,
-            config,
-            model_keys=args.model_key,
-            tasks=args.task,
-            force=args.force,
-            skip_bad=args.skip_bad,
-            quiet=args.quiet,
-        )
+        with removed_if_failed(args.results):  # a failure leaves no empty results folder behind
+            summary = run_probes(
+                args.cache,
+                args.results,
+                config,
+                model_keys=args.model_key,
+                tasks=args.task,
+                force=args.force,
+                skip_bad=args.skip_bad,
+                quiet=args.quiet,
+            )
         if summary.unconverged:
             print(
                 f"layerprobe: warning: {summary.unconverged} {config.probe} fit(s) stopped at the "

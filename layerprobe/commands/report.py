@@ -26,14 +26,20 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from layerprobe.errors import check_writable, removed_if_failed
+    from layerprobe.results.fit import check_options
     from layerprobe.results.report import write_report
 
     def progress(message: str) -> None:
         if not args.quiet:
             print(f"layerprobe: {message}", file=sys.stderr)
 
-    path = write_report(
-        args.results, args.out, progress=progress, skip_bad=args.skip_bad, **analysis_options(args)
-    )
+    check_options(args.points, args.holdout_top, args.bootstrap)
+    check_writable(args.out, "--out", create=False)
+    with removed_if_failed(args.out):
+        path = write_report(
+            args.results, args.out, progress=progress, skip_bad=args.skip_bad,
+            **analysis_options(args),
+        )  # fmt: skip
     print(path)
     return 0

@@ -5,16 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from layerprobe.commands._common import add_quiet
+from layerprobe.commands._common import add_quiet, whole_number
+
+MAX_WORKERS = 1024  # local worker processes: more is a typo, not a machine
+MAX_RETRIES = 100
 
 SLURM_FLAGS = (  # flag, [slurm] key, type, help
     ("--partition", "partition", str, "Slurm partition"),
-    ("--gpus", "gpus", int, "GPUs per array task"),
-    ("--cpus", "cpus", int, "CPUs per array task"),
-    ("--mem-gb", "mem_gb", int, "memory per array task, GiB"),
+    ("--gpus", "gpus", whole_number(), "GPUs per array task"),
+    ("--cpus", "cpus", whole_number(), "CPUs per array task"),
+    ("--mem-gb", "mem_gb", whole_number(), "memory per array task, GiB"),
     ("--time", "time", str, "time limit per array task: minutes or [D-]HH:MM:SS (default 240)"),
-    ("--array-parallelism", "array_parallelism", int, "array tasks running at once"),
-    ("--bundle", "bundle", int, "extract/probe units per array task (default 100)"),
+    ("--array-parallelism", "array_parallelism", whole_number(), "array tasks running at once"),
+    ("--bundle", "bundle", whole_number(), "extract/probe units per array task (default 100)"),
     ("--cluster", "cluster", str, "slurm (default), or local: submitit's local executor"),
 )
 
@@ -40,7 +43,7 @@ def add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("job", metavar="JOB.toml", help="the job file")
     p.add_argument(
         "--workers",
-        type=_positive,
+        type=whole_number(1, MAX_WORKERS),
         metavar="N",
         help="local worker processes ([run] workers, default 1)",
     )
@@ -51,7 +54,7 @@ def add_job_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--retries",
-        type=_natural,
+        type=whole_number(0, MAX_RETRIES),
         metavar="N",
         help="attempts after a unit's first failure ([run] retries, default 0)",
     )
@@ -70,7 +73,7 @@ def add_job_options(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, sweep: bool = False) -> int:
-    from layerprobe.errors import ConfigError
+    from layerprobe.errors import ConfigError, check_writable
     from layerprobe.jobs import dry_run, format_plan, load_job, run_job
     from layerprobe.jobs.jobfile import slurm_settings
     from layerprobe.jobs.local import terminate_as_interrupt
@@ -84,6 +87,7 @@ def run(args: argparse.Namespace, sweep: bool = False) -> int:
     if args.dry_run:
         print(format_plan(dry_run(job)))
         return 0
+    check_writable(job.dir, f"{args.job}: [job] dir", create=False)  # its state and lock go there
     flags = {key: getattr(args, f"slurm_{key}") for _, key, _, _ in SLURM_FLAGS}
     slurm = slurm_settings({k: v for k, v in flags.items() if v is not None}, _flag_error)
     with terminate_as_interrupt():  # SIGTERM stops the run as Ctrl-C does; it resumes
@@ -128,17 +132,3 @@ def _flag_error(message: str, table: str = "", key: str | None = None, index: in
     if key:
         message = message.replace(f"[slurm] {key}", "--" + key.replace("_", "-"))
     return ConfigError(message)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
-
-
-def _natural(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value

@@ -12,6 +12,7 @@ from layerprobe.commands._common import (
     extract_config_from_args,
     model_config_from_args,
     parse_int_list,
+    whole_number,
 )
 
 
@@ -37,21 +38,29 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--shots", type=parse_int_list, metavar="K,…", help="examples per class (default 1,5,10,25)"
     )
-    p.add_argument("--seeds", type=int, metavar="N", help="few-shot draws per shot count (3)")
+    p.add_argument(
+        "--seeds", type=whole_number(), metavar="N", help="few-shot draws per shot count (3)"
+    )
     add_extract_options(p)
     add_quiet(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from layerprobe.errors import removed_if_failed
     from layerprobe.jobs.scan import format_best, scan
     from layerprobe.probe import ProbeConfig
+    from layerprobe.probe.plan import check_plan_options
 
     given = {k: getattr(args, k) for k in ("shots", "seeds") if getattr(args, k) is not None}
     patterns = [t.strip() for item in args.tasks for t in item.split(",") if t.strip()]
+    # Every option is checked before anything is extracted.
     extract_config = extract_config_from_args(args, cache_dir=args.out)
-    result = scan(model_config_from_args(args), patterns, args.out, extract_config,
-                  ProbeConfig(**given), quiet=args.quiet)  # fmt: skip
+    probe_config = ProbeConfig(**given)
+    check_plan_options(probe_config.shots, probe_config.seeds, grid=len(probe_config.grid))
+    with removed_if_failed(args.out):
+        result = scan(model_config_from_args(args), patterns, args.out, extract_config,
+                      probe_config, quiet=args.quiet)  # fmt: skip
     sys.stdout.write(format_best(result.best))
     if result.report:
         print(f"report: {result.report}")

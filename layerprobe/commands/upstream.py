@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from layerprobe.commands._common import add_model_options
+from layerprobe.commands._common import add_model_options, whole_number
 
 
 def add_parser(subparsers) -> None:
@@ -23,7 +23,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--split", default="val", help="split to score (val)")
     p.add_argument("--cache", default="cache", metavar="DIR",
                    help="feature cache folder to record the figure in (cache)")  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per batch")
+    p.add_argument(
+        "--batch-size", type=whole_number(), default=256, metavar="N", help="images per batch"
+    )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--data-root", metavar="DIR", help="task data root (default $LAYERPROBE_DATA)")
     p.set_defaults(run=run)

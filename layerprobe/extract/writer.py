@@ -23,7 +23,6 @@ Extra attributes, besides the contract's:
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import uuid
@@ -36,6 +35,7 @@ import numpy as np
 
 from layerprobe.errors import CacheError, EnvironmentProblem
 from layerprobe.extract.cache import FORMAT_VERSION
+from layerprobe.locks import holder, lock_path, release_lock, take_lock
 
 # Attributes that say *what* a file holds; a partial file is resumed only when all of them match.
 IDENTITY_ATTRS = (
@@ -63,10 +63,18 @@ def chunk_rows(width: int, itemsize: int, num_rows: int) -> int:
     return max(1, min(rows, num_rows))
 
 
-def is_no_space(err: OSError) -> bool:
-    """Whether an OSError (h5py's included, which often lack ``errno``) means the disk is full."""
+def is_no_space(err: Exception, path: Path | None = None) -> bool:
+    """Whether an error of a write (h5py's OSError or RuntimeError, which often lack ``errno``)
+    means the disk is full; with ``path``, also any HDF5 write error while its disk is full
+    (after a first failed write HDF5 reports the next ones as address overflows)."""
     text = str(err)
-    return err.errno == errno.ENOSPC or "No space left" in text or "errno = 28" in text
+    if (
+        getattr(err, "errno", None) == errno.ENOSPC
+        or "No space left" in text
+        or "errno = 28" in text
+    ):
+        return True
+    return path is not None and _free_bytes(path) < SPACE_MARGIN
 
 
 @contextmanager
@@ -74,13 +82,38 @@ def disk_errors(path: Path) -> Iterator[None]:
     """Turn 'no space left on device' during a write into :class:`EnvironmentProblem`."""
     try:
         yield
-    except OSError as err:
-        if is_no_space(err):
+    except (OSError, RuntimeError) as err:
+        if is_no_space(err, path):
             raise EnvironmentProblem(
                 f"no space left on the device while writing {path}; free some space and re-run the "
                 "same command: it resumes where it stopped"
             ) from err
         raise
+
+
+def _free_bytes(path: Path) -> float:
+    """Bytes free to this user on the file system of ``path``'s folder (inf when unknown)."""
+    try:
+        st = os.statvfs(Path(path).parent)
+    except OSError:
+        return float("inf")
+    return st.f_bavail * st.f_frsize
+
+
+SPACE_MARGIN = 1 << 20  # bytes kept free beyond a block's own: HDF5 metadata, the file system
+
+
+def check_space(path: Path, need: int) -> None:
+    """Raise :class:`EnvironmentProblem` before writing ``need`` bytes into ``path`` when its
+    file system has not that much free (plus :data:`SPACE_MARGIN`): HDF5 is never asked to
+    write into a full disk, which it reports badly (errors inside destructors, then a crash)."""
+    free = _free_bytes(path)  # inf when unknown: a real failure is still caught by disk_errors
+    if free < need + SPACE_MARGIN:
+        raise EnvironmentProblem(
+            f"no space left on the device while writing {path} ({free / 2**20:.1f} MiB free, the "
+            f"next block needs {(need + SPACE_MARGIN) / 2**20:.1f} MiB); free some space and re-run "
+            "the same command: it resumes where it stopped"
+        )
 
 
 def _same(a, b) -> bool:
@@ -113,6 +146,11 @@ class PartialCache:
         self.items_done = int(file.attrs["items_done"])
         self.skipped = _skipped_items(file.attrs)
         self.layers = [str(x) for x in _decoded_list(file.attrs["layers"])]
+        # Datasets stay open while the file is: closing a dataset writes its cached chunks, and
+        # HDF5 reports a full disk there only inside a destructor (ignored, then a crash).
+        # Open, the chunks are written by the flush after each block, where errors are raised.
+        self._datasets = {name: file[name] for name in ("labels", "index")}
+        self._datasets |= {layer: file["features"][layer] for layer in self.layers}
 
     @classmethod
     def open(
@@ -169,6 +207,8 @@ class PartialCache:
         skipped : dataset indices of the block's skipped items.
         """
         start, stop = self.rows_done, self.rows_done + len(index)
+        need = sum(np.asarray(a).nbytes for a in (*feats.values(), labels, index))
+        check_space(self.path, need + self._chunk_bytes())
         with disk_errors(self.path):
             if stop > start:
                 self._write_rows(start, stop, feats, labels, index)
@@ -182,11 +222,16 @@ class PartialCache:
         self.rows_done, self.items_done = stop, self.items_done + items
 
     def _write_rows(self, start, stop, feats, labels, index) -> None:
-        group = self.file["features"]
         for layer in self.layers:
-            group[layer][start:stop] = feats[layer]
-        self.file["labels"][start:stop] = labels
-        self.file["index"][start:stop] = index
+            self._datasets[layer][start:stop] = feats[layer]
+        self._datasets["labels"][start:stop] = labels
+        self._datasets["index"][start:stop] = index
+
+    def _chunk_bytes(self) -> int:
+        """Bytes of one chunk of every dataset: what HDF5 may allocate at once beyond a block."""
+        return sum(
+            int(np.prod(d.chunks or d.shape)) * d.dtype.itemsize for d in self._datasets.values()
+        )
 
     def mark_complete(self) -> None:
         """Drop the rows of skipped items (datasets shrink to ``rows_done``) and set ``complete``."""
@@ -199,6 +244,7 @@ class PartialCache:
 
     def close(self) -> None:
         """Close the file (flushing what is left; a full disk is an :class:`EnvironmentProblem`)."""
+        self._datasets = {}
         try:
             if self.file.id.valid:
                 with disk_errors(self.path):
@@ -208,6 +254,7 @@ class PartialCache:
 
     def abandon(self) -> None:
         """Close after an error, never masking it: what was committed stays resumable."""
+        self._datasets = {}
         try:
             if self.file.id.valid:
                 self.file.close()
@@ -217,8 +264,7 @@ class PartialCache:
 
     def _release(self) -> None:
         if self._lock >= 0:
-            lock_path(self.path).unlink(missing_ok=True)  # removed while still held
-            os.close(self._lock)  # closing the descriptor drops the flock
+            release_lock(lock_path(self.path), self._lock)
             self._lock = -1
 
     def verify(self) -> None:
@@ -239,6 +285,7 @@ class PartialCache:
         older file there). The lock is held until the rename is done."""
         self.mark_complete()
         self.verify()
+        self._datasets = {}
         try:
             if self.file.id.valid:
                 with disk_errors(self.path):
@@ -249,37 +296,18 @@ class PartialCache:
         return Path(final)
 
 
-def lock_path(path: Path) -> Path:
-    """The side file whose advisory lock guards ``path`` (hidden; removed after use)."""
-    return path.with_name(f".{path.name}.lock")
-
-
 def _take_lock(path: Path) -> int:
-    """An exclusive, non-blocking ``flock`` on :func:`lock_path`; a :class:`CacheError` naming
-    the situation when another process holds it. Returns the descriptor that holds it.
+    """An exclusive, non-blocking lock on :func:`~layerprobe.locks.lock_path` of ``path``; a
+    :class:`CacheError` naming the holder when another process holds it. Returns the
+    descriptor that holds it."""
 
-    The lock file is removed when released, so a lock is only good if the file locked is still
-    the one at the path (the classic check: same inode after locking), else try again.
-    """
-    where = lock_path(path)
-    while True:
-        fd = os.open(where, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            os.close(fd)
-            if err.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-                raise CacheError(
-                    f"{path} is being written by another process; wait for it to finish, or stop "
-                    "it and re-run this command to resume"
-                ) from err
-            raise
-        try:
-            if os.stat(where).st_ino == os.fstat(fd).st_ino:
-                return fd
-        except FileNotFoundError:
-            pass
-        os.close(fd)  # released and removed by its holder in between: lock the new file
+    def busy(note: dict) -> CacheError:
+        return CacheError(
+            f"{path} is being written by another process ({holder(note)}); wait for it to "
+            "finish, or stop it and re-run this command to resume"
+        )
+
+    return take_lock(lock_path(path), busy)
 
 
 def _decoded_list(value) -> list:

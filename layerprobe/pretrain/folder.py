@@ -6,28 +6,43 @@
 - ``state.pt``: the resumable state after the last completed epoch (weights, optimizer,
   metrics), rewritten atomically after every epoch and removed once the run is complete;
 - ``metrics.csv``: one row per completed epoch;
-- ``checkpoint.pt``: the layerprobe checkpoint, written last: its existence means done.
+- ``checkpoint.pt``: the layerprobe checkpoint, written last: its existence means done;
+- ``.lock``: held (``flock``) by the process writing the folder, with a note naming it; a
+  second ``pretrain`` into the same folder is refused while it is held.
 
-Every file is written under a temporary name and renamed.
+Every file is written under a temporary name and renamed. A run refused or failed before its
+first epoch was saved leaves no folder behind where it made the folder itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from layerprobe.errors import CheckpointError, ConfigError
+from layerprobe.backbones.weights import HASH_KEY, tensors_sha256
+from layerprobe.errors import (
+    CheckpointError,
+    ConfigError,
+    UserError,
+    check_writable,
+    missing_folders,
+)
+from layerprobe.locks import holder, release_lock, take_lock
 
 CHECKPOINT_NAME = "checkpoint.pt"
 STATE_NAME = "state.pt"
 METRICS_NAME = "metrics.csv"
 CONFIG_NAME = "config.json"
+LOCK_NAME = ".lock"
 METRIC_COLUMNS = (
     "epoch", "step", "lr", "train_loss", "train_accuracy", "upstream_accuracy",
     "images", "seconds", "images_per_s",
@@ -54,6 +69,56 @@ class RunFolder:
         folder = self.path / "snapshots"
         folder.mkdir(exist_ok=True)
         return folder / f"{self.path.resolve().name}-e{epoch}.pt"
+
+    @contextlib.contextmanager
+    def claim(self, main: bool = True) -> Iterator[RunFolder]:
+        """Hold the folder's lock while the body writes it (``main``: this process writes it).
+
+        The folder is created if missing and checked to be writable (:class:`ConfigError`
+        naming ``--out`` otherwise). Another process holding the lock raises
+        :class:`FolderBusy` naming it. If the body raises and this call made the folder, and no
+        epoch was saved in it, the folder is removed again: a refused or failed start leaves
+        nothing behind.
+        """
+        if not main:
+            yield self
+            return
+        made = missing_folders(self.path)
+        where = self.path / LOCK_NAME
+
+        def busy(note: dict) -> FolderBusy:
+            return FolderBusy(
+                f"run folder {self.path} is in use by {holder(note)} (another pretrain writing "
+                "it); wait for it to finish or stop it, or give another --out"
+            )
+
+        try:
+            check_writable(self.path, "--out")
+            fd = take_lock(where, busy)
+        except BaseException:
+            self._remove_made(made)
+            raise
+        try:
+            yield self
+        except BaseException:
+            release_lock(where, fd)
+            fd = -1
+            if made and not (self.path / STATE_NAME).exists() and not run_complete(self.path):
+                shutil.rmtree(self.path, ignore_errors=True)
+                self._remove_made(made[1:])
+            raise
+        finally:
+            if fd >= 0:
+                release_lock(where, fd)
+
+    @staticmethod
+    def _remove_made(made: list[Path]) -> None:
+        """Remove the (empty) folders in ``made``, deepest first, stopping at one not empty."""
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:
+                return
 
     def check(self, identity: dict, force: bool) -> str:
         """``"new"``, ``"resume"`` or ``"complete"``; read-only, so every rank may call it.
@@ -109,11 +174,18 @@ class RunFolder:
             raise CheckpointError(
                 f"{path} belongs to another config than {self.path / CONFIG_NAME}; delete it"
             )
+        stored = state.get(HASH_KEY)
+        if stored is not None and tensors_sha256(state.get("model", {})) != stored:
+            raise CheckpointError(
+                f"the resumable state {path} is damaged (its weights do not match the sha256 "
+                "stored with them); delete it to restart the run from the beginning"
+            )
         return state
 
     def save_state(self, state: dict) -> None:
+        """Write the resumable state (with the sha256 of its weights, checked on load)."""
         buffer = io.BytesIO()
-        torch.save(state, buffer)
+        torch.save({**state, HASH_KEY: tensors_sha256(state["model"])}, buffer)
         _write_atomic(self.path / STATE_NAME, buffer.getvalue())
 
     def write_metrics(self, rows: list[dict]) -> None:
@@ -138,10 +210,31 @@ def _write_atomic(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+class FolderBusy(UserError):
+    """Another process is writing the run folder."""
+
+
 def _differences(old: dict, new: dict, limit: int = 3) -> str:
+    """``data_fraction: 0.02 there, 0.03 now; ...``: only the fields that differ, nested
+    fields by their dotted path (the run config's own without a prefix)."""
+    old, new = _flatten(old), _flatten(new)
     keys = sorted(set(old) | set(new))
+    missing = "(none)"
     diffs = [
-        f"{k}: {old.get(k)!r} there, {new.get(k)!r} now" for k in keys if old.get(k) != new.get(k)
+        f"{k}: {old.get(k, missing)!r} there, {new.get(k, missing)!r} now"
+        for k in keys
+        if old.get(k, missing) != new.get(k, missing)
     ]
     more = f", and {len(diffs) - limit} more" if len(diffs) > limit else ""
     return "; ".join(diffs[:limit]) + more
+
+
+def _flatten(value: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, item in value.items():
+        name = f"{prefix}{key}" if prefix or key != "config" else ""
+        if isinstance(item, dict) and item:
+            out.update(_flatten(item, f"{name}." if name else ""))
+        else:
+            out[name or key] = item
+    return out

@@ -76,17 +76,20 @@ def pretrain(
                 f"--batch-size {config.batch_size} does not split evenly over {ranks.world} "
                 "processes; give a multiple of the process count"
             )
-        folder = RunFolder(out_dir)
-        status = folder.check(identity, force)
-        if status == "complete":
-            return folder.checkpoint
-        if ranks.is_main:
-            details = {"eval_split": eval_split, "layerprobe_version": __version__,
-                       "device": config.device}  # fmt: skip
-            folder.start(identity, details)
-        ranks.barrier()
-        trainer = _Trainer(config, task, arch, eval_split, folder, device, ranks, data_root, quiet)
-        return trainer.run(identity)
+        # Rank 0 holds the folder's lock while it writes: a second pretrain there is refused.
+        with RunFolder(out_dir).claim(ranks.is_main) as folder:
+            status = folder.check(identity, force)
+            if status == "complete":
+                return folder.checkpoint
+            if ranks.is_main:
+                details = {"eval_split": eval_split, "layerprobe_version": __version__,
+                           "device": config.device}  # fmt: skip
+                folder.start(identity, details)
+            ranks.barrier()
+            trainer = _Trainer(
+                config, task, arch, eval_split, folder, device, ranks, data_root, quiet
+            )
+            return trainer.run(identity)
     finally:
         distributed.stop(ranks)
 

@@ -21,7 +21,7 @@ import torch
 
 from layerprobe import __version__
 from layerprobe.backbones import Backbone, ModelConfig, as_model_config
-from layerprobe.errors import ConfigError, DataError, check_folder
+from layerprobe.errors import ConfigError, DataError, check_writable
 from layerprobe.extract.cache import UPSTREAM_FILE, check_upstream_record
 from layerprobe.pretrain.data import EVAL_BATCH
 from layerprobe.tasks.base import Task
@@ -48,7 +48,7 @@ def upstream_accuracy(
     from layerprobe.extract.run import resolve_device
 
     if cache_dir is not None:
-        check_folder(cache_dir, "--cache")
+        check_writable(cache_dir, "--cache", create=False)  # before the work, made after it
     dev = resolve_device(device)
     task = get_task(task) if isinstance(task, str) else task
     if split not in task.splits:

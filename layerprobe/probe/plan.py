@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from layerprobe.errors import ConfigError, DataError
+from layerprobe.errors import ConfigError, DataError, check_memory
 from layerprobe.tasks import fewshot_indices, holdout_split
 
 VAL_FRACTION = 0.2  # of each class's train rows, when the task has no `val` split …
@@ -40,16 +40,42 @@ class ProbePlan:
     val: np.ndarray | None
 
 
-def plan_probes(
-    train_labels: np.ndarray, shots: Sequence[int], seeds: int, has_val_split: bool, task: str = ""
-) -> ProbePlan:
-    """The probes of a task for every shot count and seed 0 … seeds-1."""
+PROBE_BYTES = 180  # a probe's bookkeeping: its (shots, seed) key and its index array's header
+ROW_BYTES = 200  # one result row (a layer, shot count, seed and λ) before its part is written
+
+
+def plan_bytes(shots: Sequence[int], seeds: int, *, classes: int = 2, grid: int = 1) -> int:
+    """A lower bound of the memory (bytes) one task's probes need: the index arrays of every
+    (shots, seed), and one result row per probe and grid value (of one layer)."""
+    drawn = [int(k) for k in set(shots) if int(k) > 0]
+    probes = seeds * len(drawn) + (0 in set(shots))
+    return seeds * sum(k * classes * 8 for k in drawn) + probes * (PROBE_BYTES + ROW_BYTES * grid)
+
+
+def check_plan_options(
+    shots: Sequence[int], seeds: int, *, classes: int = 2, grid: int = 1
+) -> None:
+    """Refuse shot counts below 0, fewer than one seed, and plans that cannot fit in memory
+    (:func:`plan_bytes` against the memory available), before any work is done."""
     shots = sorted(set(int(k) for k in shots))
     if not shots or min(shots) < 0:
         raise ConfigError(f"--shots must be counts >= 0 (0 = the whole train split), got {shots}")
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    check_memory(
+        plan_bytes(shots, seeds, classes=classes, grid=grid),
+        f"--seeds {seeds} with --shots {','.join(map(str, shots))}",
+        "give fewer --seeds (a few suffice for a mean and a standard deviation)",
+    )
+
+
+def plan_probes(
+    train_labels: np.ndarray, shots: Sequence[int], seeds: int, has_val_split: bool, task: str = ""
+) -> ProbePlan:
+    """The probes of a task for every shot count and seed 0 … seeds-1."""
+    shots = sorted(set(int(k) for k in shots))
     labels = np.asarray(train_labels)
+    check_plan_options(shots, seeds, classes=max(2, len(np.unique(labels))))
     if len(np.unique(labels)) < 2:
         raise DataError(
             f"task {task} has a single class in its train split; a probe needs at least two"

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from layerprobe.errors import ConfigError
+from layerprobe.errors import ConfigError, check_memory
 from layerprobe.results.hull import rising_frontier, rising_hull, upper_hull
 from layerprobe.results.points import GROUP, KNOBS, checkpoint_points
 from layerprobe.results.profile import ALPHA_MAX, ALPHA_MIN, profile_intervals, threshold
@@ -523,7 +523,7 @@ def fit_points(
     ``best`` when it differs between checkpoints). Returns the fit table of
     :func:`fit_saturation`.
     """
-    _check_options(fit_on, holdout_top, bootstrap)
+    check_options(fit_on, holdout_top, bootstrap)
     if "group" not in points.columns:
         points = points.assign(group="")
     keys = [*GROUP, "group"]
@@ -639,7 +639,7 @@ def fit_saturation(
     pred_error_all (both on the same targets), n_train_hull, n_train_all (points each of those
     fits used), best_us, best_ds, gap_to_saturation (saturation − best_ds).
     """
-    _check_options(points, holdout_top, bootstrap)
+    check_options(points, holdout_top, bootstrap)
     if not 0 < max_width <= 1:
         raise ConfigError(f"--max-width {max_width:g} is not in (0, 1]; e.g. 0.2")
     if shots:
@@ -703,7 +703,14 @@ def write_fits(fits: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-def _check_options(points: str, holdout_top: float, bootstrap: int) -> None:
+# A lower bound of one resample's memory: two fit sets of at least 3 (US, DS) points (arrays,
+# tuple) and its parameters, held until every resample is solved.
+BOOTSTRAP_BYTES = 600
+
+
+def check_options(points: str, holdout_top: float, bootstrap: int) -> None:
+    """Refuse unknown ``points``, a ``holdout_top`` outside [0, 1), and a ``bootstrap`` below 0
+    or too large for the memory available; commands call it before reading the store."""
     if points not in POINTS:
         raise ConfigError(f"unknown --points {points!r}; use hull or all")
     if not (
@@ -715,6 +722,11 @@ def _check_options(points: str, holdout_top: float, bootstrap: int) -> None:
         )
     if bootstrap < 0:
         raise ConfigError(f"--bootstrap {bootstrap} is negative; give 0 (none) or more resamples")
+    check_memory(
+        bootstrap * BOOTSTRAP_BYTES,
+        f"--bootstrap {bootstrap}",
+        "give fewer resamples (100 to 1000 give stable 95 % intervals)",
+    )
 
 
 def _label(key: tuple) -> str:

@@ -11,8 +11,9 @@ import fnmatch
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from layerprobe.errors import UnknownNameError, UserError, did_you_mean
+from layerprobe.errors import DataError, UnknownNameError, UserError, did_you_mean
 from layerprobe.tasks.base import Task, resolve_data_root
 from layerprobe.tasks.registry import get_task, list_tasks
 
@@ -72,7 +73,20 @@ def summarize_tasks(
     patterns: Sequence[str] = (),
     builtin: bool | None = None,
 ) -> list[TaskSummary]:
-    """:func:`summarize` for every selected task, sorted by name."""
+    """:func:`summarize` for every selected task, sorted by name.
+
+    A ``data_root`` given (not taken from ``$LAYERPROBE_DATA``) that is not an existing folder
+    raises :class:`~layerprobe.errors.DataError`: a typo would otherwise list every real task
+    as missing.
+    """
+    if data_root is not None:
+        root = Path(data_root).expanduser()
+        if not root.is_dir():
+            what = "a file, not a folder" if root.exists() else "not an existing folder"
+            raise DataError(
+                f"--data-root {data_root} is {what}; give the folder your datasets live in, or "
+                "leave it out to list the built-in tasks and $LAYERPROBE_DATA's"
+            )
     return [summarize(t, data_root) for t in select_tasks(patterns, builtin)]
 
 
