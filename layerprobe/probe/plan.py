@@ -40,15 +40,33 @@ class ProbePlan:
     val: np.ndarray | None
 
 
+def _whole(value) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def check_counts(shots: Sequence[int], seeds: int) -> tuple[list[int], int]:
+    """Shot counts (whole numbers >= 0, at least one) and the seed count (a whole number
+    >= 1), checked before any probe runs; returns them sorted and deduplicated.
+
+    Raises
+    ------
+    ConfigError : a negative, fractional or missing shot count, or fewer than one seed.
+    """
+    listed = list(shots) if isinstance(shots, Sequence) and not isinstance(shots, str) else None
+    if not listed or not all(_whole(k) and k >= 0 for k in listed):
+        raise ConfigError(
+            f"--shots must be whole counts >= 0 (0 = the whole train split), got {shots!r}"
+        )
+    if not _whole(seeds) or seeds < 1:
+        raise ConfigError(f"--seeds must be a whole number >= 1, got {seeds!r}")
+    return sorted(set(int(k) for k in listed)), int(seeds)
+
+
 def plan_probes(
     train_labels: np.ndarray, shots: Sequence[int], seeds: int, has_val_split: bool, task: str = ""
 ) -> ProbePlan:
     """The probes of a task for every shot count and seed 0 … seeds-1."""
-    shots = sorted(set(int(k) for k in shots))
-    if not shots or min(shots) < 0:
-        raise ConfigError(f"--shots must be counts >= 0 (0 = the whole train split), got {shots}")
-    if seeds < 1:
-        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    shots, seeds = check_counts(shots, seeds)
     labels = np.asarray(train_labels)
     if len(np.unique(labels)) < 2:
         raise DataError(
