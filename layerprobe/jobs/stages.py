@@ -15,18 +15,19 @@ from pathlib import Path
 
 from layerprobe.jobs.configs import extract_config, finetune_config, pretrain_api, probe_config
 from layerprobe.jobs.units import CHECKPOINT
-from layerprobe.jobs.verify import VERSION, file_entries, model_files, output_entries
+from layerprobe.jobs.verify import VERSION, file_entries, model_files, output_entries, stamp
 
 # The last model a process built, reused by its next extract units of the same model (a
-# worker gets each model's units one after another).
-_last: dict[str, object] = {}
+# worker gets each model's units one after another) while its weight files are unchanged.
+_last: dict[tuple, object] = {}
 
 
 def _backbone(model):
-    if model.id not in _last:
+    key = (model.id, *(stamp(p) for p in model_files(model)))
+    if key not in _last:
         _last.clear()
-        _last[model.id] = model.model_config().load()
-    return _last[model.id]
+        _last[key] = model.model_config().load()
+    return _last[key]
 
 
 def _record(outputs: list, inputs: dict | None = None, tokens: dict | None = None, **extra):
