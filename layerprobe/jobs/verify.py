@@ -35,6 +35,7 @@ from layerprobe.jobs.units import CHECKPOINT, STAGES, Model, Plan
 
 VERSION = 1  # of the record fields below; records without it are run again
 INDEX = "index.pkl"
+INDEX_VERSION = 2
 
 
 def stamp(path: str | Path) -> tuple[int, int, int] | None:
@@ -154,7 +155,7 @@ class _Inputs:
         self.index, self.content = index, content
         self.fingerprints: dict[tuple[str, str], str] = {}
         self.files: dict[str, tuple | None] = {}
-        self.shas: dict[str, str] = {}
+        self.same: dict[tuple, bool | None] = {}
 
     def data(self, task: str, split: str) -> str:
         key = (task, split)
@@ -172,9 +173,14 @@ class _Inputs:
             self.fingerprints[key] = fp
         return self.fingerprints[key]
 
-    def file_same(self, entry: list) -> bool | None:
-        """Whether the input file of ``entry`` ``[path, size, mtime, ino, sha]`` still has
+    def file_same(self, entry: tuple) -> bool | None:
+        """Whether the input file of ``entry`` ``(path, size, mtime, ino, sha)`` still has
         those bytes (None: it is gone). A moved stamp costs one hash, remembered by stamp."""
+        if entry not in self.same:
+            self.same[entry] = self._file_same(entry)
+        return self.same[entry]
+
+    def _file_same(self, entry: tuple) -> bool | None:
         path, recorded, sha = entry[0], tuple(entry[1:4]), entry[4]
         if path not in self.files:
             self.files[path] = stamp(path)
@@ -197,12 +203,12 @@ def _read_index(state: State) -> dict:
     try:
         with open(state.root / INDEX, "rb") as f:
             index = pickle.load(f)
-        if isinstance(index, dict) and index.get("version") == VERSION:
+        if isinstance(index, dict) and index.get("version") == INDEX_VERSION:
             index["dirty"] = False
             return index
     except Exception:  # noqa: BLE001 - a missing or damaged index is rebuilt from the records
         pass
-    return {"version": VERSION, "records": {}, "files": {}, "content": {}, "dirty": False}
+    return {"version": INDEX_VERSION, "units": {}, "files": {}, "content": {}, "dirty": False}
 
 
 def _write_index(state: State, index: dict) -> None:
@@ -220,63 +226,57 @@ def _write_index(state: State, index: dict) -> None:
         tmp.unlink(missing_ok=True)
 
 
-KEEP = ("verify", "outputs", "stamps", "inputs", "extraction_id")
-
-
-def _record(state: State, index: dict, stage: str, uid: str) -> dict | None:
-    """The done record of a unit, parsed once and kept in the index by the record's stamp."""
-    path = state.path("done", stage, uid)
-    now = stamp(path)
-    if now is None:
-        return None
-    cached = index["records"].setdefault(stage, {}).get(uid)
-    if cached is not None and cached[0] == now:
-        return cached[1]
+def _listing(state: State, stage: str) -> dict[str, int]:
+    """Done records of a stage: unit id -> the record file's inode (one directory read; a
+    record is rewritten under a new inode, so the inode tells its version)."""
     try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    record = {k: raw[k] for k in KEEP if k in raw} if isinstance(raw, dict) else {}
-    index["records"][stage][uid] = (now, record)
-    index["dirty"] = True
-    return record
+        with os.scandir(state.root / "done" / stage) as entries:
+            return {e.name: e.inode() for e in entries if not e.name.startswith(".")}
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
 
 
-def _outputs_changed(record: dict, index: dict) -> str | None:
-    """Why the recorded outputs are not the unit's any more, or None when they are."""
-    for i, (path, entry) in enumerate(zip(record["outputs"], record["stamps"], strict=True)):
-        now = stamp(path)
-        if now is None:
-            return f"its output {path} is missing"
-        if now != tuple(entry[:3]):
-            if output_token(path) != entry[3]:
-                return f"its output {path} changed since it ran"
-            record["stamps"][i] = [*now, entry[3]]  # the same content: remember the new stamp
-            index["dirty"] = True
-    return None
+class _Entries:
+    """Index entries ``(record inode, outputs, inputs, extraction id)`` built from records;
+    equal strings and file entries are shared so that the index stays small."""
 
+    def __init__(self, state: State, index: dict):
+        self.root, self.index = str(state.root / "done"), index
+        self.shared: dict = {}
 
-def _inputs_changed(plan: Plan, i: int, record: dict, inputs: _Inputs, records: list) -> str | None:
-    unit = plan.units[i]
-    recorded = record.get("inputs", {})
-    if unit.stage == "extract":
-        now = inputs.data(unit.task, unit.split)
-        if recorded.get("data") != now:
-            what = "folder" if unit.task.startswith("folder:") else f"images of {unit.task}"
-            return f"its input {what} changed since it ran"
-    for entry in recorded.get("files", []):
-        same = inputs.file_same(entry)
-        if same is None:
-            return f"its model file {entry[0]} is missing"
-        if not same:
-            return f"its model file {entry[0]} changed since it ran"
-    for d in unit.deps:
-        dep = plan.units[d]
-        if dep.stage == "extract":
-            read = recorded.get("caches", {}).get(dep.id)
-            if read != (records[d] or {}).get("extraction_id"):
-                return f"the cache of {dep.id} was extracted again since it ran"
-    return None
+    def share(self, value):
+        return self.shared.setdefault(value, value)
+
+    def read(self, stage: str, uid: str) -> dict | None:
+        try:
+            with open(f"{self.root}/{stage}/{uid}", "rb") as f:
+                raw = json.loads(f.read())
+        except (OSError, ValueError):
+            return None
+        return raw if isinstance(raw, dict) else None
+
+    def make(self, plan: Plan, i: int, ino: int) -> tuple | None:
+        """The entry of unit ``i`` from its record; None when it has none readable; ``()``
+        outputs for a record that cannot be checked (an older layerprobe's)."""
+        unit = plan.units[i]
+        raw = self.read(unit.stage, unit.id)
+        if raw is None:
+            return None
+        outputs, stamps = raw.get("outputs", []), raw.get("stamps", [])
+        if raw.get("verify") != VERSION or len(outputs) != len(stamps):
+            return (ino, None, (), None)
+        outs = tuple((str(p), *map(int, e[:3])) for p, e in zip(outputs, stamps, strict=True))
+        ins = raw.get("inputs", {})
+        files = tuple(self.share(tuple(e)) for e in ins.get("files", []))
+        if unit.stage == "extract":
+            inputs = (self.share(str(ins.get("data"))), files)
+        elif unit.stage == "probe":
+            caches = ins.get("caches", {})
+            inputs = (tuple(self.share(str(caches.get(plan.units[d].id))) for d in unit.deps),)
+        else:
+            inputs = (None, files)
+        made = raw.get("extraction_id")
+        return (ino, outs, inputs, None if made is None else self.share(str(made)))
 
 
 def check_units(plan: Plan, state: State, *, save: bool = True) -> Check:
@@ -295,40 +295,84 @@ def check_units(plan: Plan, state: State, *, save: bool = True) -> Check:
     """
     index = _read_index(state)
     inputs = _Inputs(index, bool(plan.job.extract.get("content_hash", False)))
-    listed = {s: state.ids("done", s) for s in STAGES}
+    entries = _Entries(state, index)
+    listed = {s: _listing(state, s) for s in STAGES}
+    kept = {s: index["units"].setdefault(s, {}) for s in STAGES}
     done = [False] * len(plan.units)
-    records: list[dict | None] = [None] * len(plan.units)
+    made: list[str | None] = [None] * len(plan.units)  # extraction ids of done extract units
     check = Check(done)
+    reasons = check.reasons
+    stat = os.stat
     for i, unit in enumerate(plan.units):
-        if unit.id not in listed[unit.stage]:
+        stage, uid = unit.stage, unit.id
+        ino = listed[stage].get(uid)
+        if ino is None:
             continue
-        record = _record(state, index, unit.stage, unit.id)
-        if record is None:
-            continue
-        if record.get("verify") != VERSION or len(record.get("stamps", ())) != len(
-            record.get("outputs", ())
-        ):
-            check.reasons[i] = "its record was written by an older layerprobe (no output stamps)"
+        entry = kept[stage].get(uid)
+        if entry is None or entry[0] != ino:
+            entry = entries.make(plan, i, ino)
+            if entry is None:
+                continue
+            kept[stage][uid] = entry
+            index["dirty"] = True
+        if entry[1] is None:
+            reasons[i] = "its record was written by an older layerprobe (no output stamps)"
             continue
         why = None
         for d in unit.deps:
             if not done[d]:
-                dep = plan.units[d]
-                why = f"its input {dep.stage} {dep.id} runs again"
+                why = f"its input {plan.units[d].stage} {plan.units[d].id} runs again"
                 break
-        why = (
-            why
-            or _outputs_changed(record, index)
-            or _inputs_changed(plan, i, record, inputs, records)
-        )
+        if why is None:
+            for k, (path, size, mtime, inode) in enumerate(entry[1]):
+                try:
+                    st = stat(path)
+                except OSError:
+                    why = f"its output {path} is missing"
+                    break
+                if st.st_size != size or st.st_mtime_ns != mtime or st.st_ino != inode:
+                    raw = entries.read(stage, uid) or {}
+                    token = (raw.get("stamps") or [[None] * 4] * (k + 1))[k][3]
+                    if output_token(path) != token:
+                        why = f"its output {path} changed since it ran"
+                        break
+                    outs = list(entry[1])  # the same content: remember the new stamp
+                    outs[k] = (path, st.st_size, st.st_mtime_ns, st.st_ino)
+                    entry = kept[stage][uid] = (entry[0], tuple(outs), *entry[2:])
+                    index["dirty"] = True
+        if why is None:
+            if stage == "probe":  # the common case, inline: the extraction ids it read
+                for d, read in zip(unit.deps, entry[2][0], strict=False):
+                    if read != made[d]:
+                        why = f"the cache of {plan.units[d].id} was extracted again since it ran"
+                        break
+            else:
+                why = _inputs_changed(plan, i, entry, inputs)
         if why:
-            check.reasons[i] = why
+            reasons[i] = why
         else:
-            done[i], records[i] = True, record
-    for stage, kept in index["records"].items():  # records deleted since: forget them
-        for uid in kept.keys() - listed.get(stage, set()):
-            del kept[uid]
+            done[i] = True
+            made[i] = entry[3]
+    for stage, entries_kept in kept.items():  # records deleted since: forget them
+        for uid in entries_kept.keys() - listed[stage].keys():
+            del entries_kept[uid]
             index["dirty"] = True
     if save:
         _write_index(state, index)
     return check
+
+
+def _inputs_changed(plan: Plan, i: int, entry: tuple, inputs: _Inputs) -> str | None:
+    """Why the inputs of an extract, pretrain or finetune unit changed, or None."""
+    unit = plan.units[i]
+    recorded = entry[2]
+    if unit.stage == "extract" and recorded[0] != inputs.data(unit.task, unit.split):
+        what = "folder" if unit.task.startswith("folder:") else f"images of {unit.task}"
+        return f"its input {what} changed since it ran"
+    for file in recorded[1]:
+        same = inputs.file_same(file)
+        if same is None:
+            return f"its model file {file[0]} is missing"
+        if not same:
+            return f"its model file {file[0]} changed since it ran"
+    return None
