@@ -154,7 +154,7 @@ def run_job(
                 run_local(graph, make_work, job, workers, retries, on_outcome, on_blocked)
         finally:
             progress.close()
-            check_units(plan, state)  # the new records into the index, for the next status
+        check_units(plan, state)  # the new records into the index, for the next status
     return report
 
 
