@@ -14,10 +14,11 @@ A unit counts as done only when
 - every unit it depends on is done (a unit that runs again re-runs everything downstream).
 
 :func:`check_units` is the one check behind ``status``, ``run --dry-run`` and ``run``. It is
-cheap: one directory listing per stage, one ``stat`` per record and per output, one image
-fingerprint per (task, split) and one ``stat`` per weight file. Records are parsed once and
-kept in ``state/index.pkl`` keyed by their own stamp; a content hash is computed only for a
-file whose stamp moved, and remembered there by its new stamp.
+cheap: one directory read per stage (a record is rewritten under a new inode, so the inode in
+the listing tells its version), one ``stat`` per output, one image fingerprint per (task,
+split) and one ``stat`` per weight file. Records are parsed once and kept as compact entries
+in ``state/index.pkl`` keyed by their inode; a content hash is computed only for a file whose
+stamp moved, and remembered there by its new stamp.
 """
 
 from __future__ import annotations
