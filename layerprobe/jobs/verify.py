@@ -36,7 +36,7 @@ from layerprobe.jobs.units import CHECKPOINT, STAGES, Model, Plan
 
 VERSION = 1  # of the record fields below; records without it are run again
 INDEX = "index.pkl"
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 
 
 def stamp(path: str | Path) -> tuple[int, int, int] | None:
@@ -238,8 +238,9 @@ def _listing(state: State, stage: str) -> dict[str, int]:
 
 
 class _Entries:
-    """Index entries ``(record inode, outputs, inputs, extraction id)`` built from records;
-    equal strings and file entries are shared so that the index stays small."""
+    """Index entries built from records: one flat tuple per unit, ``(record inode, extraction
+    id, inputs, path, size, mtime_ns, inode[, path, ...])``, its inputs (and equal strings)
+    shared between units so that the index stays small."""
 
     def __init__(self, state: State, index: dict):
         self.root, self.index = str(state.root / "done"), index
@@ -257,27 +258,27 @@ class _Entries:
         return raw if isinstance(raw, dict) else None
 
     def make(self, plan: Plan, i: int, ino: int) -> tuple | None:
-        """The entry of unit ``i`` from its record; None when it has none readable; ``()``
-        outputs for a record that cannot be checked (an older layerprobe's)."""
+        """The entry of unit ``i`` from its record; None when it has none readable; inputs
+        None for a record that cannot be checked (an older layerprobe's)."""
         unit = plan.units[i]
         raw = self.read(unit.stage, unit.id)
         if raw is None:
             return None
         outputs, stamps = raw.get("outputs", []), raw.get("stamps", [])
         if raw.get("verify") != VERSION or len(outputs) != len(stamps):
-            return (ino, None, (), None)
-        outs = tuple((str(p), *map(int, e[:3])) for p, e in zip(outputs, stamps, strict=True))
+            return (ino, None, None)
+        outs = [v for p, e in zip(outputs, stamps, strict=True) for v in (str(p), *map(int, e[:3]))]
         ins = raw.get("inputs", {})
         files = tuple(self.share(tuple(e)) for e in ins.get("files", []))
         if unit.stage == "extract":
-            inputs = (self.share(str(ins.get("data"))), files)
+            inputs = self.share((self.share(str(ins.get("data"))), files))
         elif unit.stage == "probe":
             caches = ins.get("caches", {})
-            inputs = (tuple(self.share(str(caches.get(plan.units[d].id))) for d in unit.deps),)
+            inputs = tuple(self.share(str(caches.get(plan.units[d].id))) for d in unit.deps)
         else:
-            inputs = (None, files)
+            inputs = self.share((None, files))
         made = raw.get("extraction_id")
-        return (ino, outs, inputs, None if made is None else self.share(str(made)))
+        return (ino, None if made is None else self.share(str(made)), inputs, *outs)
 
 
 def check_units(plan: Plan, state: State, *, save: bool = True) -> Check:
@@ -316,7 +317,7 @@ def check_units(plan: Plan, state: State, *, save: bool = True) -> Check:
                 continue
             kept[stage][uid] = entry
             index["dirty"] = True
-        if entry[1] is None:
+        if entry[2] is None:
             reasons[i] = "its record was written by an older layerprobe (no output stamps)"
             continue
         why = None
@@ -325,7 +326,8 @@ def check_units(plan: Plan, state: State, *, save: bool = True) -> Check:
                 why = f"its input {plan.units[d].stage} {plan.units[d].id} runs again"
                 break
         if why is None:
-            for k, (path, size, mtime, inode) in enumerate(entry[1]):
+            for k in range(3, len(entry), 4):
+                path, size, mtime, inode = entry[k : k + 4]
                 try:
                     st = stat(path)
                 except OSError:
@@ -333,17 +335,18 @@ def check_units(plan: Plan, state: State, *, save: bool = True) -> Check:
                     break
                 if st.st_size != size or st.st_mtime_ns != mtime or st.st_ino != inode:
                     raw = entries.read(stage, uid) or {}
-                    token = (raw.get("stamps") or [[None] * 4] * (k + 1))[k][3]
+                    n = (k - 3) // 4
+                    token = (raw.get("stamps") or [[None] * 4] * (n + 1))[n][3]
                     if output_token(path) != token:
                         why = f"its output {path} changed since it ran"
                         break
-                    outs = list(entry[1])  # the same content: remember the new stamp
-                    outs[k] = (path, st.st_size, st.st_mtime_ns, st.st_ino)
-                    entry = kept[stage][uid] = (entry[0], tuple(outs), *entry[2:])
+                    moved = list(entry)  # the same content: remember the new stamp
+                    moved[k + 1 : k + 4] = st.st_size, st.st_mtime_ns, st.st_ino
+                    entry = kept[stage][uid] = tuple(moved)
                     index["dirty"] = True
         if why is None:
             if stage == "probe":  # the common case, inline: the extraction ids it read
-                for d, read in zip(unit.deps, entry[2][0], strict=False):
+                for d, read in zip(unit.deps, entry[2], strict=False):
                     if read != made[d]:
                         why = f"the cache of {plan.units[d].id} was extracted again since it ran"
                         break
@@ -353,7 +356,7 @@ def check_units(plan: Plan, state: State, *, save: bool = True) -> Check:
             reasons[i] = why
         else:
             done[i] = True
-            made[i] = entry[3]
+            made[i] = entry[1]
     for stage, entries_kept in kept.items():  # records deleted since: forget them
         for uid in entries_kept.keys() - listed[stage].keys():
             del entries_kept[uid]
