@@ -12,6 +12,7 @@ from layerprobe.jobs.jobfile import minutes
 from layerprobe.jobs.lines import key_line
 from layerprobe.jobs.runner import ResultsOwned, claim_results
 from layerprobe.jobs.state import JobBusy, JobLock, State, lock_holder
+from layerprobe.jobs.verify import VERSION, data_fingerprint
 from tests.jobs_helpers import CONVNET, TASKS, VIT, job_text, write_job
 
 
@@ -88,6 +89,10 @@ def test_ids_follow_settings(tmp_path):
         (("seeds = 2", 'seeds = "two"'), "seeds", ["[probe] seeds"]),
         (('"builtin/occlusion"', '"builtin/oclusion"'), "tasks", ["builtin/occlusion"]),
         (("batch_size = 256", 'cache_dir = "x"'), "cache_dir", ["[job]"]),
+        (("seeds = 2", "seeds = 0"), "seeds", ["[probe] seeds", ">= 1, got 0"]),
+        (("seeds = 2", "seeds = 1.5"), "seeds", ["[probe] seeds", "whole number"]),
+        (("shots = [1, 5]", "shots = [-1]"), "shots", ["[probe] shots", ">= 0", "[-1]"]),
+        (("shots = [1, 5]", "shots = []"), "shots", ["[probe] shots"]),
     ],
 )
 def test_bad_job_file_one_line(tmp_path, capsys, edit, at, words):
@@ -124,6 +129,15 @@ def test_bad_job_file_one_line(tmp_path, capsys, edit, at, words):
         (
             "[job]\ntasks = ['builtin/textures']\n[[models]]\nspec = 'vit_tiny_patch16_22'\n",
             [":4:", "unknown timm model"],
+        ),
+        (
+            "[job]\ntasks = ['builtin/textures']\n[pretrain]\nmodel = ['resnet-tiny32', 'vit-ti99']\n",
+            [":4:", "[pretrain] model", "unknown model 'vit-ti99'"],
+        ),
+        (
+            "[job]\ntasks = ['builtin/textures']\n[pretrain]\nmodel = 'resnet-tiny32'\n"
+            "task = 'builtin/nope'\n",
+            [":5:", "[pretrain] task", "unknown task"],
         ),
     ],
 )
@@ -164,10 +178,16 @@ def test_status_counts_records(job_file):
     plan = make_plan(job)
     state = State(job.dir)
     extract = [u for u in plan.units if u.stage == "extract"]
-    for unit in extract[:4]:
-        state.succeeded("extract", unit.id, {"outputs": []})
+    for unit in extract[:4]:  # records as a worker writes them (no output files here)
+        inputs = {"data": data_fingerprint(unit.task, unit.split)}
+        state.succeeded(
+            "extract", unit.id, {"verify": VERSION, "outputs": [], "stamps": [], "inputs": inputs}
+        )
+    state.succeeded("extract", extract[5].id, {"outputs": []})  # an older record: runs again
     state.failed("extract", extract[4].id, {"error": "boom", "log": "/x.log"})
     status = job_status(job_file)
+    assert status.rerun == [f"extract {extract[5].id}: " + status.rerun[0].split(": ", 1)[1]]
+    assert "older layerprobe" in status.rerun[0]
     assert status.counts["extract"] == {
         "total": 18,
         "done": 4,

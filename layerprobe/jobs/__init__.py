@@ -5,7 +5,8 @@
 >>> print(format_status(job_status("examples/builtin-probe.toml")))
 
 Modules: :mod:`~.jobfile` (read and check the file), :mod:`~.configs` (stage configs),
-:mod:`~.units` (the plan), :mod:`~.state` (records and lock), :mod:`~.graph`
+:mod:`~.units` (the plan), :mod:`~.state` (records and lock), :mod:`~.verify` (which units
+are done: their outputs exist and match their inputs), :mod:`~.graph`
 (dependencies), :mod:`~.work` / :mod:`~.stages` (one unit in a worker), :mod:`~.local`,
 :mod:`~.slurm` (executors; :mod:`~.worker`: a local worker process), :mod:`~.runner`
 (``run``), :mod:`~.status` (status, dry run).

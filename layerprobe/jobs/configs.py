@@ -15,7 +15,14 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from layerprobe.errors import ConfigError, EnvironmentProblem, UserError, did_you_mean, first_line
+from layerprobe.errors import (
+    ConfigError,
+    EnvironmentProblem,
+    UnknownNameError,
+    UserError,
+    did_you_mean,
+    first_line,
+)
 from layerprobe.jobs.jobfile import Job
 from layerprobe.jobs.lines import table_name
 
@@ -27,7 +34,7 @@ EXTRACT_OWNED = {
     "quiet": "pass --quiet to `layerprobe run`",
 }
 MODEL_EXTRA = ("label",)
-BAD_VALUE = (ConfigError, TypeError, ValueError, OverflowError)
+BAD_VALUE = (ConfigError, UnknownNameError, TypeError, ValueError, OverflowError)
 
 
 def model_config(raw: dict):
@@ -46,10 +53,33 @@ def extract_config(job: Job, **fixed):
 
 
 def probe_config(job: Job):
-    """The job's ``ProbeConfig``."""
+    """The job's ``ProbeConfig``, with its shot and seed counts checked as a probe would."""
+    return _probe_config(**job.probe)
+
+
+def _probe_config(**table):
+    from layerprobe.probe.plan import check_plan_options
     from layerprobe.probe.run import ProbeConfig
 
-    return ProbeConfig(**job.probe)
+    config = ProbeConfig(**table)
+    check_plan_options(
+        table.get("shots", config.shots), table.get("seeds", config.seeds), grid=len(config.grid)
+    )
+    return config
+
+
+def pretrain_config(api, **point):
+    """A grid point's ``PretrainConfig``, its upstream task and model name resolved as
+    pre-training will (an unknown task or model name fails here, not after other units ran)."""
+    from layerprobe.tasks.registry import get_task
+
+    config = api.PretrainConfig(**point)
+    task = get_task(config.task)
+    if hasattr(api, "__path__"):  # the package itself (not a stand-in of its API)
+        from layerprobe.pretrain.ladder import resolve_model
+
+        resolve_model(config.model, task.num_classes, config.image_size, config.model_args)
+    return config
 
 
 def pretrain_api():
@@ -106,7 +136,7 @@ def check_job(job: Job, points: list[tuple[int, dict]] | None = None) -> None:
     _keys(job, job.extract, [k for k in extract_keys if k not in EXTRACT_OWNED], "extract")
     _build(job, lambda **kw: extract_config(_with(job, extract=kw)), job.extract, "extract")
     _keys(job, job.probe, [f.name for f in fields(ProbeConfig)], "probe")
-    _build(job, lambda **kw: ProbeConfig(**kw), job.probe, "probe")
+    _build(job, _probe_config, job.probe, "probe")
     if (job.pretrain or job.finetune is not None) and has_pretrain_api():
         api = pretrain_api()
         if job.finetune is not None:
@@ -122,7 +152,8 @@ def check_job(job: Job, points: list[tuple[int, dict]] | None = None) -> None:
             if key not in seen:
                 seen.add(key)
                 index = i if len(job.pretrain) > 1 else None  # [[pretrain]] #i, or [pretrain]
-                _build(job, api.PretrainConfig, point, "pretrain", index, required=("model",))
+                make = lambda **kw: pretrain_config(api, **kw)  # noqa: E731
+                _build(job, make, point, "pretrain", index, required=("model",))
 
 
 def check_models(job: Job, which: set[int] | None = None) -> None:
@@ -201,7 +232,11 @@ def _build(job: Job, make, raw: dict, table: str, index: int | None = None, requ
         message = first_line(err)
         base = {k: raw[k] for k in required if k in raw}
         culprit = None
-        for key, value in raw.items():
+        try:
+            make(**base)
+        except BAD_VALUE:
+            culprit = next(iter(base), None)  # a required value fails alone
+        for key, value in raw.items() if culprit is None else ():
             try:
                 make(**(base | {key: value}))
             except BAD_VALUE:

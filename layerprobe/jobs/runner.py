@@ -17,7 +17,8 @@ from layerprobe.jobs.configs import check_job, check_models, pretrain_api
 from layerprobe.jobs.graph import Graph
 from layerprobe.jobs.jobfile import Job, load_job
 from layerprobe.jobs.state import JobLock, State
-from layerprobe.jobs.units import STAGES, Plan, make_plan
+from layerprobe.jobs.units import Plan, make_plan
+from layerprobe.jobs.verify import check_units
 from layerprobe.jobs.work import Outcome, Work
 
 MARKER = ".layerprobe-job.json"  # in the results folder: the jobs that write there
@@ -35,6 +36,7 @@ class RunReport:
     counts: dict[str, dict[str, int]]
     failures: list[Outcome] = field(default_factory=list)
     blocked: list[int] = field(default_factory=list)
+    rerun: dict[int, str] = field(default_factory=dict)  # unit index -> why it runs again
 
     @property
     def ok(self) -> bool:
@@ -100,7 +102,8 @@ def run_job(
     with JobLock(job.dir, job.name):
         state = State(job.dir)
         state.clear_running()
-        done = verified_done(plan, state)
+        check = check_units(plan, state)
+        done = check.done
         check_models(
             job,
             {
@@ -119,6 +122,9 @@ def run_job(
         )
         for i, unit in enumerate(plan.units):
             report.counts[unit.stage]["done_before"] += done[i]
+        report.rerun = check.reasons
+        for line in check.lines(plan):
+            print(f"layerprobe: running again: {line}", file=sys.stderr)
         progress = _Progress(graph.todo, quiet)
 
         def on_outcome(i: int, outcome: Outcome) -> None:
@@ -140,7 +146,7 @@ def run_job(
         def make_work(i: int) -> Work:
             unit = plan.units[i]
             deps = tuple((plan.units[d].stage, plan.units[d].id) for d in unit.deps)
-            return Work(unit, plan.models[unit.model], deps)
+            return Work(unit, plan.models[unit.model], deps, redo=i in check.reasons)
 
         try:
             if executor == "slurm":
@@ -162,23 +168,8 @@ def run_job(
                 )
         finally:
             progress.close()
+        check_units(plan, state)  # the new records into the index, for the next status
     return report
-
-
-def verified_done(plan: Plan, state: State) -> list[bool]:
-    """Per unit: has a done record whose outputs all still exist (a record whose outputs were
-    deleted is dropped, so the unit runs again)."""
-    listed = {stage: state.ids("done", stage) for stage in STAGES}
-    done = []
-    for unit in plan.units:
-        ok = unit.id in listed[unit.stage]
-        if ok:
-            record = state.read("done", unit.stage, unit.id) or {}
-            ok = bool(record) and all(Path(p).exists() for p in record.get("outputs", []))
-            if not ok:
-                state.remove("done", unit.stage, unit.id)
-        done.append(ok)
-    return done
 
 
 def claim_results(job: Job, force: bool) -> None:

@@ -2,15 +2,17 @@
 
 Layout under ``<job dir>/state/``::
 
-    done/<stage>/<unit id>       JSON: outputs, seconds, host, finished_at
+    done/<stage>/<unit id>       JSON: outputs (with stamps and tokens), inputs, seconds, host,
+                                 finished_at (see :mod:`layerprobe.jobs.verify`)
+    index.pkl                    the done records as the check last read them
     failed/<stage>/<unit id>     JSON: error (one line), log, attempts, host, finished_at
     running/<stage>/<unit id>    JSON: host, pid, started_at, log
     logs/<stage>/<unit id>.log   everything the unit printed, every attempt
 
 Records are written by the process that ran the unit (a local worker or a Slurm task), under
 a temporary name then renamed, so the only coordination is files: a status is a directory
-listing per stage (no per-unit ``stat``), and a killed run leaves at worst a stale
-``running`` record, which the next run clears.
+listing per stage plus a ``stat`` of each done unit's outputs, and a killed run leaves at
+worst a stale ``running`` record, which the next run clears.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """``status`` and ``--dry-run``: where a job stands, from its file and its records alone.
 
-Neither builds a model nor opens a cache: the plan comes from the job file, and each stage's
-done / failed / running records are one directory listing each.
+Neither builds a model: the plan comes from the job file, each stage's done / failed /
+running records are one directory listing each, and whether a done record still counts is
+:func:`layerprobe.jobs.verify.check_units`, the same check ``run`` makes (a stat per output;
+a cache file is opened only when its stamp moved).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 from layerprobe.jobs.jobfile import Job, load_job
 from layerprobe.jobs.state import State, describe, lock_holder
 from layerprobe.jobs.units import STAGES, Plan, make_plan
+from layerprobe.jobs.verify import check_units
 
 DONE, RUNNING, FAILED, BLOCKED, PENDING = range(5)  # indices into COLUMNS
 COLUMNS = ("done", "running", "failed", "blocked", "pending")
@@ -21,7 +24,9 @@ class JobStatus:
     """Per stage: total units and how many are done, running, failed, blocked, pending.
 
     ``failures`` holds (stage, unit id, record with ``error`` and ``log``) of the first
-    ``limit`` failed units; ``holder`` is the lock note of a run in progress (None: none).
+    ``limit`` failed units; ``holder`` is the lock note of a run in progress (None: none);
+    ``rerun`` the first ``limit`` units whose done record no longer counts, with why (a
+    missing or changed output, a changed input), ``reruns`` how many there are.
     """
 
     job: Job
@@ -30,6 +35,8 @@ class JobStatus:
     failures: list[tuple[str, str, dict]] = field(default_factory=list)
     examples: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    rerun: list[str] = field(default_factory=list)
+    reruns: int = 0
 
     @property
     def failed(self) -> int:
@@ -42,20 +49,21 @@ def job_status(job: Job | str, limit: int = 20, plan: Plan | None = None) -> Job
     plan = plan or make_plan(job)
     state = State(job.dir)
     holder = lock_holder(job.dir)
-    done = {s: state.ids("done", s) for s in STAGES}
+    check = check_units(plan, state, save=holder is None)
     failed = {s: state.ids("failed", s) for s in STAGES}
     # Without a run holding the lock, running records are left over from a killed run.
     running = {s: state.ids("running", s) if holder is not None else set() for s in STAGES}
     stale = 0 if holder is not None else sum(len(state.ids("running", s)) for s in STAGES)
     counts = {s: dict.fromkeys(("total", *COLUMNS), 0) for s in STAGES}
     status = JobStatus(job, counts, holder)
+    status.rerun, status.reruns = check.lines(plan, limit), len(check.reasons)
     if stale:
         status.notes.append(f"{stale:,} unit(s) were running when a run stopped; they are pending")
     bad: set[int] = set()  # failed or blocked units: their dependents are blocked
     tally = {s: [0] * len(COLUMNS) for s in STAGES}
     for i, unit in enumerate(plan.units):
         uid, stage = unit.id, unit.stage
-        if uid in done[stage]:
+        if check.done[i]:
             k = DONE
         elif uid in running[stage]:
             k = RUNNING
@@ -122,8 +130,16 @@ def format_status(status: JobStatus, title: str = "status") -> str:
             lines.append(
                 f"  … and {status.failed - len(status.failures):,} more (--all lists them)"
             )
+    lines += _rerun_lines(status)
     lines += [f"note: {n}" for n in status.notes]
     return "\n".join(lines)
+
+
+def _rerun_lines(status: JobStatus) -> list[str]:
+    if not status.reruns:
+        return []
+    head = f"done before, to run again ({status.reruns:,}):"
+    return [head] + [f"  {line}" for line in status.rerun]
 
 
 def format_plan(status: JobStatus) -> str:
@@ -140,6 +156,7 @@ def format_plan(status: JobStatus) -> str:
     lines.append(f"{'all':<9}{total:>12,}{done:>12,}{total - done:>12,}")
     job = status.job
     lines.append(f"folders: job {job.dir}, cache {job.cache}, results {job.results}")
+    lines += _rerun_lines(status)
     if status.holder is not None:
         lines.append(
             f"note: a run is in progress ({describe(status.holder)}); `run` would be refused"

@@ -29,6 +29,7 @@ class Work:
     unit: Unit
     model: Model
     deps: tuple[tuple[str, str], ...] = ()  # (stage, unit id)
+    redo: bool = False  # it has a done record that no longer counts (see jobs.verify)
 
 
 @dataclass

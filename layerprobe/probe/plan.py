@@ -40,6 +40,28 @@ class ProbePlan:
     val: np.ndarray | None
 
 
+def _whole(value) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def check_counts(shots: Sequence[int], seeds: int) -> tuple[list[int], int]:
+    """Shot counts (whole numbers >= 0, at least one) and the seed count (a whole number
+    >= 1), checked before any probe runs; returns them sorted and deduplicated.
+
+    Raises
+    ------
+    ConfigError : a negative, fractional or missing shot count, or fewer than one seed.
+    """
+    listed = list(shots) if isinstance(shots, Sequence) and not isinstance(shots, str) else None
+    if not listed or not all(_whole(k) and k >= 0 for k in listed):
+        raise ConfigError(
+            f"--shots must be whole counts >= 0 (0 = the whole train split), got {shots!r}"
+        )
+    if not _whole(seeds) or seeds < 1:
+        raise ConfigError(f"--seeds must be a whole number >= 1, got {seeds!r}")
+    return sorted(set(int(k) for k in listed)), int(seeds)
+
+
 PROBE_BYTES = 180  # a probe's bookkeeping: its (shots, seed) key and its index array's header
 ROW_BYTES = 200  # one result row (a layer, shot count, seed and λ) before its part is written
 
@@ -54,28 +76,25 @@ def plan_bytes(shots: Sequence[int], seeds: int, *, classes: int = 2, grid: int 
 
 def check_plan_options(
     shots: Sequence[int], seeds: int, *, classes: int = 2, grid: int = 1
-) -> None:
-    """Refuse shot counts below 0, fewer than one seed, and plans that cannot fit in memory
-    (:func:`plan_bytes` against the memory available), before any work is done."""
-    shots = sorted(set(int(k) for k in shots))
-    if not shots or min(shots) < 0:
-        raise ConfigError(f"--shots must be counts >= 0 (0 = the whole train split), got {shots}")
-    if seeds < 1:
-        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+) -> tuple[list[int], int]:
+    """Refuse bad counts (:func:`check_counts`) and plans that cannot fit in memory
+    (:func:`plan_bytes` against the memory available), before any work is done; returns the
+    shot counts sorted and deduplicated, and the seed count."""
+    shots, seeds = check_counts(shots, seeds)
     check_memory(
         plan_bytes(shots, seeds, classes=classes, grid=grid),
         f"--seeds {seeds} with --shots {','.join(map(str, shots))}",
         "give fewer --seeds (a few suffice for a mean and a standard deviation)",
     )
+    return shots, seeds
 
 
 def plan_probes(
     train_labels: np.ndarray, shots: Sequence[int], seeds: int, has_val_split: bool, task: str = ""
 ) -> ProbePlan:
     """The probes of a task for every shot count and seed 0 … seeds-1."""
-    shots = sorted(set(int(k) for k in shots))
     labels = np.asarray(train_labels)
-    check_plan_options(shots, seeds, classes=max(2, len(np.unique(labels))))
+    shots, seeds = check_plan_options(shots, seeds, classes=max(2, len(np.unique(labels))))
     if len(np.unique(labels)) < 2:
         raise DataError(
             f"task {task} has a single class in its train split; a probe needs at least two"
