@@ -271,3 +271,14 @@ def test_tasks_patterns(tmp_path):
         t.name for t in __import__("layerprobe.tasks.registry", fromlist=["x"]).list_tasks()
     }
     assert VIT  # the helpers are importable
+
+
+def test_extract_splits_in_the_job_file_plan_units_and_each_unit_extracts_its_own(tmp_path):
+    from layerprobe.jobs.configs import extract_config
+
+    text = job_text("tiny", tmp_path).replace(
+        "[extract]\nbatch_size = 256\n", '[extract]\nbatch_size = 256\nsplits = ["train", "test"]\n'
+    )
+    job = load_job(write_job(tmp_path / "tiny.toml", text))
+    assert make_plan(job).counts()["extract"] == 2 * 3 * 2  # models × tasks × the two splits
+    assert extract_config(job, splits="test").splits == "test"  # before: a TypeError

@@ -49,7 +49,7 @@ def extract_config(job: Job, **fixed):
     from layerprobe.extract.config import ExtractConfig
 
     given = {"cache_dir": job.cache, "data_root": job.data_root, "quiet": True}
-    return ExtractConfig.build(None, **job.extract, **(given | fixed))
+    return ExtractConfig.build(None, **(job.extract | given | fixed))  # a unit's split wins
 
 
 def probe_config(job: Job):
