@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Per-test limit (seconds): catches a hung test; sized for a loaded machine, not a speed goal.
+TEST_TIMEOUT := 1800
 
 .PHONY: setup demo test test-fast bench lint format clean
 
@@ -23,10 +25,10 @@ demo: $(STAMP)
 	$(BIN)/layerprobe demo --out $(DEMO_DIR)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --timeout=600
+	$(BIN)/python -m pytest -q --timeout=$(TEST_TIMEOUT)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" --timeout=600
+	$(BIN)/python -m pytest -q -m "not slow" --timeout=$(TEST_TIMEOUT)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/extract_overhead.py

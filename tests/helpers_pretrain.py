@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.limits import HANG
+
 ROOT = Path(__file__).resolve().parents[1]
 CHANCE = 1 / 120  # builtin/upstream has 120 classes
 
@@ -37,7 +39,7 @@ def cli_env(home: Path) -> dict:
     return env
 
 
-def run_cli(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(home: Path, *args: str, timeout: float = HANG) -> subprocess.CompletedProcess:
     """``python -m layerprobe ARGS`` in a fresh process."""
     return subprocess.run(
         [sys.executable, "-m", "layerprobe", *args],

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from layerprobe.cli import main
+from tests.limits import HANG
 
 TINY_VIT_ARGS = [
     "vit_tiny_patch16_224",
@@ -114,7 +115,7 @@ def test_unknown_model_subprocess_exit_2_no_traceback():
         [sys.executable, "-m", "layerprobe", "layers", "vit_smal_patch16_224"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

@@ -25,6 +25,7 @@ transformers = pytest.importorskip(
 from layerprobe.backbones import load  # noqa: E402
 from layerprobe.backbones.factory import RandomWeightsWarning  # noqa: E402
 from layerprobe.cli import main  # noqa: E402
+from tests.limits import HANG  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(
@@ -263,7 +264,7 @@ def test_hub_id_offline_fails_in_seconds_with_one_line(tmp_path):
     start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "layerprobe", "layers", "hf:no-such-org/no-such-model"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=HANG,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     err = proc.stderr.strip()

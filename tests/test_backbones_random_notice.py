@@ -14,6 +14,7 @@ import torch
 from layerprobe.backbones import factory, load
 from layerprobe.backbones.factory import RandomWeightsWarning
 from tests.helpers_models import TINY_VIT_KWARGS
+from tests.limits import HANG
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ARGS = [arg for k, v in TINY_VIT_KWARGS.items() for arg in ("--model-arg", f"{k}={v}")]
@@ -41,7 +42,7 @@ def test_cli_says_it_once_on_stderr():
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run(
         [sys.executable, "-m", "layerprobe", "layers", "vit_tiny_patch16_224", *TINY_ARGS],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=HANG,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("has random weights") == 1

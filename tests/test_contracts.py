@@ -23,6 +23,7 @@ from layerprobe.probe import ProbeConfig, probe_cache
 from layerprobe.results.schema import SCHEMA_VERSION
 from layerprobe.tasks import get_task
 from tests.conftest import TINY_VIT, TINY_VIT_KWARGS
+from tests.limits import HANG
 
 CLASHING = "python:tests.helpers_models:clashing_net"
 TASK = "builtin/faces"  # 200 images: seconds to extract with a tiny model
@@ -30,7 +31,7 @@ TASK = "builtin/faces"  # 200 images: seconds to extract with a tiny model
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "layerprobe", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "layerprobe", *args], capture_output=True, text=True, timeout=HANG
     )
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.limits import HANG
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -50,6 +52,6 @@ def test_python_snippet_runs_as_written_when_saved_as_a_script(tmp_path):
     (tmp_path / "snippet.py").write_text(snippet)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     run = subprocess.run([sys.executable, "snippet.py"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=1200)  # fmt: skip
+                         capture_output=True, text=True, timeout=HANG)  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     assert "pre_logits" in run.stdout and (tmp_path / "results" / "run1").is_dir()

@@ -19,6 +19,7 @@ import torch
 from layerprobe.cli import main
 from layerprobe.extract.cache import FORMAT_VERSION, find_caches, read_arrays, read_info
 from tests.helpers_models import TINY_VIT_KWARGS
+from tests.limits import HANG
 
 ROOT = Path(__file__).resolve().parents[1]
 VIT_KWARGS = TINY_VIT_KWARGS | {"num_classes": 3}
@@ -208,7 +209,7 @@ def test_bad_input_from_the_command_line(image_folder, tmp_path, vit_checkpoint)
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     results = [json.loads(line) for line in run.stdout.splitlines()]
@@ -231,7 +232,7 @@ def test_unreadable_image_with_workers_from_a_fresh_process(image_folder, tmp_pa
             image_folder, tmp_path / "c", vit_checkpoint, "--workers", "2", "--batch-size", "4"
         )
     )
-    out, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=HANG)
     assert proc.returncode == 2 and "Traceback" not in err, err
     assert err.strip().splitlines() == [err.strip()] and bad.name in err
 
@@ -348,7 +349,7 @@ def test_torchrun_two_processes_equal_one(image_folder, tmp_path, vit_checkpoint
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Traceback" not in run.stderr

@@ -11,6 +11,7 @@ import pytest
 from layerprobe.errors import EnvironmentProblem
 from layerprobe.extract.cache import FORMAT_VERSION, read_arrays, read_info
 from layerprobe.extract.writer import PartialCache, chunk_rows, merge_shards
+from tests.limits import HANG
 
 WIDTHS = {"blocks.0": 6, "pre_logits": 4}
 
@@ -205,7 +206,9 @@ def test_a_partial_file_another_process_writes_is_left_alone(tmp_path):
         "except CacheError as err:\n"
         "    print(err); sys.exit(3)\n"
     )
-    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=HANG
+    )
     assert run.returncode == 3 and "being written by another process" in run.stdout, run.stderr
     assert path.exists() and part.rows_done == 4
     part.close()

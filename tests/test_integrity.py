@@ -17,6 +17,7 @@ from layerprobe.backbones.checkpoint import read_checkpoint, save_checkpoint
 from layerprobe.backbones.weights import HASH_KEY, read_state_dict
 from layerprobe.errors import CheckpointError
 from tests.helpers_pretrain import ROOT, cli_env, lp_home_fixture, run_cli  # noqa: F401 - fixture
+from tests.limits import HANG
 
 TINY = ["--model", "resnet-tiny32", "--data-fraction", "0.02", "--epochs", "1", "--batch-size",
         "32", "--device", "cpu", "--quiet"]  # fmt: skip
@@ -131,7 +132,7 @@ def test_two_pretrain_runs_into_one_folder_do_not_mix(lp_home, tmp_path, checkpo
         )
         line = _one_line_exit_2(second)
         assert f"in use by process {first.pid}" in line and str(out) in line
-        stdout, stderr = first.communicate(timeout=300)
+        stdout, stderr = first.communicate(timeout=HANG)
     finally:
         if first.poll() is None:
             first.kill()
@@ -186,7 +187,7 @@ def _can_mount_tmpfs(tmp_path) -> str | None:
     try:
         proc = subprocess.run(
             ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {probe}"],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True, text=True, timeout=HANG,
         )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired) as err:
         return f"unshare is not available ({err})"
@@ -215,7 +216,7 @@ def test_extract_into_a_full_tmpfs_is_one_line_exit_2_then_resumes(image_folder,
     proc = subprocess.run(
         ["unshare", "-rm", "sh", "-c", FULL_DISK_SCRIPT, "sh", *command],
         env=dict(cli_env(tmp_path), MNT=str(mnt)), cwd=ROOT, capture_output=True, text=True,
-        timeout=300,
+        timeout=HANG,
     )  # fmt: skip
     out = proc.stdout.splitlines()
     assert "first=2" in out, proc.stderr[-3000:]

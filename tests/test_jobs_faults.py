@@ -22,6 +22,7 @@ from layerprobe.jobs.state import State
 from layerprobe.results import load
 from tests.helpers_crash import LAST_WORDS
 from tests.jobs_helpers import CONVNET, job_text, write_job
+from tests.limits import HANG
 
 pytestmark = pytest.mark.slow  # every worker process imports torch: seconds each
 REPO = Path(__file__).resolve().parents[1]
@@ -93,7 +94,7 @@ def test_script_without_main_guard_two_workers_one_model_kills_its_worker(tmp_pa
         env=env(),
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=HANG,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
@@ -193,7 +194,7 @@ def _start_and_stop(path: Path, job_dir: Path, sig: int) -> subprocess.Completed
         time.sleep(0.2)
     assert proc.poll() is None and workers, "the run ended before it could be stopped"
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=HANG)
     assert not _gone(workers), f"workers left after {signal.Signals(sig).name}: {err[-2000:]}"
     assert not _workers_of(proc.pid)
     return subprocess.CompletedProcess(proc.args, proc.returncode, "", err)

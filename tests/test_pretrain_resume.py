@@ -14,6 +14,7 @@ import torch
 from layerprobe.errors import ConfigError
 from layerprobe.pretrain import PretrainConfig, pretrain
 from tests.helpers_pretrain import ROOT, cli_env, lp_home_fixture, tensors_equal  # noqa: F401
+from tests.limits import HANG
 
 RUN = dict(data_fraction=0.03, epochs=3, batch_size=32, warmup_epochs=0.5, device="cpu")
 ARGS = ["--model", "resnet-tiny32", "--data-fraction", "0.03", "--epochs", "3", "--batch-size",
@@ -63,7 +64,7 @@ def test_torchrun_two_processes_write_one_checkpoint(lp_home, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
          "--master-port", str(29500 + os.getpid() % 1000), "-m", "layerprobe", "pretrain", *args],
-        env=cli_env(lp_home), cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=cli_env(lp_home), cwd=ROOT, capture_output=True, text=True, timeout=HANG,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines() == [str(out / "checkpoint.pt")]  # rank 0 alone prints

@@ -27,6 +27,7 @@ from layerprobe.extract import ExtractConfig, extract, find_caches, read_arrays
 from layerprobe.probe import ProbeConfig, probe_cache
 from tests.conftest import _write_class_folders
 from tests.helpers_models import TINY_VIT, TINY_VIT_KWARGS
+from tests.limits import HANG
 
 ROOT = Path(__file__).resolve().parents[1]
 VIT_ARGS = [f"--model-arg={k}={v!r}" for k, v in TINY_VIT_KWARGS.items()]
@@ -40,7 +41,7 @@ def cli(*args: str, as_plain_user: bool = False) -> subprocess.CompletedProcess:
     if as_plain_user and os.geteuid() == 0:
         cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *cmd]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG)
 
 
 def one_line_exit_2(run: subprocess.CompletedProcess) -> str:
@@ -127,7 +128,7 @@ def test_two_processes_racing_on_the_create_step_never_tear_a_file(split_folder,
         )  # fmt: skip
         for _ in range(2)
     ]
-    outcomes = sorted((p.wait(timeout=300), p.stderr.read()) for p in procs)
+    outcomes = sorted((p.wait(timeout=HANG), p.stderr.read()) for p in procs)
     assert [code for code, _ in outcomes] == [0, 2]
     assert "being written by another process" in outcomes[1][1]
     (info,) = find_caches(tmp_path / "cache")

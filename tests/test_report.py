@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.limits import HANG
 from tests.results_data import DEPTHS, LAYERS, curve_store, probe_rows, write_store
 
 TASKS = {"near": (0.9, 1.5, 0.05), "far": (0.6, 2.5, 0.3), "mid": (0.8, 2.0, 0.15)}
@@ -81,7 +82,7 @@ def render(page, tmp_path) -> tuple[dict, str]:
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG,
     )
     found = re.search(r'<pre id="layerprobe-check">(.*?)</pre>', run.stdout, re.S)
     assert found, (
@@ -173,7 +174,7 @@ def test_report_command(tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG,
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == str(tmp_path / "o" / "report.html") and run.stderr == ""
@@ -191,6 +192,6 @@ def test_report_command(tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG,
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "is a file" in bad.stderr

@@ -10,6 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
+from tests.limits import HANG
 from tests.results_data import curve_store, probe_rows, write_store
 
 
@@ -25,7 +26,7 @@ def fit(*args, cwd=None):
         [sys.executable, "-m", "layerprobe", "fit", *map(str, args)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG,
         cwd=cwd,
     )
 

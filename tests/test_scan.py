@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import layerprobe.results as results
+from tests.limits import HANG
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ["python:tests.helpers_models:tiny_resnet", "--image-size", "32"]
@@ -16,7 +17,7 @@ MODEL = ["python:tests.helpers_models:tiny_resnet", "--image-size", "32"]
 def scan(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "-m", "layerprobe", "scan", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+                          capture_output=True, text=True, timeout=HANG)  # fmt: skip
 
 
 def test_scan_prints_best_layers_writes_a_report_and_reuses_everything(tmp_path):

@@ -16,6 +16,7 @@ from layerprobe.cli import main
 from layerprobe.extract.cache import cache_path, read_arrays
 from layerprobe.results.similarity import COLUMNS, cka_maps, layer_similarity, linear_cka
 from tests.cachefiles import write_cache_file, write_task
+from tests.limits import HANG
 
 
 def numpy_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -235,7 +236,7 @@ def test_cli_from_the_shell_no_traceback(tmp_path):
         [sys.executable, "-m", "layerprobe", "similarity", "--cache", str(tmp_path / "none")],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG,
     )
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert run.stderr.count("\n") == 1 and "does not exist" in run.stderr

@@ -10,7 +10,8 @@ The analysis (imported on first use, so `layerprobe results show` stays quick to
 ``read_selected`` (only the selected-λ rows, with column projection and predicate pushdown),
 ``fit_saturation`` (the paper's Eq. 1 on the upper hull), ``layer_saturation`` and
 ``saturation_correlation`` (layer-wise saturation against e_IR), ``knob_effects`` and
-``knob_information`` (pre-training knobs), the ``plot_*`` figures and ``write_report``.
+``knob_information`` (pre-training knobs), the ``plot_*`` figures and ``write_report``; ``layer_similarity``, ``cka_maps`` and
+``linear_cka`` (layer similarity, debiased linear CKA, from the feature cache).
 """
 
 from importlib import import_module
@@ -45,6 +46,9 @@ _LAZY = {
     "plot_task_correlation": "plots",
     "task_correlation": "plots",
     "write_report": "report",
+    "layer_similarity": "similarity",
+    "cka_maps": "similarity",
+    "linear_cka": "similarity",
 }
 
 
