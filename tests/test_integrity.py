@@ -299,7 +299,7 @@ def test_scan_checks_its_options_before_it_extracts(capsys, tmp_path):
         capsys, "scan", "timm:nonexistent_model_xyz", "--tasks", "builtin/shapes", "--out",
         str(out), "--seeds", "0",
     )  # fmt: skip
-    assert code == 2 and "--seeds must be at least 1" in err
+    assert code == 2 and "--seeds must be a whole number >= 1" in err
     assert not out.exists()
     # A scan that fails after its checks (here: the model) leaves no empty folder either.
     code, err, _ = _main_one_line(
