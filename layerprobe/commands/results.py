@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from layerprobe.commands._common import parse_int_list
-from layerprobe.commands.fit import add_skip_bad
+from layerprobe.commands.fit import RESULTS_HELP, add_skip_bad
 
 
 def add_parser(subparsers) -> None:
@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
             "chosen on validation, as mean ± std over seeds, and mark the best layer."
         ),
     )
-    show.add_argument("--results", required=True, metavar="DIR", help="results store folder")
+    show.add_argument("--results", required=True, metavar="DIR|TABLE", help=RESULTS_HELP)
     show.add_argument("--task", action="append", metavar="T", help="only this task (repeatable)")
     show.add_argument(
         "--model",
