@@ -8,7 +8,6 @@ from pathlib import Path
 
 from layerprobe.commands._common import parse_int_list, whole_number
 
-
 RESULTS_HELP = (
     "results store folder, or a .csv/.parquet table with columns model, upstream_accuracy, "
     "task, test_accuracy (fractions in [0, 1]; optional: shots, layer, depth, seed, knobs, "
@@ -125,6 +124,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from layerprobe.errors import DataError, check_writable
+    from layerprobe.results.external import extra_columns, is_table
     from layerprobe.results.fit import (
         READ_COLUMNS,
         check_group_by,
@@ -133,7 +133,6 @@ def run(args: argparse.Namespace) -> int:
         group_by_columns,
         write_fits,
     )
-    from layerprobe.results.external import extra_columns, is_table
     from layerprobe.results.points import unknown_layer
     from layerprobe.results.read import ANALYSIS_SCHEMA, read_selected
     from layerprobe.results.show import check_shots
