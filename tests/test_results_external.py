@@ -154,7 +154,7 @@ EXPECT = {
     "over.csv": "outside [0, 1]",
     "nan.csv": "test_accuracy is missing or not finite in 1 row(s) (first: row 4)",
     "words.csv": "upstream_accuracy holds non-numbers",
-    "broken.parquet": "cannot read results table",
+    "broken.parquet": "is a file that cannot be read as a Parquet table",
     "twice.csv": "give the same result twice",
     "layers_no_depth.csv": "no depth column",
 }

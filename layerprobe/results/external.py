@@ -130,9 +130,11 @@ def load_table(path: str | Path) -> pd.DataFrame:
             frame = pd.read_parquet(path)
     except Exception as err:  # any parser error is the file's fault
         message = str(err).strip().splitlines()[0][:160] if str(err).strip() else ""
+        kind = "CSV" if suffix == ".csv" else "Parquet"
         raise DataError(
-            f"cannot read results table {path} ({type(err).__name__}: {message}); give a valid "
-            f"{'CSV' if suffix == '.csv' else 'Parquet'} file"
+            f"--results {path} is a file that cannot be read as a {kind} table "
+            f"({type(err).__name__}: {message}); give a valid {kind} table with columns "
+            f"{', '.join(REQUIRED)}, or a results folder"
         ) from err
     frame.columns = [str(c).strip() for c in frame.columns]
     if frame.columns.duplicated().any():
