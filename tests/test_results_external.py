@@ -143,6 +143,9 @@ def bad_tables(folder):
     write("broken.parquet", None, text="this is not parquet")
     write("twice.csv", pd.concat([base, base.head(1)]))
     write("layers_no_depth.csv", base.assign(layer="blocks.3"))
+    two_us = base.copy()
+    two_us.loc[0, "upstream_accuracy"] = 0.99  # net-0's other row says 0.3
+    write("two_us.csv", two_us)
     return cases
 
 
@@ -157,6 +160,7 @@ EXPECT = {
     "broken.parquet": "is a file that cannot be read as a Parquet table",
     "twice.csv": "give the same result twice",
     "layers_no_depth.csv": "no depth column",
+    "two_us.csv": "upstream_accuracy differs between the rows of model 'net-0'",
 }
 
 

@@ -194,6 +194,7 @@ def complete(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
         out["created_at"] = stamp
     out["schema_version"] = SCHEMA_VERSION
     _check_unique(out, path)
+    _check_per_checkpoint(out, path)
     extra = [c for c in frame.columns if c not in COLUMNS]
     return out[[*COLUMNS, *extra]].reset_index(drop=True)
 
@@ -275,6 +276,19 @@ def _check_unique(frame: pd.DataFrame, path) -> None:
             f"{first['shots']}, seed {first['seed']}); add a seed (or shots, layer) column that "
             "tells them apart, or drop the duplicates"
         )
+
+
+def _check_per_checkpoint(frame: pd.DataFrame, path) -> None:
+    """What describes a checkpoint (US accuracy, upstream task, knobs) is one value per model key."""
+    per = frame.groupby("model_key", sort=False)
+    for name in ("upstream_task", "upstream_accuracy", *KNOBS):
+        counts = per[name].nunique(dropna=False)
+        if (counts > 1).any():
+            model = counts.index[counts.to_numpy() > 1][0]
+            raise DataError(
+                f"results table {path}: {name} differs between the rows of model {model!r}, but "
+                "it describes one checkpoint; give each checkpoint its own model (or model_key)"
+            )
 
 
 def _row(frame: pd.DataFrame, mask) -> int:
