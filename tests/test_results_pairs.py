@@ -129,6 +129,12 @@ def test_cli_match_on_an_external_column(tmp_path, capsys):
     assert main([*args, "--match", "arch"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out["pairs"]) == 2 and out["effects"][0]["d_ds"] == pytest.approx(0.04)
+    assert out["matched_on"]["head_wd"] == ["upstream_task", "params", "arch"]
+    assert "(data_fraction, epochs, head_lr not recorded, so not matched)" in out["notes"][1]
+    assert main(args) == 0  # without --match arch: the two architectures share each side
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["pairs"]) == 1 and "several checkpoints share one side" in out["notes"][1]
+    assert out["effects"][0]["d_ds"] == pytest.approx(0.04)
     assert main([*args, "--match", "archh"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--match 'archh': no such column" in err[0]

@@ -215,7 +215,9 @@ def _pair_units(info: pd.DataFrame, knob: str, known: list[str], identity: list[
         return [], _no_pairs(complete, knob, known)
     n_ckpt = len({m for u in units for m in (*u["a"], *u["b"])})
     replicated = sum(len(u["a"]) > 1 or len(u["b"]) > 1 for u in units)
-    text = f"{knob}: {len(units)} matched pair(s) of {n_ckpt} checkpoints, equal in {matched}."
+    text = f"{knob}: {len(units)} matched pair(s) of {n_ckpt} checkpoints, equal in {matched}"
+    unknown = [c for c in identity if c not in known]
+    text += f" ({', '.join(unknown)} not recorded, so not matched)." if unknown else "."
     if replicated:
         text += (
             f" In {replicated} pair(s) several checkpoints share one side (nothing recorded "
@@ -311,7 +313,9 @@ def _unrecorded_note(match: Sequence[str]) -> str:
     text = (
         "Pairs are equal in the upstream task, params, data_fraction, epochs and the other head "
         "knob where the results record them; the results schema does not record "
-        + ", ".join(NOT_RECORDED)
+        + ", ".join(NOT_RECORDED[:-1])
+        + " or "
+        + NOT_RECORDED[-1]
         + ", so a pair may also differ in those"
     )
     if match:
