@@ -138,3 +138,17 @@ def test_cli_match_on_an_external_column(tmp_path, capsys):
     assert main([*args, "--match", "archh"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--match 'archh': no such column" in err[0]
+
+
+@pytest.mark.parametrize(
+    "extra, expect",
+    [
+        (["--shots", "7"], "no results with 7 shots; the store has shots 5"),
+        (["--level", "1.5"], "--level 1.5 is not in (0, 1)"),
+        (["--match", "seed"], "seed vary within a checkpoint"),
+    ],
+)
+def test_cli_bad_options_are_one_line_exit_2(matched, extra, expect, capsys):
+    assert main(["results", "knobs", "--results", str(matched), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expect in err[0], err

@@ -36,6 +36,7 @@ from scipy import stats
 
 from layerprobe.errors import ConfigError, DataError
 from layerprobe.results.points import GROUP, KNOBS, seed_means, with_upstream_task
+from layerprobe.results.show import check_shots
 
 HEAD_KNOBS = ("head_wd", "head_lr")
 # What a checkpoint records about itself (``pretrain_info``) but the results schema does not keep.
@@ -116,10 +117,11 @@ def knob_pairs(
                 f"column {name!r} is not in the results; use one of "
                 f"{', '.join(sorted(map(str, table.columns)))}"
             )
+    check_shots(table, shots)
     if shots:
         table = table[table["shots"].isin(list(shots))]
     if table.empty:
-        raise DataError("no results to compare (no selected rows for these shots)")
+        raise DataError("no results to compare: the results have no rows")
     info = _checkpoints(table, [*KNOBS, *match])
     values = _values(table)
     effects, pairs = [], []
