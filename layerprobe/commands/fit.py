@@ -8,10 +8,16 @@ from pathlib import Path
 
 from layerprobe.commands._common import parse_int_list, whole_number
 
+RESULTS_HELP = (
+    "results store folder, or a .csv/.parquet table with columns model, upstream_accuracy, "
+    "task, test_accuracy (fractions in [0, 1]; optional: shots, layer, depth, seed, knobs, "
+    "a family column; see docs/external.md)"
+)
+
 
 def add_analysis_options(p: argparse.ArgumentParser) -> None:
     """Options shared by `fit` and `report`."""
-    p.add_argument("--results", required=True, metavar="DIR", help="results store folder")
+    p.add_argument("--results", required=True, metavar="DIR|TABLE", help=RESULTS_HELP)
     p.add_argument("--shots", type=parse_int_list, metavar="K,…", help="only these shot counts")
     p.add_argument(
         "--layer",
@@ -118,6 +124,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from layerprobe.errors import DataError, check_writable
+    from layerprobe.results.external import extra_columns, is_table
     from layerprobe.results.fit import (
         READ_COLUMNS,
         check_group_by,
@@ -139,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
     columns = list(READ_COLUMNS)
     if args.group_by is not None:
         if args.group_by not in ANALYSIS_SCHEMA.names:
-            check_group_by(args.group_by, group_by_columns())
+            extra = extra_columns(args.results) if is_table(args.results) else []
+            check_group_by(args.group_by, [*group_by_columns(), *extra])
         columns = list(dict.fromkeys([*columns, args.group_by]))
     table = read_selected(args.results, columns=columns, layers=layers, skip_bad=args.skip_bad)
     if layers and table.empty:  # name the layers there are (the warnings were given above)

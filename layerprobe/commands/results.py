@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from layerprobe.commands._common import parse_int_list
-from layerprobe.commands.fit import add_skip_bad
+from layerprobe.commands.fit import RESULTS_HELP, add_skip_bad
 
 
 def add_parser(subparsers) -> None:
@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
             "chosen on validation, as mean ± std over seeds, and mark the best layer."
         ),
     )
-    show.add_argument("--results", required=True, metavar="DIR", help="results store folder")
+    show.add_argument("--results", required=True, metavar="DIR|TABLE", help=RESULTS_HELP)
     show.add_argument("--task", action="append", metavar="T", help="only this task (repeatable)")
     show.add_argument(
         "--model",
@@ -37,6 +37,42 @@ def add_parser(subparsers) -> None:
     )
     add_skip_bad(show)
     show.set_defaults(run=run_show)
+    knobs = sub.add_parser(
+        "knobs",
+        help="head weight decay / learning rate effects from matched pairs of checkpoints",
+        description=(
+            "Pair checkpoints that differ in one head knob only (equal upstream task, params, "
+            "data fraction, epochs, other head knob and any --match columns) and print, per "
+            "task and shot count, the mean paired difference (higher knob value minus lower) of "
+            "US accuracy, DS accuracy at pre_logits and at the best layer, and the best layer's "
+            "depth, with t-intervals over pairs. Says so when there are no matched pairs."
+        ),
+    )
+    knobs.add_argument("--results", required=True, metavar="DIR|TABLE", help=RESULTS_HELP)
+    knobs.add_argument(
+        "--knob",
+        action="append",
+        choices=["head_wd", "head_lr"],
+        help="only this knob (repeatable; default both)",
+    )
+    knobs.add_argument(
+        "--match",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="also require pairs to agree on this checkpoint column (repeatable; e.g. an "
+        "architecture or pre-training seed column of an external table)",
+    )
+    knobs.add_argument("--shots", type=parse_int_list, metavar="K,…", help="only these shot counts")
+    knobs.add_argument(
+        "--level", type=float, default=0.95, help="coverage of the intervals (default 0.95)"
+    )
+    knobs.add_argument(
+        "--format", default="table", choices=["table", "markdown", "csv", "json"],
+        help="output format (csv: the effects, every column; json: notes, effects and pairs)",
+    )  # fmt: skip
+    add_skip_bad(knobs)
+    knobs.set_defaults(run=run_knobs)
     p.set_defaults(run=lambda args: (p.print_help(), 0)[1])
 
 
@@ -46,4 +82,14 @@ def run_show(args: argparse.Namespace) -> int:
     table = load(args.results, skip_bad=args.skip_bad)
     table = filter_table(table, tasks=args.task, models=args.model, shots=args.shots)
     sys.stdout.write(format_summary(layer_summary(table), args.format))
+    return 0
+
+
+def run_knobs(args: argparse.Namespace) -> int:
+    from layerprobe.results.pairs import format_pairs, knob_pairs, read_for_pairs
+
+    table = read_for_pairs(args.results, match=args.match, skip_bad=args.skip_bad)
+    knobs = tuple(dict.fromkeys(args.knob or ("head_wd", "head_lr")))
+    result = knob_pairs(table, knobs=knobs, match=args.match, shots=args.shots, level=args.level)
+    sys.stdout.write(format_pairs(result, args.format))
     return 0

@@ -10,7 +10,8 @@ The analysis (imported on first use, so `layerprobe results show` stays quick to
 ``read_selected`` (only the selected-λ rows, with column projection and predicate pushdown),
 ``fit_saturation`` (the paper's Eq. 1 on the upper hull), ``layer_saturation`` and
 ``saturation_correlation`` (layer-wise saturation against e_IR), ``knob_effects`` and
-``knob_information`` (pre-training knobs), the ``plot_*`` figures and ``write_report``; ``layer_similarity``, ``cka_maps`` and
+``knob_information`` (pre-training knobs), ``knob_pairs`` (head-knob effects from matched
+pairs), ``read_table`` (a published .csv/.parquet table as store rows), the ``plot_*`` figures and ``write_report``; ``layer_similarity``, ``cka_maps`` and
 ``linear_cka`` (layer similarity, debiased linear CKA, from the feature cache).
 """
 
@@ -39,6 +40,8 @@ _LAZY = {
     "saturation_correlation": "layersat",
     "knob_effects": "knobs",
     "knob_information": "knobs",
+    "knob_pairs": "pairs",
+    "read_table": "external",
     "plot_saturation": "plots",
     "plot_layer_curves": "plots",
     "plot_eir_vs_shots": "plots",

@@ -119,6 +119,7 @@ def write_report(
     else:
         sections.insert(0, Section("Saturation fit", [_p(NO_US[0].upper() + NO_US[1:] + ".")]))
 
+    sections.append(_knob_pairs_section(table))
     say("plots")
     figures = _figures(out / "plots", curves, pts, fits)
     sections.append(Section("Figures", [_figure(path) for path in figures]))
@@ -223,6 +224,27 @@ def _knob_section(points: pd.DataFrame) -> Section:
         section.html.append(_table(effects))
     if not section.html:
         section.html.append(_p("No pre-training knobs vary in these results."))
+    return section
+
+
+def _knob_pairs_section(table: pd.DataFrame) -> Section:
+    """Head-knob effects from matched pairs of checkpoints (:mod:`layerprobe.results.pairs`)."""
+    from layerprobe.results.pairs import display, knob_pairs
+
+    result = knob_pairs(table)
+    section = Section("Head knobs: matched pairs")
+    section.html.append(
+        _p(
+            "Checkpoints that differ in one head knob only, everything recorded else equal: the "
+            "mean paired difference (higher knob value minus lower) of US accuracy, DS accuracy "
+            "at pre_logits and at the best layer, and the best layer's depth, with 95 % "
+            "t-intervals over pairs. A negative depth difference: the knob moves the best "
+            "layer down (the paper's Appendix C)."
+        )
+    )
+    section.html += [_p(note) for note in result.notes]
+    if len(result.effects):
+        section.html.append(_table(display(result.effects)))
     return section
 
 

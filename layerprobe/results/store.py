@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from layerprobe.errors import DataError
+from layerprobe.results.external import is_table, read_table
 from layerprobe.results.parts import BadPart, PartInfo, part_files, part_info
 from layerprobe.results.schema import COLUMNS, PROBE_KEY, ROW_KEY, SCHEMA
 
@@ -72,7 +73,10 @@ def read(
 
     Parameters
     ----------
-    results_dir : the results folder (part files below it, any depth).
+    results_dir : the results folder (part files below it, any depth), or a ``.csv`` /
+        ``.parquet`` table of US and DS accuracies, read by
+        :func:`layerprobe.results.external.read_table` (its columns checked and completed to
+        the schema; its own extra columns, e.g. a family, can be asked for in ``columns``).
     columns : the columns wanted (default: every column of the schema, or of
         ``ANALYSIS_SCHEMA`` with ``selected_only``); the row key and ``created_at`` are always
         read so that duplicates can be resolved.
@@ -94,6 +98,8 @@ def read(
     DataError : no part files, no readable or selected rows, or a bad part (without
         ``skip_bad``).
     """
+    if is_table(results_dir):  # a published table instead of a store (results/external.py)
+        return read_table(results_dir, columns=columns, selected_only=selected_only, layers=layers)
     say = warn or _stderr
     files = part_files(results_dir)
     if not files:
