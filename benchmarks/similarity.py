@@ -21,9 +21,10 @@ Checked: every CKA value of (a) equals (b)'s to 1e-6 (the largest difference is 
 Usage: ``python benchmarks/similarity.py [--checkpoints 12] [--layers 14] [--rows 2000]
 [--width 128] [--threads 1]``.
 
-Measured on the shared 2-core machine (load 6.9–8.0), one thread each: (a) 6.43 CPU s (14.6 wall),
-(b) 55.95 CPU s (116.6 wall): 8.7× in CPU seconds, 8.0× wall; goal 10× not met. Largest
-difference 2.5e-13. More in docs/similarity.md.
+Measured on the shared 2-core machine (load 6.7–7.9), one thread each, 2026-12-07: (a) 3.56
+CPU s (9.79 wall), (b) 50.44 CPU s (123.70 wall): 14.2× in CPU seconds, 12.6× wall; goal 10×
+met. Largest difference 4.05e-8; (a64) 6.31 CPU s, 8.0×, difference 2.7e-13. More in
+docs/speed.md.
 """
 
 from __future__ import annotations
