@@ -6,9 +6,11 @@ a different random projection per checkpoint and layer, with noise that grows wi
 the maps are neither all 1 nor all 0. Both sides compute the same thing: every pair of layers
 within each checkpoint and the same layer across every pair of checkpoints, on the same rows.
 
-- (a) ``layerprobe.results.similarity.layer_similarity`` (torch, float64, CPU): reads the cache,
-  builds each Gram matrix once in row blocks (upper triangle only) and gets all pairs of a block
-  from one matrix product;
+- (a) ``layerprobe.results.similarity.layer_similarity`` (torch, CPU): reads the cache, builds
+  each Gram matrix once in 128 × 128 tiles on and above the diagonal, the tile of every layer
+  from one batched product, float32 tiles for the float16 cache (its default), and gets all
+  pairs of a tile from one matrix product, accumulated in float64; (a64) the same in float64
+  (``precision="float64"``, the arithmetic for float32 caches), timed once for reference;
 - (b) plain numpy, the estimator as written (anchors.md): per layer K = XXᵀ (float64) with its
   diagonal zeroed, then per pair tr(K̃L̃) = Σ K̃∘L̃, 1ᵀK̃1 · 1ᵀL̃1 and 1ᵀK̃L̃1. It keeps one
   checkpoint's Gram matrices for the pairs within it, then one layer's across checkpoints for
@@ -19,9 +21,10 @@ Checked: every CKA value of (a) equals (b)'s to 1e-6 (the largest difference is 
 Usage: ``python benchmarks/similarity.py [--checkpoints 12] [--layers 14] [--rows 2000]
 [--width 128] [--threads 1]``.
 
-Measured on the shared 2-core machine (load 6.9–8.0), one thread each: (a) 6.43 CPU s (14.6 wall),
-(b) 55.95 CPU s (116.6 wall): 8.7× in CPU seconds, 8.0× wall; goal 10× not met. Largest
-difference 2.5e-13. More in docs/similarity.md.
+Measured on the shared 2-core machine (load 6.7–7.9), one thread each, 2026-12-07: (a) 3.56
+CPU s (9.79 wall), (b) 50.44 CPU s (123.70 wall): 14.2× in CPU seconds, 12.6× wall; goal 10×
+met. Largest difference 4.05e-8; (a64) 6.31 CPU s, 8.0×, difference 2.7e-13. More in
+docs/speed.md.
 """
 
 from __future__ import annotations
@@ -142,6 +145,7 @@ def main() -> None:
         first = _timed(layer_similarity, root, rows=args.rows)
         plain = _timed(numpy_reference, root)
         second = _timed(layer_similarity, root, rows=args.rows)
+        exact = _timed(layer_similarity, root, rows=args.rows, precision="float64")
     table = first[0]
     ref, gram_s, pair_s = plain[0]
     cpu, wall = max(first[1], second[1]), max(first[2], second[2])
@@ -150,13 +154,18 @@ def main() -> None:
         for r in table.itertuples(index=False)
     }
     diff = max(abs(got[key] - value) for key, value in ref.items())
+    got64 = {
+        (r.model_key, r.model_key_b, r.layer_a, r.layer_b): r.cka
+        for r in exact[0].itertuples(index=False)
+    }
+    diff64 = max(abs(got64[key] - value) for key, value in ref.items())
     print(
         f"{args.checkpoints} checkpoints × {args.layers} layers × {args.rows} images, width "
         f"{args.width}, float16 cache; {len(ref)} CKA values (pairs within and across "
         "checkpoints)"
     )
     print(f"{'method':<44} {'CPU s':>8} {'ratio':>7} {'wall s':>8} {'ratio':>7}")
-    name = "(a) layerprobe (torch, blocked, one product)"
+    name = "(a) layerprobe (torch, float32 tiles, bmm)"
     print(f"{name:<44} {cpu:>8.2f} {1.0:>7.2f} {wall:>8.2f} {1.0:>7.2f}")
     print(
         f"    (a) before and after (b): CPU {first[1]:.2f}, {second[1]:.2f} s; wall "
@@ -166,13 +175,21 @@ def main() -> None:
         f"{'(b) plain numpy':<44} {plain[1]:>8.2f} {plain[1] / cpu:>7.2f} {plain[2]:>8.2f} "
         f"{plain[2] / wall:>7.2f}"
     )
+    print(
+        f"{'(a64) layerprobe, precision float64':<44} {exact[1]:>8.2f} {exact[1] / cpu:>7.2f} "
+        f"{exact[2]:>8.2f} {exact[2] / wall:>7.2f}"
+    )
     print(f"    (b) wall: Gram matrices {gram_s:.2f} s, pairs {pair_s:.2f} s")
+    print(
+        f"(b) ÷ (a) in CPU s: {plain[1] / cpu:.1f}× (goal ≥ 10×); (b) ÷ (a64): {plain[1] / exact[1]:.1f}×"
+    )
     print(f"largest |CKA (a) − CKA (b)|: {diff:.2e} ({'ok' if diff < 1e-6 else 'FAILED'}, < 1e-6)")
+    print(f"largest |CKA (a64) − CKA (b)|: {diff64:.2e}")
     print(
         f"machine: {os.cpu_count()} CPUs, {args.threads} thread(s) each side, load average "
         f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} at the end"
     )
-    if diff >= 1e-6:
+    if diff >= 1e-6 or diff64 >= 1e-6:
         raise SystemExit(1)
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from layerprobe.cli import main
+from layerprobe.errors import ConfigError
 from layerprobe.extract.cache import cache_path, read_arrays
 from layerprobe.results.similarity import COLUMNS, cka_maps, layer_similarity, linear_cka
 from tests.cachefiles import write_cache_file, write_task
@@ -280,3 +281,29 @@ def test_cuda_without_a_gpu_is_one_line(tmp_path, capsys):
     _two_checkpoints(tmp_path / "cache")
     code, out, err = _cli(capsys, "--cache", tmp_path / "cache", "--device", "cuda")
     assert code == 2 and out == "" and err.count("\n") == 1 and "no CUDA GPU here" in err
+
+
+@pytest.mark.parametrize("block_bytes", [64 * 2**20, 30_000])
+def test_float16_features_float32_tiles_agree_with_float64(block_bytes):
+    """float16 features (the cache's default) take float32 tiles: several tiles per side (300
+    rows; 128 and, with the small block, 16 rows a tile), two widths, centred copies kept or
+    not; every value within 1e-6 of the float64 arithmetic and of the numpy reference."""
+    rng = np.random.default_rng(6)
+    base = rng.normal(size=(300, 6))
+    feats = [
+        (base @ rng.normal(size=(6, d)) + noise * rng.normal(size=(300, d)) + 3.0).astype(
+            np.float16
+        )
+        for d, noise in [(24, 0.3), (9, 1.0), (24, 2.0), (9, 0.1), (24, 5.0)]
+    ]
+    groups = [[0, 1, 2, 3, 4], [4, 2, 0]]
+    fast = cka_maps(feats, groups, block_bytes=block_bytes)
+    exact = cka_maps(feats, groups, block_bytes=block_bytes, precision="float64")
+    for group, got, want64 in zip(groups, fast, exact, strict=True):
+        want = np.array([[numpy_cka(feats[a], feats[b]) for b in group] for a in group])
+        np.testing.assert_allclose(want64, want, atol=1e-10)
+        np.testing.assert_allclose(got, want, atol=1e-6)
+        assert not np.array_equal(got, want64)  # the float32 tiles did run
+    assert 0.1 < fast[0][0, 2] < 0.99
+    with pytest.raises(ConfigError, match="precision"):
+        cka_maps(feats, groups, precision="half")

@@ -91,16 +91,17 @@ def top_neighbours(
 def _topk(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The k largest of each row, sorted descending. On the CPU through numpy's
     ``argpartition`` and a sort of the k (as scikit-learn does): about twice as fast as
-    ``torch.topk`` for k = 200 of 2,000 columns."""
+    ``torch.topk`` for k = 200 of 2,000 columns. The gathers index the flat arrays (a few
+    times faster than ``take_along_axis``)."""
     if sims.device.type != "cpu":
         return sims.topk(k, dim=1)
-    a = sims.numpy()
-    n = a.shape[1]
+    a = np.ascontiguousarray(sims.numpy())
+    m, n = a.shape
     part = np.argpartition(a, n - k, axis=1)[:, n - k :] if k < n else np.argsort(a, 1)
-    vals = np.take_along_axis(a, part, 1)
+    vals = a.ravel()[part + (np.arange(m) * n)[:, None]]
     order = np.argsort(-vals, axis=1, kind="stable")
-    idx = np.take_along_axis(part, order, 1)
-    return torch.from_numpy(np.take_along_axis(vals, order, 1)), torch.from_numpy(idx)
+    flat = order + (np.arange(m) * part.shape[1])[:, None]
+    return torch.from_numpy(vals.ravel()[flat]), torch.from_numpy(part.ravel()[flat])
 
 
 def predict(
