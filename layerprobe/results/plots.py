@@ -239,6 +239,7 @@ def plot_layer_curves(curves: pd.DataFrame, shots: int, stem: str | Path) -> lis
     if few and axes:
         axes[0].legend(fontsize=7)
     if np.isfinite(part["us"].to_numpy(float)).any() and axes:
+        fig.subplots_adjust(right=1 - 1.0 / fig.get_figwidth())  # room for the colour bar's label
         fig.colorbar(ScalarMappable(norm, CMAP), ax=axes, label="US accuracy", shrink=0.6,
                      fraction=0.02, pad=0.015, aspect=30)  # fmt: skip
     fig.suptitle(f"Layer-wise DS accuracy, {shots_label(shots)} (a line per checkpoint)")
@@ -416,7 +417,8 @@ def plot_task_correlation(points: pd.DataFrame, shots: int, stem: str | Path) ->
             for j in range(n):
                 value = corr.iat[i, j]
                 if np.isfinite(value):
-                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6)
+                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if abs(value) > 0.6 else "black")  # fmt: skip
     fig.colorbar(image, ax=ax, label="Spearman ρ")
     ax.set_title(f"Rank correlation across checkpoints, {shots_label(shots)}", fontsize=9)
     return save(fig, stem)

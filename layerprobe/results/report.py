@@ -291,6 +291,8 @@ def _correlations(corr: pd.DataFrame) -> list[str]:
                 f"; partial ρ given last-layer accuracy {r['partial_rho']:+.2f} "
                 f"(p = {r['partial_p']:.2g})"
             )
+        else:
+            text += "; partial ρ given last-layer accuracy undefined"
         items.append(text + f": <b>{html.escape(verdict(r))}</b>.")
     return items
 
@@ -299,8 +301,8 @@ def verdict(row: pd.Series) -> str:
     """The plain reading of one :func:`saturation_correlation` row for the paper's claim (a
     negative ρ between saturation depth and e_IR): ``supports`` when every 95 % interval
     (over tasks, over checkpoints) lies below 0, ``contradicts`` when every one lies above 0,
-    otherwise ``cannot decide``; a supporting ρ whose partial correlation given last-layer
-    accuracy is not significant (p ≥ 0.05) says so."""
+    otherwise ``cannot decide``. A supporting ρ says whether it holds once last-layer accuracy
+    is held fixed (partial ρ with p < 0.05), since e_IR can restate the last layer's error."""
     intervals = [
         (row[lo], row[hi])
         for lo, hi in (("rho_lo", "rho_hi"), ("rho_ckpt_lo", "rho_ckpt_hi"))
@@ -309,12 +311,17 @@ def verdict(row: pd.Series) -> str:
     if not np.isfinite(row["rho"]) or not intervals:
         return "cannot decide (too few tasks for an interval)"
     if all(hi < 0 for _, hi in intervals):
-        if not (np.isfinite(row["partial_p"]) and row["partial_p"] < 0.05):
+        if not np.isfinite(row["partial_p"]):
+            return (
+                "supports the paper's claim, but last-layer accuracy orders the tasks as e_IR "
+                "does, so the two cannot be told apart"
+            )
+        if row["partial_p"] >= 0.05:
             return (
                 "supports the paper's claim, but not once last-layer accuracy is held fixed "
                 "(it may only restate the last layer's error)"
             )
-        return "supports the paper's claim"
+        return "supports the paper's claim, also with last-layer accuracy held fixed"
     if all(lo > 0 for lo, _ in intervals):
         return "contradicts the paper's claim"
     return "cannot decide (the interval includes 0)"
