@@ -149,7 +149,7 @@ def plot_saturation(
     saturation line and no curve beyond the data; its panel title names the reason."""
     pts = points[points["shots"] == shots]
     groups = list(pts.groupby(GROUP, sort=True, observed=True))
-    fig, axes = panels(len(groups), top=1.1)
+    fig, axes = panels(len(groups), top=1.45)
     fitted = fits.set_index(GROUP) if len(fits) else None
     for ax, (key, part) in zip(axes, groups, strict=True):
         us, ds = part["us"].to_numpy(float), part["ds"].to_numpy(float)
@@ -170,11 +170,9 @@ def plot_saturation(
             ax.set_facecolor("#f6f6f6")
         ax.set_xlabel("US accuracy")
         ax.set_ylabel("DS accuracy")
-    if axes:
-        axes[0].legend(fontsize=7, loc="lower right")
+    _legend_above(fig, axes)
     fig.suptitle(
-        f"Saturation of DS accuracy, {shots_label(shots)} "
-        "(dashed: 1 − e_IR, band: its 95 % interval; grey panels: e_IR undetermined)"
+        f"Saturation of DS accuracy, {shots_label(shots)} (grey panels: e_IR undetermined)"
     )
     return save(fig, stem)
 
@@ -200,11 +198,26 @@ def _draw_fit(ax, row: pd.Series, us: np.ndarray, ds: np.ndarray) -> str | None:
         return status
     lo, hi = row.get("saturation_lo", np.nan), row.get("saturation_hi", np.nan)
     if np.isfinite(lo) and np.isfinite(hi):
-        ax.axhspan(lo, hi, color="C3", alpha=0.12, lw=0)
-    ax.axhline(
-        row["saturation"], ls="--", c="C3", lw=1, label=f"1 − e_IR = {row['saturation']:.3f}"
-    )
+        ax.axhspan(lo, hi, color="C3", alpha=0.12, lw=0, label="95 % interval of 1 − e_IR")
+    ax.axhline(row["saturation"], ls="--", c="C3", lw=1, label="1 − e_IR (ceiling)")
     return None
+
+
+def _legend_above(fig: Figure, axes: list) -> None:
+    """One legend of every panel's entries in a row under the title, off the data; where the
+    figure is too narrow for one row, in the first panel."""
+    legend = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    if not legend:
+        return
+    if fig.get_figwidth() >= 9.5:
+        fig.legend(legend.values(), legend.keys(), loc="upper center", ncols=len(legend),
+                   fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, 1 - 0.42 / fig.get_figheight()))  # fmt: skip
+    else:
+        axes[0].legend(legend.values(), legend.keys(), fontsize=6, loc="lower right")
 
 
 def plot_layer_curves(curves: pd.DataFrame, shots: int, stem: str | Path) -> list[Path]:
@@ -373,13 +386,16 @@ def plot_knobs(effects: pd.DataFrame, knob: str, stem: str | Path) -> list[Path]
     values = sorted(set(part["value"].astype(float)))
     where = {v: i for i, v in enumerate(values)}
     shot_values = sorted(set(part["shots"]), key=lambda s: (s == 0, s))
-    fig, axes = panels(len(groups))
+    fig, axes = panels(len(groups), top=1.2)
+    band = len(shot_values) == 1  # min–max bands of several shot counts would hide each other
     for ax, ((upstream, task, probe), cell) in zip(axes, groups, strict=True):
         for j, shots in enumerate(shot_values):
             line = cell[cell["shots"] == shots].sort_values("value")
             x = line["value"].astype(float).map(where).to_numpy(float)
             ax.plot(x, line["ds"], "-o", ms=3, c=f"C{j % 10}", label=f"DS, {shots_label(shots)}")
-            ax.fill_between(x, line["ds_min"], line["ds_max"], color=f"C{j % 10}", alpha=0.12)
+            if band:
+                ax.fill_between(x, line["ds_min"], line["ds_max"], color="C0", alpha=0.12,
+                                label="DS, min–max over checkpoints")  # fmt: skip
         us = cell.drop_duplicates("value").sort_values("value")
         ax.plot(us["value"].astype(float).map(where), us["us"], "--s", ms=3, c="k", label="US")
         ax.set_xticks(range(len(values)), [f"{v:g}" for v in values], fontsize=8)
@@ -387,9 +403,8 @@ def plot_knobs(effects: pd.DataFrame, knob: str, stem: str | Path) -> list[Path]
         ax.set_title(title((upstream, task, None, probe)), fontsize=9)
         ax.set_xlabel(knob)
         ax.set_ylabel("accuracy")
-    if axes:
-        axes[0].legend(fontsize=6)
-    fig.suptitle(f"Accuracy at each {knob} (mean over checkpoints; band: min–max of DS)")
+    _legend_above(fig, axes)
+    fig.suptitle(f"Accuracy at each {knob} (means over checkpoints)")
     return save(fig, stem)
 
 
