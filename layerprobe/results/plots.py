@@ -299,8 +299,10 @@ def plot_eir_vs_shots(fits: pd.DataFrame, stem: str | Path) -> list[Path]:
 def plot_depth_vs_eir(
     summary: pd.DataFrame,
     fits: pd.DataFrame,
-    correlation: pd.DataFrame | None,
     stem: str | Path,
+    *,
+    correlation: pd.DataFrame | None = None,
+    saturation: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Saturation depth against e_IR across tasks, a panel per (upstream task, shots, probe).
 
@@ -309,13 +311,17 @@ def plot_depth_vs_eir(
     summary : :func:`layerprobe.results.layersat.task_layer_summary`' table (best_depth: the
         paper's saturation depth, mean over the top checkpoints, and its standard error).
     fits : the fit table (e_ir, e_ir_lo, e_ir_hi, status).
+    stem : output stem.
     correlation : :func:`layerprobe.results.layersat.saturation_correlation`' table, for the
         ρ printed in each panel (None: none printed).
+    saturation : :func:`layerprobe.results.layersat.layer_saturation`' table with seed
+        intervals (``draws``), for the depth bar of a task summarised over one checkpoint.
 
     Only tasks whose fit is ``ok`` and whose best layer is not within noise of chance are
     drawn (the pairs the correlation uses), as filled markers labelled with the task;
     horizontal bars: the e_IR interval; vertical bars: ± 1.96 standard errors of the mean
-    depth over checkpoints. Each panel says how many tasks it leaves out and why.
+    depth over checkpoints, or the interval from the seeds where one checkpoint is summarised.
+    Each panel says how many tasks it leaves out and why.
     """
     good = fits["status"].eq("ok") if "status" in fits.columns else fits["converged"].astype(bool)
     joined = summary.merge(fits.assign(_ok=good)[[*GROUP, "e_ir", "e_ir_lo", "e_ir_hi", "_ok"]],
@@ -330,8 +336,12 @@ def plot_depth_vs_eir(
         x = shown["e_ir"].to_numpy(float)
         y = shown["best_depth"].to_numpy(float)
         xerr = np.abs(np.c_[x - shown["e_ir_lo"], shown["e_ir_hi"] - x].T)
-        half = 1.96 * np.nan_to_num(shown["best_depth_se"].to_numpy(float))
-        yerr = np.c_[np.minimum(half, y), np.minimum(half, 1 - y)].T
+        half = 1.96 * shown["best_depth_se"].to_numpy(float)
+        lo, hi = np.clip(y - half, 0, 1), np.clip(y + half, 0, 1)
+        seeds = _seed_interval(saturation, shown)
+        lo = np.where(np.isfinite(lo), lo, seeds[0])
+        hi = np.where(np.isfinite(hi), hi, seeds[1])
+        yerr = np.nan_to_num(np.c_[y - lo, hi - y].T)
         for i, task in enumerate(shown["task"].astype(str)):
             ax.errorbar(x[i], y[i], xerr=np.nan_to_num(xerr[:, i : i + 1]),
                         yerr=yerr[:, i : i + 1], ms=5, capsize=2, lw=0.8, ls="none",
@@ -358,6 +368,23 @@ def plot_depth_vs_eir(
     fig.suptitle("Saturation depth against e_IR, one point per task (the paper predicts a "
                  "falling trend)")  # fmt: skip
     return save(fig, stem)
+
+
+def _seed_interval(saturation: pd.DataFrame | None, shown: pd.DataFrame) -> np.ndarray:
+    """(2, N) mean seed interval of the best depth over each shown task's top checkpoints (NaN
+    without ``saturation`` or its intervals)."""
+    nan = np.full((2, len(shown)), np.nan)
+    if saturation is None or "best_depth_lo" not in saturation.columns or shown.empty:
+        return nan
+    from layerprobe.results.layersat import top_checkpoints
+
+    means = (
+        top_checkpoints(saturation)
+        .groupby(GROUP, observed=True)[["best_depth_lo", "best_depth_hi"]]
+        .mean()
+    )
+    found = shown[GROUP].merge(means.reset_index(), on=GROUP, how="left")
+    return found[["best_depth_lo", "best_depth_hi"]].to_numpy(float).T
 
 
 def _rho_text(correlation, upstream, shots, probe) -> str:

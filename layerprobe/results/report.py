@@ -125,7 +125,7 @@ def write_report(
 
     say("plots")
     with plots.vector_copies(svg):
-        figures = _figures(out / "plots", curves, pts, fits, summary, corr)
+        figures = _figures(out / "plots", curves, pts, fits, summary, corr, saturation)
         cka = similarity_figures(results_dir, out)  # only when `layerprobe similarity` was run
     # The page, top to bottom: the summary, the figures, then the tables (long ones collapsed).
     # A new section is one function returning a Section (or None) and one line here.
@@ -478,7 +478,7 @@ def _few(column: pd.Series, n: int = 12) -> str:
 # -- figures ------------------------------------------------------------------------------------
 
 
-def _figures(folder: Path, curves, pts, fits, summary, corr) -> list[tuple[Path, str]]:
+def _figures(folder: Path, curves, pts, fits, summary, corr, saturation) -> list[tuple[Path, str]]:
     """Write every figure; return (PNG, caption) pairs in page order: the headline figures
     (saturation depth against e_IR, e_IR against shots), then per shot count the saturation
     fits and the layer curves, then the task correlation and the knob figures."""
@@ -487,11 +487,13 @@ def _figures(folder: Path, curves, pts, fits, summary, corr) -> list[tuple[Path,
     fitted = fits is not None and len(fits) > 0
     if fitted:
         written.append((
-            plots.plot_depth_vs_eir(summary, fits, corr, folder / "depth-vs-e_ir"),
+            plots.plot_depth_vs_eir(summary, fits, folder / "depth-vs-e_ir", correlation=corr,
+                                    saturation=saturation),  # fmt: skip
             "Each point is a task whose data determine e_IR, at its mean saturation depth over "
             "the top third of checkpoints: a falling trend (high e_IR, shallow best layer) is "
             "what the paper's Section 4 predicts, and the bars show how far each point could "
-            "move (e_IR: 95 % profile interval; depth: ± 1.96 standard errors over checkpoints).",
+            "move (e_IR: 95 % profile interval; depth: ± 1.96 standard errors over checkpoints, or "
+            "the interval from the seeds where one checkpoint is summarised).",
         ))  # fmt: skip
     if fitted and fits["converged"].any():
         written.append((
