@@ -151,6 +151,9 @@ def test_report_without_upstream_accuracy_shows_the_layers(tmp_path):
     assert "layerprobe upstream" in text
     assert "layers-5-shot" in text and not (tmp_path / "out" / "fits.parquet").exists()
     assert "<td>blocks.1</td>" in text  # task a's best layer
+    summary = text[text.index("<h2>Summary</h2>") : text.index("</section>")]
+    assert "1 checkpoint, 2 tasks" in summary and "no US accuracy" in summary
+    assert "1 of 2 tasks: a (depth 0.33, 10.0 points above the last layer)" in summary
 
 
 def test_report_command(tmp_path):

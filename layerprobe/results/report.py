@@ -174,9 +174,10 @@ def _store_facts(table: pd.DataFrame) -> str:
     shot_counts = sorted(set(table["shots"].astype(int)), key=lambda s: (s == 0, s))
     us = table.groupby("model_key", observed=True)["upstream_accuracy"].first().astype(float)
     text = (
-        f"<b>The store</b>: {table['model_key'].nunique()} checkpoints, "
-        f"{table['task'].nunique()} tasks, shots {', '.join(map(plots.shots_label, shot_counts))}"
-        f", {table['seed'].nunique()} seeds, "
+        f"<b>The store</b>: {_count(table['model_key'].nunique(), 'checkpoint')}, "
+        f"{_count(table['task'].nunique(), 'task')}, "
+        f"shots {', '.join(map(plots.shots_label, shot_counts))}, "
+        f"{_count(table['seed'].nunique(), 'seed')}, "
     )
     if us.notna().any():
         upstream = _few(table["upstream_task"]) if "upstream_task" in table else "–"
@@ -187,6 +188,10 @@ def _store_facts(table: pd.DataFrame) -> str:
     else:
         text += "no US accuracy."
     return text
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _cells(frame: pd.DataFrame, cells=("upstream_task", "shots", "probe")):
