@@ -212,8 +212,12 @@ def _ceilings(fits: pd.DataFrame) -> list[str]:
     for label, part in _cells(fits.assign(_ok=good)):
         ok = part[part["_ok"]].sort_values("saturation", ascending=False)
         determined = ", ".join(
-            f"{html.escape(str(r.task))} {r.saturation:.3f} "
-            f"[{r.saturation_lo:.2f}, {r.saturation_hi:.2f}]"
+            f"{html.escape(str(r.task))} {r.saturation:.3f}"
+            + (
+                f" [{r.saturation_lo:.2f}, {r.saturation_hi:.2f}]"
+                if np.isfinite(r.saturation_lo) and np.isfinite(r.saturation_hi)
+                else ""
+            )
             for r in ok.itertuples()
         )
         text = f"<b>Ceilings, {label}</b> (1 − e_IR, 95 % interval): "
