@@ -149,7 +149,7 @@ def plot_saturation(
     saturation line and no curve beyond the data; its panel title names the reason."""
     pts = points[points["shots"] == shots]
     groups = list(pts.groupby(GROUP, sort=True, observed=True))
-    fig, axes = panels(len(groups), top=1.45)
+    fig, axes = panels(len(groups), top=1.45 if len(groups) >= 3 else 1.1)  # room for a legend
     fitted = fits.set_index(GROUP) if len(fits) else None
     for ax, (key, part) in zip(axes, groups, strict=True):
         us, ds = part["us"].to_numpy(float), part["ds"].to_numpy(float)
@@ -413,7 +413,7 @@ def plot_knobs(effects: pd.DataFrame, knob: str, stem: str | Path) -> list[Path]
     values = sorted(set(part["value"].astype(float)))
     where = {v: i for i, v in enumerate(values)}
     shot_values = sorted(set(part["shots"]), key=lambda s: (s == 0, s))
-    fig, axes = panels(len(groups), top=1.2)
+    fig, axes = panels(len(groups), top=1.2 if len(groups) >= 3 else 0.95)  # room for a legend
     band = len(shot_values) == 1  # min–max bands of several shot counts would hide each other
     for ax, ((upstream, task, probe), cell) in zip(axes, groups, strict=True):
         for j, shots in enumerate(shot_values):
