@@ -94,9 +94,8 @@ def render(page, tmp_path) -> tuple[dict, str]:
 def test_report_renders_in_headless_chromium(report, tmp_path):
     check, stderr = render(report, tmp_path)
     n_png = len(list((report.parent / "plots").glob("*.png")))
-    assert (
-        check["images"] == n_png == 9
-    )  # (saturation, layers, correlation, head_wd) × 2 shots, e_IR
+    # (saturation, layers) × 2 shots, depth vs e_IR, e_IR vs shots, one heat map, head_wd
+    assert check["images"] == n_png == 8
     assert check["broken"] == []
     assert check["errors"] == []
     console = [line for line in stderr.splitlines() if ":CONSOLE" in line]
@@ -131,9 +130,7 @@ def test_report_is_self_contained(report):
     assert (report.parent / "fits.parquet").is_file() and (
         report.parent / "layers.parquet"
     ).is_file()
-    assert len(list((report.parent / "plots").glob("*.svg"))) == len(
-        list((report.parent / "plots").glob("*.png"))
-    )
+    assert not list((report.parent / "plots").glob("*.svg"))  # SVG copies only with --svg
 
 
 def test_report_without_upstream_accuracy_shows_the_layers(tmp_path):
@@ -154,6 +151,9 @@ def test_report_without_upstream_accuracy_shows_the_layers(tmp_path):
     assert "layerprobe upstream" in text
     assert "layers-5-shot" in text and not (tmp_path / "out" / "fits.parquet").exists()
     assert "<td>blocks.1</td>" in text  # task a's best layer
+    summary = text[text.index("<h2>Summary</h2>") : text.index("</section>")]
+    assert "1 checkpoint, 2 tasks" in summary and "no US accuracy" in summary
+    assert "1 of 2 tasks: a (depth 0.33, 10.0 points above the last layer)" in summary
 
 
 def test_report_command(tmp_path):
@@ -170,6 +170,7 @@ def test_report_command(tmp_path):
             str(tmp_path / "o"),
             "--bootstrap",
             "0",
+            "--svg",
             "--quiet",
         ],
         capture_output=True,
@@ -178,6 +179,8 @@ def test_report_command(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == str(tmp_path / "o" / "report.html") and run.stderr == ""
+    pngs = sorted(p.stem for p in (tmp_path / "o" / "plots").glob("*.png"))
+    assert pngs and pngs == sorted(p.stem for p in (tmp_path / "o" / "plots").glob("*.svg"))
     (tmp_path / "file").write_text("")
     bad = subprocess.run(
         [

@@ -267,7 +267,7 @@ def test_report_shows_cka_when_similarity_was_run(tmp_path, capsys):
     assert "similarity.parquet" in section and section.count("<img") == 2  # to-last, one map
     assert "cka-to-last" in section and "cka-toy" in section
     plots = root / "report" / "plots"
-    assert (plots / "cka-toy.png").stat().st_size > 1000 and (plots / "cka-to-last.svg").exists()
+    assert (plots / "cka-toy.png").stat().st_size > 1000 and (plots / "cka-to-last.png").exists()
     last = cka_to_last(pd.read_parquet(root / "analysis" / "similarity.parquet"))
     a = last[last["model_key"] == "a-1"].set_index("layer")["cka_to_last"]
     assert list(a.index) == ["h", "h2", "noise"] and a["noise"] == 1.0 and abs(a["h"]) < 0.5

@@ -16,11 +16,14 @@ def add_parser(subparsers) -> None:
         description=(
             "Analyse a results store (saturation fits, layer saturation and its correlation "
             "with e_IR, pre-training knobs) and write report.html (images embedded, no network), "
-            "fits.parquet, layers.parquet and plots/ (PNG and SVG) to --out."
+            "fits.parquet, layers.parquet and plots/ (PNG; SVG too with --svg) to --out."
         ),
     )
     add_analysis_options(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument(
+        "--svg", action="store_true", help="also write an SVG copy of every figure to plots/"
+    )
     add_quiet(p)
     p.set_defaults(run=run)
 
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.out, "--out", create=False)
     with removed_if_failed(args.out):
         path = write_report(
-            args.results, args.out, progress=progress, skip_bad=args.skip_bad,
+            args.results, args.out, progress=progress, skip_bad=args.skip_bad, svg=args.svg,
             **analysis_options(args),
         )  # fmt: skip
     print(path)

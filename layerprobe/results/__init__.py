@@ -45,6 +45,7 @@ _LAZY = {
     "plot_saturation": "plots",
     "plot_layer_curves": "plots",
     "plot_eir_vs_shots": "plots",
+    "plot_depth_vs_eir": "plots",
     "plot_knobs": "plots",
     "plot_task_correlation": "plots",
     "task_correlation": "plots",

@@ -1,15 +1,23 @@
-"""Figures of the analysis (matplotlib, written as PNG and SVG).
+"""Figures of the analysis (matplotlib, written as PNG, and as SVG on request).
 
 No pyplot: every figure is a ``matplotlib.figure.Figure`` rendered by the Agg canvas, so nothing
 here touches the global backend or needs a display, and figures are freed when they go out of
-scope. Dense layers (thousands of checkpoints) are rasterised inside the SVG so it stays small.
-Every function takes the analysis tables and an output stem (``out/plots/saturation-25shot``)
-and returns the files it wrote.
+scope. PNGs are written with a 256-colour palette (a third of the bytes of full colour, the same
+look for line art); SVG copies are written only inside ``with vector_copies():``. Dense layers
+(thousands of checkpoints) are rasterised inside the SVG so it stays small. Every function takes
+the analysis tables and an output stem (``out/plots/saturation-25shot``) and returns the files it
+wrote. Many lines on one axis (22 tasks) get :func:`task_styles`: a colour and a marker each, so
+no two tasks look alike.
 """
 
 from __future__ import annotations
 
+import io
 import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +27,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from PIL import Image
 
 from layerprobe.results.fit import get_form, predict
 from layerprobe.results.points import GROUP
@@ -27,16 +36,60 @@ COLUMNS = 5  # panels per row
 CMAP = colormaps["viridis"]
 NO_US = "0.45"  # grey for checkpoints without US accuracy
 RASTER_ABOVE = 200  # rasterise point/line sets larger than this in SVGs
+DPI = 90  # a 5-panel row (16 in) is 1,440 px: the width of the report's page
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+UNDETERMINED = "#b2182b"  # the colour of "the data do not determine this"
+_SVG: ContextVar[bool] = ContextVar("layerprobe_svg", default=False)
+
+
+@contextmanager
+def vector_copies(enabled: bool = True) -> Iterator[None]:
+    """Inside this block :func:`save` also writes an SVG copy of every figure."""
+    token = _SVG.set(enabled)
+    try:
+        yield
+    finally:
+        _SVG.reset(token)
 
 
 def save(fig: Figure, stem: str | Path) -> list[Path]:
-    """Write ``stem.png`` and ``stem.svg``; return both paths."""
+    """Write ``stem.png`` (256-colour palette), and ``stem.svg`` inside :func:`vector_copies`;
+    each to a temporary name renamed when complete. Returns the paths written, PNG first."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".svg")]
-    for path in paths:
-        fig.savefig(path, dpi=100)  # fixed margins: no tight-bbox pass (slow with many panels)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)  # fixed margins: no tight-bbox pass (slow)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        small = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=0)
+    paths = [stem.with_name(stem.name + ".png")]
+    _replace(paths[0], lambda tmp: small.save(tmp, format="png", optimize=True))
+    if _SVG.get():
+        paths.append(stem.with_name(stem.name + ".svg"))
+        _replace(paths[1], lambda tmp: fig.savefig(tmp, format="svg", dpi=DPI))
     return paths
+
+
+def _replace(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def task_styles(names) -> dict[str, dict]:
+    """A distinct (colour, marker) per name, for figures with a line per task: tab20's dark
+    colours, then its light ones, each paired with a marker that differs from the marker of
+    the name 10 places away (which shares its hue family)."""
+    tab20 = colormaps["tab20"].colors
+    palette = [tab20[i] for i in range(0, 20, 2)] + [tab20[i] for i in range(1, 20, 2)]
+    ordered = sorted({str(n) for n in names})
+    return {
+        name: {"color": palette[i % 20], "marker": MARKERS[(i + i // 10) % len(MARKERS)]}
+        for i, name in enumerate(ordered)
+    }
 
 
 def panels(
@@ -91,60 +144,88 @@ def plot_saturation(
     points: pd.DataFrame, fits: pd.DataFrame, shots: int, stem: str | Path
 ) -> list[Path]:
     """DS against US accuracy for one shot count: a panel per task with every checkpoint, the
-    fitted points, the fitted curve and the saturation line 1 − e_IR."""
+    fitted points, the fitted curve, and where the data determine it (status ``ok``) the
+    saturation line 1 − e_IR with its 95 % interval as a band. An undetermined fit has no
+    saturation line and no curve beyond the data; its panel title names the reason."""
     pts = points[points["shots"] == shots]
     groups = list(pts.groupby(GROUP, sort=True, observed=True))
-    fig, axes = panels(len(groups))
+    fig, axes = panels(len(groups), top=1.45 if len(groups) >= 3 else 1.1)  # room for a legend
     fitted = fits.set_index(GROUP) if len(fits) else None
     for ax, (key, part) in zip(axes, groups, strict=True):
         us, ds = part["us"].to_numpy(float), part["ds"].to_numpy(float)
         ax.scatter(us, ds, s=8, c="0.6", label="checkpoints", rasterized=len(us) > RASTER_ABOVE)
         row = fitted.loc[key] if fitted is not None and key in fitted.index else None
+        status = None
         if row is not None and bool(row["converged"]):
-            _draw_fit(ax, row, us, ds)
+            status = _draw_fit(ax, row, us, ds)
         elif row is not None:
-            ax.text(0.5, 0.5, "fit did not converge", transform=ax.transAxes, ha="center")
+            status = "fit did not converge"
         else:
-            ax.text(0.5, 0.5, "not fitted (< 3 points)", transform=ax.transAxes, ha="center")
+            status = "not fitted (< 3 points)"
         ax.set_title(title(key), fontsize=9)
+        if status:  # beside the panel: why there is no ceiling
+            ax.text(0.5, 1.0, f"no ceiling: {status}", transform=ax.transAxes, ha="center",
+                    va="bottom", fontsize=8, color=UNDETERMINED)  # fmt: skip
+            ax.set_title(title(key) + "\n", fontsize=9)
+            ax.set_facecolor("#f6f6f6")
         ax.set_xlabel("US accuracy")
         ax.set_ylabel("DS accuracy")
-    if axes:
-        axes[0].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"Saturation of DS accuracy, {shots_label(shots)}")
+    _legend_above(fig, axes)
+    fig.suptitle(
+        f"Saturation of DS accuracy, {shots_label(shots)} (grey panels: e_IR undetermined)"
+    )
     return save(fig, stem)
 
 
-def _draw_fit(ax, row: pd.Series, us: np.ndarray, ds: np.ndarray) -> None:
+def _draw_fit(ax, row: pd.Series, us: np.ndarray, ds: np.ndarray) -> str | None:
+    """Draw one fit; return the reason when the data do not determine e_IR (nothing drawn for
+    the ceiling then), None when they do."""
     from layerprobe.results.fit import fit_indices
 
     use = fit_indices(us, ds, row["points"])
     order = use[np.argsort(us[use])]
     ax.plot(us[order], ds[order], "o", ms=4, mfc="none", c="C1", label=f"fitted ({row['points']})")
     theta = [row["k"], row["alpha"], row["e_ir"]][: len(get_form(row["form"]).params)]
-    grid = np.linspace(us.min(), 1.0, 200)  # from the data to 100 % US accuracy
-    ax.plot(grid, predict(row["form"], theta, grid), c="C3", lw=1.5, label=f"fit ({row['form']})")
-    if row.get("status", "ok") != "ok":  # undetermined: no ceiling line, the reason instead
-        ax.text(0.02, 0.95, f"e_IR undetermined: {row['status']}", transform=ax.transAxes,
-                va="top", fontsize=7, color="C3")  # fmt: skip
+    status = str(row.get("status", "ok"))
+    # Determined: the curve from the data to 100 % US accuracy; undetermined: over the data only
+    # (its extrapolation would draw the ceiling the data do not give).
+    grid = np.linspace(us.min(), 1.0 if status == "ok" else us.max(), 200)
+    if np.isfinite(theta).all():
+        ax.plot(
+            grid, predict(row["form"], theta, grid), c="C3", lw=1.5, label=f"fit ({row['form']})"
+        )
+    if status != "ok":
+        return status
+    lo, hi = row.get("saturation_lo", np.nan), row.get("saturation_hi", np.nan)
+    if np.isfinite(lo) and np.isfinite(hi):
+        ax.axhspan(lo, hi, color="C3", alpha=0.12, lw=0, label="95 % interval of 1 − e_IR")
+    ax.axhline(row["saturation"], ls="--", c="C3", lw=1, label="1 − e_IR (ceiling)")
+    return None
+
+
+def _legend_above(fig: Figure, axes: list) -> None:
+    """One legend of every panel's entries in a row under the title, off the data; where the
+    figure is too narrow for one row, in the first panel."""
+    legend = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    if not legend:
         return
-    ax.axhline(
-        row["saturation"], ls="--", c="C3", lw=1, label=f"1 − e_IR = {row['saturation']:.3f}"
-    )
+    if fig.get_figwidth() >= 9.5:
+        fig.legend(legend.values(), legend.keys(), loc="upper center", ncols=len(legend),
+                   fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, 1 - 0.42 / fig.get_figheight()))  # fmt: skip
+    else:
+        axes[0].legend(legend.values(), legend.keys(), fontsize=6, loc="lower right")
 
 
-def plot_layer_curves(
-    curves: pd.DataFrame,
-    shots: int,
-    stem: str | Path,
-    points: pd.DataFrame | None = None,
-) -> list[Path]:
+def plot_layer_curves(curves: pd.DataFrame, shots: int, stem: str | Path) -> list[Path]:
     """Accuracy against layer depth, a panel per task, a line per checkpoint coloured by US
-    accuracy; with ``points`` (checkpoint points), the DS-vs-US points are overlaid on a top
-    US-accuracy axis, as in the paper's Fig. 6. Works for one checkpoint without US accuracy."""
+    accuracy (one axis per panel). Works for one checkpoint without US accuracy."""
     part = curves[curves["shots"] == shots]
     groups = list(part.groupby(GROUP, sort=True, observed=True))
-    fig, axes = panels(len(groups), height=3.0, top=1.2 if points is not None else 0.95)
+    fig, axes = panels(len(groups), height=3.0)
     norm = us_norm(part["us"].to_numpy(float))
     few = part["model_key"].nunique() <= 8
     for ax, (key, task) in zip(axes, groups, strict=True):
@@ -164,8 +245,6 @@ def plot_layer_curves(
             coll.set_rasterized(len(lines) > RASTER_ABOVE)
             ax.add_collection(coll)
             ax.autoscale_view()
-        if points is not None:
-            _overlay_us(ax, points, key, norm)
         ax.set_title(title(key), fontsize=9)
         ax.set_xlabel("layer depth")
         ax.set_ylabel("DS accuracy")
@@ -173,80 +252,186 @@ def plot_layer_curves(
     if few and axes:
         axes[0].legend(fontsize=7)
     if np.isfinite(part["us"].to_numpy(float)).any() and axes:
-        fig.colorbar(ScalarMappable(norm, CMAP), ax=axes, label="US accuracy", shrink=0.8)
-    overlay = "; ×: DS against US accuracy (top axis)" if points is not None else ""
-    fig.suptitle(f"Layer-wise DS accuracy, {shots_label(shots)} (lines: against depth{overlay})")
+        fig.subplots_adjust(right=1 - 1.0 / fig.get_figwidth())  # room for the colour bar's label
+        fig.colorbar(ScalarMappable(norm, CMAP), ax=axes, label="US accuracy", shrink=0.6,
+                     fraction=0.02, pad=0.015, aspect=30)  # fmt: skip
+    fig.suptitle(f"Layer-wise DS accuracy, {shots_label(shots)} (a line per checkpoint)")
     return save(fig, stem)
 
 
-def _overlay_us(ax, points: pd.DataFrame, key: tuple, norm: Normalize) -> None:
-    """DS-vs-US points of the same task on a twin (top) US-accuracy axis."""
-    sel = np.ones(len(points), bool)
-    for col, value in zip(GROUP, key, strict=True):
-        sel &= (points[col] == value).to_numpy()
-    pts = points[sel]
-    if pts.empty or not pts["us"].notna().any():
-        return
-    top = ax.twiny()
-    us = pts["us"].to_numpy(float)
-    top.scatter(
-        us, pts["ds"], s=10, marker="x", c=us_colours(us, norm), rasterized=len(us) > RASTER_ABOVE
-    )
-    top.tick_params(labelsize=7)
-
-
 def plot_eir_vs_shots(fits: pd.DataFrame, stem: str | Path) -> list[Path]:
-    """e_IR of each task against the number of shots (full train split last), with intervals."""
-    ok = fits[fits["converged"].astype(bool)]
+    """e_IR of each task against the number of shots (full train split last) with its 95 %
+    interval, a panel per (upstream task, probe) across the page, the legend outside the data.
+    Only fits whose data determine e_IR (status ``ok``) are drawn; the panel title counts the
+    others."""
+    good = fits["status"].eq("ok") if "status" in fits.columns else fits["converged"].astype(bool)
     keys = ["upstream_task", "probe"]
-    groups = list(ok.groupby(keys, sort=True, observed=True))
-    fig, axes = panels(len(groups), width=5.0, height=3.6)
-    for ax, ((upstream, probe), part) in zip(axes, groups, strict=True):
-        shot_values = sorted(set(part["shots"]), key=lambda s: (s == 0, s))
+    groups = list(fits.groupby(keys, sort=True, observed=True))
+    styles = task_styles(fits["task"])
+    width, height = 15.0, 4.4
+    fig = Figure(figsize=(width, height * len(groups)))
+    fig.subplots_adjust(left=0.7 / width, right=1 - 3.4 / width, top=1 - 0.7 / (height * len(groups)),
+                        bottom=0.5 / (height * len(groups)), hspace=0.45)  # fmt: skip
+    axes = fig.subplots(len(groups), 1, squeeze=False).ravel().tolist()
+    for ax, ((upstream, probe), every) in zip(axes, groups, strict=True):
+        shot_values = sorted(set(every["shots"]), key=lambda s: (s == 0, s))
         where = {s: i for i, s in enumerate(shot_values)}
-        for i, (task, line) in enumerate(part.groupby("task", sort=True, observed=True)):
+        part = every[good.loc[every.index]]
+        for task, line in part.groupby("task", sort=True, observed=True):
             line = line.sort_values("shots", key=lambda s: s.map(where))
             x = line["shots"].map(where).to_numpy(float)
             y = line["e_ir"].to_numpy(float)
             err = np.abs(np.c_[y - line["e_ir_lo"], line["e_ir_hi"] - y].T)
-            ax.errorbar(
-                x,
-                y,
-                yerr=np.nan_to_num(err),
-                marker="o",
-                ms=3,
-                capsize=2,
-                c=f"C{i % 10}",
-                label=task,
-            )
+            ax.errorbar(x, y, yerr=np.nan_to_num(err), ms=4, capsize=2, lw=1, label=str(task),
+                        **styles[str(task)])  # fmt: skip
         ax.set_xticks(range(len(shot_values)), [shots_label(s) for s in shot_values], fontsize=8)
+        ax.set_xlim(-0.3, len(shot_values) - 0.7)
         ax.set_ylabel("e_IR (1 − saturation)")
-        ax.set_title(f"{probe}" + (f", from {upstream}" if upstream else ""), fontsize=9)
-        ax.legend(fontsize=6, ncols=2)
-    fig.suptitle("Irreducible DS error against shots")
+        left_out = len(every) - len(part)
+        note = f"; {left_out} undetermined fits left out" if left_out else ""
+        ax.set_title(f"{probe}" + (f", from {upstream}" if upstream else "") + note, fontsize=9)
+        if len(part):
+            ax.legend(fontsize=7, ncols=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle("Irreducible DS error e_IR against shots (bars: 95 % profile interval)")
     return save(fig, stem)
 
 
-def plot_knobs(effects: pd.DataFrame, knob: str, shots: int, stem: str | Path) -> list[Path]:
-    """US and DS accuracy against one knob (head weight decay or learning rate), a panel per
-    task; the first panel's dashed line is mean US accuracy."""
-    part = effects[(effects["knob"] == knob) & (effects["shots"] == shots)]
-    groups = list(part.groupby(GROUP, sort=True, observed=True))
-    fig, axes = panels(len(groups))
-    for ax, (key, line) in zip(axes, groups, strict=True):
-        line = line.sort_values("value")
-        x = line["value"].to_numpy(float)
-        ax.plot(x, line["ds"], "-o", ms=3, c="C0", label="DS")
-        ax.fill_between(x, line["ds_min"], line["ds_max"], color="C0", alpha=0.15)
-        ax.plot(x, line["us"], "--s", ms=3, c="C1", label="US")
-        if (x > 0).all() and len(x) > 1 and x.max() / x.min() > 20:
-            ax.set_xscale("log")
-        ax.set_title(title(key), fontsize=9)
+def plot_depth_vs_eir(
+    summary: pd.DataFrame,
+    fits: pd.DataFrame,
+    stem: str | Path,
+    *,
+    correlation: pd.DataFrame | None = None,
+    saturation: pd.DataFrame | None = None,
+) -> list[Path]:
+    """Saturation depth against e_IR across tasks, a panel per (upstream task, shots, probe).
+
+    Parameters
+    ----------
+    summary : :func:`layerprobe.results.layersat.task_layer_summary`' table (best_depth: the
+        paper's saturation depth, mean over the top checkpoints, and its standard error).
+    fits : the fit table (e_ir, e_ir_lo, e_ir_hi, status).
+    stem : output stem.
+    correlation : :func:`layerprobe.results.layersat.saturation_correlation`' table, for the
+        ρ printed in each panel (None: none printed).
+    saturation : :func:`layerprobe.results.layersat.layer_saturation`' table with seed
+        intervals (``draws``), for the depth bar of a task summarised over one checkpoint.
+
+    Only tasks whose fit is ``ok`` and whose best layer is not within noise of chance are
+    drawn (the pairs the correlation uses), as filled markers labelled with the task;
+    horizontal bars: the e_IR interval; vertical bars: ± 1.96 standard errors of the mean
+    depth over checkpoints, or the interval from the seeds where one checkpoint is summarised.
+    Each panel says how many tasks it leaves out and why.
+    """
+    good = fits["status"].eq("ok") if "status" in fits.columns else fits["converged"].astype(bool)
+    joined = summary.merge(fits.assign(_ok=good)[[*GROUP, "e_ir", "e_ir_lo", "e_ir_hi", "_ok"]],
+                           on=GROUP)  # fmt: skip
+    cells = ["upstream_task", "shots", "probe"]
+    groups = list(joined.groupby(cells, sort=True, observed=True))
+    order = sorted(groups, key=lambda g: (g[0][0], g[0][1] == 0, g[0][1], g[0][2]))
+    fig, axes = panels(len(order), width=4.6, height=4.0, top=1.0)
+    styles = task_styles(joined["task"])
+    for ax, ((upstream, shots, probe), part) in zip(axes, order, strict=True):
+        shown = part[part["_ok"] & ~part["near_chance"].astype(bool)]
+        x = shown["e_ir"].to_numpy(float)
+        y = shown["best_depth"].to_numpy(float)
+        xerr = np.abs(np.c_[x - shown["e_ir_lo"], shown["e_ir_hi"] - x].T)
+        half = 1.96 * shown["best_depth_se"].to_numpy(float)
+        lo, hi = np.clip(y - half, 0, 1), np.clip(y + half, 0, 1)
+        seeds = _seed_interval(saturation, shown)
+        lo = np.where(np.isfinite(lo), lo, seeds[0])
+        hi = np.where(np.isfinite(hi), hi, seeds[1])
+        yerr = np.nan_to_num(np.c_[y - lo, hi - y].T)
+        for i, task in enumerate(shown["task"].astype(str)):
+            ax.errorbar(x[i], y[i], xerr=np.nan_to_num(xerr[:, i : i + 1]),
+                        yerr=yerr[:, i : i + 1], ms=5, capsize=2, lw=0.8, ls="none",
+                        **styles[task])  # fmt: skip
+            ax.annotate(task, (x[i], y[i]), xytext=(3, 3), textcoords="offset points", fontsize=6)
+        undetermined = int((~part["_ok"]).sum())
+        near = int((part["_ok"] & part["near_chance"].astype(bool)).sum())
+        lines = [f"{len(shown)} tasks drawn"]
+        if undetermined:
+            lines.append(f"{undetermined} with e_IR undetermined left out")
+        if near:
+            lines.append(f"{near} near chance left out")
+        rho = _rho_text(correlation, upstream, shots, probe)
+        if rho:
+            lines.insert(0, rho)
+        ax.text(0.98, 0.02, "\n".join(lines), transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=7, bbox=dict(fc="white", ec="0.8", alpha=0.85))  # fmt: skip
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_xlabel("e_IR (fitted, 95 % interval)")
+        ax.set_ylabel("saturation depth (best layer)")
+        name = f"{shots_label(shots)}, {probe}" + (f"\nfrom {upstream}" if upstream else "")
+        ax.set_title(name, fontsize=9)
+    fig.suptitle("Saturation depth against e_IR, one point per task (the paper predicts a "
+                 "falling trend)")  # fmt: skip
+    return save(fig, stem)
+
+
+def _seed_interval(saturation: pd.DataFrame | None, shown: pd.DataFrame) -> np.ndarray:
+    """(2, N) mean seed interval of the best depth over each shown task's top checkpoints (NaN
+    without ``saturation`` or its intervals)."""
+    nan = np.full((2, len(shown)), np.nan)
+    if saturation is None or "best_depth_lo" not in saturation.columns or shown.empty:
+        return nan
+    from layerprobe.results.layersat import top_checkpoints
+
+    means = (
+        top_checkpoints(saturation)
+        .groupby(GROUP, observed=True)[["best_depth_lo", "best_depth_hi"]]
+        .mean()
+    )
+    found = shown[GROUP].merge(means.reset_index(), on=GROUP, how="left")
+    return found[["best_depth_lo", "best_depth_hi"]].to_numpy(float).T
+
+
+def _rho_text(correlation, upstream, shots, probe) -> str:
+    if correlation is None or correlation.empty:
+        return ""
+    row = correlation[
+        (correlation["upstream_task"] == upstream)
+        & (correlation["shots"] == shots)
+        & (correlation["probe"] == probe)
+        & (correlation["measure"] == "best_depth")
+    ]
+    if row.empty or not np.isfinite(row["rho"].iloc[0]):
+        return ""
+    r = row.iloc[0]
+    interval = f" [{r['rho_lo']:+.2f}, {r['rho_hi']:+.2f}]" if np.isfinite(r["rho_lo"]) else ""
+    return f"Spearman ρ = {r['rho']:+.2f}{interval}"
+
+
+def plot_knobs(effects: pd.DataFrame, knob: str, stem: str | Path) -> list[Path]:
+    """US and DS accuracy at each value of one knob (head weight decay or learning rate), a
+    panel per task, a DS line per shot count; the values sit on a categorical axis (evenly
+    spaced, labelled with the value), so 0 and 0.05 do not overlap."""
+    part = effects[effects["knob"] == knob]
+    cells = ["upstream_task", "task", "probe"]
+    groups = list(part.groupby(cells, sort=True, observed=True))
+    values = sorted(set(part["value"].astype(float)))
+    where = {v: i for i, v in enumerate(values)}
+    shot_values = sorted(set(part["shots"]), key=lambda s: (s == 0, s))
+    fig, axes = panels(len(groups), top=1.2 if len(groups) >= 3 else 0.95)  # room for a legend
+    band = len(shot_values) == 1  # min–max bands of several shot counts would hide each other
+    for ax, ((upstream, task, probe), cell) in zip(axes, groups, strict=True):
+        for j, shots in enumerate(shot_values):
+            line = cell[cell["shots"] == shots].sort_values("value")
+            x = line["value"].astype(float).map(where).to_numpy(float)
+            ax.plot(x, line["ds"], "-o", ms=3, c=f"C{j % 10}", label=f"DS, {shots_label(shots)}")
+            if band:
+                ax.fill_between(x, line["ds_min"], line["ds_max"], color="C0", alpha=0.12,
+                                label="DS, min–max over checkpoints")  # fmt: skip
+        us = cell.drop_duplicates("value").sort_values("value")
+        ax.plot(us["value"].astype(float).map(where), us["us"], "--s", ms=3, c="k", label="US")
+        ax.set_xticks(range(len(values)), [f"{v:g}" for v in values], fontsize=8)
+        ax.set_xlim(-0.4, len(values) - 0.6)
+        ax.set_title(title((upstream, task, None, probe)), fontsize=9)
         ax.set_xlabel(knob)
         ax.set_ylabel("accuracy")
-    if axes:
-        axes[0].legend(fontsize=7)
-    fig.suptitle(f"Accuracy against {knob}, {shots_label(shots)} (mean; band: min–max of DS)")
+    _legend_above(fig, axes)
+    fig.suptitle(f"Accuracy at each {knob} (means over checkpoints)")
     return save(fig, stem)
 
 
@@ -274,7 +459,8 @@ def plot_task_correlation(points: pd.DataFrame, shots: int, stem: str | Path) ->
             for j in range(n):
                 value = corr.iat[i, j]
                 if np.isfinite(value):
-                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6)
+                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if abs(value) > 0.6 else "black")  # fmt: skip
     fig.colorbar(image, ax=ax, label="Spearman ρ")
     ax.set_title(f"Rank correlation across checkpoints, {shots_label(shots)}", fontsize=9)
     return save(fig, stem)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from layerprobe import __version__
@@ -32,8 +33,9 @@ from layerprobe.results.layersat import (
     layer_saturation,
     saturation_correlation,
     task_layer_summary,
+    top_checkpoints,
 )
-from layerprobe.results.points import NO_US, checkpoint_points
+from layerprobe.results.points import GROUP, NO_US, checkpoint_points
 from layerprobe.results.read import ANALYSIS_SCHEMA, read_selected
 from layerprobe.results.show import check_shots
 from layerprobe.results.similarity_plots import similarity_figures
@@ -43,6 +45,7 @@ from layerprobe.results.tables import fit_display
 # Every analysis column but val_accuracy (the report shows test accuracy at the selected λ).
 REPORT_COLUMNS = tuple(c for c in ANALYSIS_SCHEMA.names if c != "val_accuracy")
 PER_CHECKPOINT_ROWS = 200  # above this, the layer table shows per-task means only
+LONG_TABLE = 12  # tables with more rows are collapsed in <details>
 
 
 @dataclass
@@ -66,6 +69,7 @@ def write_report(
     warn: Callable[[str], None] | None = None,
     progress: Callable[[str], None] | None = None,
     skip_bad: bool = False,
+    svg: bool = False,
 ) -> Path:
     """Analyse the store below ``results_dir`` and write ``out_dir/report.html``.
 
@@ -79,11 +83,14 @@ def write_report(
     warn, progress : where warnings and stage messages go (default: stderr, nowhere).
     skip_bad : leave out bad result parts with a warning instead of stopping
         (:func:`layerprobe.results.store.read`, the reader every command shares).
+    svg : also write an SVG copy of every figure to ``plots/`` (the page embeds the PNGs).
 
     Returns
     -------
     Path of ``report.html``. Next to it: ``fits.parquet`` (when anything was fitted),
-    ``layers.parquet`` and ``plots/``.
+    ``layers.parquet`` and ``plots/``. The page opens with a summary computed from the same
+    tables as the sections below it, then the figures (each with a caption saying what to read
+    from it), then the tables (those over :data:`LONG_TABLE` rows collapsed).
     """
     out = check_folder(out_dir, "--out")
     say = progress or (lambda message: None)
@@ -104,31 +111,36 @@ def write_report(
     curves = layer_curves(table)
     saturation = layer_saturation(curves, draws=100, seed=seed)
     chance = chance_levels(table)
+    summary = task_layer_summary(saturation, chance=chance)
     write_fits(saturation, out / "layers.parquet")
-    sections = [_layer_section(saturation, chance)]
 
-    pts, fits = None, None
+    pts, fits, corr = None, None, None
     if table["upstream_accuracy"].notna().any():
         say("saturation fits")
         pts = checkpoint_points(table, layer, warn=warn)
         fits = fit_points(pts, form, points, holdout_top, bootstrap, seed, warn, layer=layer)
         if len(fits):
             write_fits(fits, out / "fits.parquet")
-        sections.insert(0, _fit_section(fits, saturation, chance))
-        sections.append(_knob_section(pts))
-    else:
-        sections.insert(0, Section("Saturation fit", [_p(NO_US[0].upper() + NO_US[1:] + ".")]))
+            corr = saturation_correlation(saturation, fits, chance=chance)
 
     sections.append(_knob_pairs_section(table))
     say("plots")
-    figures = _figures(out / "plots", curves, pts, fits)
-    sections.append(Section("Figures", [_figure(path) for path in figures]))
-    cka = similarity_figures(results_dir, out)  # only when `layerprobe similarity` was run
-    if cka is not None:
-        sections.append(Section("Layer similarity (CKA)", [_p(cka[0]), *map(_figure, cka[1])]))
-    sections.append(_settings_section(results_dir, table, options))
+    with plots.vector_copies(svg):
+        figures = _figures(out / "plots", curves, pts, fits, summary, corr, saturation)
+        cka = similarity_figures(results_dir, out)  # only when `layerprobe similarity` was run
+    # The page, top to bottom: the summary, the figures, then the tables (long ones collapsed).
+    # A new section is one function returning a Section (or None) and one line here.
+    sections = [
+        _summary_section(table, fits, saturation, summary, corr),
+        Section("Figures", [_figure(path, caption) for path, caption in figures]),
+        _cka_section(cka),
+        _fit_section(fits, corr),
+        _layer_section(saturation, summary),
+        _knob_section(pts),
+        _settings_section(results_dir, table, options),
+    ]
     path = out / "report.html"
-    _write_text(path, _page(sections, results_dir))
+    _write_text(path, _page([s for s in sections if s is not None], results_dir))
     say(f"wrote {path}")
     return path
 
@@ -136,8 +148,200 @@ def write_report(
 # -- sections ------------------------------------------------------------------------------------
 
 
-def _fit_section(fits: pd.DataFrame, saturation: pd.DataFrame, chance=None) -> Section:
+def _summary_section(
+    table: pd.DataFrame,
+    fits: pd.DataFrame | None,
+    saturation: pd.DataFrame,
+    summary: pd.DataFrame,
+    corr: pd.DataFrame | None,
+) -> Section:
+    """What the store holds and what the data support, from the tables the sections show."""
+    section = Section("Summary")
+    items = [_store_facts(table)]
+    if fits is None:
+        items.append(html.escape(NO_US[0].upper() + NO_US[1:] + "."))
+    elif fits.empty:
+        items.append("No (task, shots) had 3 or more points to fit: no ceilings.")
+    else:
+        items += _ceilings(fits)
+    items += _peaks(saturation, summary)
+    if corr is not None:
+        items += _correlations(corr)
+    section.html.append("<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>")
+    return section
+
+
+def _store_facts(table: pd.DataFrame) -> str:
+    shot_counts = sorted(set(table["shots"].astype(int)), key=lambda s: (s == 0, s))
+    us = table.groupby("model_key", observed=True)["upstream_accuracy"].first().astype(float)
+    text = (
+        f"<b>The store</b>: {_count(table['model_key'].nunique(), 'checkpoint')}, "
+        f"{_count(table['task'].nunique(), 'task')}, "
+        f"shots {', '.join(map(plots.shots_label, shot_counts))}, "
+        f"{_count(table['seed'].nunique(), 'seed')}, "
+    )
+    if us.notna().any():
+        upstream = _few(table["upstream_task"]) if "upstream_task" in table else "–"
+        text += (
+            f"US accuracy {us.min():.3f}–{us.max():.3f} on {html.escape(upstream)} "
+            f"({int(us.notna().sum())} checkpoints with US accuracy)."
+        )
+    else:
+        text += "no US accuracy."
+    return text
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _cells(frame: pd.DataFrame, cells=("upstream_task", "shots", "probe")):
+    """(label, part) per (upstream task, shots, probe), shots in order (full split last)."""
+    groups = frame.groupby(list(cells), sort=True, observed=True)
+    keyed = sorted(groups, key=lambda g: (str(g[0][0]), g[0][1] == 0, g[0][1], str(g[0][2])))
+    several = frame["upstream_task"].nunique() > 1 or frame["probe"].nunique() > 1
+    for (upstream, shots, probe), part in keyed:
+        label = plots.shots_label(shots)
+        if several:
+            label += f", {probe}" + (f", from {upstream}" if upstream else "")
+        yield html.escape(label), part
+
+
+def _ceilings(fits: pd.DataFrame) -> list[str]:
+    good = fits["status"].eq("ok") if "status" in fits.columns else fits["converged"].astype(bool)
+    items = []
+    for label, part in _cells(fits.assign(_ok=good)):
+        ok = part[part["_ok"]].sort_values("saturation", ascending=False)
+        determined = ", ".join(
+            f"{html.escape(str(r.task))} {r.saturation:.3f}"
+            + (
+                f" [{r.saturation_lo:.2f}, {r.saturation_hi:.2f}]"
+                if np.isfinite(r.saturation_lo) and np.isfinite(r.saturation_hi)
+                else ""
+            )
+            for r in ok.itertuples()
+        )
+        text = f"<b>Ceilings, {label}</b> (1 − e_IR, 95 % interval): "
+        text += (
+            f"the data determine {len(ok)} of {len(part)}: {determined}."
+            if len(ok)
+            else f"the data determine none of the {len(part)} fitted tasks."
+        )
+        rest = part[~part["_ok"]]
+        if len(rest):
+            reasons = rest.groupby("status", sort=True)["task"].apply(
+                lambda t: ", ".join(sorted(map(str, t)))
+            )
+            text += (
+                " Undetermined: "
+                + "; ".join(
+                    f"{html.escape(str(reason))} ({html.escape(names)})"
+                    for reason, names in reasons.items()
+                )
+                + "."
+            )
+        items.append(text)
+    return items
+
+
+def _peaks(saturation: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    """Tasks whose best layer, over the top checkpoints by US accuracy, lies below the last
+    layer by more than one standard error over seeds (near-chance tasks left out)."""
+    top = top_checkpoints(saturation)
+    noise = top.groupby(GROUP, observed=True)["best_se"].apply(
+        lambda v: float(np.sqrt(np.mean(np.nan_to_num(v.to_numpy(float)) ** 2)))
+    )
+    rows = summary.join(noise.rename("noise"), on=GROUP)
+    items = []
+    for label, part in _cells(rows):
+        usable = part[~part["near_chance"].astype(bool)]
+        below = usable[(usable["gap"] > usable["noise"]) & (usable["best_depth"] < 1 - 1e-9)]
+        below = below.sort_values("gap", ascending=False)
+        names = ", ".join(
+            f"{html.escape(str(r.task))} (depth {r.best_depth:.2f}, {100 * r.gap:.1f} points "
+            "above the last layer)"
+            for r in below.itertuples()
+        )
+        text = f"<b>Peak below the last layer, {label}</b>: "
+        text += (
+            f"{len(below)} of {len(usable)} tasks: {names}." if len(below) else
+            f"none of {len(usable)} tasks."
+        )  # fmt: skip
+        near = part[part["near_chance"].astype(bool)]
+        if len(near):
+            text += (
+                f" Near chance, left out: {html.escape(', '.join(sorted(map(str, near['task']))))}."
+            )
+        items.append(text)
+    return items
+
+
+def _correlations(corr: pd.DataFrame) -> list[str]:
+    items = []
+    for label, part in _cells(corr[corr["measure"] == "best_depth"]):
+        r = part.iloc[0]
+        text = f"<b>Saturation depth against e_IR, {label}</b>: "
+        if not np.isfinite(r["rho"]):
+            why = (
+                "too few to correlate"
+                if r["tasks"] < 4
+                else "but the saturation depth or e_IR is the same for all of them, so ρ is "
+                "undefined"
+            )
+            text += f"{int(r['tasks'])} tasks with a determined e_IR, {why}: <b>cannot decide</b>."
+            items.append(text)
+            continue
+        text += f"Spearman ρ = {r['rho']:+.2f} over {int(r['tasks'])} tasks"
+        if np.isfinite(r["rho_lo"]):
+            text += f", 95 % interval [{r['rho_lo']:+.2f}, {r['rho_hi']:+.2f}] over tasks"
+        if np.isfinite(r["rho_ckpt_lo"]):
+            text += f", [{r['rho_ckpt_lo']:+.2f}, {r['rho_ckpt_hi']:+.2f}] over checkpoints"
+        if np.isfinite(r["partial_rho"]):
+            text += (
+                f"; partial ρ given last-layer accuracy {r['partial_rho']:+.2f} "
+                f"(p = {r['partial_p']:.2g})"
+            )
+        else:
+            text += "; partial ρ given last-layer accuracy undefined"
+        items.append(text + f": <b>{html.escape(verdict(r))}</b>.")
+    return items
+
+
+def verdict(row: pd.Series) -> str:
+    """The plain reading of one :func:`saturation_correlation` row for the paper's claim (a
+    negative ρ between saturation depth and e_IR): ``supports`` when every 95 % interval
+    (over tasks, over checkpoints) lies below 0, ``contradicts`` when every one lies above 0,
+    otherwise ``cannot decide``. A supporting ρ says whether it holds once last-layer accuracy
+    is held fixed (partial ρ with p < 0.05), since e_IR can restate the last layer's error."""
+    intervals = [
+        (row[lo], row[hi])
+        for lo, hi in (("rho_lo", "rho_hi"), ("rho_ckpt_lo", "rho_ckpt_hi"))
+        if np.isfinite(row[lo]) and np.isfinite(row[hi])
+    ]
+    if not np.isfinite(row["rho"]) or not intervals:
+        return "cannot decide (too few tasks for an interval)"
+    if all(hi < 0 for _, hi in intervals):
+        if not np.isfinite(row["partial_p"]):
+            return (
+                "supports the paper's claim, but last-layer accuracy orders the tasks as e_IR "
+                "does, so the two cannot be told apart"
+            )
+        if row["partial_p"] >= 0.05:
+            return (
+                "supports the paper's claim, but not once last-layer accuracy is held fixed "
+                "(it may only restate the last layer's error)"
+            )
+        return "supports the paper's claim, also with last-layer accuracy held fixed"
+    if all(lo > 0 for lo, _ in intervals):
+        return "contradicts the paper's claim"
+    return "cannot decide (the interval includes 0)"
+
+
+def _fit_section(fits: pd.DataFrame | None, corr: pd.DataFrame | None) -> Section:
     section = Section("Saturation fit")
+    if fits is None:
+        section.html.append(_p(NO_US[0].upper() + NO_US[1:] + "."))
+        return section
     section.html.append(
         _p(
             "Per downstream task and shot count: e_DS = k · e_US^α + e_IR fitted to the "
@@ -154,21 +358,24 @@ def _fit_section(fits: pd.DataFrame, saturation: pd.DataFrame, chance=None) -> S
     if fits.empty:
         section.html.append(_p("No (task, shots) had 3 or more points to fit."))
         return section
-    section.html.append(_table(fit_display(fits)))
-    corr = saturation_correlation(saturation, fits, chance=chance)
+    section.html.append(_table(fit_display(fits), "the fit of every task and shot count"))
     section.html.append("<h3>Layer saturation against e_IR (Spearman, across tasks)</h3>")
     section.html.append(
         _p(
             "The paper's Section 4 claim: tasks with a high e_IR peak below the last layer, so "
             "saturation depth and best depth correlate negatively with e_IR and the best−last "
-            "gap positively."
+            "gap positively. Only tasks whose e_IR the data determine; intervals: 95 % "
+            "bootstrap over tasks and over checkpoints; partial ρ: given last-layer accuracy."
         )
     )
-    section.html.append(_table(corr) if len(corr) else _p("Too few fitted tasks to correlate."))
+    if corr is not None and len(corr):
+        section.html.append(_table(corr, "every measure and shot count"))
+    else:
+        section.html.append(_p("Too few fitted tasks to correlate."))
     return section
 
 
-def _layer_section(saturation: pd.DataFrame, chance=None) -> Section:
+def _layer_section(saturation: pd.DataFrame, summary: pd.DataFrame) -> Section:
     section = Section("Layers")
     section.html.append(
         _p(
@@ -178,7 +385,6 @@ def _layer_section(saturation: pd.DataFrame, chance=None) -> Section:
             "Full table: layers.parquet."
         )
     )
-    summary = task_layer_summary(saturation, chance=chance)
     section.html.append(
         "<h3>Per task (means over the top third of checkpoints by US accuracy)</h3>"
     )
@@ -191,18 +397,20 @@ def _layer_section(saturation: pd.DataFrame, chance=None) -> Section:
                 + "."
             )
         )
-    section.html.append(_table(summary))
+    section.html.append(_table(summary, "per task and shot count"))
     if len(saturation) <= PER_CHECKPOINT_ROWS:
         cols = [
             "model", "model_key", "task", "shots", "probe", "us", "best_layer", "best_depth",
             "best_accuracy", "saturation_layer", "saturation_depth", "last_layer", "gap",
         ]  # fmt: skip
         section.html.append("<h3>Per checkpoint</h3>")
-        section.html.append(_table(saturation[cols]))
+        section.html.append(_table(saturation[cols], "per checkpoint, task and shot count"))
     return section
 
 
-def _knob_section(points: pd.DataFrame) -> Section:
+def _knob_section(points: pd.DataFrame | None) -> Section | None:
+    if points is None:
+        return None
     section = Section("Pre-training knobs")
     info = knob_information(points)
     known = info[info["knobs"] != ""]
@@ -215,13 +423,13 @@ def _knob_section(points: pd.DataFrame) -> Section:
                 "Gain = 1 − rmse_knobs / rmse_us (about 0: the knobs add nothing)."
             )
         )
-        section.html.append(_table(known))
+        section.html.append(_table(known, "per task and shot count"))
     effects = knob_effects(points)
     if len(effects):
         section.html.append(
             _p("Mean US and DS accuracy at each head weight decay / learning rate.")
         )
-        section.html.append(_table(effects))
+        section.html.append(_table(effects, "every knob value, task and shot count"))
     if not section.html:
         section.html.append(_p("No pre-training knobs vary in these results."))
     return section
@@ -265,7 +473,7 @@ def _settings_section(results_dir, table: pd.DataFrame, options: dict) -> Sectio
     }
     section.html.append(_table(pd.DataFrame({"": list(facts), "value": list(facts.values())})))
     section.html.append("<h3>Probe settings per probe × backend × shots</h3>")
-    section.html.append(_table(probe_settings(table)))
+    section.html.append(_table(probe_settings(table), "per probe, backend and shot count"))
     return section
 
 
@@ -301,47 +509,98 @@ def _few(column: pd.Series, n: int = 12) -> str:
 # -- figures ------------------------------------------------------------------------------------
 
 
-def _figures(folder: Path, curves, pts, fits) -> list[Path]:
-    """Write every figure; return the PNGs (the SVGs lie next to them)."""
-    written = []
+def _figures(folder: Path, curves, pts, fits, summary, corr, saturation) -> list[tuple[Path, str]]:
+    """Write every figure; return (PNG, caption) pairs in page order: the headline figures
+    (saturation depth against e_IR, e_IR against shots), then per shot count the saturation
+    fits and the layer curves, then the task correlation and the knob figures."""
+    written: list[tuple[list[Path], str]] = []
     shot_counts = sorted(set(curves["shots"]), key=lambda s: (s == 0, s))
+    fitted = fits is not None and len(fits) > 0
+    if fitted:
+        written.append((
+            plots.plot_depth_vs_eir(summary, fits, folder / "depth-vs-e_ir", correlation=corr,
+                                    saturation=saturation),  # fmt: skip
+            "Each point is a task whose data determine e_IR, at its mean saturation depth over "
+            "the top third of checkpoints: a falling trend (high e_IR, shallow best layer) is "
+            "what the paper's Section 4 predicts, and the bars show how far each point could "
+            "move (e_IR: 95 % profile interval; depth: ± 1.96 standard errors over checkpoints, or "
+            "the interval from the seeds where one checkpoint is summarised).",
+        ))  # fmt: skip
+    if fitted and fits["converged"].any():
+        written.append((
+            plots.plot_eir_vs_shots(fits, folder / "e_ir-vs-shots"),
+            "Read how each task's irreducible error e_IR changes with more shots (bars: 95 % "
+            "interval); only fits whose data determine e_IR are drawn.",
+        ))  # fmt: skip
     for shots in shot_counts:
         name = plots.shots_label(shots).replace(" ", "-")
-        if fits is not None and len(fits):
-            written += plots.plot_saturation(pts, fits, shots, folder / f"saturation-{name}")
-        written += plots.plot_layer_curves(curves, shots, folder / f"layers-{name}", pts)
-    if fits is not None and fits["converged"].any():
-        written += plots.plot_eir_vs_shots(fits, folder / "e_ir-vs-shots")
+        label = plots.shots_label(shots)
+        if fitted:
+            written.append((
+                plots.plot_saturation(pts, fits, shots, folder / f"saturation-{name}"),
+                f"Read, per task at {label}, how DS accuracy rises with US accuracy towards its "
+                "ceiling (dashed, 95 % band), drawn only where the data determine it; grey "
+                "panels say in red why they do not.",
+            ))  # fmt: skip
+        written.append((
+            plots.plot_layer_curves(curves, shots, folder / f"layers-{name}"),
+            f"Read where along the depth each task's accuracy peaks at {label}, and whether "
+            "checkpoints of higher US accuracy (yellow) peak at a different depth than weaker "
+            "ones (purple).",
+        ))  # fmt: skip
     if pts is not None:
+        counts = pts.groupby("shots")["task"].nunique()
+        several = [s for s in shot_counts if counts.get(s, 0) >= 2]
+        if several:  # one heat map: the largest few-shot count (the full split if only that)
+            shots = max(several, key=lambda s: (s != 0, s))
+            label = plots.shots_label(shots)
+            written.append((
+                plots.plot_task_correlation(pts, shots, folder / f"correlation-{label.replace(' ', '-')}"),
+                f"Read which tasks rank the checkpoints alike at {label} (red: the same order, "
+                "blue: the opposite) and which follow US accuracy (first row).",
+            ))  # fmt: skip
         effects = knob_effects(pts, HEAD_KNOBS)
         for knob in sorted(set(effects["knob"])):
-            for shots in shot_counts:
-                written += plots.plot_knobs(effects, knob, shots, folder / f"knob-{knob}-{shots}")
-        for shots in shot_counts:
-            if pts[pts["shots"] == shots]["task"].nunique() >= 2:
-                name = plots.shots_label(shots).replace(" ", "-")
-                written += plots.plot_task_correlation(pts, shots, folder / f"correlation-{name}")
-    return [p for p in written if p.suffix == ".png"]
+            written.append((
+                plots.plot_knobs(effects, knob, folder / f"knob-{knob}"),
+                f"Read whether DS accuracy (solid, a line per shot count) moves with {knob} "
+                "while US accuracy (dashed) does not; means over checkpoints that may also "
+                "differ in other knobs, so a difference here is not yet an effect of the knob.",
+            ))  # fmt: skip
+    return [(paths[0], caption) for paths, caption in written]
 
 
-def _figure(path: Path) -> str:
+def _figure(path: Path, caption: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    name = html.escape(path.stem)
-    svg = html.escape(path.with_suffix(".svg").name)
     return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{name}">'
-        f"<figcaption>{name} (vector version: plots/{svg})</figcaption></figure>"
+        f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(path.stem)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
+
+
+def _cka_section(cka: tuple[str, list[tuple[Path, str]]] | None) -> Section | None:
+    if cka is None:
+        return None
+    intro, figures = cka
+    return Section("Layer similarity (CKA)", [_p(intro), *(_figure(p, c) for p, c in figures)])
 
 
 # -- HTML ---------------------------------------------------------------------------------------
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1500px; color: #222; }
-table { border-collapse: collapse; font-size: 12px; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
-th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
-figure { margin: 1em 0; } img { max-width: 100%; } figcaption { font-size: 12px; color: #555; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em;
+       color: #222; line-height: 1.4; }
+.table { max-width: 100%; overflow-x: auto; margin: 0.5em 0 1.5em; }
+table { border-collapse: collapse; font-size: 12px; }
+th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; max-width: 32em;
+         overflow-wrap: break-word; }
+th { background: #f0f0f0; white-space: nowrap; }
+td:first-child, th:first-child { text-align: left; }
+details { margin: 0.5em 0 1.5em; } summary { cursor: pointer; color: #1a4f8b; }
+figure { margin: 1.5em 0; } img { max-width: 100%; height: auto; }
+figcaption { font-size: 14px; color: #333; max-width: 60em; }
+section#s0 { background: #f7f7f2; border: 1px solid #ddd; padding: 0.2em 1em; }
+section#s0 li { margin: 0.3em 0; }
 nav a { margin-right: 1em; }
 """
 
@@ -360,10 +619,17 @@ def _page(sections: list[Section], results_dir) -> str:
     )
 
 
-def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(
+def _table(frame: pd.DataFrame, what: str = "") -> str:
+    """The table in a container that scrolls sideways instead of running past the page; with
+    more than :data:`LONG_TABLE` rows, collapsed in ``<details>`` (``what`` names it)."""
+    body = frame.to_html(
         index=False, escape=True, na_rep="–", float_format=lambda v: f"{v:.4g}", border=0
     )
+    body = f'<div class="table">{body}</div>'
+    if len(frame) <= LONG_TABLE:
+        return body
+    label = html.escape(f"Table: {what} ({len(frame)} rows)" if what else f"{len(frame)} rows")
+    return f"<details><summary>{label}</summary>{body}</details>"
 
 
 def _p(text: str) -> str:

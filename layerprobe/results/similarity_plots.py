@@ -102,22 +102,35 @@ def find_similarity(results_dir: str | Path, out_dir: str | Path) -> Path | None
 
 def similarity_figures(
     results_dir: str | Path, out_dir: str | Path
-) -> tuple[str, list[Path]] | None:
-    """The report's layer-similarity figures: (a one-paragraph caption, the PNGs written to
-    ``out_dir/plots``), or None when no similarity table was found."""
+) -> tuple[str, list[tuple[Path, str]]] | None:
+    """The report's layer-similarity figures: (a one-paragraph introduction, (PNG written to
+    ``out_dir/plots``, its one-sentence caption) pairs), or None when no similarity table was
+    found."""
     path = find_similarity(results_dir, out_dir)
     if path is None:
         return None
     table = read_similarity(path)
     folder = Path(out_dir) / "plots"
-    written = plot_cka_to_last(table, folder / "cka-to-last")
+    figures = [
+        (
+            plot_cka_to_last(table, folder / "cka-to-last")[0],
+            "Read, beside the layer-accuracy curves above, how fast each checkpoint's "
+            "representation approaches its last layer's (CKA 1: the same up to rotation and "
+            "scale).",
+        )
+    ]
     for task in sorted(set(_within(table)["task"])):
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(task))
-        written += plot_similarity_maps(table, task, folder / f"cka-{name}")
-    caption = (
+        figures.append(
+            (
+                plot_similarity_maps(table, task, folder / f"cka-{name}")[0],
+                f"Read which layers of each checkpoint represent {task} alike (bright blocks: "
+                "stretches of layers that change the representation little).",
+            )
+        )
+    intro = (
         f"Linear CKA (debiased HSIC) between layers, from {path} (written by `layerprobe "
-        "similarity`). First each layer's CKA to its checkpoint's last layer against depth, a "
-        "panel per task, to read beside the layer-accuracy curves above; then the layer × layer "
-        "map of every checkpoint, a figure per task."
+        "similarity`): first each layer's CKA to its checkpoint's last layer against depth, a "
+        "panel per task; then the layer × layer map of every checkpoint, a figure per task."
     )
-    return caption, [p for p in written if p.suffix == ".png"]
+    return intro, figures

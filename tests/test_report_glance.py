@@ -1,0 +1,198 @@
+"""The report reads at a glance and shows its uncertainty: the summary comes first and is
+computed from the tables the sections show, every figure has a caption that says what to read,
+long tables are collapsed, undetermined fits have no ceiling drawn, and the page stays small."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from tests.results_data import DEPTHS, LAYERS, curve_ds, probe_rows, write_store
+
+# task: (k, alpha, e_IR, index of the best layer); the higher e_IR, the earlier the best layer,
+# as the paper's Section 4 claims. "steep" (α far above the others): e_IR undetermined.
+TASKS = {
+    "t0": (0.8, 2.0, 0.05, 3),
+    "t1": (0.8, 2.0, 0.12, 3),
+    "t2": (0.8, 2.0, 0.19, 2),
+    "t3": (0.8, 2.0, 0.26, 2),
+    "t4": (0.8, 2.0, 0.33, 1),
+    "t5": (0.8, 2.0, 0.40, 1),
+}
+STEEP = "steep"
+N_CHECKPOINTS = 11
+SHOTS = (1, 5)
+
+
+def peaked_store(folder):
+    """Checkpoints on each task's curve (odd ones 0.04 below) at its best layer; the other
+    layers 0.05 lower per layer of distance."""
+    rows = []
+    us_values = np.linspace(0.3, 0.9, N_CHECKPOINTS)
+    for i, us in enumerate(us_values):
+        for task, (k, alpha, e_ir, peak) in {**TASKS, STEEP: (0.8, 8.0, 0.1, 3)}.items():
+            top = float(curve_ds(us, k, alpha, e_ir)) - (0.04 if i % 2 else 0.0)
+            for shots in SHOTS:
+                for j, (layer, depth) in enumerate(zip(LAYERS, DEPTHS, strict=True)):
+                    rows += probe_rows(top - 0.05 * abs(j - peak), spread=0.005,
+                                       model_key=f"m{i:02d}", upstream_accuracy=float(us),
+                                       head_wd=(0.0, 0.05)[i % 2], task=task, shots=shots,
+                                       layer=layer, depth=depth, n_train=shots * 10)  # fmt: skip
+    return write_store(rows, folder)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    from layerprobe.results import write_report
+
+    root = tmp_path_factory.mktemp("glance")
+    return write_report(peaked_store(root / "res"), root / "out", bootstrap=0)
+
+
+def _summary(page: str) -> str:
+    start = page.index("<h2>Summary</h2>")
+    return page[start : page.index("</section>", start)]
+
+
+def test_summary_comes_before_every_figure_and_table(report):
+    page = report.read_text()
+    summary = page.index("<h2>Summary</h2>")
+    assert summary < page.index("<img") and summary < page.index("<table")
+    assert "<table" not in _summary(page) and "<img" not in _summary(page)
+    assert page.index("<img") < page.index("<table")  # figures before tables
+
+
+def test_summary_states_what_the_store_holds_and_the_ceilings_of_the_fit_table(report):
+    text = html.unescape(_summary(report.read_text()))
+    assert f"{N_CHECKPOINTS} checkpoints, {len(TASKS) + 1} tasks, shots 1-shot, 5-shot" in text
+    assert "US accuracy 0.300–0.900" in text
+    fits = pd.read_parquet(report.parent / "fits.parquet")
+    assert set(fits.loc[fits["task"] == STEEP, "status"]) != {"ok"}
+    for shots in SHOTS:
+        line = text[text.index(f"Ceilings, {shots}-shot") :].split("\n")[0]
+        part = fits[fits["shots"] == shots]
+        for r in part.itertuples():
+            if r.status == "ok":  # the ceiling and its interval, as the fit table has them
+                assert f"{r.task} {r.saturation:.3f} [{r.saturation_lo:.2f}, " in line
+            else:  # an undetermined fit: its reason, no number
+                assert f"{r.status} ({r.task})" in line and f"{r.task} 0." not in line
+        assert f"determine {int((part['status'] == 'ok').sum())} of {len(part)}" in line
+
+
+def test_summary_names_the_tasks_that_peak_below_the_last_layer(report):
+    text = html.unescape(_summary(report.read_text()))
+    below = sorted(t for t, (*_, peak) in TASKS.items() if peak < len(LAYERS) - 1)
+    for shots in SHOTS:
+        line = text[text.index(f"Peak below the last layer, {shots}-shot") :].split("\n")[0]
+        line = line[: line.index("</li>")] if "</li>" in line else line
+        named = sorted(re.findall(r"(t\d) \(depth", line))
+        assert named == below
+        for task in below:
+            peak = TASKS[task][3]
+            gap = 5.0 * (len(LAYERS) - 1 - peak)  # 0.05 per layer of distance, in points
+            assert f"{task} (depth {DEPTHS[peak]:.2f}, {gap:.1f} points above the last" in line
+
+
+def test_summary_gives_the_correlation_with_intervals_and_a_verdict(report):
+    from layerprobe.results.report import verdict
+
+    text = html.unescape(_summary(report.read_text()))
+    layers = pd.read_parquet(report.parent / "layers.parquet")
+    assert not layers.empty
+    # The constructed tasks peak earlier the higher their e_IR: ρ < 0, intervals below 0.
+    for shots in SHOTS:
+        line = text[text.index(f"Saturation depth against e_IR, {shots}-shot") :]
+        line = line[: line.index("</li>")]
+        rho = float(re.search(r"Spearman ρ = ([+-][\d.]+) over (\d+) tasks", line).group(1))
+        assert rho < -0.8
+        assert f"over {len(TASKS)} tasks" in line and "over checkpoints" in line
+        assert "supports the paper's claim" in line
+    row = pd.Series(
+        dict(rho=0.1, rho_lo=-0.4, rho_hi=0.5, rho_ckpt_lo=-0.3, rho_ckpt_hi=0.4,
+             partial_rho=0.0, partial_p=0.9)
+    )  # fmt: skip
+    assert verdict(row).startswith("cannot decide")
+    above = row.copy()
+    above[["rho_lo", "rho_ckpt_lo"]] = 0.2, 0.1
+    assert verdict(above).startswith("contradicts")
+    below = row.copy()
+    below[["rho", "rho_lo", "rho_hi", "rho_ckpt_lo", "rho_ckpt_hi"]] = -0.8, -0.9, -0.5, -0.9, -0.4
+    assert verdict(below).startswith("supports") and "not once" in verdict(below)
+    below["partial_p"] = 0.01
+    assert verdict(below).endswith("also with last-layer accuracy held fixed")
+
+
+def test_every_figure_has_a_caption_that_says_what_to_read(report):
+    page = report.read_text()
+    figures = re.findall(r'<figure><img src="data:image/png;base64,[^"]+" alt="([^"]+)">'
+                         r"<figcaption>([^<]+)</figcaption></figure>", page)  # fmt: skip
+    pngs = sorted(p.stem for p in (report.parent / "plots").glob("*.png"))
+    assert sorted(alt for alt, _ in figures) == pngs and page.count("<figure>") == len(pngs)
+    names = {"depth-vs-e_ir", "e_ir-vs-shots", "saturation-1-shot", "layers-5-shot",
+             "knob-head_wd", "correlation-5-shot"}  # fmt: skip
+    assert names <= set(pngs)
+    for alt, caption in figures:
+        caption = html.unescape(caption)
+        assert alt not in caption and ".png" not in caption and ".svg" not in caption
+        assert caption.startswith(("Read", "Each")) and caption.count(". ") == 0
+        assert len(caption.split()) >= 12 and caption.endswith(".")
+    assert not list((report.parent / "plots").glob("*.svg"))  # SVG only on request
+
+
+def test_long_tables_are_collapsed_and_every_table_scrolls_inside_its_container(report):
+    from layerprobe.results.report import LONG_TABLE
+
+    page = report.read_text()
+    tables = re.findall(r"(<details>)?(?:<summary>[^<]*</summary>)?<div class=\"table\">"
+                        r"(<table.*?</table>)</div>", page, re.S)  # fmt: skip
+    assert len(tables) == page.count("<table")  # every table inside its scrolling container
+    collapsed = 0
+    for details, table in tables:
+        rows = table.count("<tr") - 1  # minus the header
+        assert bool(details) == (rows > LONG_TABLE)
+        collapsed += bool(details)
+    assert collapsed >= 2  # the fit table (14 rows) and the per-checkpoint layer table
+    assert ".table { max-width: 100%; overflow-x: auto;" in page
+
+
+def test_undetermined_fits_have_no_ceiling_line_and_say_why(report):
+    from layerprobe.results import plots
+    from layerprobe.results.points import checkpoint_points
+    from layerprobe.results.read import read_selected
+
+    fits = pd.read_parquet(report.parent / "fits.parquet")
+    points = checkpoint_points(read_selected(report.parent.parent / "res"), "pre_logits")
+    drawn = {}
+    for status in ("ok", "undetermined"):
+        row = fits[(fits["status"] == "ok") == (status == "ok")].iloc[0]
+        part = points[(points["task"] == row["task"]) & (points["shots"] == row["shots"])]
+        ax = Figure().subplots()
+        reason = plots._draw_fit(ax, row, part["us"].to_numpy(float), part["ds"].to_numpy(float))
+        labels = [line.get_label() for line in ax.get_lines()]
+        curve = next(line for line in ax.get_lines() if line.get_label().startswith("fit ("))
+        drawn[status] = (reason, labels, len(ax.patches), np.max(curve.get_xdata()))
+        assert reason == (None if status == "ok" else row["status"])
+    assert any(label.startswith("1 − e_IR") for label in drawn["ok"][1])
+    assert drawn["ok"][2] == 1 and drawn["ok"][3] == 1.0  # the band; the curve to US = 1
+    assert not any(label.startswith("1 − e_IR") for label in drawn["undetermined"][1])
+    assert drawn["undetermined"][2] == 0  # no interval band
+    assert drawn["undetermined"][3] < 0.91  # the curve stops at the data (top US 0.9)
+
+
+def test_report_of_many_tasks_stays_small(tmp_path):
+    from layerprobe.results import write_report
+    from tests.results_data import curve_store
+
+    rng = np.random.default_rng(0)
+    tasks = {f"task-{i:02d}": (rng.uniform(0.5, 1), rng.uniform(1, 3), rng.uniform(0.02, 0.4))
+             for i in range(10)}  # fmt: skip
+    page = write_report(curve_store(tmp_path / "res", tasks, n=7), tmp_path / "o", bootstrap=0)
+    # depth vs e_IR, e_IR vs shots, saturation, layers, the task heat map, head_wd
+    assert page.read_text().count("<figure>") == 6
+    size = page.stat().st_size
+    assert size < 500_000, f"report.html of 10 tasks is {size / 1e6:.2f} MB"
