@@ -123,7 +123,6 @@ def write_report(
             write_fits(fits, out / "fits.parquet")
             corr = saturation_correlation(saturation, fits, chance=chance)
 
-    sections.append(_knob_pairs_section(table))
     say("plots")
     with plots.vector_copies(svg):
         figures = _figures(out / "plots", curves, pts, fits, summary, corr, saturation)
@@ -137,6 +136,7 @@ def write_report(
         _fit_section(fits, corr),
         _layer_section(saturation, summary),
         _knob_section(pts),
+        _knob_pairs_section(table),
         _settings_section(results_dir, table, options),
     ]
     path = out / "report.html"
