@@ -9,12 +9,13 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
 from cachefiles import write_task
 
 from layerprobe import progress
 from layerprobe.progress import Progress, duration
 from tests.helpers_pretrain import lp_home_fixture  # noqa: F401 - the shared image cache
-from tests.jobs_helpers import CONVNET, job_text, write_job
+from tests.jobs_helpers import job_text, write_job
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,27 +151,54 @@ def test_demo_pretraining_shows_epochs_steps_and_reuse(lp_home, tmp_path, capsys
 
 
 # ------------------------------------------------------------------ run: the plan
-def test_run_shows_the_plan_and_says_when_all_was_reused(lp_home, tmp_path, capsys):
+GRID = (  # a real pre-training unit, small: 300 images, 2 epochs of seconds each
+    '\n[pretrain]\nmodel = "resnet-tiny32"\ntask = "builtin/textures"\nepochs = 2\n'
+    'batch_size = 32\nwarmup_epochs = 0.1\ndevice = "cpu"\n'
+)
+
+
+def test_run_shows_the_plan_and_says_what_it_reused(lp_home, tmp_path, capsys):
     from layerprobe.jobs import run_job
 
-    text = job_text("one", tmp_path, tasks=("builtin/textures",), models=CONVNET)
-    path = write_job(tmp_path / "one.toml", text)
+    path = write_job(tmp_path / "one.toml", job_text("one", tmp_path, ["builtin/histology"], GRID))
     report = run_job(path, in_process=True)
-    total = report.ran
     err = capsys.readouterr().err
-    assert report.ok and total == 4  # extract train, val and test; probe
-    assert "layerprobe: job one: running 4 unit(s) (extract 0/3, probe 0/1)" in err
-    [first] = lines(err, "layerprobe: run one: unit 1/4 (25%)")
-    [last] = lines(err, "layerprobe: run one: unit 4/4 (100%)")
-    assert "extract" in first and "(extract 1/3 complete)" in first
-    assert re.search(r"— probe \S+ done \(probe 1/1 complete\)$", last)
+    assert report.ok and report.ran == 5  # pretrain; extract train, val and test; probe
+    assert "layerprobe: job one: running 5 unit(s) (pretrain 0/1, extract 0/3, probe 0/1)" in err
+    steps = lines(err, "layerprobe: run one: unit ")
+    assert [line.split(",")[0] for line in steps] == [  # the first, the last; 30 s between
+        "layerprobe: run one: unit 1/5 (20%)",
+        "layerprobe: run one: unit 5/5 (100%)",
+    ]
+    assert "— pretrain " in steps[0] and "(pretrain 1/1 complete)" in steps[0]
+    assert re.search(r"ETA \d+ (s|min \d+ s) — ", steps[0])
+    assert re.search(r"— probe \S+ done \(probe 1/1 complete\)$", steps[-1])
     again = run_job(path, in_process=True)
     assert again.ran == 0 and capsys.readouterr().err == (
-        "layerprobe: job one: all 4 unit(s) done already (extract 3/3, probe 1/1); reusing "
-        "them, nothing to run\n"
+        "layerprobe: job one: all 5 unit(s) done already (pretrain 1/1, extract 3/3, probe 1/1); "
+        "reusing them, nothing to run\n"
     )
     run_job(path, in_process=True, quiet=True)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.slow  # worker processes on a loaded 2-core machine: about a minute
+def test_run_relays_the_epochs_of_a_pretraining_worker(lp_home, tmp_path, capsys, monkeypatch):
+    from layerprobe.jobs import run_job
+
+    path = write_job(tmp_path / "one.toml", job_text("one", tmp_path, ["builtin/histology"], GRID))
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)  # every tick (~1 s) says what is running
+    report = run_job(path, workers=1)  # a supervised worker process, as `layerprobe run` runs
+    err = capsys.readouterr().err
+    assert report.ok and report.ran == 5
+    steps = lines(err, "layerprobe: run one: unit ")
+    assert [line.split(",")[0] for line in steps] == [
+        f"layerprobe: run one: unit {i}/5 ({20 * i}%)" for i in (1, 2, 3, 4, 5)
+    ]
+    # while the pre-training unit runs, its epochs reach the run's stderr from its log
+    epochs = re.findall(r"layerprobe: running pretrain \S+ \(for [^)]+\): pre-training \S+ "
+                        r"epoch (\d)/2 \(step \d+\) +loss .* img/s +ETA ", err)  # fmt: skip
+    assert "1" in epochs, err  # the line of epoch 1, while epoch 2 runs
 
 
 # ------------------------------------------------------------------ what commands say

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,7 +127,7 @@ def run_job(
         report.rerun = check.reasons
         for line in check.lines(plan):
             print(f"layerprobe: running again: {line}", file=sys.stderr)
-        progress = _Progress(plan, report.counts, graph.todo, quiet)
+        progress = _Progress(plan, report.counts, graph.todo, quiet, state)
 
         def on_outcome(i: int, outcome: Outcome) -> None:
             row = report.counts[outcome.stage]
@@ -166,6 +167,7 @@ def run_job(
                     on_outcome,
                     on_blocked,
                     in_process=in_process,
+                    on_tick=progress.tick,
                 )
         finally:
             progress.close()
@@ -216,10 +218,14 @@ class _Progress:
     terminal; elsewhere a line per unit at most every ``progress.INTERVAL`` seconds (and the
     first and last); failures always print."""
 
-    def __init__(self, plan: Plan, counts: dict[str, dict[str, int]], todo: int, quiet: bool):
+    def __init__(
+        self, plan: Plan, counts: dict[str, dict[str, int]], todo: int, quiet: bool, state: State
+    ):
         from layerprobe.progress import Progress
 
-        self.counts = counts
+        self.counts, self.quiet, self.state = counts, quiet, state
+        self.heard = time.monotonic()  # when the run last printed where it is
+        self.started: dict[str, float] = {}  # unit id -> when a tick first saw it running
         total = sum(c["total"] for c in counts.values())
         done = {s: c["done_before"] for s, c in counts.items() if c["total"]}
         before = sum(done.values())
@@ -236,7 +242,25 @@ class _Progress:
         self.bar = Progress(todo, desc=f"run {plan.job.name}", unit="unit", quiet=quiet,
                             first=True, last=True)  # fmt: skip
 
+    def tick(self, running: list[Work]) -> None:
+        """Every ``progress.INTERVAL`` seconds without a line: the last line of each running
+        unit's log (a pre-training unit logs its epochs and steps, with the time left)."""
+        from layerprobe import progress
+
+        now = time.monotonic()
+        if self.quiet or now - max(self.heard, self.bar.shown) < progress.INTERVAL:
+            return
+        self.heard = now
+        from layerprobe.progress import duration
+
+        for work in running:
+            since = self.started.setdefault(work.unit.id, now)
+            last = _last_line(self.state.log_path(work.unit.stage, work.unit.id))
+            where = f"{work.unit.stage} {work.unit.id} (for {duration(now - since)})"
+            self.bar.write(f"running {where}" + (f": {last}" if last else ""))
+
     def update(self, outcome: Outcome) -> None:
+        self.heard = time.monotonic()
         row = self.counts[outcome.stage]
         status = "done" if outcome.ok else "failed"
         self.bar.update(note=f"{outcome.stage} {outcome.id} {status} ({outcome.stage} "
@@ -251,3 +275,19 @@ class _Progress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def _last_line(path: Path, tail: int = 4096) -> str:
+    """The last line a unit logged, without its ``layerprobe:`` prefix ("" if none yet)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - tail))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    found = [
+        line.strip()
+        for line in text.replace("\r", "\n").splitlines()
+        if line.strip() and not line.startswith("== ")  # not the header of an attempt
+    ]
+    return found[-1].removeprefix("layerprobe: ") if found else ""
