@@ -118,7 +118,9 @@ def test_probing_shows_each_unit_and_reuse(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ pre-training, demo step
-def test_demo_pretraining_shows_epochs_steps_and_reuse(lp_home, tmp_path, capsys, monkeypatch):
+def test_demo_pretraining_and_extraction_show_progress_and_reuse(
+    lp_home, tmp_path, capsys, monkeypatch
+):
     from layerprobe.jobs import demo
 
     monkeypatch.setattr(progress, "INTERVAL", 0.0)  # a step line as if every step took 30 s
@@ -148,6 +150,21 @@ def test_demo_pretraining_shows_epochs_steps_and_reuse(lp_home, tmp_path, capsys
     assert "layerprobe demo: pre-training: 1 of 1 run(s) reused, 0 trained (2 checkpoints)" in err
     demo._pretrain(ladder, tmp_path / "runs", demo._sayer(True), True)
     assert capsys.readouterr().err == ""
+    # the extraction step: one unit per (checkpoint, task), then the same units reused
+    monkeypatch.setattr(progress, "INTERVAL", 30.0)
+    cache, tasks = tmp_path / "cache", ["builtin/histology"]
+    demo._extract(paths, tasks, cache, demo._sayer(False), False)
+    err = capsys.readouterr().err
+    assert "layerprobe demo: stage 2/4: extracting every layer of 2 checkpoints on 1 tasks" in err
+    assert [line.split(",")[0] for line in lines(err, "layerprobe: extract: ")] == [
+        "layerprobe: extract: unit 1/2 (50%)",
+        "layerprobe: extract: unit 2/2 (100%)",
+    ]
+    assert err.rstrip().endswith("ETA 0 s — checkpoint 2/2 builtin/histology")
+    demo._extract(paths, tasks, cache, demo._sayer(False), False)
+    err = capsys.readouterr().err
+    assert "— checkpoint 2/2 builtin/histology (reused)" in err
+    assert f"layerprobe demo: extraction: 2 of 2 units reused from {cache}" in err
 
 
 # ------------------------------------------------------------------ run: the plan
