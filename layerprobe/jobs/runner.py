@@ -251,12 +251,10 @@ class _Progress:
         if self.quiet or now - max(self.heard, self.bar.shown) < progress.INTERVAL:
             return
         self.heard = now
-        from layerprobe.progress import duration
-
         for work in running:
             since = self.started.setdefault(work.unit.id, now)
             last = _last_line(self.state.log_path(work.unit.stage, work.unit.id))
-            where = f"{work.unit.stage} {work.unit.id} (for {duration(now - since)})"
+            where = f"{work.unit.stage} {work.unit.id} (for {progress.duration(now - since)})"
             self.bar.write(f"running {where}" + (f": {last}" if last else ""))
 
     def update(self, outcome: Outcome) -> None:
