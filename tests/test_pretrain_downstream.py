@@ -81,8 +81,11 @@ def test_upstream_reproduces_the_recorded_accuracy(ckpt, tmp_path, capsys):
     capsys.readouterr()
     code = main(["upstream", "--model", str(ckpt), "--task", "builtin/upstream", "--cache",
                  str(tmp_path / "c2"), "--device", "cpu"])  # fmt: skip
-    printed = float(capsys.readouterr().out.strip())  # with 6 decimals
-    assert code == 0 and printed == pytest.approx(measured, abs=5e-7)
+    out = capsys.readouterr().out.strip()  # labelled: model, task, split, images; 6 decimals
+    head, value = out.rsplit(": ", 1)
+    n = read_upstream(tmp_path / "c2", key)["n"]
+    assert head == f"upstream accuracy of {ckpt} on builtin/upstream (split val, {n} images)"
+    assert code == 0 and float(value) == pytest.approx(measured, abs=5e-7)
 
 
 def test_upstream_record_reaches_probe_rows_of_a_model_without_one(tmp_path, lp_home):

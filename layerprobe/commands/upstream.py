@@ -13,8 +13,8 @@ def add_parser(subparsers) -> None:
         help="score a model's own classifier head on a task's split (upstream accuracy)",
         description=(
             "Top-1 accuracy of the model's own classifier on a task's split (a timm ImageNet "
-            "model on imagenet, a pre-training checkpoint on its upstream task), printed and "
-            "recorded as <cache>/<model_key>/upstream.json, so later probes of that model key "
+            "model on imagenet, a pre-training checkpoint on its upstream task), printed with what "
+            "it was measured on and recorded as <cache>/<model_key>/upstream.json, so later probes of that model key "
             "carry it (where the checkpoint recorded no upstream accuracy of its own)."
         ),
     )
@@ -34,13 +34,19 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from layerprobe.commands._common import model_config_from_args
     from layerprobe.errors import ConfigError
-    from layerprobe.pretrain import upstream_accuracy
+    from layerprobe.pretrain import upstream_score
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
-    accuracy = upstream_accuracy(
+    score = upstream_score(
         model_config_from_args(args), args.task, args.split, cache_dir=args.cache,
         batch_size=args.batch_size, device=args.device, data_root=args.data_root,
     )  # fmt: skip
-    print(f"{accuracy:.6f}")
+    print(label(args.model, score))
     return 0
+
+
+def label(model: str, score) -> str:
+    """``upstream accuracy of MODEL on TASK (split val, 5000 images): 0.529100``."""
+    return (f"upstream accuracy of {model} on {score.task} (split {score.split}, {score.n} "
+            f"images): {score.accuracy:.6f}")  # fmt: skip

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from layerprobe import __version__
 from layerprobe.backbones import Backbone, ModelConfig, as_model_config
@@ -35,6 +34,7 @@ from layerprobe.extract.config import ExtractConfig
 from layerprobe.extract.data import batches
 from layerprobe.extract.features import BatchFeatures
 from layerprobe.extract.writer import PartialCache, merge_shards
+from layerprobe.progress import Progress
 from layerprobe.tasks.base import Task
 from layerprobe.tasks.registry import get_task
 
@@ -80,7 +80,9 @@ def extract(
                 "--checkpoint or --pretrained so that every rank loads the same weights"
             )
         job = _Job(bb=bb, task=task, config=config, device=dev, ranks=ranks, model_key=model_key)
-        return [job.run_split(split, requested) for split in split_names]
+        n = len(split_names)
+        return [job.run_split(split, requested, f"split {i} of {n}")
+                for i, split in enumerate(split_names, 1)]  # fmt: skip
     finally:
         distributed.stop(ranks)
 
@@ -167,6 +169,7 @@ class _Job:
     device: torch.device
     ranks: distributed.Ranks
     model_key: str
+    position: str = ""  # e.g. "split 1 of 2", in the progress of the split being extracted
 
     # -- messages ---------------------------------------------------------------------------
     def say(self, msg: str) -> None:
@@ -178,7 +181,8 @@ class _Job:
         print(f"layerprobe: warning: {where}{msg}", file=sys.stderr)
 
     # -- one split --------------------------------------------------------------------------
-    def run_split(self, split: str, requested: list[str]) -> Path:
+    def run_split(self, split: str, requested: list[str], position: str = "") -> Path:
+        self.position = position
         final = cache_path(self.config.cache_dir, self.model_key, self.task.name, split)
         check_folder(final.parent, "--cache")  # a file where a model-key or task folder belongs
         fingerprint = self.task.fingerprint(split, self.config.content_hash)
@@ -314,14 +318,14 @@ class _Job:
             self.config.workers,
             pin_memory=self.device.type == "cuda",
         )
-        show = not self.config.quiet and self.ranks.is_main and sys.stderr.isatty()
-        with tqdm(
-            total=stop - start,
+        where = f" ({self.position})" if self.position else ""
+        with Progress(
+            stop - start,
             initial=part.items_done,
             unit="img",
-            disable=not show,
-            desc=f"{self.task.name}/{split}",
-            dynamic_ncols=True,
+            quiet=self.config.quiet or not self.ranks.is_main,
+            desc=f"extract {self.task.name}/{split}{where}",
+            first=True,
         ) as bar:
             for x, index, errors in loader:
                 index = index.numpy()

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from layerprobe.errors import check_writable
+from layerprobe.progress import Progress, duration
 
 DEFAULT_OUT = "results/demo"
 
@@ -82,9 +83,9 @@ def demo(out_dir: str | Path = DEFAULT_OUT, quick: bool = False, quiet: bool = F
     Parameters
     ----------
     out_dir : the demo's folder; a second run reuses what is there.
-    quick : 4 checkpoints, 6 tasks, shots 5 and 25, one seed (about 2 minutes on 2 cores)
+    quick : 4 checkpoints, 6 tasks, shots 5 and 25, one seed (about 1.5 minutes on a quiet 2-core CPU)
         instead of 12 checkpoints, all 22 downstream tasks, shots 1/5/10/25 and two seeds.
-    quiet : no progress messages.
+    quiet : no progress messages (else the stage, unit i of n and the time left on stderr).
     """
     from layerprobe.tasks import list_tasks
 
@@ -96,12 +97,15 @@ def demo(out_dir: str | Path = DEFAULT_OUT, quick: bool = False, quiet: bool = F
     ]  # fmt: skip
     started = time.perf_counter()
     checkpoints = _pretrain(ladder, out / "runs", say, quiet)
-    _extract(checkpoints, tasks, out / "cache", say)
+    _extract(checkpoints, tasks, out / "cache", say, quiet)
     table = _probe(out, tasks, QUICK_SHOTS if quick else SHOTS, 1 if quick else 2, say, quiet)
     fits, layers, report = _analyse(out, table, say)
     text = summary_text(fits, layers, report, len(checkpoints), len(tasks))
-    say(f"done in {time.perf_counter() - started:.0f} s")
+    say(f"done in {duration(time.perf_counter() - started)}")
     return DemoResult(out, report, fits, layers, text)
+
+
+STAGES = 4  # pre-training, extraction, probing, fitting and the report
 
 
 def _sayer(quiet: bool) -> Callable[[str], None]:
@@ -111,39 +115,66 @@ def _sayer(quiet: bool) -> Callable[[str], None]:
 
 
 def _pretrain(ladder, runs: Path, say, quiet: bool) -> list[Path]:
-    """Every rung's checkpoint and snapshots, lowest upstream accuracy first where known."""
-    from layerprobe.pretrain import PretrainConfig, pretrain
+    """Every rung's checkpoint and snapshots, lowest upstream accuracy first where known.
 
+    Says which runs are reused (complete from an earlier demo) and, for each one trained,
+    which of the ladder's runs it is; the training shows a line per epoch unless ``quiet``.
+    """
+    from layerprobe.pretrain import PretrainConfig, pretrain, run_complete
+
+    done = [rung for rung in ladder if run_complete(runs / rung.name)]
+    todo = [rung for rung in ladder if rung not in done]
+    say(f"stage 1/{STAGES}: pre-training {len(ladder)} run(s)"
+        + (f"; {len(done)} of {len(ladder)} complete already, reused" if done else ""))  # fmt: skip
     paths = []
-    for i, rung in enumerate(ladder, 1):
-        say(f"pre-training {i}/{len(ladder)}: {rung.name} ({rung.model}, data {rung.data_fraction:g}, "
-            f"{rung.epochs} epoch{'s' * (rung.epochs > 1)})")  # fmt: skip
+    for rung in ladder:
+        if rung in todo:
+            i = todo.index(rung) + 1
+            say(f"pre-training {i}/{len(todo)}: {rung.name} ({rung.model}, data "
+                f"{rung.data_fraction:g}, {rung.epochs} epoch{'s' * (rung.epochs > 1)})")  # fmt: skip
         config = PretrainConfig(model=rung.model, data_fraction=rung.data_fraction,
                                 epochs=rung.epochs, snapshots=rung.snapshots, head_wd=rung.head_wd,
                                 head_lr_mult=rung.head_lr_mult, lr=rung.lr, **PRETRAIN)  # fmt: skip
-        final = pretrain(config, runs / rung.name, quiet=True)
+        final = pretrain(config, runs / rung.name, quiet=quiet or rung in done)
         paths += sorted((runs / rung.name / "snapshots").glob("*.pt")) + [final]
+    if done:
+        say(f"pre-training: {len(done)} of {len(ladder)} run(s) reused, {len(todo)} trained "
+            f"({len(paths)} checkpoints)")  # fmt: skip
     return paths
 
 
-def _extract(checkpoints: list[Path], tasks: list[str], cache: Path, say) -> None:
+def _extract(checkpoints: list[Path], tasks: list[str], cache: Path, say, quiet: bool) -> None:
+    """Every layer of every checkpoint on every task (train and test), one unit per
+    (checkpoint, task) with its progress; says how many units were reused from the cache."""
     from layerprobe.backbones import ModelConfig
     from layerprobe.extract import ExtractConfig, extract
 
     # train and test only: the probe holds validation rows out of train (never out of test).
     config = ExtractConfig(cache_dir=cache, splits="train,test", device="cpu", quiet=True)
-    for i, path in enumerate(checkpoints, 1):
-        say(f"extracting every layer of checkpoint {i}/{len(checkpoints)} on {len(tasks)} tasks")
-        bb = ModelConfig(str(path)).load()
-        for task in tasks:
-            extract(bb, task, config)
+    total = len(checkpoints) * len(tasks)
+    say(f"stage 2/{STAGES}: extracting every layer of {len(checkpoints)} checkpoints on "
+        f"{len(tasks)} tasks ({total} units)")  # fmt: skip
+    reused = 0
+    with Progress(total, desc="extract", unit="unit", quiet=quiet, first=True, last=True) as bar:
+        for i, path in enumerate(checkpoints, 1):
+            bb = ModelConfig(str(path)).load()
+            for task in tasks:
+                before = time.time_ns()
+                paths = extract(bb, task, config)
+                old = all(p.stat().st_mtime_ns < before for p in paths)
+                reused += old
+                bar.update(note=f"checkpoint {i}/{len(checkpoints)} {task}"
+                           + (" (reused)" if old else ""))  # fmt: skip
+    if reused:
+        say(f"extraction: {reused} of {total} units reused from {cache}")
 
 
 def _probe(out: Path, tasks, shots, seeds: int, say, quiet: bool) -> pd.DataFrame:
     from layerprobe.probe import ProbeConfig, run_probes
     from layerprobe.results import load
 
-    say(f"probing every layer at shots {', '.join(map(str, shots))}, {seeds} seed(s)")
+    say(f"stage 3/{STAGES}: probing every layer at shots {', '.join(map(str, shots))}, "
+        f"{seeds} seed(s)")  # fmt: skip
     config = ProbeConfig(shots=shots, seeds=seeds, device="cpu")
     run_probes(out / "cache", out / "results", config, tasks=tasks, quiet=quiet)
     return load(out / "results")
@@ -152,7 +183,7 @@ def _probe(out: Path, tasks, shots, seeds: int, say, quiet: bool) -> pd.DataFram
 def _analyse(out: Path, table: pd.DataFrame, say):
     from layerprobe.results import fit_saturation, layer_saturation, write_fits, write_report
 
-    say("fitting saturation curves and writing the report")
+    say(f"stage 4/{STAGES}: fitting saturation curves and writing the report")
     quiet_warn = lambda msg: None  # noqa: E731 - tasks too flat for a hull are in the report
     fits = fit_saturation(table, warn=quiet_warn)
     layers = layer_saturation(table)

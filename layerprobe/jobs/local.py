@@ -100,6 +100,7 @@ def run_local(
     on_blocked: Callable[[list[int]], None],
     *,
     in_process: bool = False,
+    on_tick: Callable[[list[Work]], None] | None = None,
 ) -> None:
     """Run every unit of ``graph`` on ``workers`` supervised processes, reporting each end.
 
@@ -108,6 +109,7 @@ def run_local(
     An exception raised by the unit machinery itself (not by the unit's stage, whose errors
     are the unit's failure) is raised here, after every worker has been stopped.
     ``in_process``: run the units here instead, one after another, unsupervised.
+    ``on_tick``: called about once a second with the units running (for progress).
     """
     if in_process:
         while (i := graph.pop()) is not None:
@@ -133,6 +135,8 @@ def run_local(
                     slot.give(i, work, first)
             busy = [s for s in slots if s.unit]
             wait_any([s.conn for s in busy], timeout=1.0)  # a death seen within a second
+            if on_tick is not None:
+                on_tick([s.unit[1] for s in busy if s.unit])
             for slot in busy:
                 for i, outcome, retry in slot.collect():
                     if retry is not None:

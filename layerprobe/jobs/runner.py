@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from layerprobe.jobs.state import JobLock, State
 from layerprobe.jobs.units import Plan, make_plan
 from layerprobe.jobs.verify import check_units
 from layerprobe.jobs.work import Outcome, Work
+from layerprobe.progress import say
 
 MARKER = ".layerprobe-job.json"  # in the results folder: the jobs that write there
 
@@ -125,7 +127,7 @@ def run_job(
         report.rerun = check.reasons
         for line in check.lines(plan):
             print(f"layerprobe: running again: {line}", file=sys.stderr)
-        progress = _Progress(graph.todo, quiet)
+        progress = _Progress(plan, report.counts, graph.todo, quiet, state)
 
         def on_outcome(i: int, outcome: Outcome) -> None:
             row = report.counts[outcome.stage]
@@ -136,7 +138,7 @@ def run_job(
                 progress.say(
                     f"failed: {outcome.stage} {outcome.id}: {outcome.error} (log: {outcome.log})"
                 )
-            progress.update()
+            progress.update(outcome)
 
         def on_blocked(blocked: list[int]) -> None:
             for j in blocked:
@@ -165,6 +167,7 @@ def run_job(
                     on_outcome,
                     on_blocked,
                     in_process=in_process,
+                    on_tick=progress.tick,
                 )
         finally:
             progress.close()
@@ -210,20 +213,79 @@ def _check_probe_backend(job: Job) -> None:
 
 
 class _Progress:
-    """A progress bar on a terminal; messages above it."""
+    """Where the run is in its plan: first what is done already (reused), then after each unit
+    which unit of how many it was and of which stage, with the time left. A tqdm bar on a
+    terminal; elsewhere a line per unit at most every ``progress.INTERVAL`` seconds (and the
+    first and last); failures always print."""
 
-    def __init__(self, total: int, quiet: bool):
-        from tqdm.auto import tqdm
+    def __init__(
+        self, plan: Plan, counts: dict[str, dict[str, int]], todo: int, quiet: bool, state: State
+    ):
+        from layerprobe.progress import Progress
 
-        self.bar = tqdm(
-            total=total, unit="unit", desc="run", disable=quiet or not sys.stderr.isatty()
-        )
+        self.counts, self.quiet, self.state = counts, quiet, state
+        self.heard = time.monotonic()  # when the run last printed where it is
+        self.started: dict[str, float] = {}  # unit id -> when a tick first saw it running
+        total = sum(c["total"] for c in counts.values())
+        done = {s: c["done_before"] for s, c in counts.items() if c["total"]}
+        before = sum(done.values())
+        if not quiet:
+            per_stage = ", ".join(f"{s} {done[s]}/{counts[s]['total']}" for s in done)
+            if todo == 0:
+                say(f"job {plan.job.name}: all {total} unit(s) done already ({per_stage}); "
+                    "reusing them, nothing to run")  # fmt: skip
+            elif before:
+                say(f"job {plan.job.name}: {before} of {total} unit(s) done already "
+                    f"({per_stage}), reused; running the other {todo}")  # fmt: skip
+            else:
+                say(f"job {plan.job.name}: running {todo} unit(s) ({per_stage})")
+        self.bar = Progress(todo, desc=f"run {plan.job.name}", unit="unit", quiet=quiet,
+                            first=True, last=True)  # fmt: skip
 
-    def update(self) -> None:
-        self.bar.update(1)
+    def tick(self, running: list[Work]) -> None:
+        """Every ``progress.INTERVAL`` seconds without a line: the last line of each running
+        unit's log (a pre-training unit logs its epochs and steps, with the time left)."""
+        from layerprobe import progress
+
+        now = time.monotonic()
+        if self.quiet or now - max(self.heard, self.bar.shown) < progress.INTERVAL:
+            return
+        self.heard = now
+        for work in running:
+            since = self.started.setdefault(work.unit.id, now)
+            last = _last_line(self.state.log_path(work.unit.stage, work.unit.id))
+            where = f"{work.unit.stage} {work.unit.id} (for {progress.duration(now - since)})"
+            self.bar.write(f"running {where}" + (f": {last}" if last else ""))
+
+    def update(self, outcome: Outcome) -> None:
+        self.heard = time.monotonic()
+        row = self.counts[outcome.stage]
+        status = "done" if outcome.ok else "failed"
+        self.bar.update(note=f"{outcome.stage} {outcome.id} {status} ({outcome.stage} "
+                        f"{row['done'] + row['done_before']}/{row['total']} complete)")  # fmt: skip
 
     def say(self, message: str) -> None:
-        self.bar.write(f"layerprobe: {message}", file=sys.stderr)
+        """A message that prints even when quiet (a failure), above the bar if there is one."""
+        if self.bar.bar is not None:
+            self.bar.bar.write(f"layerprobe: {message}", file=sys.stderr)
+        else:
+            say(message)
 
     def close(self) -> None:
         self.bar.close()
+
+
+def _last_line(path: Path, tail: int = 4096) -> str:
+    """The last line a unit logged, without its ``layerprobe:`` prefix ("" if none yet)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - tail))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    found = [
+        line.strip()
+        for line in text.replace("\r", "\n").splitlines()
+        if line.strip() and not line.startswith("== ")  # not the header of an attempt
+    ]
+    return found[-1].removeprefix("layerprobe: ") if found else ""

@@ -58,7 +58,8 @@ def pretrain_unit(work, job, state) -> dict:
     api = pretrain_api()
     config = api.PretrainConfig(**work.model.point)
     _drop_damaged_checkpoint(Path(work.model.run_dir) / CHECKPOINT)
-    checkpoint = api.pretrain(config, work.model.run_dir, quiet=True, data_root=job.data_root)
+    # not quiet: its log gets a line per epoch (and steps, img/s, ETA), which `run` relays
+    checkpoint = api.pretrain(config, work.model.run_dir, quiet=False, data_root=job.data_root)
     return _record([checkpoint])
 
 

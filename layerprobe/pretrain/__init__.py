@@ -18,7 +18,7 @@ from layerprobe.pretrain.finetune import finetune
 from layerprobe.pretrain.folder import CHECKPOINT_NAME, run_complete
 from layerprobe.pretrain.ladder import LADDER, list_models
 from layerprobe.pretrain.run import pretrain
-from layerprobe.pretrain.upstream import upstream_accuracy
+from layerprobe.pretrain.upstream import UpstreamScore, upstream_accuracy, upstream_score
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -29,5 +29,7 @@ __all__ = [
     "list_models",
     "pretrain",
     "run_complete",
+    "UpstreamScore",
     "upstream_accuracy",
+    "upstream_score",
 ]

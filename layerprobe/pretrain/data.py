@@ -135,14 +135,17 @@ def _decode_into(out: np.ndarray, data: SplitData, size: int, quiet: bool) -> No
     if isinstance(data, ArraySplit) and images is not None and images.shape[1:] == (size, size, 3):
         out[:] = images  # already decoded at this size (the built-in suite)
         return
-    from tqdm.auto import tqdm
+    from layerprobe.progress import Progress
 
     workers = min(8, os.cpu_count() or 1) if len(data) > 2000 else 0
     loader = DataLoader(_Squashed(data, size), batch_size=256, num_workers=workers)
     start = 0
-    for batch in tqdm(loader, desc="decode", unit="batch", disable=quiet or None, leave=False):
-        out[start : start + len(batch)] = batch.numpy()
-        start += len(batch)
+    desc = f"decoding {len(data)} images"  # a bar on a terminal, else a line every 30 s
+    with Progress(len(loader), desc=desc, unit="batch", quiet=quiet, leave=False) as bar:
+        for batch in loader:
+            out[start : start + len(batch)] = batch.numpy()
+            start += len(batch)
+            bar.update()
 
 
 class _Squashed(Dataset):

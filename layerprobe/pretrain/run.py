@@ -10,7 +10,7 @@ alone writes the run folder (:mod:`layerprobe.pretrain.folder`).
 from __future__ import annotations
 
 import json
-import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from layerprobe.pretrain.folder import RunFolder
 from layerprobe.pretrain.ladder import Arch, build, count_params, resolve_model
 from layerprobe.pretrain.loop import Diverged, Schedule, evaluate, train_epoch
 from layerprobe.pretrain.optim import make_optimizer
+from layerprobe.progress import duration, say
 from layerprobe.tasks.base import Task
 from layerprobe.tasks.registry import get_task
 
@@ -80,6 +81,8 @@ def pretrain(
         with RunFolder(out_dir).claim(ranks.is_main) as folder:
             status = folder.check(identity, force)
             if status == "complete":
+                if ranks.is_main:
+                    say(f"pre-training {out_dir} is complete; reusing its checkpoint", quiet=quiet)
                 return folder.checkpoint
             if ranks.is_main:
                 details = {"eval_split": eval_split, "layerprobe_version": __version__,
@@ -114,6 +117,7 @@ class _Trainer:
         self.ranks = ranks
         self.data_root = data_root
         self.quiet = quiet or not ranks.is_main
+        self.clock, self.epochs_run = time.monotonic(), 0  # this run's pace, for the time left
 
     # ------------------------------------------------------------------ set-up
     def load_data(self) -> _Data:
@@ -164,6 +168,10 @@ class _Trainer:
             optimizer.load_state_dict(state["optimizer"])
             metrics, first_epoch = list(state["metrics"]), int(state["epoch"])
         net = DistributedDataParallel(model) if ranks.world > 1 else model
+        if first_epoch and ranks.is_main:
+            say(f"pre-training {self.folder.path}: resuming after epoch {first_epoch} of "
+                f"{c.epochs}", quiet=self.quiet)  # fmt: skip
+        self.clock = time.monotonic()
         normalize = data.Normalizer(MEAN, STD, self.device, self.device.type == "cuda")
         for epoch in range(first_epoch, c.epochs):
             torch.manual_seed(data.stream_seed(c.seed, data.TORCH, epoch, ranks.rank))
@@ -247,20 +255,31 @@ class _Trainer:
 
     # ------------------------------------------------------------------ output
     def _progress(self, batches, steps: int, epoch: int):
-        from tqdm.auto import tqdm
+        """The epoch's batches, counted: a tqdm bar on a terminal (step, img/s, ETA), elsewhere
+        a line every ``progress.INTERVAL`` seconds within a long epoch."""
+        from layerprobe.progress import Progress
 
-        desc = f"epoch {epoch + 1}/{self.config.epochs}"
-        return tqdm(batches, total=steps, desc=desc, unit="step", leave=False,
-                    disable=True if self.quiet else None)  # fmt: skip
+        desc = f"pre-training {self.folder.path.name} epoch {epoch + 1}/{self.config.epochs}"
+        per_rank = self.config.batch_size  # images per step, all ranks together
+        with Progress(steps, desc=desc, unit="step", quiet=self.quiet,
+                      rate=(per_rank, "img/s"), leave=False) as bar:  # fmt: skip
+            for batch in batches:
+                yield batch
+                bar.update()
 
     def _report(self, row: dict) -> None:
+        """One line per epoch (on a terminal or not): loss, accuracies, img/s, time left."""
         if self.quiet:
             return
-        print(
-            f"epoch {row['epoch']}/{self.config.epochs}  loss {row['train_loss']:.4f}  "
+        self.epochs_run += 1
+        left = self.config.epochs - row["epoch"]
+        per_epoch = (time.monotonic() - self.clock) / self.epochs_run
+        say(
+            f"pre-training {self.folder.path.name} epoch {row['epoch']}/{self.config.epochs} "
+            f"(step {row['step']})  loss {row['train_loss']:.4f}  "
             f"train {100 * row['train_accuracy']:.1f} %  {self.eval_split} "
-            f"{100 * row['upstream_accuracy']:.2f} %  {row['images_per_s']:.0f} img/s",
-            file=sys.stderr,
+            f"{100 * row['upstream_accuracy']:.2f} %  {row['images_per_s']:.0f} img/s  "
+            f"ETA {duration(left * per_epoch)}"
         )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,6 +27,18 @@ from layerprobe.extract.cache import UPSTREAM_FILE, check_upstream_record
 from layerprobe.pretrain.data import EVAL_BATCH
 from layerprobe.tasks.base import Task
 from layerprobe.tasks.registry import get_task
+
+
+@dataclass(frozen=True)
+class UpstreamScore:
+    """What :func:`upstream_score` measured: ``accuracy`` in [0, 1] on ``n`` images of
+    ``task``'s ``split``; ``record`` is the ``upstream.json`` written (None without a cache)."""
+
+    accuracy: float
+    task: str
+    split: str
+    n: int
+    record: Path | None
 
 
 def upstream_accuracy(
@@ -44,6 +57,21 @@ def upstream_accuracy(
     ImageNet, a pre-training checkpoint on its upstream task); otherwise :class:`ConfigError`.
     With ``cache_dir`` the result is also written to ``<cache_dir>/<model_key>/upstream.json``.
     """
+    return upstream_score(model, task, split, cache_dir=cache_dir, batch_size=batch_size,
+                          device=device, data_root=data_root).accuracy  # fmt: skip
+
+
+def upstream_score(
+    model: ModelConfig | str,
+    task: str | Task,
+    split: str = "val",
+    *,
+    cache_dir: str | Path | None = None,
+    batch_size: int = EVAL_BATCH,
+    device: str = "auto",
+    data_root=None,
+) -> UpstreamScore:
+    """:func:`upstream_accuracy` with what it was measured on (task, split, image count)."""
     from layerprobe.extract.data import batches
     from layerprobe.extract.run import resolve_device
 
@@ -73,9 +101,10 @@ def upstream_accuracy(
             y = torch.as_tensor(data.labels[index.numpy()], device=dev)
             correct += int((model_(x.to(dev)).argmax(dim=1) == y).sum())
     accuracy = correct / len(data)
+    record = None
     if cache_dir is not None:
-        record_upstream(cache_dir, bb, task.name, split, accuracy, len(data))
-    return accuracy
+        record = record_upstream(cache_dir, bb, task.name, split, accuracy, len(data))
+    return UpstreamScore(accuracy, task.name, split, len(data), record)
 
 
 def check_head(bb: Backbone, task: Task) -> None:

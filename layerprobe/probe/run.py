@@ -288,7 +288,7 @@ def run_probes(
     (bad features, too few shots …) stops the run, or is reported and skipped with
     ``skip_bad``; parts already written are kept either way.
     """
-    from tqdm.auto import tqdm
+    from layerprobe.progress import Progress, say
 
     warn = warn or _stderr
     check_backend(config.backend, config.device, config.precision)  # before touching the cache
@@ -306,13 +306,11 @@ def run_probes(
             why = why_again(path, identity, config)
             if why:
                 summary.again.append(f"{unit.name}: {why}")
-    bar = tqdm(
-        total=len(units),
-        initial=len(summary.skipped),
-        desc="probe",
-        unit="unit",
-        disable=quiet or not sys.stderr.isatty(),
-    )
+    if summary.skipped and not quiet:
+        say(f"probe: {len(summary.skipped)} of {len(units)} unit(s) already probed; reusing "
+            f"their parts{'' if todo else ' (nothing to probe)'}")  # fmt: skip
+    bar = Progress(len(units), initial=len(summary.skipped), desc="probe", unit="unit",
+                   quiet=quiet or not todo, first=True, last=True)  # fmt: skip
     workers = _unit_workers(config, len(todo))
     budget = MAX_LOAD_BYTES // workers  # the budget holds for all units in flight together
 
@@ -324,7 +322,6 @@ def run_probes(
     with bar, _units_side_by_side(workers) as pool:
         futures = [pool.submit(probe_and_write, *item) for item in todo]
         for (unit, _), future in zip(todo, futures, strict=True):
-            bar.set_postfix_str(unit.name, refresh=False)
             try:
                 path, unconverged = future.result()
                 summary.written.append(path)
@@ -334,7 +331,7 @@ def run_probes(
                     raise
                 warn(f"skipping {unit.name}: {err}")
                 summary.bad.append(unit.name)
-            bar.update()
+            bar.update(note=unit.name)
     if units and len(summary.bad) == len(units):
         raise DataError(
             f"none of the {len(units)} unit(s) could be probed (see the warnings above); fix or "
