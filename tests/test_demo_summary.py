@@ -23,3 +23,10 @@ def test_summary_prints_intervals_and_names_undetermined_ceilings(tmp_path):
     assert "undetermined (" in flat and "%" not in flat.split("undetermined")[1].split("]")[0]
     assert "ceilings the data determine: 1 of 2 tasks" in text
     assert "too few to correlate" in text  # two tasks cannot carry a correlation
+
+
+def test_summary_says_the_correlation_is_undetermined_when_no_ceiling_is(tmp_path):
+    table = load(curve_store(tmp_path / "res", {"flat": (1e-6, 1.0, 0.6)}, n=9))
+    text = summary_text(fit_saturation(table), layer_saturation(table), tmp_path, 9, 1)
+    assert "ceilings the data determine: 0 of 1 tasks" in text
+    assert "Spearman(saturation depth, e_IR): undetermined" in text and "rho =" not in text

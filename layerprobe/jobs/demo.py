@@ -224,6 +224,9 @@ def summary_text(
         corr = corr[(corr.shots == shots) & (corr.measure == "saturation_depth")]
         for row in corr.itertuples():
             lines.append(_correlation_line(row))
+        if corr.empty:  # no task's ceiling is determined: nothing to correlate
+            lines.append("Spearman(saturation depth, e_IR): undetermined — no task with a "
+                         "determined fit")  # fmt: skip
     lines.append(f"report: {report}")
     return "\n".join(lines) + "\n"
 
