@@ -219,14 +219,14 @@ def summary_text(
     lines.append(f"ceilings the data determine: {determined} of {len(top)} tasks")
     lines.append(f"best layer below the last (saturate early): {', '.join(early) or 'none'}")
     lines.append(f"best at the last layer (keep improving): {', '.join(rising) or 'none'}")
-    if fit is not None and len(fit):
-        corr = saturation_correlation(layers, fits)
+    corr = saturation_correlation(layers, fits) if fit is not None and len(fit) else None
+    if corr is not None:
         corr = corr[(corr.shots == shots) & (corr.measure == "saturation_depth")]
         for row in corr.itertuples():
             lines.append(_correlation_line(row))
-        if corr.empty:  # no task's ceiling is determined: nothing to correlate
-            lines.append("Spearman(saturation depth, e_IR): undetermined — no task with a "
-                         "determined fit")  # fmt: skip
+    if corr is None or corr.empty:  # no task's ceiling is determined: nothing to correlate
+        lines.append("Spearman(saturation depth, e_IR): undetermined — no task with a "
+                     "determined fit")  # fmt: skip
     lines.append(f"report: {report}")
     return "\n".join(lines) + "\n"
 
