@@ -215,7 +215,7 @@ def test_run_relays_the_epochs_of_a_pretraining_worker(lp_home, tmp_path, capsys
     # while the pre-training unit runs, its epochs reach the run's stderr from its log
     epochs = re.findall(r"layerprobe: running pretrain \S+ \(for [^)]+\): pre-training \S+ "
                         r"epoch (\d)/2 \(step \d+\) +loss .* img/s +ETA ", err)  # fmt: skip
-    assert "1" in epochs, err  # the line of epoch 1, while epoch 2 runs
+    assert epochs, err  # an epoch line, relayed while the unit still runs
 
 
 # ------------------------------------------------------------------ what commands say

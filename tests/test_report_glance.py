@@ -191,8 +191,23 @@ def test_report_of_many_tasks_stays_small(tmp_path):
     rng = np.random.default_rng(0)
     tasks = {f"task-{i:02d}": (rng.uniform(0.5, 1), rng.uniform(1, 3), rng.uniform(0.02, 0.4))
              for i in range(10)}  # fmt: skip
-    page = write_report(curve_store(tmp_path / "res", tasks, n=7), tmp_path / "o", bootstrap=0)
-    # depth vs e_IR, e_IR vs shots, saturation, layers, the task heat map, head_wd
+    store = curve_store(tmp_path / "res", tasks, n=25, us_range=(0.1, 0.95))
+    page = write_report(store, tmp_path / "o", bootstrap=0)
+    # depth vs e_IR, e_IR vs shots (both: some ceilings are determined over this US range),
+    # saturation, layers, the task heat map, head_wd
     assert page.read_text().count("<figure>") == 6
     size = page.stat().st_size
     assert size < 500_000, f"report.html of 10 tasks is {size / 1e6:.2f} MB"
+
+
+def test_no_determined_ceiling_draws_no_empty_headline_figures(tmp_path):
+    from layerprobe.results import write_report
+    from tests.results_data import curve_store
+
+    # 4 checkpoints over a short US range: both tasks are fitted, neither ceiling is determined
+    tasks = {"a": (0.9, 2.0, 0.1), "b": (0.8, 1.5, 0.2)}
+    store = curve_store(tmp_path / "res", tasks, n=4, below=0.0, us_range=(0.3, 0.5))
+    page = write_report(store, tmp_path / "out", bootstrap=0).read_text()
+    assert "the data determine none of the 2 fitted tasks" in page  # the summary says so
+    assert "Each point is a task whose data determine e_IR" not in page  # no empty figure
+    assert not list((tmp_path / "out" / "plots").glob("depth-vs-e_ir*"))

@@ -516,7 +516,10 @@ def _figures(folder: Path, curves, pts, fits, summary, corr, saturation) -> list
     written: list[tuple[list[Path], str]] = []
     shot_counts = sorted(set(curves["shots"]), key=lambda s: (s == 0, s))
     fitted = fits is not None and len(fits) > 0
-    if fitted:
+    # The two headline figures draw only determined fits: with none they would be empty axes
+    # (the summary says that no ceiling is determined, and why).
+    determined = fitted and bool((fits["status"] == "ok").any())
+    if determined:
         written.append((
             plots.plot_depth_vs_eir(summary, fits, folder / "depth-vs-e_ir", correlation=corr,
                                     saturation=saturation),  # fmt: skip
@@ -526,7 +529,7 @@ def _figures(folder: Path, curves, pts, fits, summary, corr, saturation) -> list
             "move (e_IR: 95 % profile interval; depth: ± 1.96 standard errors over checkpoints, or "
             "the interval from the seeds where one checkpoint is summarised).",
         ))  # fmt: skip
-    if fitted and fits["converged"].any():
+    if determined:
         written.append((
             plots.plot_eir_vs_shots(fits, folder / "e_ir-vs-shots"),
             "Read how each task's irreducible error e_IR changes with more shots (bars: 95 % "
