@@ -84,9 +84,8 @@ def partial_spearman(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[float
     n = len(x)
     if n < 4 or min(np.ptp(x), np.ptp(y), np.ptp(z)) == 0:
         return math.nan, math.nan
-    r = np.corrcoef(rankdata(x), rankdata(y)), np.corrcoef(rankdata(x), rankdata(z))
-    r_xy, r_xz = r[0][0, 1], r[1][0, 1]
-    r_yz = np.corrcoef(rankdata(y), rankdata(z))[0, 1]
+    r = np.corrcoef(np.stack([rankdata(x), rankdata(y), rankdata(z)]))  # each ranked once
+    r_xy, r_xz, r_yz = r[0, 1], r[0, 2], r[1, 2]
     den = math.sqrt(max((1 - r_xz**2) * (1 - r_yz**2), 0.0))
     if den == 0:
         return math.nan, math.nan
