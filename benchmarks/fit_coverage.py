@@ -1,4 +1,4 @@
-"""Coverage of the saturation fit's intervals on known curves (`layerprobe.results.fit`).
+"""Coverage of the saturation fit's intervals on known curves (`layerprobe.analysis.fit`).
 
 A panel of known curves e_DS = k · e_US^α + e_IR (α from 0.6 to 4, flat stretches, linear
 stretches, 4 to 40 checkpoints), each checkpoint's DS accuracy either on the curve (a third)
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from layerprobe.results.fit import fit_group
+from layerprobe.analysis.fit import fit_group
 
 NARROW = 0.2
 SEEDS = 3

@@ -6,7 +6,7 @@ a different random projection per checkpoint and layer, with noise that grows wi
 the maps are neither all 1 nor all 0. Both sides compute the same thing: every pair of layers
 within each checkpoint and the same layer across every pair of checkpoints, on the same rows.
 
-- (a) ``layerprobe.results.similarity.layer_similarity`` (torch, CPU): reads the cache, builds
+- (a) ``layerprobe.analysis.similarity.layer_similarity`` (torch, CPU): reads the cache, builds
   each Gram matrix once in 128 × 128 tiles on and above the diagonal, the tile of every layer
   from one batched product, float32 tiles for the float16 cache (its default), and gets all
   pairs of a tile from one matrix product, accumulated in float64; (a64) the same in float64
@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from cachefiles import write_cache_file  # noqa: E402
 
+from layerprobe.analysis.similarity import layer_similarity  # noqa: E402
 from layerprobe.extract.cache import cache_path, find_caches, read_arrays  # noqa: E402
-from layerprobe.results.similarity import layer_similarity  # noqa: E402
 
 
 def write_caches(root: Path, checkpoints: int, layers: int, rows: int, width: int) -> None:

@@ -12,10 +12,12 @@ MAY_IMPORT = {
     "backbones": set(),
     "tasks": set(),
     "extract": {"backbones", "tasks"},
-    "results": {"extract"},
+    "results": set(),
     "probe": {"extract", "results", "tasks"},
     "pretrain": {"backbones", "extract", "results", "tasks"},
+    "analysis": {"extract", "results"},
     "jobs": {"backbones", "tasks", "extract", "results", "probe", "pretrain"},
+    "pipelines": {"backbones", "tasks", "extract", "results", "probe", "pretrain", "analysis"},
 }
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from layerprobe.jobs.demo import summary_text
-from layerprobe.results import fit_saturation, layer_saturation, load
+from layerprobe.analysis import fit_saturation, layer_saturation
+from layerprobe.pipelines.demo import summary_text
+from layerprobe.results import load
 from tests.results_data import curve_store
 
 

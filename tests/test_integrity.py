@@ -244,8 +244,7 @@ def _main_one_line(capsys, *argv) -> tuple[int, str, float]:
 
 
 def test_huge_seeds_and_bootstrap_are_refused_at_once_with_the_estimate(capsys, tmp_path):
-    import layerprobe.probe
-    import layerprobe.results.fit  # noqa: F401 - imported before timing: the refusal, not imports
+    import layerprobe.analysis.fit  # noqa: F401 - imported before timing: the refusal, not imports
     from layerprobe.errors import available_memory
 
     assert available_memory() > 0

@@ -40,7 +40,7 @@ window.addEventListener("load", () => {
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from layerprobe.results import write_report
+    from layerprobe.analysis import write_report
 
     root = tmp_path_factory.mktemp("report")
     store = curve_store(root / "res", TASKS, shots=(1, 5))
@@ -134,7 +134,7 @@ def test_report_is_self_contained(report):
 
 
 def test_report_without_upstream_accuracy_shows_the_layers(tmp_path):
-    from layerprobe.results import write_report
+    from layerprobe.analysis import write_report
 
     rows = []
     for task, peak in (("a", 1), ("b", 3)):

@@ -48,7 +48,7 @@ def peaked_store(folder):
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from layerprobe.results import write_report
+    from layerprobe.analysis import write_report
 
     root = tmp_path_factory.mktemp("glance")
     return write_report(peaked_store(root / "res"), root / "out", bootstrap=0)
@@ -99,7 +99,7 @@ def test_summary_names_the_tasks_that_peak_below_the_last_layer(report):
 
 
 def test_summary_gives_the_correlation_with_intervals_and_a_verdict(report):
-    from layerprobe.results.report import verdict
+    from layerprobe.analysis.report import verdict
 
     text = html.unescape(_summary(report.read_text()))
     layers = pd.read_parquet(report.parent / "layers.parquet")
@@ -145,7 +145,7 @@ def test_every_figure_has_a_caption_that_says_what_to_read(report):
 
 
 def test_long_tables_are_collapsed_and_every_table_scrolls_inside_its_container(report):
-    from layerprobe.results.report import LONG_TABLE
+    from layerprobe.analysis.report import LONG_TABLE
 
     page = report.read_text()
     tables = re.findall(r"(<details>)?(?:<summary>[^<]*</summary>)?<div class=\"table\">"
@@ -161,8 +161,8 @@ def test_long_tables_are_collapsed_and_every_table_scrolls_inside_its_container(
 
 
 def test_undetermined_fits_have_no_ceiling_line_and_say_why(report):
-    from layerprobe.results import plots
-    from layerprobe.results.points import checkpoint_points
+    from layerprobe.analysis import plots
+    from layerprobe.analysis.points import checkpoint_points
     from layerprobe.results.read import read_selected
 
     fits = pd.read_parquet(report.parent / "fits.parquet")
@@ -185,7 +185,7 @@ def test_undetermined_fits_have_no_ceiling_line_and_say_why(report):
 
 
 def test_report_of_many_tasks_stays_small(tmp_path):
-    from layerprobe.results import write_report
+    from layerprobe.analysis import write_report
     from tests.results_data import curve_store
 
     rng = np.random.default_rng(0)
@@ -201,7 +201,7 @@ def test_report_of_many_tasks_stays_small(tmp_path):
 
 
 def test_no_determined_ceiling_draws_no_empty_headline_figures(tmp_path):
-    from layerprobe.results import write_report
+    from layerprobe.analysis import write_report
     from tests.results_data import curve_store
 
     # 4 checkpoints over a short US range: both tasks are fitted, neither ceiling is determined

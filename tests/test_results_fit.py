@@ -6,9 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from layerprobe.errors import ConfigError, DataError, UnknownNameError
-from layerprobe.results import read_selected
-from layerprobe.results.fit import (
+from layerprobe.analysis.fit import (
     fit_curve,
     fit_group,
     fit_saturation,
@@ -16,6 +14,8 @@ from layerprobe.results.fit import (
     prediction_error,
     write_fits,
 )
+from layerprobe.errors import ConfigError, DataError, UnknownNameError
+from layerprobe.results import read_selected
 from tests.results_data import curve_ds, curve_store, probe_rows, write_store
 
 TRUE = {"near": (0.9, 1.5, 0.05), "far": (0.6, 2.5, 0.30)}
@@ -106,7 +106,7 @@ def test_prediction_error_is_measured_on_the_held_out_hull_points():
 
 
 def fit_form():
-    from layerprobe.results.fit import FORMS
+    from layerprobe.analysis.fit import FORMS
 
     return FORMS["eq1"]
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from layerprobe.analysis.fit import STATUSES, fit_group, fit_saturation
 from layerprobe.errors import ConfigError
 from layerprobe.results import read_selected
-from layerprobe.results.fit import STATUSES, fit_group, fit_saturation
 from tests.results_data import curve_ds, probe_rows, write_store
 
 

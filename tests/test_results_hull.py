@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from layerprobe.results.hull import upper_hull
+from layerprobe.analysis.hull import upper_hull
 
 
 def test_hand_made_points():
@@ -55,7 +55,7 @@ def test_empty_and_single():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_qhull_and_the_python_chain_agree_on_many_candidates(seed):
-    from layerprobe.results import hull as module
+    from layerprobe.analysis import hull as module
 
     rng = np.random.default_rng(seed)
     x = rng.uniform(0.2, 0.9, 3000)
@@ -71,7 +71,7 @@ def test_qhull_and_the_python_chain_agree_on_many_candidates(seed):
 
 
 def test_rising_hull_drops_the_falling_tail_after_the_best_point():
-    from layerprobe.results.hull import rising_hull
+    from layerprobe.analysis.hull import rising_hull
 
     # hull (0,0) (1,2) (2,3) (3,3.5) (4,1): the best DS point is (3,3.5); (4,1) is the tail
     x = np.array([2, 0, 1, 3, 4, 1, 2, 3], float)
@@ -85,7 +85,7 @@ def test_rising_hull_drops_the_falling_tail_after_the_best_point():
 
 
 def test_rising_frontier_keeps_a_convex_stretch_the_hull_drops():
-    from layerprobe.results.hull import rising_frontier
+    from layerprobe.analysis.hull import rising_frontier
 
     x = np.linspace(0, 1, 6)
     y = x**2  # convex: the hull keeps only the ends

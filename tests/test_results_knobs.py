@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from layerprobe.results.knobs import knob_effects, knob_information
+from layerprobe.analysis.knobs import knob_effects, knob_information
 from tests.results_data import curve_ds
 
 

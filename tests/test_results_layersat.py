@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from layerprobe.analysis.layersat import layer_curves, layer_saturation, saturation_correlation
 from layerprobe.errors import ConfigError
 from layerprobe.results import read_selected
-from layerprobe.results.layersat import layer_curves, layer_saturation, saturation_correlation
 from tests.results_data import DEPTHS, LAYERS, probe_rows, write_store
 
 # Per task: the mean accuracy of each layer and the seed spread (= the standard error with 2 seeds).

@@ -7,9 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from layerprobe.errors import ConfigError
-from layerprobe.results import read_selected
-from layerprobe.results.layersat import (
+from layerprobe.analysis.layersat import (
     chance_levels,
     depth_intervals,
     layer_curves,
@@ -17,6 +15,8 @@ from layerprobe.results.layersat import (
     saturation_correlation,
     task_layer_summary,
 )
+from layerprobe.errors import ConfigError
+from layerprobe.results import read_selected
 from tests.results_data import DEPTHS, LAYERS, probe_rows, write_store
 
 

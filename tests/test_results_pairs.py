@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from layerprobe.analysis.pairs import knob_pairs, t_interval
 from layerprobe.cli import main
-from layerprobe.results.pairs import knob_pairs, t_interval
 from layerprobe.results.read import read_selected
 from tests.results_data import DEPTHS, LAYERS, probe_rows, write_store
 

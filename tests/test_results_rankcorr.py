@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from layerprobe.results.layersat import saturation_correlation
-from layerprobe.results.rankcorr import bootstrap_rho, partial_spearman, spearman
+from layerprobe.analysis.layersat import saturation_correlation
+from layerprobe.analysis.rankcorr import bootstrap_rho, partial_spearman, spearman
 
 
 def _pair(rng, n, r):

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from layerprobe.analysis.similarity import COLUMNS, cka_maps, layer_similarity, linear_cka
 from layerprobe.cli import main
 from layerprobe.errors import ConfigError
 from layerprobe.extract.cache import cache_path, read_arrays
-from layerprobe.results.similarity import COLUMNS, cka_maps, layer_similarity, linear_cka
 from tests.cachefiles import write_cache_file, write_task
 from tests.limits import HANG
 
@@ -247,8 +247,8 @@ def test_cli_from_the_shell_no_traceback(tmp_path):
 
 
 def test_report_shows_cka_when_similarity_was_run(tmp_path, capsys):
-    from layerprobe.results import write_report
-    from layerprobe.results.similarity_plots import cka_to_last, similarity_figures
+    from layerprobe.analysis import write_report
+    from layerprobe.analysis.similarity_plots import cka_to_last, similarity_figures
     from tests.results_data import probe_rows, write_store
 
     root = tmp_path / "run"

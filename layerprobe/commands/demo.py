@@ -29,7 +29,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from layerprobe.jobs.demo import demo
+    from layerprobe.pipelines.demo import demo
 
     result = demo(args.out, quick=args.quick, quiet=args.quiet)
     sys.stdout.write(result.summary)

@@ -123,9 +123,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from layerprobe.errors import DataError, check_writable
-    from layerprobe.results.external import extra_columns, is_table
-    from layerprobe.results.fit import (
+    from layerprobe.analysis.fit import (
         READ_COLUMNS,
         check_group_by,
         check_options,
@@ -133,10 +131,12 @@ def run(args: argparse.Namespace) -> int:
         group_by_columns,
         write_fits,
     )
-    from layerprobe.results.points import unknown_layer
+    from layerprobe.analysis.points import unknown_layer
+    from layerprobe.analysis.tables import format_fits
+    from layerprobe.errors import DataError, check_writable
+    from layerprobe.results.external import extra_columns, is_table
     from layerprobe.results.read import ANALYSIS_SCHEMA, read_selected
     from layerprobe.results.show import check_shots
-    from layerprobe.results.tables import format_fits
 
     check_options(args.points, args.holdout_top, args.bootstrap)
     default = Path(args.results).resolve().parent / "analysis"

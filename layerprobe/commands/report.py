@@ -29,9 +29,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from layerprobe.analysis.fit import check_options
+    from layerprobe.analysis.report import write_report
     from layerprobe.errors import check_writable, removed_if_failed
-    from layerprobe.results.fit import check_options
-    from layerprobe.results.report import write_report
 
     def progress(message: str) -> None:
         if not args.quiet:

@@ -86,7 +86,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_knobs(args: argparse.Namespace) -> int:
-    from layerprobe.results.pairs import format_pairs, knob_pairs, read_for_pairs
+    from layerprobe.analysis.pairs import format_pairs, knob_pairs, read_for_pairs
 
     table = read_for_pairs(args.results, match=args.match, skip_bad=args.skip_bad)
     knobs = tuple(dict.fromkeys(args.knob or ("head_wd", "head_lr")))

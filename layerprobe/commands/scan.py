@@ -48,7 +48,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from layerprobe.errors import removed_if_failed
-    from layerprobe.jobs.scan import format_best, scan
+    from layerprobe.pipelines.scan import format_best, scan
     from layerprobe.probe import ProbeConfig
     from layerprobe.probe.plan import check_plan_options
 

@@ -59,8 +59,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from layerprobe.analysis.similarity import format_similarity, layer_similarity, write_similarity
     from layerprobe.errors import check_folder
-    from layerprobe.results.similarity import format_similarity, layer_similarity, write_similarity
 
     out = check_folder(args.out or Path(args.cache).resolve().parent / "analysis", "--out")
     table = layer_similarity(

@@ -117,7 +117,7 @@ def format_best(best: pd.DataFrame) -> str:
 
 def _report(out: Path, table: pd.DataFrame, quiet: bool) -> tuple[Path, list[Path]]:
     """``report.html`` with the layer curves of every shot count (no US accuracy needed)."""
-    from layerprobe.results import write_report
+    from layerprobe.analysis import write_report
 
     report = write_report(
         out / "results", out, table=table, warn=(lambda msg: None) if quiet else None

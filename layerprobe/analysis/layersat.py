@@ -16,15 +16,15 @@ import math
 import numpy as np
 import pandas as pd
 
-from layerprobe.errors import ConfigError
-from layerprobe.results.points import GROUP, checkpoint_info, seed_means
-from layerprobe.results.rankcorr import (
+from layerprobe.analysis.points import GROUP, checkpoint_info, seed_means
+from layerprobe.analysis.rankcorr import (
     bootstrap_rho,
     partial_spearman,
     percentile_interval,
     rowwise_spearman,
     spearman,
 )
+from layerprobe.errors import ConfigError
 
 KEY = ["model_key", *GROUP]
 MEASURES = ("saturation_depth", "best_depth", "gap")

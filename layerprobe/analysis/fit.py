@@ -14,7 +14,7 @@ We report:
 * whether the data determine e_IR (``status``, see :data:`STATUSES`), and every reason they do
   not (``reasons``);
 * profile-likelihood intervals of k, α, e_IR and the saturation value
-  (:mod:`layerprobe.results.profile`), with the probe noise over seeds as a floor on the residual
+  (:mod:`layerprobe.analysis.profile`), with the probe noise over seeds as a floor on the residual
   variance — always reported, up to [0, 1] for e_IR where the data say nothing;
 * the fitting error: RMSE (accuracy units) of the curve on the points it was fitted to;
 * the prediction error: hold out the checkpoints of highest US accuracy (at least
@@ -38,10 +38,10 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
+from layerprobe.analysis.hull import rising_frontier, rising_hull, upper_hull
+from layerprobe.analysis.points import GROUP, KNOBS, checkpoint_points
+from layerprobe.analysis.profile import ALPHA_MAX, ALPHA_MIN, profile_intervals, threshold
 from layerprobe.errors import ConfigError, check_memory
-from layerprobe.results.hull import rising_frontier, rising_hull, upper_hull
-from layerprobe.results.points import GROUP, KNOBS, checkpoint_points
-from layerprobe.results.profile import ALPHA_MAX, ALPHA_MIN, profile_intervals, threshold
 
 TINY = 1e-9  # k > 0: its lower bound
 # α in [0.01, 20]: e_US^0.01 is nearly constant and e_US^20 nearly 0 over any US range, so α
@@ -250,7 +250,7 @@ def predict(form: str | Form, theta: np.ndarray, us: np.ndarray) -> np.ndarray:
 
 def fit_indices(us: np.ndarray, ds: np.ndarray, points: str, presorted: bool = False) -> np.ndarray:
     """Which points a fit uses: the rising part of the upper hull (up to the best DS point; see
-    :func:`layerprobe.results.hull.rising_hull`), or all of them."""
+    :func:`layerprobe.analysis.hull.rising_hull`), or all of them."""
     return rising_hull(us, ds, presorted) if points == "hull" else np.arange(len(us))
 
 
@@ -516,7 +516,7 @@ def fit_points(
 ) -> pd.DataFrame:
     """Fit every (upstream task, task, shots, probe[, group]) group of checkpoint points.
 
-    ``points`` is :func:`layerprobe.results.points.checkpoint_points`' table, with a ``group``
+    ``points`` is :func:`layerprobe.analysis.points.checkpoint_points`' table, with a ``group``
     column when each group (for example each architecture family) gets its own hull (see
     :func:`with_groups`). Groups with fewer than 3 distinct fit points are skipped with a
     warning. ``layer`` names the layer choice in the table (default: the points' layer, or

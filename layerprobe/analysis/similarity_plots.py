@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 
-from layerprobe.results import plots
-from layerprobe.results.similarity import FILE, read_similarity
+from layerprobe.analysis import plots
+from layerprobe.analysis.similarity import FILE, read_similarity
 
 HEAT = colormaps["magma"]
 

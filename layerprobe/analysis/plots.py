@@ -29,8 +29,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from PIL import Image
 
-from layerprobe.results.fit import get_form, predict
-from layerprobe.results.points import GROUP
+from layerprobe.analysis.fit import get_form, predict
+from layerprobe.analysis.points import GROUP
 
 COLUMNS = 5  # panels per row
 CMAP = colormaps["viridis"]
@@ -180,7 +180,7 @@ def plot_saturation(
 def _draw_fit(ax, row: pd.Series, us: np.ndarray, ds: np.ndarray) -> str | None:
     """Draw one fit; return the reason when the data do not determine e_IR (nothing drawn for
     the ceiling then), None when they do."""
-    from layerprobe.results.fit import fit_indices
+    from layerprobe.analysis.fit import fit_indices
 
     use = fit_indices(us, ds, row["points"])
     order = use[np.argsort(us[use])]
@@ -308,13 +308,13 @@ def plot_depth_vs_eir(
 
     Parameters
     ----------
-    summary : :func:`layerprobe.results.layersat.task_layer_summary`' table (best_depth: the
+    summary : :func:`layerprobe.analysis.layersat.task_layer_summary`' table (best_depth: the
         paper's saturation depth, mean over the top checkpoints, and its standard error).
     fits : the fit table (e_ir, e_ir_lo, e_ir_hi, status).
     stem : output stem.
-    correlation : :func:`layerprobe.results.layersat.saturation_correlation`' table, for the
+    correlation : :func:`layerprobe.analysis.layersat.saturation_correlation`' table, for the
         ρ printed in each panel (None: none printed).
-    saturation : :func:`layerprobe.results.layersat.layer_saturation`' table with seed
+    saturation : :func:`layerprobe.analysis.layersat.layer_saturation`' table with seed
         intervals (``draws``), for the depth bar of a task summarised over one checkpoint.
 
     Only tasks whose fit is ``ok`` and whose best layer is not within noise of chance are
@@ -376,7 +376,7 @@ def _seed_interval(saturation: pd.DataFrame | None, shown: pd.DataFrame) -> np.n
     nan = np.full((2, len(shown)), np.nan)
     if saturation is None or "best_depth_lo" not in saturation.columns or shown.empty:
         return nan
-    from layerprobe.results.layersat import top_checkpoints
+    from layerprobe.analysis.layersat import top_checkpoints
 
     means = (
         top_checkpoints(saturation)

@@ -443,7 +443,7 @@ def _chosen_rows(infos: list[CacheInfo], rows: int, seed: int, *, same: bool) ->
 def write_similarity(table: pd.DataFrame, out_dir: str | Path) -> Path:
     """Write the table as ``out_dir/similarity.parquet``, atomically (a temporary name, then a
     rename)."""
-    from layerprobe.results.fit import write_fits
+    from layerprobe.analysis.fit import write_fits
 
     return write_fits(table, Path(out_dir) / FILE)
 

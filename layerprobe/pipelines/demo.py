@@ -181,7 +181,7 @@ def _probe(out: Path, tasks, shots, seeds: int, say, quiet: bool) -> pd.DataFram
 
 
 def _analyse(out: Path, table: pd.DataFrame, say):
-    from layerprobe.results import fit_saturation, layer_saturation, write_fits, write_report
+    from layerprobe.analysis import fit_saturation, layer_saturation, write_fits, write_report
 
     say(f"stage 4/{STAGES}: fitting saturation curves and writing the report")
     quiet_warn = lambda msg: None  # noqa: E731 - tasks too flat for a hull are in the report
@@ -200,7 +200,7 @@ def summary_text(
     the best DS accuracy reached, and the best layer's depth for the top checkpoint; the tasks
     that peak below the last layer; the layer-saturation correlation with its intervals and the
     partial correlation given last-layer accuracy; and which of these the data decide."""
-    from layerprobe.results import saturation_correlation
+    from layerprobe.analysis import saturation_correlation
 
     shots = int(layers.shots.max())
     top = layers[layers.shots == shots].sort_values("us").groupby("task").tail(1).set_index("task")

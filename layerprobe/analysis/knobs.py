@@ -23,9 +23,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from layerprobe.analysis.fit import fit_curve, get_form, predict
+from layerprobe.analysis.points import GROUP
 from layerprobe.errors import ConfigError
-from layerprobe.results.fit import fit_curve, get_form, predict
-from layerprobe.results.points import GROUP
 
 HEAD_KNOBS = ("head_wd", "head_lr")
 SIZE_KNOBS = ("params", "data_fraction", "epochs")
@@ -36,7 +36,7 @@ def knob_effects(points: pd.DataFrame, knobs: tuple[str, ...] = HEAD_KNOBS) -> p
 
     Parameters
     ----------
-    points : :func:`layerprobe.results.points.checkpoint_points`' table.
+    points : :func:`layerprobe.analysis.points.checkpoint_points`' table.
 
     Returns
     -------

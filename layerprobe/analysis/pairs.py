@@ -1,6 +1,6 @@
 """Knob effects as matched comparisons: checkpoints that differ in one head knob only.
 
-Means per knob value over all checkpoints (:func:`layerprobe.results.knobs.knob_effects`) mix
+Means per knob value over all checkpoints (:func:`layerprobe.analysis.knobs.knob_effects`) mix
 the knob with whatever else changed with it: where every ViT was trained with one head learning
 rate and every ResNet with another, the "effect" of the learning rate is the architecture's.
 :func:`knob_pairs` reads the effect of a head knob (``head_wd``, ``head_lr``; the paper's
@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from layerprobe.analysis.points import GROUP, KNOBS, seed_means, with_upstream_task
 from layerprobe.errors import ConfigError, DataError
-from layerprobe.results.points import GROUP, KNOBS, seed_means, with_upstream_task
 from layerprobe.results.show import check_shots
 
 HEAD_KNOBS = ("head_wd", "head_lr")

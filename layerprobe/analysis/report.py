@@ -23,11 +23,10 @@ import numpy as np
 import pandas as pd
 
 from layerprobe import __version__
-from layerprobe.errors import DataError, check_folder
-from layerprobe.results import plots
-from layerprobe.results.fit import fit_points, write_fits
-from layerprobe.results.knobs import HEAD_KNOBS, knob_effects, knob_information
-from layerprobe.results.layersat import (
+from layerprobe.analysis import plots
+from layerprobe.analysis.fit import fit_points, write_fits
+from layerprobe.analysis.knobs import HEAD_KNOBS, knob_effects, knob_information
+from layerprobe.analysis.layersat import (
     chance_levels,
     layer_curves,
     layer_saturation,
@@ -35,12 +34,13 @@ from layerprobe.results.layersat import (
     task_layer_summary,
     top_checkpoints,
 )
-from layerprobe.results.points import GROUP, NO_US, checkpoint_points
+from layerprobe.analysis.points import GROUP, NO_US, checkpoint_points
+from layerprobe.analysis.similarity_plots import similarity_figures
+from layerprobe.analysis.tables import fit_display
+from layerprobe.errors import DataError, check_folder
 from layerprobe.results.read import ANALYSIS_SCHEMA, read_selected
 from layerprobe.results.show import check_shots
-from layerprobe.results.similarity_plots import similarity_figures
 from layerprobe.results.store import part_files
-from layerprobe.results.tables import fit_display
 
 # Every analysis column but val_accuracy (the report shows test accuracy at the selected λ).
 REPORT_COLUMNS = tuple(c for c in ANALYSIS_SCHEMA.names if c != "val_accuracy")
@@ -78,7 +78,7 @@ def write_report(
     results_dir : the results folder (also shown on the page).
     out_dir : output folder (created; an existing file there is a ConfigError).
     shots, layer, points, holdout_top, bootstrap, form, seed : as for
-        :func:`layerprobe.results.fit_saturation`.
+        :func:`layerprobe.analysis.fit_saturation`.
     table : the store's rows, when the caller has them already (default: read them).
     warn, progress : where warnings and stage messages go (default: stderr, nowhere).
     skip_bad : leave out bad result parts with a warning instead of stopping
@@ -436,8 +436,8 @@ def _knob_section(points: pd.DataFrame | None) -> Section | None:
 
 
 def _knob_pairs_section(table: pd.DataFrame) -> Section:
-    """Head-knob effects from matched pairs of checkpoints (:mod:`layerprobe.results.pairs`)."""
-    from layerprobe.results.pairs import display, knob_pairs
+    """Head-knob effects from matched pairs of checkpoints (:mod:`layerprobe.analysis.pairs`)."""
+    from layerprobe.analysis.pairs import display, knob_pairs
 
     result = knob_pairs(table)
     section = Section("Head knobs: matched pairs")
