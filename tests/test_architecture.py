@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "layerprobe"
-BASICS = {"errors", "layers", "locks", "progress", "__init__", "__main__"}
+BASICS = {"errors", "layers", "locks", "options", "progress", "runtime", "__init__", "__main__"}
 # room -> the rooms it may import (besides the basics); the table in ARCHITECTURE.md.
 MAY_IMPORT = {
     "backbones": set(),
@@ -48,4 +48,13 @@ def test_every_room_imports_only_rooms_upstream_of_it():
 
 def test_every_room_is_on_the_map():
     rooms = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
-    assert rooms - {"commands"} == set(MAY_IMPORT)
+    assert rooms - {"commands", "runtime"} == set(MAY_IMPORT)
+
+
+def test_the_basics_import_no_room():
+    wrong = []
+    basics = [PACKAGE / f"{name}.py" for name in BASICS] + list((PACKAGE / "runtime").rglob("*.py"))
+    for path in sorted(p for p in basics if p.exists()):
+        for other in _imported_rooms(path) - BASICS:
+            wrong.append(f"{path.relative_to(PACKAGE.parent)} imports layerprobe.{other}")
+    assert not wrong, "the basics (floor 1) import rooms:\n" + "\n".join(wrong)

@@ -1,0 +1,179 @@
+"""Config fields that are also command-line options.
+
+Each stage's typed config (a dataclass: ``ExtractConfig``, ``ProbeConfig``, ``PretrainConfig``,
+``FinetuneConfig``, ``AnalysisConfig``) is the one home of its defaults, choices and help text.
+A field made with :func:`option` carries its command-line spelling in its metadata;
+:func:`add_options` turns a config's fields into argparse options and :func:`from_args` builds
+the config back from the parsed arguments. A default, a choice list or a help line is written
+once, and the CLI, the Python API and job files build the same object.
+
+The parser's defaults are ``argparse.SUPPRESS``: an option the user did not give is absent from
+the namespace, so the config's own default applies, never a second copy of it. ``--help`` shows
+the config's default, read from the field.
+
+Example
+-------
+>>> from dataclasses import dataclass
+>>> @dataclass
+... class Config:
+...     seeds: int = option(3, help="few-shot draws per shot count", type=int, metavar="N")
+>>> parser = argparse.ArgumentParser()
+>>> add_options(parser, Config)
+>>> from_args(Config, parser.parse_args([]))
+Config(seeds=3)
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import MISSING, Field, field, fields, is_dataclass
+from typing import Any
+
+from layerprobe.errors import ConfigError, did_you_mean
+
+KEY = "layerprobe.option"
+
+
+def option(
+    default: Any = MISSING,
+    *,
+    help: str,
+    type: Callable[[str], Any] | None = None,
+    choices: Sequence[str] | None = None,
+    metavar: str | None = None,
+    flag: str | None = None,
+    short: str | None = None,
+    default_factory: Callable[[], Any] | Any = MISSING,
+    show_default: str | None = None,
+    cli: bool = True,
+) -> Any:
+    """A dataclass field that also describes its command-line option.
+
+    Parameters
+    ----------
+    default, default_factory : the field's default (as :func:`dataclasses.field`).
+    help : one line for ``--help``; the default and the choices are appended to it.
+    type : parses the command-line text (argparse ``type``); None = text. A bool field with a
+        False default is a switch (``store_true``).
+    choices : the allowed values; the CLI and :func:`check_choices` enforce them.
+    metavar, short : argparse's metavar and a short alias such as ``-q``.
+    flag : the option's name; default ``--`` + the field name with ``_`` as ``-``.
+    show_default : how ``--help`` shows the default (default: the value itself).
+    cli : False for fields that only the Python API and job files set.
+    """
+    meta = {
+        "help": help,
+        "type": type,
+        "choices": tuple(choices) if choices is not None else None,
+        "metavar": metavar,
+        "flag": flag,
+        "short": short,
+        "show_default": show_default,
+        "cli": cli,
+    }
+    return field(default=default, default_factory=default_factory, metadata={KEY: meta})
+
+
+def option_fields(config: type | object) -> list[Field]:
+    """The fields of the dataclass ``config`` made with :func:`option` (in declaration order)."""
+    if not is_dataclass(config):
+        raise TypeError(f"{config!r} is not a dataclass")
+    return [f for f in fields(config) if KEY in f.metadata]
+
+
+def flag_of(f: Field) -> str:
+    """The command-line spelling of field ``f`` (``--batch-size`` for ``batch_size``)."""
+    return f.metadata[KEY]["flag"] or "--" + f.name.replace("_", "-")
+
+
+def field_default(f: Field) -> Any:
+    """The default value of field ``f`` (a fresh one for ``default_factory`` fields)."""
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return MISSING
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def help_text(f: Field) -> str:
+    """The ``--help`` line of field ``f``: its help, choices and default."""
+    meta = f.metadata[KEY]
+    text = meta["help"]
+    if meta["choices"] and meta["metavar"] is not None:  # argparse lists them otherwise
+        text += f"; one of {', '.join(meta['choices'])}"
+    default = field_default(f)
+    shown = meta["show_default"]
+    if shown is None and default is not MISSING and default not in (None, False):
+        shown = _shown(default)
+    return f"{text} (default {shown})" if shown else text
+
+
+def add_options(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    config: type,
+    *,
+    exclude: Iterable[str] = (),
+    only: Iterable[str] | None = None,
+) -> None:
+    """Add one argparse option per :func:`option` field of the dataclass ``config``.
+
+    Parameters
+    ----------
+    parser : the parser (or argument group) to add to.
+    config : the config class.
+    exclude : field names the command spells itself (or does not offer).
+    only : if given, just these field names.
+    """
+    exclude = set(exclude)
+    only = set(only) if only is not None else None
+    for f in option_fields(config):
+        meta = f.metadata[KEY]
+        if not meta["cli"] or f.name in exclude or (only is not None and f.name not in only):
+            continue
+        names = [flag_of(f)] + ([meta["short"]] if meta["short"] else [])
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+        if f.type in (bool, "bool") and field_default(f) is False:
+            kwargs["action"] = "store_true"
+        else:
+            if meta["type"] is not None:
+                kwargs["type"] = meta["type"]
+            if meta["choices"] is not None:
+                kwargs["choices"] = meta["choices"]
+            if meta["metavar"] is not None:
+                kwargs["metavar"] = meta["metavar"]
+        kwargs["help"] = help_text(f)
+        parser.add_argument(*names, **kwargs)
+
+
+def given(config: type, args: argparse.Namespace) -> dict[str, Any]:
+    """The values of ``config``'s fields that the command line gave (absent ones are left out)."""
+    return {f.name: getattr(args, f.name) for f in option_fields(config) if hasattr(args, f.name)}
+
+
+def from_args(config: type, args: argparse.Namespace, **fixed: Any) -> Any:
+    """Build ``config`` from parsed arguments: the options given, then ``fixed``, else defaults."""
+    return config(**(given(config, args) | fixed))
+
+
+def check_choices(config: object) -> None:
+    """Raise :class:`ConfigError` if a field of ``config`` with choices holds another value.
+
+    Configs call this from ``__post_init__``, so the Python API and job files are held to the
+    same choices as the CLI.
+    """
+    for f in option_fields(config):
+        allowed = f.metadata[KEY]["choices"]
+        value = getattr(config, f.name)
+        if allowed is None or value is None or value in allowed:
+            continue
+        raise ConfigError(
+            f"{f.name.replace('_', ' ')} {value!r} is not one of {', '.join(allowed)}; "
+            f"give one of those ({flag_of(f)}).{did_you_mean(str(value), allowed)}"
+        )
