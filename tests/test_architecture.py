@@ -6,7 +6,17 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "layerprobe"
-BASICS = {"errors", "layers", "locks", "options", "progress", "runtime", "__init__", "__main__"}
+BASICS = {
+    "errors",
+    "layers",
+    "locks",
+    "options",
+    "progress",
+    "registry",
+    "runtime",
+    "__init__",
+    "__main__",
+}
 # room -> the rooms it may import (besides the basics); the table in ARCHITECTURE.md.
 MAY_IMPORT = {
     "backbones": set(),

@@ -297,11 +297,11 @@ def test_split_sizes_are_known_without_generating(monkeypatch):
 
 def test_fingerprint_names_what_the_images_depend_on():
     registered = get_task("builtin/count")
-    assert registered.extra["fingerprint"]() == f"builtin-v{builtin.GENERATOR_VERSION}-32px-seed0"
+    assert registered.fingerprint() == f"builtin-v{builtin.GENERATOR_VERSION}-32px-seed0"
     configure(image_size=48, seed=7)
-    assert registered.extra["fingerprint"]().endswith("-48px-seed7")
+    assert registered.fingerprint().endswith("-48px-seed7")
     pinned = builtin_task("count", image_size=20, seed=1)
-    assert pinned.extra["fingerprint"]().endswith("-20px-seed1")
+    assert pinned.fingerprint().endswith("-20px-seed1")
     assert (pinned.extra["image_size"], pinned.extra["seed"]) == (20, 1)
 
 

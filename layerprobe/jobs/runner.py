@@ -88,10 +88,10 @@ def run_job(
         ``ok`` is False when a unit failed or was blocked.
     """
     job, plan = prepare(job)
-    executor = executor or job.run.get("executor", "local")
-    workers = workers or job.run.get("workers", 1)
-    retries = job.run.get("retries", 0) if retries is None else retries
-    settings = job.slurm | (slurm or {})
+    executor = executor or job.run.executor
+    workers = workers or job.run.workers
+    retries = job.run.retries if retries is None else retries
+    settings = job.slurm.updated(slurm)
     counts = plan.counts()
     if counts["pretrain"] or counts["finetune"]:
         pretrain_api()

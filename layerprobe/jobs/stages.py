@@ -11,11 +11,16 @@ outputs that cannot be reused: a damaged checkpoint or cache file, a changed res
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from layerprobe.jobs.configs import extract_config, finetune_config, pretrain_api, probe_config
 from layerprobe.jobs.units import CHECKPOINT
 from layerprobe.jobs.verify import VERSION, file_entries, model_files, output_entries, stamp
+from layerprobe.registry import Registry
+
+# What a unit of each stage runs: ``RUN.get(unit.stage)(work, job, state) -> record``.
+RUN: Registry[Callable[..., dict]] = Registry("job stage")
 
 # The last model a process built, reused by its next extract units of the same model (a
 # worker gets each model's units one after another) while its weight files are unchanged.
@@ -54,6 +59,7 @@ def _drop_damaged_checkpoint(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+@RUN.register("pretrain")
 def pretrain_unit(work, job, state) -> dict:
     api = pretrain_api()
     config = api.PretrainConfig(**work.model.point)
@@ -63,6 +69,7 @@ def pretrain_unit(work, job, state) -> dict:
     return _record([checkpoint])
 
 
+@RUN.register("extract")
 def extract_unit(work, job, state) -> dict:
     from layerprobe.errors import CacheError
     from layerprobe.extract.cache import read_info
@@ -87,6 +94,7 @@ def extract_unit(work, job, state) -> dict:
     return _record([path], inputs, {str(path): made}, model_key=info.model_key, extraction_id=made)
 
 
+@RUN.register("probe")
 def probe_unit(work, job, state) -> dict:
     from layerprobe.extract.cache import read_info
     from layerprobe.probe.run import Unit, probe_unit, unit_identity
@@ -117,16 +125,9 @@ def probe_unit(work, job, state) -> dict:
     return _record([path], {"caches": caches}, model_key=unit.model_key)
 
 
+@RUN.register("finetune")
 def finetune_unit(work, job, state) -> dict:
     out = pretrain_api().finetune(
         work.model.model_config(), work.unit.task, finetune_config(job), job.results, quiet=True
     )
     return _record([Path(out)], {"files": file_entries(model_files(work.model))})
-
-
-RUN = {
-    "pretrain": pretrain_unit,
-    "extract": extract_unit,
-    "probe": probe_unit,
-    "finetune": finetune_unit,
-}

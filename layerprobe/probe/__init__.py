@@ -16,9 +16,11 @@ store, as ``layerprobe probe`` does.
 """
 
 from layerprobe.probe.api import ridge_accuracy, ridge_accuracy_batch, ridge_scores
-from layerprobe.probe.backends import BACKENDS, get_backend
+from layerprobe.probe.backends import get_backend
 from layerprobe.probe.families import (
     DEFAULT_LOGISTIC_L2S,
+    FAMILIES,
+    Family,
     knn_accuracy,
     knn_accuracy_batch,
     knn_backend,
@@ -36,10 +38,11 @@ from layerprobe.probe.problems import DEFAULT_L2S, ProbeSet, select_l2
 from layerprobe.probe.run import ProbeConfig, find_units, probe_cache, probe_unit, run_probes
 
 __all__ = [
-    "BACKENDS",
     "DEFAULT_KS",
     "DEFAULT_L2S",
     "DEFAULT_LOGISTIC_L2S",
+    "FAMILIES",
+    "Family",
     "ProbeConfig",
     "ProbeSet",
     "find_units",

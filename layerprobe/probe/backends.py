@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from layerprobe.errors import ConfigError, EnvironmentProblem, UnknownNameError, did_you_mean
+from layerprobe.errors import ConfigError, EnvironmentProblem
 from layerprobe.probe.problems import ProbeSet
 from layerprobe.probe.solver import BIAS, STD_EPS
 
@@ -173,17 +173,9 @@ def check_backend(name: str, device: str, precision: str) -> None:
         _import_cuml()
 
 
-BACKENDS: dict[str, Backend] = {
-    "torch": torch_backend,
-    "cuml": cuml_backend,
-    "sklearn": sklearn_backend,
-}
-
-
 def get_backend(name: str) -> Backend:
-    """The backend called ``name``; :class:`UnknownNameError` otherwise."""
-    if name not in BACKENDS:
-        raise UnknownNameError(
-            f"unknown probe backend {name!r}.{did_you_mean(name, BACKENDS)} Use one of {', '.join(BACKENDS)}."
-        )
-    return BACKENDS[name]
+    """The ridge backend called ``name``; :class:`UnknownNameError` otherwise (the ridge
+    :class:`~layerprobe.probe.families.Family` of ``FAMILIES`` holds them)."""
+    from layerprobe.probe.families import FAMILIES
+
+    return FAMILIES.get("ridge").backends.get(name)

@@ -107,6 +107,10 @@ class Task:
         which must then be cheap (labels only, no image decoding).
     resize : the resize mode its reference protocol uses (``squash`` for VTAB and non-square
         datasets, see ``layerprobe.backbones.RESIZE_MODES``); None = the model's own.
+    fingerprinter : optional ``fingerprinter(split, content) -> str``, what identifies the
+        task's images beyond its name (see :meth:`fingerprint`); None = the name alone.
+    extra : descriptive facts shown or checked elsewhere (data URL, layout, split convention,
+        the built-in suite's settings); plain values, no callables.
     """
 
     name: str
@@ -119,6 +123,7 @@ class Task:
     extra: dict = field(default_factory=dict)
     count: Callable[[str, Path | None], int] | None = None
     resize: str | None = None
+    fingerprinter: Callable[[str | None, bool], str] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -155,8 +160,7 @@ class Task:
         of every byte). A feature cache records this per split, so that changed images are
         never served stale features.
         """
-        make = self.extra.get("fingerprint")
-        return str(make(split, content)) if callable(make) else str(make or "")
+        return "" if self.fingerprinter is None else str(self.fingerprinter(split, content))
 
     def find(self, data_root: str | os.PathLike | None = None) -> tuple[bool, str]:
         """``(found, what)``: whether this task's data is present under the data root."""

@@ -205,8 +205,8 @@ def _task(spec: BuiltinSpec, image_size: int | None, seed: int | None) -> Task:
         locate=None,  # nothing to find: everything is generated
         count=partial(_count, spec),  # split sizes are known without generating anything
         extra={"builtin": True, "per_class": {"train": tr, "val": va, "test": te},
-               "image_size": image_size, "seed": seed, "generator_version": GENERATOR_VERSION,
-               "fingerprint": partial(_fingerprint, image_size, seed)},
+               "image_size": image_size, "seed": seed, "generator_version": GENERATOR_VERSION},
+        fingerprinter=partial(_fingerprint, image_size, seed),
     )  # fmt: skip
 
 
