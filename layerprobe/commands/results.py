@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from layerprobe.analysis.config import RESULTS_HELP, ReadOptions, ShowConfig
 from layerprobe.commands._common import parse_int_list
-from layerprobe.commands.fit import RESULTS_HELP, add_skip_bad
+from layerprobe.options import add_options, from_args
 
 
 def add_parser(subparsers) -> None:
@@ -20,22 +21,7 @@ def add_parser(subparsers) -> None:
             "chosen on validation, as mean ± std over seeds, and mark the best layer."
         ),
     )
-    show.add_argument("--results", required=True, metavar="DIR|TABLE", help=RESULTS_HELP)
-    show.add_argument("--task", action="append", metavar="T", help="only this task (repeatable)")
-    show.add_argument(
-        "--model",
-        action="append",
-        metavar="M",
-        help="only this model name or model key (repeatable)",
-    )
-    show.add_argument("--shots", type=parse_int_list, metavar="K,…", help="only these shot counts")
-    show.add_argument(
-        "--format",
-        default="text",
-        choices=["text", "csv", "markdown", "json"],
-        help="output format",
-    )
-    add_skip_bad(show)
+    add_options(show, ShowConfig)
     show.set_defaults(run=run_show)
     knobs = sub.add_parser(
         "knobs",
@@ -71,7 +57,7 @@ def add_parser(subparsers) -> None:
         "--format", default="table", choices=["table", "markdown", "csv", "json"],
         help="output format (csv: the effects, every column; json: notes, effects and pairs)",
     )  # fmt: skip
-    add_skip_bad(knobs)
+    add_options(knobs, ReadOptions, only=("skip_bad",))
     knobs.set_defaults(run=run_knobs)
     p.set_defaults(run=lambda args: (p.print_help(), 0)[1])
 
@@ -79,9 +65,10 @@ def add_parser(subparsers) -> None:
 def run_show(args: argparse.Namespace) -> int:
     from layerprobe.results import filter_table, format_summary, layer_summary, load
 
-    table = load(args.results, skip_bad=args.skip_bad)
-    table = filter_table(table, tasks=args.task, models=args.model, shots=args.shots)
-    sys.stdout.write(format_summary(layer_summary(table), args.format))
+    config = from_args(ShowConfig, args)
+    table = load(config.results, skip_bad=config.skip_bad)
+    table = filter_table(table, tasks=config.task, models=config.model, shots=config.shots)
+    sys.stdout.write(format_summary(layer_summary(table), config.format))
     return 0
 
 
