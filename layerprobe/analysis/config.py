@@ -143,6 +143,14 @@ class AnalysisConfig:
     )
 
     def __post_init__(self) -> None:
+        # One type whichever way the config was built (the CLI parses a float): `holdout 3` and
+        # `holdout 3.0` must give the same fit table.
+        try:
+            self.holdout_top = float(self.holdout_top)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"--holdout {self.holdout_top!r} is not a number; e.g. 0.1 or 5"
+            ) from None
         if isinstance(self.form, str):
             check_choices(self)
         else:  # a Form object (Python API): the other fields with choices still hold
