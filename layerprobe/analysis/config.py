@@ -16,7 +16,7 @@ Example
 -------
 >>> config = AnalysisConfig(points="all", holdout_top=5)
 >>> (config.layer, config.points, config.holdout_top, config.form)
-('pre_logits', 'all', 5, 'eq1')
+('pre_logits', 'all', 5.0, 'eq1')
 >>> AnalysisConfig.build(config, form="power").form
 'power'
 """
