@@ -211,14 +211,17 @@ def check_choices(config: object) -> None:
     """Raise :class:`ConfigError` if a field of ``config`` with choices holds another value.
 
     Configs call this from ``__post_init__``, so the Python API and job files are held to the
-    same choices as the CLI.
+    same choices as the CLI. Each item of a list field (a repeatable option) is checked.
     """
     for f in option_fields(config):
         allowed = f.metadata[KEY]["choices"]
-        value = getattr(config, f.name)
-        if allowed is None or value is None or value in allowed:
+        values = getattr(config, f.name)
+        if allowed is None or values is None:
             continue
-        raise ConfigError(
-            f"{f.name.replace('_', ' ')} {value!r} is not one of {', '.join(allowed)}; "
-            f"give one of those ({flag_of(f)}).{did_you_mean(str(value), allowed)}"
-        )
+        for value in values if isinstance(values, list | tuple) else [values]:
+            if value in allowed:
+                continue
+            raise ConfigError(
+                f"{f.name.replace('_', ' ')} {value!r} is not one of {', '.join(allowed)}; "
+                f"give one of those ({flag_of(f)}).{did_you_mean(str(value), allowed)}"
+            )

@@ -13,6 +13,7 @@ from layerprobe.analysis import fit_saturation, fit_store, write_report
 from layerprobe.analysis.config import (
     AnalysisConfig,
     FitConfig,
+    KnobsConfig,
     ReportConfig,
     ShowConfig,
     SimilarityConfig,
@@ -31,6 +32,7 @@ COMMANDS = {
     ("report",): (ReportConfig, {"results": "r", "out": "o"}, ("group_by", "max_width")),
     ("similarity",): (SimilarityConfig, {"cache": "c"}, ()),
     ("results", "show"): (ShowConfig, {"results": "r"}, ()),
+    ("results", "knobs"): (KnobsConfig, {"results": "r"}, ()),
 }
 
 
@@ -137,6 +139,13 @@ def test_required_and_repeatable_options(capsys):
     similarity = _subparser(("similarity",)).parse_args(["--cache", "c", "--task", "a", "b"])
     assert from_args(ShowConfig, show).task == ["a", "b"]
     assert from_args(SimilarityConfig, similarity).task == ["a", "b"]
+    knobs = _subparser(("results", "knobs")).parse_args(
+        ["--results", "r", "--knob", "head_lr", "--knob", "head_wd", "--knob", "head_lr"]
+    )
+    assert from_args(KnobsConfig, knobs).knobs() == ("head_lr", "head_wd")
+    assert KnobsConfig(results="r").knobs() == ("head_wd", "head_lr")
+    with pytest.raises(ConfigError, match="knob 'head_w' is not one of head_wd, head_lr"):
+        KnobsConfig(results="r", knob=["head_lr", "head_w"])
 
 
 def test_the_module_example_runs():

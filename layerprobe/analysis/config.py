@@ -6,7 +6,8 @@ bootstrap, form, seed, grouping, the widest interval that still determines e_IR)
 :func:`~layerprobe.analysis.report.write_report` take. The per-command configs add what one
 command reads and writes: :class:`FitConfig` (``layerprobe fit``), :class:`ReportConfig`
 (``layerprobe report``), :class:`SimilarityConfig` (``layerprobe similarity``) and
-:class:`ShowConfig` (``layerprobe results show``). Each field is a command-line option
+:class:`ShowConfig` (``layerprobe results show``) and :class:`KnobsConfig` (``layerprobe results
+knobs``). Each field is a command-line option
 (:mod:`layerprobe.options`): the commands generate their options from these fields and build the
 config back from the parsed arguments, so the CLI and the Python API share one default each.
 
@@ -40,6 +41,8 @@ MIN_HELDOUT = 3  # the prediction error rests on at least this many held-out fro
 BOOTSTRAP_BYTES = 600
 FIT_FORMATS = ("table", "markdown", "csv", "json")
 SHOW_FORMATS = ("text", "csv", "markdown", "json")
+PAIRS_FORMATS = ("table", "markdown", "csv", "json")
+HEAD_KNOBS = ("head_wd", "head_lr")  # the knobs matched pairs of checkpoints can differ in
 SIMILARITY_FORMATS = ("table", "csv", "json")
 ROWS = 2000  # images per CKA map (subsampled deterministically above this)
 
@@ -306,3 +309,36 @@ class ShowConfig(ReadOptions):
 
     def __post_init__(self) -> None:
         check_choices(self)
+
+
+@dataclass(kw_only=True)
+class KnobsConfig(ReadOptions):
+    """``layerprobe results knobs``: which knobs to pair checkpoints on, and how to print."""
+
+    knob: list[str] | None = option(
+        None,
+        action="append",
+        choices=HEAD_KNOBS,
+        help="only this knob (repeatable; default both)",
+    )
+    match: list[str] = option(
+        default_factory=list,
+        action="append",
+        metavar="COLUMN",
+        help="also require pairs to agree on this checkpoint column (repeatable; e.g. an "
+        "architecture or pre-training seed column of an external table)",
+    )
+    shots: list[int] | None = _shots()
+    level: float = option(0.95, type=float, help="coverage of the intervals")
+    format: str = option(
+        "table",
+        choices=PAIRS_FORMATS,
+        help="output format (csv: the effects, every column; json: notes, effects and pairs)",
+    )
+
+    def __post_init__(self) -> None:
+        check_choices(self)
+
+    def knobs(self) -> tuple[str, ...]:
+        """The knobs to pair on, each once, in the order given (default: every head knob)."""
+        return tuple(dict.fromkeys(self.knob or HEAD_KNOBS))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from layerprobe.analysis.config import RESULTS_HELP, ReadOptions, ShowConfig
-from layerprobe.commands._common import parse_int_list
+from layerprobe.analysis.config import KnobsConfig, ShowConfig
 from layerprobe.options import add_options, from_args
 
 
@@ -34,30 +33,7 @@ def add_parser(subparsers) -> None:
             "depth, with t-intervals over pairs. Says so when there are no matched pairs."
         ),
     )
-    knobs.add_argument("--results", required=True, metavar="DIR|TABLE", help=RESULTS_HELP)
-    knobs.add_argument(
-        "--knob",
-        action="append",
-        choices=["head_wd", "head_lr"],
-        help="only this knob (repeatable; default both)",
-    )
-    knobs.add_argument(
-        "--match",
-        action="append",
-        default=[],
-        metavar="COLUMN",
-        help="also require pairs to agree on this checkpoint column (repeatable; e.g. an "
-        "architecture or pre-training seed column of an external table)",
-    )
-    knobs.add_argument("--shots", type=parse_int_list, metavar="K,…", help="only these shot counts")
-    knobs.add_argument(
-        "--level", type=float, default=0.95, help="coverage of the intervals (default 0.95)"
-    )
-    knobs.add_argument(
-        "--format", default="table", choices=["table", "markdown", "csv", "json"],
-        help="output format (csv: the effects, every column; json: notes, effects and pairs)",
-    )  # fmt: skip
-    add_options(knobs, ReadOptions, only=("skip_bad",))
+    add_options(knobs, KnobsConfig)
     knobs.set_defaults(run=run_knobs)
     p.set_defaults(run=lambda args: (p.print_help(), 0)[1])
 
@@ -75,8 +51,10 @@ def run_show(args: argparse.Namespace) -> int:
 def run_knobs(args: argparse.Namespace) -> int:
     from layerprobe.analysis.pairs import format_pairs, knob_pairs, read_for_pairs
 
-    table = read_for_pairs(args.results, match=args.match, skip_bad=args.skip_bad)
-    knobs = tuple(dict.fromkeys(args.knob or ("head_wd", "head_lr")))
-    result = knob_pairs(table, knobs=knobs, match=args.match, shots=args.shots, level=args.level)
-    sys.stdout.write(format_pairs(result, args.format))
+    config = from_args(KnobsConfig, args)
+    table = read_for_pairs(config.results, match=config.match, skip_bad=config.skip_bad)
+    result = knob_pairs(
+        table, knobs=config.knobs(), match=config.match, shots=config.shots, level=config.level
+    )
+    sys.stdout.write(format_pairs(result, config.format))
     return 0
