@@ -38,12 +38,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
-from layerprobe.analysis.config import (
-    MAX_WIDTH,
-    MIN_HELDOUT,
-    POINTS,
-    AnalysisConfig,
-)
+from layerprobe.analysis.config import MAX_WIDTH, MIN_HELDOUT, POINTS, AnalysisConfig
 from layerprobe.analysis.hull import rising_frontier, rising_hull, upper_hull
 from layerprobe.analysis.points import GROUP, KNOBS, checkpoint_points
 from layerprobe.analysis.profile import ALPHA_MAX, ALPHA_MIN, profile_intervals, threshold
