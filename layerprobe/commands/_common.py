@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import ast
 
+from layerprobe.options import parse_int_list, whole_number  # noqa: F401 (the commands' types)
+
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -22,38 +24,6 @@ def parse_key_value(text: str) -> tuple[str, object]:
     except (ValueError, SyntaxError):
         value = raw
     return key.strip(), value
-
-
-def whole_number(minimum: int | None = None, maximum: int | None = None):
-    """An argparse type: a whole number in [minimum, maximum] (each bound optional).
-
-    Its ``__name__`` is what argparse prints for a value it cannot convert, so it is readable
-    ("whole number"), never an internal function name.
-    """
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if minimum is not None and value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
-        if maximum is not None and value > maximum:
-            raise argparse.ArgumentTypeError(f"expected a whole number <= {maximum}, got {text!r}")
-        return value
-
-    parse.__name__ = "whole number"
-    return parse
-
-
-def parse_int_list(text: str) -> list[int]:
-    """Parse ``1,5,10,25`` into a list of ints."""
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from err
 
 
 def parse_float_list(text: str) -> list[float]:
