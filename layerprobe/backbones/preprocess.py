@@ -243,9 +243,14 @@ def hf_preprocess(processor, config) -> Preprocess:
         model_type = str(getattr(config, "model_type", ""))
         mean, std = HF_FAMILY_NORMS.get(model_type, (IMAGENET_MEAN, IMAGENET_STD))
         return Preprocess(
-            input_size=size, resize_size=size, interpolation="bicubic", mean=mean, std=std,
-            crop_pct=1.0, resize="squash",
-        )  # fmt: skip
+            input_size=size,
+            resize_size=size,
+            interpolation="bicubic",
+            mean=mean,
+            std=std,
+            crop_pct=1.0,
+            resize="squash",
+        )
     size = _size_fields(getattr(processor, "size", None))
     crop = _size_fields(getattr(processor, "crop_size", None))
     do_crop = bool(getattr(processor, "do_center_crop", False)) and bool(crop)

@@ -81,8 +81,10 @@ def extract(
             )
         job = _Job(bb=bb, task=task, config=config, device=dev, ranks=ranks, model_key=model_key)
         n = len(split_names)
-        return [job.run_split(split, requested, f"split {i} of {n}")
-                for i, split in enumerate(split_names, 1)]  # fmt: skip
+        return [
+            job.run_split(split, requested, f"split {i} of {n}")
+            for i, split in enumerate(split_names, 1)
+        ]
     finally:
         distributed.stop(ranks)
 

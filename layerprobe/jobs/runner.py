@@ -232,15 +232,20 @@ class _Progress:
         if not quiet:
             per_stage = ", ".join(f"{s} {done[s]}/{counts[s]['total']}" for s in done)
             if todo == 0:
-                say(f"job {plan.job.name}: all {total} unit(s) done already ({per_stage}); "
-                    "reusing them, nothing to run")  # fmt: skip
+                say(
+                    f"job {plan.job.name}: all {total} unit(s) done already ({per_stage}); "
+                    "reusing them, nothing to run"
+                )
             elif before:
-                say(f"job {plan.job.name}: {before} of {total} unit(s) done already "
-                    f"({per_stage}), reused; running the other {todo}")  # fmt: skip
+                say(
+                    f"job {plan.job.name}: {before} of {total} unit(s) done already "
+                    f"({per_stage}), reused; running the other {todo}"
+                )
             else:
                 say(f"job {plan.job.name}: running {todo} unit(s) ({per_stage})")
-        self.bar = Progress(todo, desc=f"run {plan.job.name}", unit="unit", quiet=quiet,
-                            first=True, last=True)  # fmt: skip
+        self.bar = Progress(
+            todo, desc=f"run {plan.job.name}", unit="unit", quiet=quiet, first=True, last=True
+        )
 
     def tick(self, running: list[Work]) -> None:
         """Every ``progress.INTERVAL`` seconds without a line: the last line of each running
@@ -261,8 +266,10 @@ class _Progress:
         self.heard = time.monotonic()
         row = self.counts[outcome.stage]
         status = "done" if outcome.ok else "failed"
-        self.bar.update(note=f"{outcome.stage} {outcome.id} {status} ({outcome.stage} "
-                        f"{row['done'] + row['done_before']}/{row['total']} complete)")  # fmt: skip
+        self.bar.update(
+            note=f"{outcome.stage} {outcome.id} {status} ({outcome.stage} "
+            f"{row['done'] + row['done_before']}/{row['total']} complete)"
+        )
 
     def say(self, message: str) -> None:
         """A message that prints even when quiet (a failure), above the bar if there is one."""

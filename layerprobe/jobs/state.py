@@ -75,10 +75,17 @@ class State:
         self.path(kind, stage, uid).unlink(missing_ok=True)
 
     def started(self, stage: str, uid: str) -> None:
-        self.write("running", stage, uid, {
-            "host": socket.gethostname(), "pid": os.getpid(), "started_at": now(),
-            "log": str(self.log_path(stage, uid)),
-        })  # fmt: skip
+        self.write(
+            "running",
+            stage,
+            uid,
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "started_at": now(),
+                "log": str(self.log_path(stage, uid)),
+            },
+        )
 
     def succeeded(self, stage: str, uid: str, record: dict) -> None:
         self.write(

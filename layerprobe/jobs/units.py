@@ -26,9 +26,16 @@ RUN_SPEED = ("device",)
 NOT_AXES = ("model_args", "snapshots")
 # Short names of pre-training axes in run folder names.
 AXIS_ABBR = {
-    "data_fraction": "df", "epochs": "ep", "head_wd": "hwd", "head_lr_mult": "hlr", "seed": "s",
-    "batch_size": "bs", "warmup_epochs": "wu", "label_smoothing": "ls", "image_size": "px",
-}  # fmt: skip
+    "data_fraction": "df",
+    "epochs": "ep",
+    "head_wd": "hwd",
+    "head_lr_mult": "hlr",
+    "seed": "s",
+    "batch_size": "bs",
+    "warmup_epochs": "wu",
+    "label_smoothing": "ls",
+    "image_size": "px",
+}
 CHECKPOINT = "checkpoint.pt"
 
 

@@ -44,9 +44,16 @@ METRICS_NAME = "metrics.csv"
 CONFIG_NAME = "config.json"
 LOCK_NAME = ".lock"
 METRIC_COLUMNS = (
-    "epoch", "step", "lr", "train_loss", "train_accuracy", "upstream_accuracy",
-    "images", "seconds", "images_per_s",
-)  # fmt: skip
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_accuracy",
+    "upstream_accuracy",
+    "images",
+    "seconds",
+    "images_per_s",
+)
 
 
 def run_complete(out_dir: str | Path) -> bool:

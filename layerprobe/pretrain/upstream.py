@@ -57,8 +57,15 @@ def upstream_accuracy(
     ImageNet, a pre-training checkpoint on its upstream task); otherwise :class:`ConfigError`.
     With ``cache_dir`` the result is also written to ``<cache_dir>/<model_key>/upstream.json``.
     """
-    return upstream_score(model, task, split, cache_dir=cache_dir, batch_size=batch_size,
-                          device=device, data_root=data_root).accuracy  # fmt: skip
+    return upstream_score(
+        model,
+        task,
+        split,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        device=device,
+        data_root=data_root,
+    ).accuracy
 
 
 def upstream_score(
@@ -89,8 +96,16 @@ def upstream_score(
     if len(data) == 0:
         raise DataError(f"task {task.name!r} split {split!r} has no images; check the data")
     size = bb.preprocess.input_size
-    loader = batches(data, 0, len(data), bb.preprocess.transform(), size, batch_size,
-                     workers=0, pin_memory=dev.type == "cuda")  # fmt: skip
+    loader = batches(
+        data,
+        0,
+        len(data),
+        bb.preprocess.transform(),
+        size,
+        batch_size,
+        workers=0,
+        pin_memory=dev.type == "cuda",
+    )
     model_ = bb.model.to(dev).eval()
     correct = 0
     with torch.no_grad():

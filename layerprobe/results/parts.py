@@ -276,8 +276,10 @@ def part_info(path: str | Path, file: pq.ParquetFile | None = None) -> PartInfo:
         low, high = ranges[column]
         if rows and not (low == high == identity[column]):
             raise BadPart(path, "holds rows of another unit than its name says", NOT_OURS)
-    single = all(rows and ranges[c][0] is not None and ranges[c][0] == ranges[c][1]
-                 for c in ("probe", "config"))  # fmt: skip
+    single = all(
+        rows and ranges[c][0] is not None and ranges[c][0] == ranges[c][1]
+        for c in ("probe", "config")
+    )
     generation = (
         (identity["model_key"], identity["task"], ranges["probe"][0], ranges["config"][0])
         if single

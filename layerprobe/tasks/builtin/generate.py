@@ -57,8 +57,14 @@ def generate_split(
     # A progress bar only when generation takes a while (large images) and on a terminal.
     slow = images.size > PROGRESS_MIN_VALUES
     chunks = zip(starts, chunks_seq.spawn(len(starts)), strict=True)
-    for start, seq in tqdm(chunks, total=len(starts), desc=f"builtin/{spec.name} {split}",
-                           unit="chunk", leave=False, disable=None if slow else True):  # fmt: skip
+    for start, seq in tqdm(
+        chunks,
+        total=len(starts),
+        desc=f"builtin/{spec.name} {split}",
+        unit="chunk",
+        leave=False,
+        disable=None if slow else True,
+    ):
         batch = labels[start : start + step]
         out = spec.generate(batch, np.random.default_rng(seq), image_size, split)
         if out.shape != (len(batch), image_size, image_size, 3) or out.dtype != np.uint8:
