@@ -113,6 +113,7 @@ class Preprocess:
 
     def with_overrides(
         self,
+        *,
         image_size: int | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,

@@ -154,7 +154,15 @@ def run_job(
             if executor == "slurm":
                 from layerprobe.jobs.slurm import run_slurm
 
-                run_slurm(graph, make_work, job, settings, retries, on_outcome, on_blocked)
+                run_slurm(
+                    graph,
+                    make_work,
+                    job,
+                    settings=settings,
+                    retries=retries,
+                    on_outcome=on_outcome,
+                    on_blocked=on_blocked,
+                )
             else:
                 from layerprobe.jobs.local import run_local
 
@@ -162,10 +170,10 @@ def run_job(
                     graph,
                     make_work,
                     job,
-                    workers,
-                    retries,
-                    on_outcome,
-                    on_blocked,
+                    workers=workers,
+                    retries=retries,
+                    on_outcome=on_outcome,
+                    on_blocked=on_blocked,
                     in_process=in_process,
                     on_tick=progress.tick,
                 )

@@ -119,7 +119,11 @@ def probe_unit(work, job, state) -> dict:
 
 def finetune_unit(work, job, state) -> dict:
     out = pretrain_api().finetune(
-        work.model.model_config(), work.unit.task, finetune_config(job), job.results, quiet=True
+        work.model.model_config(),
+        work.unit.task,
+        finetune_config(job),
+        results_dir=job.results,
+        quiet=True,
     )
     return _record([Path(out)], {"files": file_entries(model_files(work.model))})
 

@@ -46,8 +46,8 @@ def finetune(
     model: ModelConfig | str,
     task: str | Task,
     config: FinetuneConfig,
-    results_dir: str | Path,
     *,
+    results_dir: str | Path,
     quiet: bool = False,
 ) -> Path:
     """Fine-tune ``model`` on ``task`` once per seed; write the rows; return the part file."""
@@ -106,7 +106,7 @@ class _Job:
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         if name not in self._splits:
             self._splits[name] = data.split_arrays(
-                self.task, name, self.size, self.config.data_root, quiet=self.quiet
+                self.task, name, self.size, data_root=self.config.data_root, quiet=self.quiet
             )
         return self._splits[name]
 
@@ -166,7 +166,7 @@ class _Job:
                 model,
                 batches,
                 optimizer,
-                schedule,
+                schedule=schedule,
                 step0=epoch * steps,
                 device=self.device,
                 precision=c.precision,

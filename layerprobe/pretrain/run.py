@@ -131,13 +131,17 @@ class _Trainer:
             if self.ranks.is_main == turn:
                 for split in ("train", self.eval_split):
                     arrays[split] = data.split_arrays(
-                        self.task, split, size, self.data_root, quiet=self.quiet
+                        self.task, split, size, data_root=self.data_root, quiet=self.quiet
                     )
             self.ranks.barrier()
         images, labels = arrays["train"]
         c = self.config
         subset = data.balanced_subset(
-            labels, c.data_fraction, c.seed, self.task.classes, self.task.num_classes
+            labels,
+            c.data_fraction,
+            seed=c.seed,
+            class_names=self.task.classes,
+            num_classes=self.task.num_classes,
         )
         if data.steps_per_epoch(len(subset), c.batch_size, self.ranks.world) == 0:
             raise ConfigError(
@@ -199,7 +203,7 @@ class _Trainer:
                     net,
                     self._progress(batches, steps, epoch),
                     optimizer,
-                    schedule,
+                    schedule=schedule,
                     step0=epoch * steps,
                     device=self.device,
                     precision=c.precision,

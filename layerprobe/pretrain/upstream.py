@@ -100,9 +100,9 @@ def upstream_score(
         data,
         0,
         len(data),
-        bb.preprocess.transform(),
-        size,
-        batch_size,
+        transform=bb.preprocess.transform(),
+        image_size=size,
+        batch_size=batch_size,
         workers=0,
         pin_memory=dev.type == "cuda",
     )
@@ -118,7 +118,9 @@ def upstream_score(
     accuracy = correct / len(data)
     record = None
     if cache_dir is not None:
-        record = record_upstream(cache_dir, bb, task.name, split, accuracy, len(data))
+        record = record_upstream(
+            cache_dir, bb, task=task.name, split=split, accuracy=accuracy, n=len(data)
+        )
     return UpstreamScore(accuracy, task.name, split, len(data), record)
 
 
@@ -141,7 +143,7 @@ def check_head(bb: Backbone, task: Task) -> None:
 
 
 def record_upstream(
-    cache_dir, bb: Backbone, task: str, split: str, accuracy: float, n: int
+    cache_dir, bb: Backbone, *, task: str, split: str, accuracy: float, n: int
 ) -> Path:
     """Write ``<cache_dir>/<model_key>/upstream.json`` atomically; returns its path."""
     path = Path(cache_dir) / bb.model_key("auto") / UPSTREAM_FILE

@@ -22,6 +22,7 @@ def selected(table: pd.DataFrame) -> pd.DataFrame:
 
 def filter_table(
     table: pd.DataFrame,
+    *,
     tasks: Sequence[str] | None = None,
     models: Sequence[str] | None = None,
     shots: Sequence[int] | None = None,

@@ -268,7 +268,7 @@ def _spec(name: str) -> BuiltinSpec:
 
 
 def load_arrays(
-    name: str, split: str, image_size: int | None = None, seed: int | None = None
+    name: str, split: str, image_size: int | None = None, *, seed: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The images (N, S, S, 3) uint8 and labels (N,) int64 of one split, from the caches or generated.
 
@@ -283,13 +283,13 @@ def load_arrays(
     now = settings()
     size = now.image_size if image_size is None else check_image_size(image_size)
     seed = now.seed if seed is None else check_seed(seed)
-    return load_split(spec, split, size, seed, now.cache_dir)
+    return load_split(spec, split, size, seed=seed, cache_dir=now.cache_dir)
 
 
 def _loader(
     spec: BuiltinSpec, image_size: int | None, seed: int | None, split: str, _root: Path | None
 ) -> ArraySplit:
-    images, labels = load_arrays(spec.name, split, image_size, seed)
+    images, labels = load_arrays(spec.name, split, image_size, seed=seed)
     return ArraySplit(images, labels)
 
 

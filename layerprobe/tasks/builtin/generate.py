@@ -33,7 +33,7 @@ _memory_lock = threading.Lock()
 
 
 def generate_split(
-    spec: BuiltinSpec, split: str, image_size: int, seed: int
+    spec: BuiltinSpec, split: str, image_size: int, *, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one split afresh (no cache).
 
@@ -79,7 +79,7 @@ def chunk_size(image_size: int) -> int:
 
 
 def load_split(
-    spec: BuiltinSpec, split: str, image_size: int, seed: int, cache_dir: Path | None = None
+    spec: BuiltinSpec, split: str, image_size: int, *, seed: int, cache_dir: Path | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """One split through the caches: memory (LRU by bytes), then ``cache_dir`` if given, then generate.
 
@@ -93,7 +93,7 @@ def load_split(
     path = _disk_path(cache_dir, *key) if cache_dir is not None else None
     arrays = _read_disk(path) if path is not None else None
     if arrays is None:
-        arrays = generate_split(spec, split, image_size, seed)
+        arrays = generate_split(spec, split, image_size, seed=seed)
         if path is not None:
             _write_disk(path, *arrays)
     for a in arrays:
