@@ -93,7 +93,7 @@ def test_every_generator_draws_any_image_size(size):
     rng = np.random.default_rng(0)
     for name, spec in SPECS.items():
         labels = np.arange(min(4, len(spec.classes)))
-        images = spec.generate(labels, rng, size, "test")
+        images = spec.generate(labels, rng, size=size, split="test")
         assert images.shape == (len(labels), size, size, 3) and images.dtype == np.uint8, name
         assert images.std() > 0, name  # not blank
 

@@ -66,7 +66,7 @@ def generate_split(
         disable=None if slow else True,
     ):
         batch = labels[start : start + step]
-        out = spec.generate(batch, np.random.default_rng(seq), image_size, split)
+        out = spec.generate(batch, np.random.default_rng(seq), size=image_size, split=split)
         if out.shape != (len(batch), image_size, image_size, 3) or out.dtype != np.uint8:
             raise RuntimeError(f"generator of {spec.name} returned {out.shape} {out.dtype}")
         images[start : start + step] = out

@@ -47,7 +47,9 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return (d.images / 16).astype(R.F), d.target.astype(np.int64)
 
 
-def gen_digits(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_digits(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
     """An 8 x 8 scikit-learn digit scan, smoothly enlarged, turned, coloured, on a textured background."""
     glyphs, targets = _digits()
     pools = split_items(targets, split, seed=8)
@@ -81,7 +83,9 @@ def gen_digits(labels: np.ndarray, rng: np.random.Generator, size: int, split: s
     return R.to_uint8(canvas)
 
 
-def gen_scenes(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_scenes(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
     """A random crop (0.4 to 1 block wide, mirrored half the time) of the labelled photo."""
     out = np.empty((len(labels), size, size, 3), R.F)
     for c in np.unique(labels):
@@ -111,7 +115,7 @@ def _face_pools(split: str) -> tuple[np.ndarray, ...]:
     return tuple(rng.permutation(np.where(targets == c)[0])[cut[s] : cut[s + 1]] for c in range(2))
 
 
-def gen_faces(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_faces(labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str) -> np.ndarray:
     """A 25 x 25 LFW face or background patch, resized, mirrored half the time (no item repeats)."""
     images, _ = _faces()
     out = np.empty((len(labels), size, size), R.F)

@@ -91,25 +91,31 @@ def _attributes(labels: np.ndarray, rng: np.random.Generator, fixed: dict[int, n
     return [fixed[i][labels] if i in fixed else rng.integers(0, counts[i], n) for i in range(3)]
 
 
-def gen_upstream(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_upstream(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
     t = upstream_triples()[labels]
     return render_objects(rng, t[:, 0], t[:, 1], t[:, 2], size)
 
 
-def gen_novel(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_novel(labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str) -> np.ndarray:
     t = novel_triples()[labels]
     return render_objects(rng, t[:, 0], t[:, 1], t[:, 2], size)
 
 
-def gen_by_shape(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_by_shape(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
     return render_objects(rng, *_attributes(labels, rng, {0: np.arange(N_SHAPES)}), size)
 
 
-def gen_by_hue(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_by_hue(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
     return render_objects(rng, *_attributes(labels, rng, {1: np.arange(N_HUES)}), size)
 
 
 def gen_by_texture(
-    labels: np.ndarray, rng: np.random.Generator, size: int, split: str
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
 ) -> np.ndarray:
     return render_objects(rng, *_attributes(labels, rng, {2: np.arange(N_TEXTURES)}), size)

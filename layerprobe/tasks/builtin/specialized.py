@@ -24,7 +24,9 @@ TERRAIN_CLASSES = ("flat", "gentle", "hilly", "steep")
 SCORE_SIZE = 16  # patches are scored at this resolution, whatever the output size
 
 
-def gen_textures(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_textures(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
     """A rotated, mirrored grey crop of the labelled texture, with its brightness and contrast
     set at random so that only the pattern tells the classes apart."""
     n = len(labels)
@@ -155,14 +157,18 @@ def scored_patches(picture: str, n_classes: int, labels, rng, size, split) -> np
 
 
 def gen_histology(
-    labels: np.ndarray, rng: np.random.Generator, size: int, split: str
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
 ) -> np.ndarray:
     return scored_patches("histology", len(HISTOLOGY_CLASSES), labels, rng, size, split)
 
 
-def gen_retina(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_retina(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
     return scored_patches("retina", len(RETINA_CLASSES), labels, rng, size, split)
 
 
-def gen_terrain(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_terrain(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
     return scored_patches("terrain", len(TERRAIN_CLASSES), labels, rng, size, split)

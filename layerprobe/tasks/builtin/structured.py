@@ -48,7 +48,7 @@ def _sprite(rng, size, shapes, cx, cy, scale, angle):
     return R.to_uint8(np.repeat(alpha[..., None], 3, axis=-1))
 
 
-def gen_count(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_count(labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str) -> np.ndarray:
     """label + 1 objects on a jittered 3 x 3 grid (no overlaps), random shapes, colours and sizes."""
     n = len(labels)
     canvas = R.gradient_background(rng, n, size)
@@ -67,7 +67,9 @@ def gen_count(labels: np.ndarray, rng: np.random.Generator, size: int, split: st
     return R.to_uint8(canvas)
 
 
-def gen_distance(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_distance(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
     """Objects standing on a ground plane seen in perspective; label = depth bin of the closest.
 
     Depth z in [1, 5] (bins equal in log z). A camera above the plane sees an object's base
@@ -110,16 +112,16 @@ def _loc(labels, rng, size, axis: int):
     return _sprite(rng, size, rng.choice(SPRITES, n), *pos, scale, rng.uniform(0, 2 * np.pi, n))
 
 
-def gen_loc_x(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_loc_x(labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str) -> np.ndarray:
     return _loc(labels, rng, size, 0)
 
 
-def gen_loc_y(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_loc_y(labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str) -> np.ndarray:
     return _loc(labels, rng, size, 1)
 
 
 def gen_orientation(
-    labels: np.ndarray, rng: np.random.Generator, size: int, split: str
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
 ) -> np.ndarray:
     """An asymmetric sprite turned by an angle in bin ``label`` of 16 over a full turn."""
     n = len(labels)
@@ -128,7 +130,7 @@ def gen_orientation(
     return _sprite(rng, size, rng.choice(ASYMMETRIC, n), cx, cy, rng.uniform(0.3, 0.5, n), angle)
 
 
-def gen_size(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_size(labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str) -> np.ndarray:
     """A sprite whose scale lies in bin ``label`` of 6 (equal in log scale, 0.15..0.75 of the half-width)."""
     n = len(labels)
     scale = bin_uniform(rng, labels, *SIZE_RANGE, SIZE_BINS, log=True)
@@ -143,7 +145,9 @@ def _two_objects(rng, n, size):
     return canvas, colours
 
 
-def gen_relation(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_relation(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
     """A circle and a square (random colours, plus a star as distractor); 0: circle left of square."""
     n = len(labels)
     canvas, (c_circle, c_square) = _two_objects(rng, n, size)
@@ -174,7 +178,7 @@ def gen_relation(labels: np.ndarray, rng: np.random.Generator, size: int, split:
 
 
 def gen_occlusion(
-    labels: np.ndarray, rng: np.random.Generator, size: int, split: str
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
 ) -> np.ndarray:
     """A circle and a square that overlap; 0: the circle is in front, 1: the square is."""
     n = len(labels)
