@@ -50,6 +50,15 @@ class Preprocess:
     ``resize_size``, centre crop ``input_size``), scale to [0, 1], subtract ``mean`` and divide
     by ``std`` (per RGB channel). ``crop_pct = input_size / resize_size`` is kept so that a
     new size keeps the same ratio.
+
+    Attributes
+    ----------
+    input_size : the side of the square model input, in pixels.
+    resize_size : the side the image is resized to before the crop, in pixels (>= input_size).
+    interpolation : the resampling filter (``bicubic``, ``bilinear`` …).
+    mean, std : per RGB channel, on the [0, 1] scale.
+    crop_pct : ``input_size / resize_size``.
+    resize : how the image is made square (``crop``, ``squash``, ``squash-crop``).
     """
 
     input_size: int

@@ -32,7 +32,17 @@ class ResultsOwned(UserError):
 
 @dataclass
 class RunReport:
-    """What a run did. ``counts[stage]``: total, done before, ran, done, failed, blocked."""
+    """What a run did.
+
+    Attributes
+    ----------
+    plan : the job's units.
+    counts : per stage, the units ``total``, ``done_before``, ``ran``, ``done``, ``failed``,
+        ``blocked``.
+    failures : the outcome of every failed unit.
+    blocked : indices into ``plan.units`` of the units whose dependencies failed.
+    rerun : unit index -> why a unit done before runs again.
+    """
 
     plan: Plan
     counts: dict[str, dict[str, int]]

@@ -50,7 +50,21 @@ def finetune(
     results_dir: str | Path,
     quiet: bool = False,
 ) -> Path:
-    """Fine-tune ``model`` on ``task`` once per seed; write the rows; return the part file."""
+    """Fine-tune ``model`` on ``task`` once per seed and write the rows to the results store.
+
+    Parameters
+    ----------
+    model : a :class:`~layerprobe.backbones.ModelConfig` or a model spec / checkpoint path.
+    task : a task name or a :class:`~layerprobe.tasks.Task` with ``train`` and ``test`` splits.
+    config : how to fine-tune (:class:`FinetuneConfig`: learning-rate grid, epochs, seeds …).
+    results_dir : the results store folder the part file is written to.
+    quiet : no progress bars.
+
+    Returns
+    -------
+    Path
+        The part file: one row per seed (``probe`` ``finetune``, ``layer`` ``pre_logits``).
+    """
     from layerprobe.extract.run import resolve_device
 
     device = resolve_device(config.device)

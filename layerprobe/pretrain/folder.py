@@ -57,7 +57,17 @@ METRIC_COLUMNS = (
 
 
 def run_complete(out_dir: str | Path) -> bool:
-    """Whether ``out_dir`` holds a finished run (its checkpoint exists)."""
+    """Whether ``out_dir`` holds a finished run.
+
+    Parameters
+    ----------
+    out_dir : a pre-training run folder.
+
+    Returns
+    -------
+    bool
+        True when its final checkpoint exists (it is written last, atomically).
+    """
     return (Path(out_dir) / CHECKPOINT_NAME).is_file()
 
 

@@ -31,8 +31,15 @@ from layerprobe.tasks.registry import get_task
 
 @dataclass(frozen=True)
 class UpstreamScore:
-    """What :func:`upstream_score` measured: ``accuracy`` in [0, 1] on ``n`` images of
-    ``task``'s ``split``; ``record`` is the ``upstream.json`` written (None without a cache)."""
+    """What :func:`upstream_score` measured.
+
+    Attributes
+    ----------
+    accuracy : top-1 accuracy in [0, 1].
+    task, split : what it was measured on.
+    n : how many images.
+    record : the ``upstream.json`` written; None without a cache folder.
+    """
 
     accuracy: float
     task: str
@@ -56,6 +63,21 @@ def upstream_accuracy(
     The model's head must have one output per class of the task (a timm ImageNet model on
     ImageNet, a pre-training checkpoint on its upstream task); otherwise :class:`ConfigError`.
     With ``cache_dir`` the result is also written to ``<cache_dir>/<model_key>/upstream.json``.
+
+    Parameters
+    ----------
+    model : a :class:`~layerprobe.backbones.ModelConfig` or a model spec / checkpoint path.
+    task : a task name or a :class:`~layerprobe.tasks.Task`.
+    split : the split to score.
+    cache_dir : the feature cache folder to record the result in; None: record nothing.
+    batch_size : images per forward pass.
+    device : ``auto``, ``cpu``, ``cuda`` …
+    data_root : the folder of real datasets (default ``$LAYERPROBE_DATA``).
+
+    Returns
+    -------
+    float
+        The fraction of the split's images whose arg-max logit is their label.
     """
     return upstream_score(
         model,
@@ -78,7 +100,18 @@ def upstream_score(
     device: str = "auto",
     data_root=None,
 ) -> UpstreamScore:
-    """:func:`upstream_accuracy` with what it was measured on (task, split, image count)."""
+    """:func:`upstream_accuracy` with what it was measured on.
+
+    Parameters
+    ----------
+    model, task, split, cache_dir, batch_size, device, data_root
+        As for :func:`upstream_accuracy`.
+
+    Returns
+    -------
+    UpstreamScore
+        The accuracy in [0, 1], the task, split and image count, and the record written.
+    """
     from layerprobe.extract.data import batches
     from layerprobe.extract.run import resolve_device
 

@@ -136,7 +136,22 @@ def _newer(a: datetime | None, b: datetime | None) -> bool:
 
 
 def part_files(results_dir: str | Path) -> list[Path]:
-    """The store's part files, sorted (temporary files of running writers are not included)."""
+    """The store's part files.
+
+    Parameters
+    ----------
+    results_dir : the results store folder.
+
+    Returns
+    -------
+    list of Path
+        Every part file below it, sorted (temporary files of running writers are not included).
+
+    Raises
+    ------
+    DataError
+        The folder is missing or is a file.
+    """
     root = Path(results_dir)
     if root.is_file():
         raise DataError(f"results folder {root} is a file; give --results the folder of part files")
