@@ -49,6 +49,26 @@ class UpstreamScore:
 
 
 def upstream_accuracy(
+    model: ModelConfig | str, task: str | Task, split: str = "val", **options
+) -> float:
+    """Top-1 accuracy in [0, 1]: :func:`upstream_score`'s ``accuracy``.
+
+    Parameters
+    ----------
+    model, task, split
+        As for :func:`upstream_score`.
+    **options
+        ``cache_dir``, ``batch_size``, ``device``, ``data_root``, as for :func:`upstream_score`.
+
+    Returns
+    -------
+    float
+        The fraction of the split's images whose arg-max logit is their label.
+    """
+    return upstream_score(model, task, split, **options).accuracy
+
+
+def upstream_score(
     model: ModelConfig | str,
     task: str | Task,
     split: str = "val",
@@ -57,7 +77,7 @@ def upstream_accuracy(
     batch_size: int = EVAL_BATCH,
     device: str = "auto",
     data_root=None,
-) -> float:
+) -> UpstreamScore:
     """Top-1 accuracy of ``model``'s own classifier on ``task``'s ``split``, in [0, 1].
 
     The model's head must have one output per class of the task (a timm ImageNet model on
@@ -76,41 +96,9 @@ def upstream_accuracy(
 
     Returns
     -------
-    float
-        The fraction of the split's images whose arg-max logit is their label.
-    """
-    return upstream_score(
-        model,
-        task,
-        split,
-        cache_dir=cache_dir,
-        batch_size=batch_size,
-        device=device,
-        data_root=data_root,
-    ).accuracy
-
-
-def upstream_score(
-    model: ModelConfig | str,
-    task: str | Task,
-    split: str = "val",
-    *,
-    cache_dir: str | Path | None = None,
-    batch_size: int = EVAL_BATCH,
-    device: str = "auto",
-    data_root=None,
-) -> UpstreamScore:
-    """:func:`upstream_accuracy` with what it was measured on.
-
-    Parameters
-    ----------
-    model, task, split, cache_dir, batch_size, device, data_root
-        As for :func:`upstream_accuracy`.
-
-    Returns
-    -------
     UpstreamScore
-        The accuracy in [0, 1], the task, split and image count, and the record written.
+        The accuracy (the fraction of the split's images whose arg-max logit is their label),
+        the task, split and image count, and the record written.
     """
     from layerprobe.extract.data import batches
     from layerprobe.extract.run import resolve_device
