@@ -81,7 +81,7 @@ def _rotation(azimuth: float, elevation: float) -> np.ndarray:
     return tilt @ turn
 
 
-def render(categories, azimuths, elevations, rng: np.random.Generator, size: int) -> np.ndarray:
+def render(categories, azimuths, elevations, *, rng: np.random.Generator, size: int) -> np.ndarray:
     """Grey objects on a plain background: (N,) category ids, angles in radians -> uint8 (N, S, S, 3)."""
     n = len(categories)
     out = np.empty((n, size, size, 3), np.uint8)
@@ -122,7 +122,7 @@ def gen_azimuth(
     n = len(labels)
     az = (labels + rng.random(n)) * (2 * np.pi / AZIMUTH_BINS)
     el = rng.uniform(0, np.radians(60), n)
-    return render(rng.integers(0, len(CATEGORIES), n), az, el, rng, size)
+    return render(rng.integers(0, len(CATEGORIES), n), az, el, rng=rng, size=size)
 
 
 def gen_elevation(
@@ -130,7 +130,9 @@ def gen_elevation(
 ) -> np.ndarray:
     n = len(labels)
     el = (labels + rng.random(n)) * (np.radians(90) / ELEVATION_BINS)
-    return render(rng.integers(0, len(CATEGORIES), n), rng.uniform(0, 2 * np.pi, n), el, rng, size)
+    return render(
+        rng.integers(0, len(CATEGORIES), n), rng.uniform(0, 2 * np.pi, n), el, rng=rng, size=size
+    )
 
 
 def gen_category(
@@ -138,5 +140,5 @@ def gen_category(
 ) -> np.ndarray:
     n = len(labels)
     return render(
-        labels, rng.uniform(0, 2 * np.pi, n), rng.uniform(0, np.radians(60), n), rng, size
+        labels, rng.uniform(0, 2 * np.pi, n), rng.uniform(0, np.radians(60), n), rng=rng, size=size
     )
