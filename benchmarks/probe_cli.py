@@ -87,7 +87,7 @@ def write_caches(cache_dir: Path, num_tasks: int) -> None:
             part = PartialCache.open(
                 final.with_name(final.name + ".partial"), header, {n: DIM for n in layers}
             )
-            part.write(feats, labels, np.arange(rows), rows)
+            part.write(feats, labels, np.arange(rows), items=rows)
             part.finish(final)
 
 

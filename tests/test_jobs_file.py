@@ -153,9 +153,9 @@ def test_more_bad_files(tmp_path, text, words):
 
 def test_key_line_tables():
     text = '[job]\nname = "a"\n[[models]]\nspec = "x"\n[[models]]\nspec = "y"\nlabel = "b"\n[probe]\nseeds = 1\n'
-    assert key_line(text, "models", "spec", 1) == 6
-    assert key_line(text, "models", "label", 1) == 7
-    assert key_line(text, "models", "label", 0) == 3  # not written there: the header
+    assert key_line(text, "models", "spec", index=1) == 6
+    assert key_line(text, "models", "label", index=1) == 7
+    assert key_line(text, "models", "label", index=0) == 3  # not written there: the header
     assert key_line(text, "probe", "seeds") == 9
     assert key_line(text, "extract", "layers") is None
 

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision, data_root=args.data_root,
     )  # fmt: skip
     with removed_if_failed(args.results):  # a failure leaves no empty results folder behind
-        path = finetune(model_config_from_args(args), args.task, config, args.results,
+        path = finetune(model_config_from_args(args), args.task, config, results_dir=args.results,
                         quiet=args.quiet)  # fmt: skip
     print(path)
     return 0

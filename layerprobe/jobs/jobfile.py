@@ -130,7 +130,7 @@ class Job:
 
     def error(self, message: str, table: str = "", key: str | None = None, index: int = 0):
         """A one-line :class:`JobFileError` naming this file, ``[table] key`` and its line."""
-        return job_error(self.path, self.text, message, table, key, index)
+        return job_error(self.path, self.text, message, table=table, key=key, index=index)
 
 
 def load_job(path: str | Path) -> Job:
@@ -203,7 +203,7 @@ class _Failer:
         self.path, self.text = path, text
 
     def __call__(self, message: str, table: str = "", key: str | None = None, index: int = 0):
-        return job_error(self.path, self.text, message, table, key, index)
+        return job_error(self.path, self.text, message, table=table, key=key, index=index)
 
 
 def _table(data: dict, name: str, fail) -> dict:

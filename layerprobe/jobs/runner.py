@@ -32,7 +32,17 @@ class ResultsOwned(UserError):
 
 @dataclass
 class RunReport:
-    """What a run did. ``counts[stage]``: total, done before, ran, done, failed, blocked."""
+    """What a run did.
+
+    Attributes
+    ----------
+    plan : the job's units.
+    counts : per stage, the units ``total``, ``done_before``, ``ran``, ``done``, ``failed``,
+        ``blocked``.
+    failures : the outcome of every failed unit.
+    blocked : indices into ``plan.units`` of the units whose dependencies failed.
+    rerun : unit index -> why a unit done before runs again.
+    """
 
     plan: Plan
     counts: dict[str, dict[str, int]]
@@ -154,7 +164,15 @@ def run_job(
             if executor == "slurm":
                 from layerprobe.jobs.slurm import run_slurm
 
-                run_slurm(graph, make_work, job, settings, retries, on_outcome, on_blocked)
+                run_slurm(
+                    graph,
+                    make_work,
+                    job,
+                    settings=settings,
+                    retries=retries,
+                    on_outcome=on_outcome,
+                    on_blocked=on_blocked,
+                )
             else:
                 from layerprobe.jobs.local import run_local
 
@@ -162,10 +180,10 @@ def run_job(
                     graph,
                     make_work,
                     job,
-                    workers,
-                    retries,
-                    on_outcome,
-                    on_blocked,
+                    workers=workers,
+                    retries=retries,
+                    on_outcome=on_outcome,
+                    on_blocked=on_blocked,
                     in_process=in_process,
                     on_tick=progress.tick,
                 )
@@ -232,15 +250,20 @@ class _Progress:
         if not quiet:
             per_stage = ", ".join(f"{s} {done[s]}/{counts[s]['total']}" for s in done)
             if todo == 0:
-                say(f"job {plan.job.name}: all {total} unit(s) done already ({per_stage}); "
-                    "reusing them, nothing to run")  # fmt: skip
+                say(
+                    f"job {plan.job.name}: all {total} unit(s) done already ({per_stage}); "
+                    "reusing them, nothing to run"
+                )
             elif before:
-                say(f"job {plan.job.name}: {before} of {total} unit(s) done already "
-                    f"({per_stage}), reused; running the other {todo}")  # fmt: skip
+                say(
+                    f"job {plan.job.name}: {before} of {total} unit(s) done already "
+                    f"({per_stage}), reused; running the other {todo}"
+                )
             else:
                 say(f"job {plan.job.name}: running {todo} unit(s) ({per_stage})")
-        self.bar = Progress(todo, desc=f"run {plan.job.name}", unit="unit", quiet=quiet,
-                            first=True, last=True)  # fmt: skip
+        self.bar = Progress(
+            todo, desc=f"run {plan.job.name}", unit="unit", quiet=quiet, first=True, last=True
+        )
 
     def tick(self, running: list[Work]) -> None:
         """Every ``progress.INTERVAL`` seconds without a line: the last line of each running
@@ -261,8 +284,10 @@ class _Progress:
         self.heard = time.monotonic()
         row = self.counts[outcome.stage]
         status = "done" if outcome.ok else "failed"
-        self.bar.update(note=f"{outcome.stage} {outcome.id} {status} ({outcome.stage} "
-                        f"{row['done'] + row['done_before']}/{row['total']} complete)")  # fmt: skip
+        self.bar.update(
+            note=f"{outcome.stage} {outcome.id} {status} ({outcome.stage} "
+            f"{row['done'] + row['done_before']}/{row['total']} complete)"
+        )
 
     def say(self, message: str) -> None:
         """A message that prints even when quiet (a failure), above the bar if there is one."""

@@ -66,6 +66,7 @@ def run_slurm(
     graph: Graph,
     make_work: Callable[[int], Work],
     job: Job,
+    *,
     settings: SlurmSettings,
     retries: int,
     on_outcome: Callable[[int, Outcome], None],

@@ -128,6 +128,10 @@ def probe_unit(work, job, state) -> dict:
 @RUN.register("finetune")
 def finetune_unit(work, job, state) -> dict:
     out = pretrain_api().finetune(
-        work.model.model_config(), work.unit.task, finetune_config(job), job.results, quiet=True
+        work.model.model_config(),
+        work.unit.task,
+        finetune_config(job),
+        results_dir=job.results,
+        quiet=True,
     )
     return _record([Path(out)], {"files": file_entries(model_files(work.model))})

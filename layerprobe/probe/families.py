@@ -245,7 +245,15 @@ def logistic_accuracy(
     """Test accuracy (L,) of one multinomial logistic probe per λ (ascending); x_train (n, D),
     x_test (m, D). Other parameters as :func:`logistic_accuracy_batch`."""
     acc = logistic_accuracy_batch(
-        [x_train], y_train, [x_test], y_test, l2s, None, num_classes, device, tol, max_iter
+        [x_train],
+        y_train,
+        [x_test],
+        y_test,
+        l2s=l2s,
+        num_classes=num_classes,
+        device=device,
+        tol=tol,
+        max_iter=max_iter,
     )
     return acc[0, 0]
 
@@ -342,13 +350,12 @@ def knn_accuracy(
         y_train,
         [x_test],
         y_test,
-        ks,
-        vote,
-        None,
-        num_classes,
-        device,
-        precision,
-        temperature,
+        ks=ks,
+        vote=vote,
+        num_classes=num_classes,
+        device=device,
+        precision=precision,
+        temperature=temperature,
     )
     return acc[0, 0]
 
