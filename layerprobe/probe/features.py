@@ -1,4 +1,4 @@
-"""A unit's features, read through the cache's one reader (:func:`layerprobe.extract.cache.open_cache`):
+"""A unit's features, read through the cache's one reader (:mod:`layerprobe.extract.cache`):
 which layers, in groups that fit the memory budget, each split file opened once per group."""
 
 from __future__ import annotations
