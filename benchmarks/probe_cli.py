@@ -140,7 +140,7 @@ def run_cli(cache_dir: Path, results: Path, source: Path = ROOT) -> Clock:
     cmd = [sys.executable, "-m", "layerprobe", "probe", "--cache", str(cache_dir)]
     cmd += ["--results", str(results), "--device", "cpu", "--quiet"]
     with Clock() as clock:
-        subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+        subprocess.run(cmd, check=True, env=env, cwd=source)  # cwd leads sys.path under -m
     return clock
 
 
