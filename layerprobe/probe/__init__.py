@@ -17,6 +17,7 @@ store, as ``layerprobe probe`` does.
 
 from layerprobe.probe.api import ridge_accuracy, ridge_accuracy_batch, ridge_scores
 from layerprobe.probe.backends import BACKENDS, get_backend
+from layerprobe.probe.config import ProbeConfig
 from layerprobe.probe.families import (
     DEFAULT_LOGISTIC_L2S,
     knn_accuracy,
@@ -33,7 +34,7 @@ from layerprobe.probe.families import (
 from layerprobe.probe.knn import DEFAULT_KS
 from layerprobe.probe.plan import plan_probes
 from layerprobe.probe.problems import DEFAULT_L2S, ProbeSet, select_l2
-from layerprobe.probe.run import ProbeConfig, find_units, probe_cache, probe_unit, run_probes
+from layerprobe.probe.run import find_units, probe_cache, probe_unit, run_probes
 
 __all__ = [
     "BACKENDS",
