@@ -7,13 +7,33 @@
 >>> feats = bb.capture(x, ["blocks.1", "pre_logits"])  # {layer: (B, D)}, one forward pass
 """
 
-from layerprobe.backbones.backbone import PRE_LOGITS, Backbone, ProbePoint
-from layerprobe.backbones.checkpoint import read_checkpoint, save_checkpoint
-from layerprobe.backbones.config import ModelConfig, as_model_config
-from layerprobe.backbones.factory import RandomWeightsWarning, load
-from layerprobe.backbones.pooling import POOLS
-from layerprobe.backbones.preprocess import RESIZE_MODES, Preprocess
-from layerprobe.backbones.spec import NAMESPACES, parse_spec
+# Names load on first use (PEP 562), so importing a light module of the room (its config)
+# does not import torch.
+_LAZY = {
+    "PRE_LOGITS": "layerprobe.backbones.backbone",
+    "Backbone": "layerprobe.backbones.backbone",
+    "ProbePoint": "layerprobe.backbones.backbone",
+    "read_checkpoint": "layerprobe.backbones.checkpoint",
+    "save_checkpoint": "layerprobe.backbones.checkpoint",
+    "ModelConfig": "layerprobe.backbones.config",
+    "as_model_config": "layerprobe.backbones.config",
+    "RandomWeightsWarning": "layerprobe.backbones.factory",
+    "load": "layerprobe.backbones.factory",
+    "POOLS": "layerprobe.backbones.pooling",
+    "RESIZE_MODES": "layerprobe.backbones.preprocess",
+    "Preprocess": "layerprobe.backbones.preprocess",
+    "NAMESPACES": "layerprobe.backbones.spec",
+    "parse_spec": "layerprobe.backbones.spec",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "NAMESPACES",
