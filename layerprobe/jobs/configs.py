@@ -64,8 +64,9 @@ def _probe_configs(**table) -> list:
     from layerprobe.probe.plan import check_plan_options
 
     configs = ProbeConfig.families(**table)
-    for config in configs:
-        check_plan_options(config.shots, config.seeds, grid=len(config.grid))
+    for config in configs:  # the table's own values: a config rounds 1.5 seeds to 1
+        shots, seeds = table.get("shots", config.shots), table.get("seeds", config.seeds)
+        check_plan_options(shots, seeds, grid=len(config.grid))
     return configs
 
 
