@@ -86,7 +86,8 @@ def model_config_from_args(args: argparse.Namespace):
 
 
 def add_extract_options(parser: argparse.ArgumentParser) -> None:
-    """The extraction options (``extract``, ``scan``), made from ``ExtractConfig``'s fields;
+    """The extraction options (``extract``, ``scan``; ``--quiet`` among them), made from
+    ``ExtractConfig``'s fields;
     :func:`extract_config_from_args` turns them back into an ``ExtractConfig``."""
     from layerprobe.extract.config import ExtractConfig
     from layerprobe.options import add_options
@@ -95,10 +96,8 @@ def add_extract_options(parser: argparse.ArgumentParser) -> None:
 
 
 def extract_config_from_args(args: argparse.Namespace, **fixed):
-    """The ``ExtractConfig`` of the options :func:`add_extract_options` added (and ``--quiet``),
-    plus ``fixed``."""
+    """The ``ExtractConfig`` of the options :func:`add_extract_options` added, plus ``fixed``."""
     from layerprobe.extract.config import ExtractConfig
     from layerprobe.options import given
 
-    quiet = {"quiet": True} if getattr(args, "quiet", False) else {}
-    return ExtractConfig.build(None, **(given(ExtractConfig, args) | quiet | fixed))
+    return ExtractConfig.build(None, **(given(ExtractConfig, args) | fixed))

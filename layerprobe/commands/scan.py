@@ -8,7 +8,6 @@ import sys
 from layerprobe.commands._common import (
     add_extract_options,
     add_model_options,
-    add_quiet,
     extract_config_from_args,
     model_config_from_args,
 )
@@ -39,7 +38,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="the scan's folder")
     add_options(p, ProbeConfig, only=PROBE_FIELDS)
     add_extract_options(p)
-    add_quiet(p)
     p.set_defaults(run=run)
 
 
@@ -55,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     check_plan_options(probe_config.shots, probe_config.seeds, grid=len(probe_config.grid))
     with removed_if_failed(args.out):
         result = scan(model_config_from_args(args), patterns, args.out, extract_config,
-                      probe_config, quiet=args.quiet)  # fmt: skip
+                      probe_config, quiet=extract_config.quiet)  # fmt: skip
     sys.stdout.write(format_best(result.best))
     if result.report:
         print(f"report: {result.report}")

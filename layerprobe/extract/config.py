@@ -76,7 +76,7 @@ class ExtractConfig:
         help="leave out unreadable images (recorded in the skipped_items attribute) instead of "
         "stopping",
     )
-    quiet: bool = option(False, help="no progress bar and no messages", cli=False)
+    quiet: bool = option(False, help="no progress bars", short="-q")
     content_hash: bool = option(
         False,
         help="identify folder: images by a hash of their bytes (default: names, sizes, mtimes)",
