@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +23,7 @@ from layerprobe.jobs.configs import extract_config, finetune_config, probe_confi
 from layerprobe.options import KEY, flag_of, from_args, given, help_text, option_fields
 from layerprobe.pretrain.config import FinetuneConfig, PretrainConfig
 from layerprobe.probe.config import ProbeConfig
-from tests.jobs_helpers import CONVNET, job_text, write_job
+from tests.jobs_helpers import CONVNET, L2S, SEEDS, SHOTS, job_text, write_job
 
 MODEL = ["--model", "timm:resnet18"]
 # command -> (the arguments it requires, {config: the fields the command itself spells})
@@ -150,3 +151,32 @@ def test_a_job_file_and_the_cli_build_the_same_configs(tmp_path):
     assert extract_config(job) == extract_config_from_args(cli, cache_dir=job.cache)
     cli = _parse("finetune", ["--epochs", "2", "--lr", "0.01", "--seeds", "2", *root])
     assert finetune_config(job) == from_args(FinetuneConfig, cli)
+
+
+@pytest.mark.slow
+def test_a_job_with_two_families_writes_the_parts_the_cli_writes(tmp_path):
+    from layerprobe.cli import main
+    from layerprobe.jobs import run_job
+    from layerprobe.results import load
+
+    text = job_text("two", tmp_path, tasks=("builtin/textures",), models=CONVNET)
+    text = text.replace("\n[probe]\n", '\n[probe]\nprobe = ["ridge", "knn"]\nks = [1, 3]\n')
+    report = run_job(write_job(tmp_path / "two.toml", text), quiet=True)
+    job = report.plan.job
+    by_job = load(job.results)
+    assert sorted(set(by_job["probe"])) == ["knn", "ridge"]
+    other = tmp_path / "cli"
+    args = ["probe", "--cache", str(job.cache), "--results", str(other), "--probe", "ridge,knn",
+            "--k", "1,3", "--shots", ",".join(map(str, SHOTS)), "--seeds", str(SEEDS),
+            "--l2", ",".join(map(str, L2S)), "-q"]  # fmt: skip
+    assert main(args) == 0
+    parts = sorted(p.name for p in Path(job.results).rglob("*.parquet"))
+    assert len(parts) == 2 and parts == sorted(p.name for p in other.rglob("*.parquet"))
+    key = ["probe", "layer", "shots", "seed", "l2", "k"]
+    cols = key + ["val_accuracy", "test_accuracy", "selected"]
+    by_cli = load(other)
+    assert (
+        by_job.sort_values(key)[cols]
+        .reset_index(drop=True)
+        .equals(by_cli.sort_values(key)[cols].reset_index(drop=True))
+    )
