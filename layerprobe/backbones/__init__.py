@@ -7,8 +7,10 @@
 >>> feats = bb.capture(x, ["blocks.1", "pre_logits"])  # {layer: (B, D)}, one forward pass
 """
 
-# Names load on first use (PEP 562), so importing a light module of the room (its config)
-# does not import torch.
+from layerprobe.runtime.lazy import lazy_names
+
+# Names load on first use, so importing a light module of the room (its config) does not
+# import torch.
 _LAZY = {
     "PRE_LOGITS": "layerprobe.backbones.backbone",
     "Backbone": "layerprobe.backbones.backbone",
@@ -26,14 +28,7 @@ _LAZY = {
     "parse_spec": "layerprobe.backbones.spec",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+__getattr__ = lazy_names(__name__, _LAZY)
 
 __all__ = [
     "NAMESPACES",

@@ -87,8 +87,7 @@ def model_config_from_args(args: argparse.Namespace):
 
 def add_extract_options(parser: argparse.ArgumentParser) -> None:
     """The extraction options (``extract``, ``scan``; ``--quiet`` among them), made from
-    ``ExtractConfig``'s fields;
-    :func:`extract_config_from_args` turns them back into an ``ExtractConfig``."""
+    ``ExtractConfig``'s fields; :func:`extract_config_from_args` turns them back into one."""
     from layerprobe.extract.config import ExtractConfig
     from layerprobe.options import add_options
 

@@ -13,8 +13,10 @@
   downstream task (learning rate chosen on val, then train + val), rows into the results store.
 """
 
-# Names load on first use (PEP 562), so importing a light module of the room (its config)
-# does not import torch.
+from layerprobe.runtime.lazy import lazy_names
+
+# Names load on first use, so importing a light module of the room (its config) does not
+# import torch.
 _LAZY = {
     "FinetuneConfig": "layerprobe.pretrain.config",
     "PretrainConfig": "layerprobe.pretrain.config",
@@ -29,14 +31,7 @@ _LAZY = {
     "upstream_score": "layerprobe.pretrain.upstream",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+__getattr__ = lazy_names(__name__, _LAZY)
 
 __all__ = [
     "CHECKPOINT_NAME",

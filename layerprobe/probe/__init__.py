@@ -15,8 +15,10 @@ dinov2's weighted vote), with ``*_batch`` variants and backend-style ``logistic_
 store, as ``layerprobe probe`` does.
 """
 
-# Names load on first use (PEP 562), so importing a light module of the room (its config)
-# does not import torch.
+from layerprobe.runtime.lazy import lazy_names
+
+# Names load on first use, so importing a light module of the room (its config) does not
+# import torch.
 _LAZY = {
     "ridge_accuracy": "layerprobe.probe.api",
     "ridge_accuracy_batch": "layerprobe.probe.api",
@@ -46,14 +48,7 @@ _LAZY = {
     "run_probes": "layerprobe.probe.run",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+__getattr__ = lazy_names(__name__, _LAZY)
 
 __all__ = [
     "BACKENDS",
