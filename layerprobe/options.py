@@ -118,7 +118,7 @@ def help_text(f: Field) -> str:
         text += f"; one of {', '.join(meta['choices'])}"
     default = field_default(f)
     shown = meta["show_default"]
-    if shown is None and default is not MISSING and default not in (None, False):
+    if shown is None and default is not MISSING and default is not None and default is not False:
         shown = _shown(default)
     return f"{text} (default {shown})" if shown else text
 
@@ -165,14 +165,25 @@ def add_options(
         parser.add_argument(*names, **kwargs)
 
 
-def given(config: type, args: argparse.Namespace) -> dict[str, Any]:
-    """The values of ``config``'s fields that the command line gave (absent ones are left out)."""
-    return {f.name: getattr(args, f.name) for f in option_fields(config) if hasattr(args, f.name)}
+def given(
+    config: type, args: argparse.Namespace, *, only: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """The values of ``config``'s fields that the command line gave (absent ones are left out;
+    ``only``: just these field names, for a command that offers a few fields of ``config``)."""
+    names = set(only) if only is not None else None
+    return {
+        f.name: getattr(args, f.name)
+        for f in option_fields(config)
+        if hasattr(args, f.name) and (names is None or f.name in names)
+    }
 
 
-def from_args(config: type, args: argparse.Namespace, **fixed: Any) -> Any:
-    """Build ``config`` from parsed arguments: the options given, then ``fixed``, else defaults."""
-    return config(**(given(config, args) | fixed))
+def from_args(
+    config: type, args: argparse.Namespace, *, only: Iterable[str] | None = None, **fixed: Any
+) -> Any:
+    """Build ``config`` from parsed arguments: the options given, then ``fixed``, else defaults
+    (``only`` as in :func:`given`)."""
+    return config(**(given(config, args, only=only) | fixed))
 
 
 def whole_number(minimum: int | None = None, maximum: int | None = None):
@@ -205,6 +216,30 @@ def parse_int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, got {text!r}"
         ) from err
+
+
+def parse_float_list(text: str) -> list[float]:
+    """Parse ``0.1,1,2**10`` into floats (``2**k`` and ``2^k`` allowed)."""
+    out = []
+    for t in text.split(","):
+        t = t.strip()
+        if not t:
+            continue
+        t = t.replace("^", "**")  # 2^k is spelt 2**k
+        try:
+            if "**" in t:
+                base, exp = t.split("**")
+                value = float(base) ** float(exp)
+            else:
+                value = float(t)
+            if isinstance(value, complex):  # (-2)**0.5
+                raise ValueError(t)
+            out.append(value)
+        except (ValueError, OverflowError) as err:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated numbers, got {text!r}"
+            ) from err
+    return out
 
 
 def check_choices(config: object) -> None:

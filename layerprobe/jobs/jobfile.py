@@ -6,7 +6,7 @@ A job file has these tables (every one but ``[job]`` and a model source is optio
     [[models]]   spec + ModelConfig fields (checkpoint, model_args, ...) + label; repeatable
     [pretrain]   PretrainConfig fields; a list value is a grid axis ([[pretrain]]: several grids)
     [extract]    ExtractConfig fields (not cache_dir / data_root: those come from [job])
-    [probe]      ProbeConfig fields
+    [probe]      ProbeConfig fields; probe = one family or several ("ridge,logistic" or a list)
     [finetune]   FinetuneConfig fields + tasks (default: the job's tasks); present = fine-tune
     [run]        executor (local | slurm), workers, retries
     [slurm]      cluster, partition, account, qos, constraint, gpus, cpus, mem_gb, time,

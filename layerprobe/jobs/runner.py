@@ -223,10 +223,10 @@ def claim_results(job: Job, force: bool) -> None:
 
 
 def _check_probe_backend(job: Job) -> None:
-    from layerprobe.jobs.configs import probe_config
+    from layerprobe.jobs.configs import probe_configs
     from layerprobe.probe.backends import check_backend
 
-    config = probe_config(job)
+    config = probe_configs(job)[0]  # the families share backend, device and precision
     check_backend(config.backend, config.device, config.precision)
 
 

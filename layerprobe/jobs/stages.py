@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from layerprobe.jobs.configs import extract_config, finetune_config, pretrain_api, probe_config
+from layerprobe.jobs.configs import extract_config, finetune_config, pretrain_api, probe_configs
 from layerprobe.jobs.units import CHECKPOINT
 from layerprobe.jobs.verify import VERSION, file_entries, model_files, output_entries, stamp
 from layerprobe.registry import Registry
@@ -116,13 +116,15 @@ def probe_unit(work, job, state) -> dict:
             f"task {work.unit.task!r} has splits {', '.join(sorted(infos))}; probes "
             "need train and test"
         )
-    config = probe_config(job)
     unit = Unit(infos["train"].model_key, work.unit.task, infos)
-    identity = unit_identity(unit, config)
-    path = part_path(job.results, identity)
-    if work.redo or not path.exists():  # a part of the same identity may have been damaged
-        path = write_part(probe_unit(unit, config), job.results, identity)
-    return _record([path], {"caches": caches}, model_key=unit.model_key)
+    paths = []
+    for config in probe_configs(job):  # one part per probe family
+        identity = unit_identity(unit, config)
+        path = part_path(job.results, identity)
+        if work.redo or not path.exists():  # a part of the same identity may have been damaged
+            path = write_part(probe_unit(unit, config), job.results, identity)
+        paths.append(path)
+    return _record(paths, {"caches": caches}, model_key=unit.model_key)
 
 
 @RUN.register("finetune")

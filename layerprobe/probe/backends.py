@@ -15,12 +15,12 @@ from collections.abc import Callable
 import numpy as np
 
 from layerprobe.errors import ConfigError, EnvironmentProblem
+from layerprobe.probe.config import PRECISIONS
 from layerprobe.probe.problems import ProbeSet
 from layerprobe.probe.solver import BIAS, STD_EPS
+from layerprobe.runtime.devices import DEVICES
 
 Backend = Callable[[ProbeSet, np.ndarray, str, str], np.ndarray]
-PRECISIONS = ("float64", "float32")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def resolve_device(device: str) -> str:

@@ -12,7 +12,7 @@ from layerprobe.probe.units import Unit
 from layerprobe.results.parts import PART_SUFFIX, config_hash, part_info, readable
 
 if TYPE_CHECKING:
-    from layerprobe.probe.run import ProbeConfig
+    from layerprobe.probe.config import ProbeConfig
 
 
 def unit_identity(unit: Unit, config: ProbeConfig) -> dict:

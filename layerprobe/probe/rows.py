@@ -27,7 +27,7 @@ from layerprobe.results.parts import check_accuracies, config_hash
 from layerprobe.results.schema import COLUMNS, pretrain_columns
 
 if TYPE_CHECKING:
-    from layerprobe.probe.run import ProbeConfig
+    from layerprobe.probe.config import ProbeConfig
 
 
 def probe_unit(unit: Unit, config: ProbeConfig, budget: int = MAX_LOAD_BYTES) -> pd.DataFrame:

@@ -12,10 +12,12 @@ import numpy as np
 
 from layerprobe.errors import DataError
 
+DEFAULT_SHOTS = (1, 5, 10, 25)  # examples per class a probe is fitted on, unless told otherwise
+
 
 def fewshot_indices(
     labels: np.ndarray,
-    shots: Iterable[int] = (1, 5, 10, 25),
+    shots: Iterable[int] = DEFAULT_SHOTS,
     seed: int = 0,
     *,
     class_names: Sequence[str] | None = None,
