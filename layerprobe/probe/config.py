@@ -41,7 +41,7 @@ class ProbeConfig:
     l2_select : ``val`` or ``fixed:VALUE`` (:mod:`layerprobe.probe.policy`).
     layers : a layer selection (:mod:`layerprobe.layers`); None or "all" = every cached layer.
     backend, device, precision : how the solver runs (:mod:`layerprobe.probe.backends`).
-    probe : the family (the ``probe`` column): ``ridge`` (the closed form of design.md),
+    probe : the family (the ``probe`` column): ``ridge`` (the closed form of probe/solver.py),
         ``logistic`` (L2-penalised softmax regression; λ grid default 1, 4, … 4^10), ``knn``
         (cosine k-NN, majority vote) or ``knn_weighted`` (dinov2's temperature-weighted vote).
     ks : the k grid of the k-NN families (default 10, 20, 50, 200).
