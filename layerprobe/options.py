@@ -49,6 +49,7 @@ def option(
     cli: bool = True,
     action: str | None = None,
     nargs: str | None = None,
+    required: bool | None = None,
 ) -> Any:
     """A dataclass field that also describes its command-line option.
 
@@ -62,11 +63,12 @@ def option(
     metavar, short : argparse's metavar and a short alias such as ``-q``.
     flag : the option's name; default ``--`` + the field name with ``_`` as ``-``.
     show_default : how ``--help`` shows the default (default: the value itself).
+    required : whether the command line must give it; None = when the field has no default.
     cli : False for fields that only the Python API and job files set.
     action, nargs : argparse's ``action`` (``append``, ``extend``) and ``nargs`` for list fields
         given one item (or a few) per option.
 
-    A field without a default is a required option.
+    A field without a default is a required option unless ``required=False``.
     """
     meta = {
         "help": help,
@@ -79,6 +81,7 @@ def option(
         "cli": cli,
         "action": action,
         "nargs": nargs,
+        "required": required,
     }
     return field(default=default, default_factory=default_factory, metadata={KEY: meta})
 
@@ -147,7 +150,8 @@ def add_options(
             continue
         names = [flag_of(f)] + ([meta["short"]] if meta["short"] else [])
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
-        if field_default(f) is MISSING:
+        required = meta.get("required")
+        if required if required is not None else field_default(f) is MISSING:
             kwargs["required"] = True
         if f.type in (bool, "bool") and field_default(f) is False:
             kwargs["action"] = "store_true"

@@ -49,7 +49,10 @@ class PretrainConfig:
     """
 
     model: str = option(
-        help="ladder name (see --list-models) or timm name", metavar="MODEL", show_default=""
+        help="ladder name (see --list-models) or timm name",
+        metavar="MODEL",
+        show_default="",
+        required=False,  # `pretrain --list-models` needs none
     )
     task: str = option("builtin/upstream", help="upstream task", metavar="TASK")
     data_fraction: float = option(1.0, help="share of the train split, in (0, 1]", type=float)
