@@ -68,10 +68,12 @@ def read(
        ``val_accuracy`` finite or null; a part holding NaN or ±inf in the rows read is refused
        (or skipped with ``skip_bad``; its generation then has no rows — an older part is never
        served in its place).
-    4. **Fast.** The chosen parts are read as one pyarrow dataset scan, with only ``columns``
-       decoded and the ``selected`` / ``layers`` filters pushed into the scan (with the
-       selected-first layout of :mod:`layerprobe.results.layout`, unselected row groups are
-       skipped). Validation costs one footer read per part.
+    4. **Fast.** Each part is opened once: the footer its validation parses is the one its
+       rows are read with, only ``columns`` are decoded, and with ``selected_only`` only the
+       row groups whose statistics hold a selected row (with the selected-first layout of
+       :mod:`layerprobe.results.layout` the unselected row group is skipped). Parts are read
+       on a few threads and their rows filtered (``selected`` / ``layers``) and cast to the
+       schema per batch of :data:`BATCH` parts.
 
     Parameters
     ----------
@@ -84,7 +86,7 @@ def read(
         read so that duplicates can be resolved.
     selected_only : only the rows of the λ chosen on validation (``selected == True``): the
         analysis path. Text columns then come as categoricals, ``params`` as float.
-    layers : only these layers (pushed into the scan).
+    layers : only these layers (filtered as the parts are read).
     skip_bad : leave out bad parts (with a warning naming each) instead of raising.
     warn : where warnings go (default: stderr).
 
