@@ -237,7 +237,8 @@ def _read_parts(
         take(one(path) for path in files)
     else:
         with ThreadPoolExecutor(min(4, 2 * (os.cpu_count() or 1))) as pool:
-            take(pool.map(one, files))
+            for start in range(0, len(files), 2 * BATCH):  # a window: few results wait at once
+                take(pool.map(one, files[start : start + 2 * BATCH]))
     if pending or not chunks:
         chunks.append(_combine(pending, schema, results_dir, selected_only, layers))
     return infos, pa.concat_tables(chunks)
