@@ -327,7 +327,10 @@ def _combine(
                 "find the bad part with `layerprobe results show --results DIR`"
             ) from err
         out.append(pa.Table.from_arrays(columns, schema=schema))
-    return out[0] if len(out) == 1 else pa.concat_tables(out)
+    if len(out) == 1:
+        return out[0]
+    table = pa.concat_tables(out)  # parts of several column types: back in file order
+    return table.take(pc.sort_indices(table[PART]))  # a stable sort
 
 
 def _cast(column: pa.ChunkedArray, to: pa.DataType) -> pa.ChunkedArray:
