@@ -2,8 +2,8 @@
 
 The analysis only looks at the λ chosen on validation (``selected == True``: one row in 30 with
 the default grid) and at a dozen columns, so ``read_selected`` asks the store's one reader
-(:func:`layerprobe.results.store.read`) for those rows and columns: a pyarrow dataset scan with
-column projection and the ``selected`` filter pushed into it, text columns as pandas
+(:func:`layerprobe.results.store.read`) for those rows and columns: each part opened once, only
+those columns and the row groups holding selected rows decoded, text columns as pandas
 categoricals. At the paper's scale (300 M rows) that is the difference between a few hundred
 MB and tens of GB. Every part is validated exactly as ``results show`` validates it.
 """
@@ -40,7 +40,7 @@ def read_selected(
     results_dir : the results folder (Parquet part files below it, any depth).
     columns : the columns to read (default: every column of ``ANALYSIS_SCHEMA``); the probe key
         and ``created_at`` are always read.
-    layers : only these layers (pushed into the scan like the ``selected`` filter).
+    layers : only these layers (filtered as the parts are read, like ``selected``).
     skip_bad, warn : leave out bad parts with a warning (to ``warn``, default stderr).
 
     Returns

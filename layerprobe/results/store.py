@@ -14,14 +14,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from layerprobe.errors import DataError
 from layerprobe.results.external import is_table, read_table
-from layerprobe.results.parts import BadPart, PartInfo, part_files, part_info
+from layerprobe.results.parts import BadPart, PartInfo, _unreadable, part_files, part_info
 from layerprobe.results.schema import COLUMNS, PROBE_KEY, ROW_KEY, SCHEMA
 
 # The columns the analysis path (``selected_only``) reads, with the types it reads them as (the
@@ -66,10 +68,12 @@ def read(
        ``val_accuracy`` finite or null; a part holding NaN or ±inf in the rows read is refused
        (or skipped with ``skip_bad``; its generation then has no rows — an older part is never
        served in its place).
-    4. **Fast.** The chosen parts are read as one pyarrow dataset scan, with only ``columns``
-       decoded and the ``selected`` / ``layers`` filters pushed into the scan (with the
-       selected-first layout of :mod:`layerprobe.results.layout`, unselected row groups are
-       skipped). Validation costs one footer read per part.
+    4. **Fast.** Each part is opened once: the footer its validation parses is the one its
+       rows are read with, only ``columns`` are decoded, and with ``selected_only`` only the
+       row groups whose statistics hold a selected row (with the selected-first layout of
+       :mod:`layerprobe.results.layout` the unselected row group is skipped). Parts are read
+       on a few threads and their rows filtered (``selected`` / ``layers``) and cast to the
+       schema per batch of :data:`BATCH` parts.
 
     Parameters
     ----------
@@ -82,7 +86,7 @@ def read(
         read so that duplicates can be resolved.
     selected_only : only the rows of the λ chosen on validation (``selected == True``): the
         analysis path. Text columns then come as categoricals, ``params`` as float.
-    layers : only these layers (pushed into the scan).
+    layers : only these layers (filtered as the parts are read).
     skip_bad : leave out bad parts (with a warning naming each) instead of raising.
     warn : where warnings go (default: stderr).
 
@@ -115,20 +119,23 @@ def read(
         raise ValueError(f"read: unknown column(s) {unknown}")
     schema = pa.schema([base.field(c) for c in want])
 
-    infos = []
-    for info in _footers(files):
+    infos, table = _read_parts(files, schema, selected_only, layers, results_dir)
+    for info in infos:
         if isinstance(info, BadPart):
             if not skip_bad:
                 raise info
             say(info.skipped())
-        else:
-            infos.append(info)
+    infos = [info for info in infos if not isinstance(info, BadPart)]
     served = newest_generation(infos)
+    if len(served) < len(infos):  # rows of superseded generations are dropped
+        newest = {id(info) for info in served}
+        numbers = pa.array([i for i, info in enumerate(infos) if id(info) in newest], pa.int32())
+        table = table.filter(pc.is_in(table[PART], numbers))
+    table = table.drop_columns([PART])
     keep = ds.field("selected") == True if selected_only else None  # noqa: E712
     if layers:
         wanted_layers = ds.field("layer").isin(list(layers))
         keep = wanted_layers if keep is None else keep & wanted_layers
-    table = _scan(served, schema, keep, results_dir)
     if _has_non_finite(table):
         bad = _non_finite_parts(served, schema, keep, results_dir)
         for err in bad:
@@ -178,20 +185,165 @@ def load(
     return read(results_dir, columns=columns, skip_bad=skip_bad, warn=warn)
 
 
-def _footers(files: Sequence[Path]) -> list[PartInfo | BadPart]:
-    """:func:`part_info` of every part, in order (a :class:`BadPart` where it fails); footers
-    are read on a few threads, as pyarrow releases the GIL while it reads and parses them."""
+def _read_parts(
+    files: Sequence[Path],
+    schema: pa.Schema,
+    selected_only: bool,
+    layers: Sequence[str] | None,
+    results_dir,
+) -> tuple[list[PartInfo | BadPart], pa.Table]:
+    """Every part validated (:func:`part_info`) and its wanted rows read, opening each file once.
 
-    def one(path: Path) -> PartInfo | BadPart:
+    The footer the validation parses is the one the read uses, so a part costs one open and one
+    footer parse; with ``selected_only``, row groups whose statistics show no selected row (the
+    unselected row group of the selected-first layout) are not decoded. Parts are handled on a
+    few threads (pyarrow releases the GIL while it reads), and their rows are gathered into
+    one table every :data:`BATCH` parts, so that many small tables are never held at once.
+
+    Returns
+    -------
+    (per file in order its PartInfo or BadPart, the rows of the good parts as one table of
+    ``schema`` plus a :data:`PART` column numbering the part among the good ones).
+    """
+    wanted = set(schema.names)
+
+    def one(path: Path) -> tuple[PartInfo | BadPart, pa.Table | None]:
         try:
-            return part_info(path)
+            file = pq.ParquetFile(path)
+        except Exception as err:  # pyarrow raises several types for truncated or foreign files
+            return _unreadable(path, err), None
+        try:
+            info = part_info(path, file=file)
+            return info, _part_rows(file, path, wanted, selected_only)
         except BadPart as err:
-            return err
+            return err, None
+        finally:
+            file.close()
+
+    infos: list[PartInfo | BadPart] = []
+    chunks, pending = [], []
+    bad = [0]  # BadParts so far
+
+    def take(results) -> None:
+        for info, rows in results:
+            if rows is not None:  # numbered among the good parts, for newest_generation
+                pending.append((len(infos) - bad[0], rows))
+            infos.append(info)
+            bad[0] += isinstance(info, BadPart)
+            if len(pending) >= BATCH:
+                chunks.append(_combine(pending, schema, results_dir, selected_only, layers))
+                pending.clear()
 
     if len(files) < 32:
-        return [one(path) for path in files]
-    with ThreadPoolExecutor(min(4, 2 * (os.cpu_count() or 1))) as pool:
-        return list(pool.map(one, files))
+        take(one(path) for path in files)
+    else:
+        with ThreadPoolExecutor(min(4, 2 * (os.cpu_count() or 1))) as pool:
+            for start in range(0, len(files), 2 * BATCH):  # a window: few results wait at once
+                take(pool.map(one, files[start : start + 2 * BATCH]))
+    if pending or not chunks:
+        chunks.append(_combine(pending, schema, results_dir, selected_only, layers))
+    return infos, pa.concat_tables(chunks)
+
+
+def _part_rows(file: pq.ParquetFile, path: Path, wanted: set[str], selected_only: bool) -> pa.Table:
+    """The wanted columns a part has, and the filter columns, from the row groups that may hold
+    selected rows (all with ``selected_only`` false), in the part's own types; the rows are
+    filtered per batch of parts (:func:`_combine`)."""
+    meta = file.metadata
+    names = meta.schema.names
+    groups = list(range(meta.num_row_groups))
+    if selected_only:
+        index = names.index("selected")
+        groups = [g for g in groups if _may_hold_true(meta.row_group(g).column(index))]
+    columns = [c for c in names if c in wanted or c in ("selected", "layer")]
+    try:
+        return file.read_row_groups(groups, columns=columns, use_threads=False)
+    except Exception as err:  # a damaged column chunk
+        raise _unreadable(path, err) from err
+
+
+def _may_hold_true(chunk) -> bool:
+    """A ``selected`` column chunk that may hold a true value (no statistics: it may)."""
+    stats = chunk.statistics
+    if stats is None or not stats.has_min_max:
+        return stats is None or stats.null_count != chunk.num_values
+    return bool(stats.max)
+
+
+def _combine(
+    parts: list[tuple[int, pa.Table]],
+    schema: pa.Schema,
+    results_dir,
+    selected_only: bool = False,
+    layers: Sequence[str] | None = None,
+) -> pa.Table:
+    """The rows of a batch of parts ((number, rows) pairs) that pass the ``selected`` /
+    ``layers`` filters, as one table of ``schema`` plus :data:`PART` (the part's number):
+    each part's columns cast to the schema's types, columns a part lacks as nulls (the
+    explicit-schema scan's rules); with ``selected_only`` the text columns of :data:`TEXT` stay
+    (or become) dictionary-encoded. Parts of the same column types (as a writer makes them
+    all) are concatenated, filtered and cast together."""
+    dictionaries = selected_only
+    schema = schema.append(pa.field(PART, pa.int32()))
+    if dictionaries:
+        schema = pa.schema(
+            [
+                pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if f.name in TEXT else f
+                for f in schema
+            ]
+        )
+    if not parts:
+        return schema.empty_table()
+    by_types: dict[pa.Schema, list[tuple[int, pa.Table]]] = {}
+    for number, table in parts:
+        by_types.setdefault(table.schema.remove_metadata(), []).append((number, table))
+    out = []
+    for group in by_types.values():
+        table = pa.concat_tables([t.replace_schema_metadata(None) for _, t in group])
+        numbers = np.repeat([n for n, _ in group], [len(t) for _, t in group]).astype(np.int32)
+        table = table.append_column(PART, pa.array(numbers))
+        if dictionaries:
+            table = table.unify_dictionaries()
+        table = table.combine_chunks()
+        if selected_only:
+            table = table.filter(pc.fill_null(table["selected"], False))
+        if layers:
+            if "layer" in table.column_names:
+                layer = table["layer"]
+                if pa.types.is_dictionary(layer.type):
+                    layer = layer.cast(layer.type.value_type)
+                table = table.filter(pc.is_in(layer, pa.array(list(layers), pa.string())))
+            else:
+                table = table.slice(0, 0)
+        columns = []
+        try:
+            for field in schema:
+                if field.name in table.column_names:
+                    columns.append(_cast(table[field.name], field.type))
+                else:
+                    columns.append(pa.nulls(len(table), field.type))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as err:
+            raise DataError(
+                f"cannot read the results in {results_dir} ({type(err).__name__}: {err}); "
+                "find the bad part with `layerprobe results show --results DIR`"
+            ) from err
+        out.append(pa.Table.from_arrays(columns, schema=schema))
+    if len(out) == 1:
+        return out[0]
+    table = pa.concat_tables(out)  # parts of several column types: back in file order
+    return table.take(pc.sort_indices(table[PART]))  # a stable sort
+
+
+def _cast(column: pa.ChunkedArray, to: pa.DataType) -> pa.ChunkedArray:
+    if column.type == to:
+        return column
+    if pa.types.is_dictionary(to):
+        if pa.types.is_dictionary(column.type):
+            return column.cast(to)
+        return column.cast(to.value_type).dictionary_encode()
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    return column.cast(to)
 
 
 def newest_generation(infos: Sequence[PartInfo]) -> list[PartInfo]:
@@ -206,6 +358,8 @@ def newest_generation(infos: Sequence[PartInfo]) -> list[PartInfo]:
 
 
 _NONE = object()
+PART = "__part"  # the number of the part a row came from, while the store is read
+BATCH = 512  # parts' rows gathered into one table at a time
 
 
 def _scan(served: Sequence[PartInfo], schema: pa.Schema, keep, results_dir) -> pa.Table:
@@ -275,11 +429,16 @@ def _pandas(table: pa.Table) -> pd.DataFrame:
 
 
 def _categorical(table: pa.Table) -> pa.Table:
-    """Text columns as dictionaries: pandas gets categoricals instead of one object per row."""
+    """Text columns as dictionaries: pandas gets categoricals instead of one object per row.
+    Their categories are the values present, in order of first appearance (a column read as
+    dictionaries is decoded and encoded again, one column at a time, to drop unused values)."""
     for name in TEXT:
         if name in table.column_names:
+            column = table[name]
+            if pa.types.is_dictionary(column.type):
+                column = column.cast(column.type.value_type)
             i = table.column_names.index(name)
-            table = table.set_column(i, name, table[name].dictionary_encode())
+            table = table.set_column(i, name, column.dictionary_encode())
     return table
 
 
