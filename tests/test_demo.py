@@ -7,9 +7,9 @@ import os
 import subprocess
 import sys
 
-import pandas as pd
 import pytest
 
+from layerprobe.results import load
 from tests.helpers_pretrain import ROOT, lp_home_fixture  # noqa: F401 - fixture
 from tests.limits import HANG
 
@@ -51,7 +51,7 @@ def test_quick_demo_twice_prints_identical_findings_and_a_rerun_reuses_it(lp_hom
     report = tmp_path / "a" / "report" / "report.html"
     assert report.exists() and "data:image/png;base64" in report.read_text()
     assert len(list((tmp_path / "a" / "runs").rglob("*.pt"))) == 8  # 3 runs + 5 snapshots
-    store = pd.read_parquet(tmp_path / "a" / "results")
+    store = load(tmp_path / "a" / "results")
     per_point = store[store.selected].groupby(["model_key", "task", "layer", "shots"]).seed
     assert (per_point.nunique() == 3).all() and store.model_key.nunique() == 8
     again = demo("a")
