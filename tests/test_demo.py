@@ -47,10 +47,10 @@ def test_quick_demo_twice_prints_identical_findings_and_a_rerun_reuses_it(lp_hom
         assert task in out
     assert "ceilings the data determine: " in out and "Spearman(saturation depth, e_IR)" in out
     # the two head-weight-decay arms give one matched pair per epoch of their schedule
-    assert "head_wd 0.05 -> 1, 3 matched pairs: US accuracy " in out
+    assert "head_wd 0.05 -> 1, 4 matched pairs: US accuracy " in out
     report = tmp_path / "a" / "report" / "report.html"
     assert report.exists() and "data:image/png;base64" in report.read_text()
-    assert len(list((tmp_path / "a" / "runs").rglob("*.pt"))) == 8  # 3 runs + 5 snapshots
+    assert len(list((tmp_path / "a" / "runs").rglob("*.pt"))) == 8  # 2 runs + 6 snapshots
     store = load(tmp_path / "a" / "results")
     per_point = store[store.selected].groupby(["model_key", "task", "layer", "shots"]).seed
     assert (per_point.nunique() == 3).all() and store.model_key.nunique() == 8
