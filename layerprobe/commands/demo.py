@@ -28,7 +28,7 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="8 checkpoints (4 matched head-weight-decay pairs), 6 tasks, 2 shot counts, 3 seeds",
+        help="8 checkpoints (4 matched head-weight-decay pairs) on 6 tasks",
     )
     add_quiet(p)
     p.set_defaults(run=run)
