@@ -4,8 +4,9 @@ Pre-train a ladder of checkpoints on ``builtin/upstream`` (one long schedule wit
 after every epoch, and short runs on a quarter of the data that differ in one head knob only, so
 upstream accuracy varies widely and the knobs' effects come from matched pairs), extract every
 layer of each on the built-in downstream tasks, probe them few-shot with 3 seeds, fit the
-saturation curve on the upper hull, read the matched pairs, and write the report. Every stage reuses what a previous run left (complete run
-folders, caches and parts), so a second run only re-reads and re-fits.
+saturation curve on the upper hull, read the matched pairs, and write the report. Every stage
+reuses what a previous run left (complete run folders, caches and parts), so a second run only
+re-reads and re-fits. Design and measured figures: docs/demo.md.
 """
 
 from __future__ import annotations
