@@ -235,13 +235,13 @@ def summary_text(
     fit = fits[fits.shots == shots].set_index("task") if len(fits) else None
     lines = [f"{n_ckpt} checkpoints, {n_tasks} tasks; at {shots} shots "
              f"(ceiling = 1 - e_IR of the fit on the rising upper hull, 95 % interval):",
-             f"  {'task':<24} {'ceiling':<34} {'best DS':>7} {'best depth':>10} {'last-layer gap':>14}"]  # fmt: skip
+             f"  {'task':<24} {'ceiling':<40} {'best DS':>7} {'best depth':>10} {'last-layer gap':>14}"]  # fmt: skip
     early, rising, determined = [], [], 0
     for task, row in top.sort_values("best_depth").iterrows():
         task_fit = fit.loc[task] if fit is not None and task in fit.index else None
         cell = _ceiling_cell(task_fit)
         determined += task_fit is not None and task_fit.status == "ok"
-        lines.append(f"  {task:<24} {cell:<34} {100 * row.best_accuracy:6.1f}% "
+        lines.append(f"  {task:<24} {cell:<40} {100 * row.best_accuracy:6.1f}% "
                      f"{row.best_depth:10.2f} {100 * row.gap:13.1f}p")  # fmt: skip
         (early if row.best_depth < 1.0 and row.gap > 0 else rising).append(task)
     lines.append(f"ceilings the data determine: {determined} of {len(top)} tasks")
