@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 
-from layerprobe.analysis import fit_saturation, layer_saturation
+from layerprobe.analysis import fit_saturation, knob_pairs, layer_saturation
 from layerprobe.pipelines.demo import summary_text
 from layerprobe.results import load
-from tests.results_data import curve_store
+from layerprobe.results.read import read_selected
+from tests.results_data import curve_store, write_store
+from tests.test_results_pairs import pair_rows
 
 
 def test_summary_prints_intervals_and_names_undetermined_ceilings(tmp_path):
@@ -31,3 +33,28 @@ def test_summary_says_the_correlation_is_undetermined_when_no_ceiling_is(tmp_pat
     text = summary_text(fit_saturation(table), layer_saturation(table), tmp_path, 9, 1)
     assert "ceilings the data determine: 0 of 1 tasks" in text
     assert "Spearman(saturation depth, e_IR): undetermined" in text and "rho =" not in text
+
+
+def test_summary_reads_matched_head_knob_pairs_with_their_intervals(tmp_path):
+    store = write_store(pair_rows(True), tmp_path / "res")  # head_wd 0 -> 0.1 in 6 matched pairs
+    table = load(store)
+    pairs = knob_pairs(read_selected(store))
+    fits = fit_saturation(table, warn=lambda msg: None)
+    text = summary_text(fits, layer_saturation(table), tmp_path, 12, 2, pairs=pairs)
+    line = next(line for line in text.splitlines() if line.startswith("head_wd"))
+    # US falls by exactly 2 points in every pair; DS at pre_logits rises by 5 on both tasks; the
+    # best layer moves down on 'early' only (on 'late' the difference is exactly 0)
+    assert line == (
+        "head_wd 0 -> 0.1, 6 matched pairs: US accuracy -2.0 points [-2.0, -2.0]; over 2 tasks, "
+        "DS at pre_logits up in 2, down in 0, undecided in 0; best depth up in 0, down in 1, "
+        "undecided in 1"
+    )
+
+
+def test_summary_says_when_no_checkpoints_are_matched(tmp_path):
+    store = write_store(pair_rows(False), tmp_path / "res")
+    table = load(store)
+    pairs = knob_pairs(read_selected(store))
+    fits = fit_saturation(table, warn=lambda msg: None)
+    text = summary_text(fits, layer_saturation(table), tmp_path, 9, 2, pairs=pairs)
+    assert "matched head-knob pairs: none" in text and "US accuracy" not in text

@@ -1,10 +1,12 @@
 """``demo``: the paper's findings on the built-in suite, offline, in minutes.
 
-Pre-train a small ladder of checkpoints on ``builtin/upstream`` (model size, data fraction,
-epochs and the head's weight decay vary, so upstream accuracy varies), extract every layer of
-each on the built-in downstream tasks, probe them few-shot, fit the saturation curve on the
-upper hull, and write the report. Every stage reuses what a previous run left (complete run
-folders, caches and parts), so a second run only re-reads and re-fits.
+Pre-train a ladder of checkpoints on ``builtin/upstream`` (one long schedule with a snapshot
+after every epoch, and short runs on a quarter of the data that differ in one head knob only, so
+upstream accuracy varies widely and the knobs' effects come from matched pairs), extract every
+layer of each on the built-in downstream tasks, probe them few-shot with 3 seeds, fit the
+saturation curve on the upper hull, read the matched pairs, and write the report. Every stage
+reuses what a previous run left (complete run folders, caches and parts), so a second run only
+re-reads and re-fits. Design and measured figures: docs/demo.md.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from layerprobe.errors import check_writable
 from layerprobe.progress import Progress, duration
 from layerprobe.tasks.fewshot import DEFAULT_SHOTS
+
+if TYPE_CHECKING:
+    from layerprobe.analysis.pairs import KnobPairs
 
 DEFAULT_OUT = "results/demo"
 
@@ -38,21 +44,22 @@ class Rung:
     lr: float = 1e-2  # measured here: resnet-tiny32 reaches 34 % upstream after one epoch
 
 
-# 12 checkpoints: snapshots along one schedule span upstream accuracy cheaply (the low end is an
-# early snapshot, not a random init, whose last stage is degenerate); data fraction, model
-# family and the head's weight decay and learning rate add checkpoints off that path.
+# 20 checkpoints from 4 runs of one model (so one hull, one family). One long schedule with a
+# snapshot after every epoch spans the upper part of the US range for the price of one run; three
+# short runs on a quarter of the data give the lower part, and they differ in one head knob only
+# (weight decay 1 instead of the body's 0.05; learning rate x10), each with a snapshot after every
+# epoch: 4 matched pairs per knob (same data fraction, epochs, schedule and seed), which
+# `layerprobe results knobs` finds.
 LADDER = (
-    Rung("resnet-d100-e3", "resnet-tiny32", 1.0, 3, snapshots=(1, 2)),
     Rung("resnet-d25-e4", "resnet-tiny32", 0.25, 4, snapshots=(1, 2, 3)),
-    Rung("resnet-d100-e2-headwd1", "resnet-tiny32", 1.0, 2, head_wd=1.0),
-    Rung("resnet-d100-e2-headlr10", "resnet-tiny32", 1.0, 2, head_wd=0.0, head_lr_mult=10.0),
-    Rung("vit-d100-e3", "vit-tiny32", 1.0, 3, snapshots=(1, 2), lr=3e-3),
+    Rung("resnet-d25-e4-headwd1", "resnet-tiny32", 0.25, 4, snapshots=(1, 2, 3), head_wd=1.0),
+    Rung(
+        "resnet-d25-e4-headlr10", "resnet-tiny32", 0.25, 4, snapshots=(1, 2, 3), head_lr_mult=10.0
+    ),
+    Rung("resnet-d100-e8", "resnet-tiny32", 1.0, 8, snapshots=(1, 2, 3, 4, 5, 6, 7)),
 )
-QUICK_LADDER = (
-    Rung("resnet-d50-e2", "resnet-tiny32", 0.5, 2, snapshots=(1,)),
-    Rung("resnet-d25-e2", "resnet-tiny32", 0.25, 2),
-    Rung("resnet-d100-e1", "resnet-tiny32", 1.0, 1),
-)
+# 8 checkpoints: two of the ladder's short runs, 4 matched head-weight-decay pairs.
+QUICK_LADDER = LADDER[:2]
 PRETRAIN = dict(batch_size=128, warmup_epochs=0.1, device="cpu")
 # The quick demo keeps tasks from both ends: close to upstream (objects) and far (textures,
 # location, histology, count).
@@ -64,7 +71,10 @@ QUICK_TASKS = (
     "builtin/count",
     "builtin/histology",
 )
-SHOTS, QUICK_SHOTS = DEFAULT_SHOTS, (5, 25)
+# The quick demo probes as the full one does, so its parts are the full demo's too: `demo --quick`
+# then `demo` into one folder reuses them instead of adding a second configuration's rows.
+SHOTS = DEFAULT_SHOTS
+SEEDS = 3  # few-shot draws per (layer, shots): the spread over them is each point's noise
 
 
 @dataclass
@@ -76,6 +86,7 @@ class DemoResult:
     fits: pd.DataFrame
     layers: pd.DataFrame
     summary: str
+    pairs: KnobPairs | None = None
 
 
 def demo(out_dir: str | Path = DEFAULT_OUT, quick: bool = False, quiet: bool = False) -> DemoResult:
@@ -84,8 +95,9 @@ def demo(out_dir: str | Path = DEFAULT_OUT, quick: bool = False, quiet: bool = F
     Parameters
     ----------
     out_dir : the demo's folder; a second run reuses what is there.
-    quick : 4 checkpoints, 6 tasks, shots 5 and 25, one seed (about 1.5 minutes on a quiet 2-core CPU)
-        instead of 12 checkpoints, all 22 downstream tasks, shots 1/5/10/25 and two seeds.
+    quick : 8 checkpoints (4 matched head-weight-decay pairs) on 6 tasks instead of 20
+        checkpoints (4 matched pairs per head knob) on all 22 downstream tasks; shots 1/5/10/25
+        and 3 seeds either way. Times: docs/demo.md.
     quiet : no progress messages (else the stage, unit i of n and the time left on stderr).
     """
     from layerprobe.tasks import list_tasks
@@ -99,11 +111,11 @@ def demo(out_dir: str | Path = DEFAULT_OUT, quick: bool = False, quiet: bool = F
     started = time.perf_counter()
     checkpoints = _pretrain(ladder, out / "runs", say, quiet)
     _extract(checkpoints, tasks, out / "cache", say, quiet)
-    table = _probe(out, tasks, QUICK_SHOTS if quick else SHOTS, 1 if quick else 2, say, quiet)
-    fits, layers, report = _analyse(out, table, say)
-    text = summary_text(fits, layers, report, len(checkpoints), len(tasks))
+    table = _probe(out, tasks, SHOTS, SEEDS, say, quiet)
+    fits, layers, pairs, report = _analyse(out, table, say)
+    text = summary_text(fits, layers, report, len(checkpoints), len(tasks), pairs=pairs)
     say(f"done in {duration(time.perf_counter() - started)}")
-    return DemoResult(out, report, fits, layers, text)
+    return DemoResult(out, report, fits, layers, text, pairs)
 
 
 STAGES = 4  # pre-training, extraction, probing, fitting and the report
@@ -182,25 +194,41 @@ def _probe(out: Path, tasks, shots, seeds: int, say, quiet: bool) -> pd.DataFram
 
 
 def _analyse(out: Path, table: pd.DataFrame, say):
-    from layerprobe.analysis import fit_saturation, layer_saturation, write_fits, write_report
+    from layerprobe.analysis import (
+        fit_saturation,
+        knob_pairs,
+        layer_saturation,
+        write_fits,
+        write_report,
+    )
 
     say(f"stage 4/{STAGES}: fitting saturation curves and writing the report")
     quiet_warn = lambda msg: None  # noqa: E731 - tasks too flat for a hull are in the report
     fits = fit_saturation(table, warn=quiet_warn)
     layers = layer_saturation(table)
+    pairs = knob_pairs(table[table["selected"]])
     write_fits(fits, out / "fits.parquet")
     report = write_report(out / "results", out / "report", table=table, warn=quiet_warn)
-    return fits, layers, report
+    return fits, layers, pairs, report
 
 
 def summary_text(
-    fits: pd.DataFrame, layers: pd.DataFrame, report: Path, n_ckpt: int, n_tasks: int
+    fits: pd.DataFrame,
+    layers: pd.DataFrame,
+    report: Path,
+    n_ckpt: int,
+    n_tasks: int,
+    *,
+    pairs: KnobPairs | None = None,
 ) -> str:
     """What the demo found, in a few lines, each with how sure it is: per task the ceiling
     (1 − e_IR) at the largest shot count with its 95 % interval — or "undetermined" and why —,
     the best DS accuracy reached, and the best layer's depth for the top checkpoint; the tasks
     that peak below the last layer; the layer-saturation correlation with its intervals and the
-    partial correlation given last-layer accuracy; and which of these the data decide."""
+    partial correlation given last-layer accuracy; with ``pairs`` (:func:`knob_pairs`), each
+    head knob's matched-pair effect on US accuracy, and per task on DS accuracy and the best
+    layer's depth, counted as decided up, decided down or undecided by the 95 % intervals; and
+    which of these the data decide."""
     from layerprobe.analysis import saturation_correlation
 
     shots = int(layers.shots.max())
@@ -208,13 +236,13 @@ def summary_text(
     fit = fits[fits.shots == shots].set_index("task") if len(fits) else None
     lines = [f"{n_ckpt} checkpoints, {n_tasks} tasks; at {shots} shots "
              f"(ceiling = 1 - e_IR of the fit on the rising upper hull, 95 % interval):",
-             f"  {'task':<24} {'ceiling':<34} {'best DS':>7} {'best depth':>10} {'last-layer gap':>14}"]  # fmt: skip
+             f"  {'task':<24} {'ceiling':<40} {'best DS':>7} {'best depth':>10} {'last-layer gap':>14}"]  # fmt: skip
     early, rising, determined = [], [], 0
     for task, row in top.sort_values("best_depth").iterrows():
         task_fit = fit.loc[task] if fit is not None and task in fit.index else None
         cell = _ceiling_cell(task_fit)
         determined += task_fit is not None and task_fit.status == "ok"
-        lines.append(f"  {task:<24} {cell:<34} {100 * row.best_accuracy:6.1f}% "
+        lines.append(f"  {task:<24} {cell:<40} {100 * row.best_accuracy:6.1f}% "
                      f"{row.best_depth:10.2f} {100 * row.gap:13.1f}p")  # fmt: skip
         (early if row.best_depth < 1.0 and row.gap > 0 else rising).append(task)
     lines.append(f"ceilings the data determine: {determined} of {len(top)} tasks")
@@ -228,8 +256,42 @@ def summary_text(
     if corr is None or corr.empty:  # no task's ceiling is determined: nothing to correlate
         lines.append("Spearman(saturation depth, e_IR): undetermined — no task with a "
                      "determined fit")  # fmt: skip
+    if pairs is not None:
+        lines += _pair_lines(pairs, shots)
     lines.append(f"report: {report}")
     return "\n".join(lines) + "\n"
+
+
+def _pair_lines(pairs: KnobPairs, shots: int) -> list[str]:
+    """Per head-knob comparison: the paired US difference with its interval, and per task
+    whether DS accuracy (at pre_logits) and the best depth go up, down, or cannot be told."""
+    effects = pairs.effects[pairs.effects.shots == shots] if len(pairs.effects) else pairs.effects
+    if effects.empty:
+        return [
+            "matched head-knob pairs: none — the head knobs' effects cannot be read from these checkpoints"
+        ]
+    lines = []
+    for (knob, low, high), part in effects.groupby(["knob", "low", "high"], sort=True):
+        first = part.iloc[0]
+        lines.append(
+            f"{knob} {low:g} -> {high:g}, {int(first.pairs)} matched pairs: US accuracy "
+            f"{_points(first.d_us, first.d_us_lo, first.d_us_hi)}; over {len(part)} tasks, "
+            f"DS at pre_logits {_verdicts(part, 'd_ds')}; best depth {_verdicts(part, 'd_best_depth')}"
+        )
+    return lines
+
+
+def _points(mean: float, lo: float, hi: float) -> str:
+    """A paired difference in points with its interval (``n/a`` from one pair)."""
+    interval = f"[{100 * lo:+.1f}, {100 * hi:+.1f}]" if pd.notna(lo) and pd.notna(hi) else "[n/a]"
+    return f"{100 * mean:+.1f} points {interval}"
+
+
+def _verdicts(part: pd.DataFrame, measure: str) -> str:
+    """How many tasks' intervals of ``measure`` lie above 0, below 0, or include it."""
+    up = int((part[f"{measure}_lo"] > 0).sum())
+    down = int((part[f"{measure}_hi"] < 0).sum())
+    return f"up in {up}, down in {down}, undecided in {len(part) - up - down}"
 
 
 def _ceiling_cell(fit) -> str:
