@@ -28,7 +28,6 @@ We report:
 from __future__ import annotations
 
 import math
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from layerprobe.analysis.hull import rising_frontier, rising_hull, upper_hull
 from layerprobe.analysis.points import GROUP, KNOBS, checkpoint_points
 from layerprobe.analysis.profile import ALPHA_MAX, ALPHA_MIN, profile_intervals, threshold
 from layerprobe.errors import ConfigError, check_memory
+from layerprobe.runtime.atomic import atomic_path
 
 TINY = 1e-9  # k > 0: its lower bound
 # α in [0.01, 20]: e_US^0.01 is nearly constant and e_US^20 nearly 0 over any US range, so α
@@ -693,13 +693,8 @@ BOOT_COLUMNS = ["n_bootstrap", *(f"{n}_boot_{s}" for n in BOOT for s in ("lo", "
 def write_fits(fits: pd.DataFrame, path: str | Path) -> Path:
     """Write the fit table to ``path`` (Parquet) atomically: a temporary name, then a rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         fits.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

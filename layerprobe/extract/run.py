@@ -24,7 +24,6 @@ from layerprobe.errors import (
     CacheError,
     ConfigError,
     DataError,
-    EnvironmentProblem,
     check_folder,
     check_writable,
 )
@@ -35,6 +34,7 @@ from layerprobe.extract.data import batches
 from layerprobe.extract.features import BatchFeatures
 from layerprobe.extract.writer import PartialCache, merge_shards
 from layerprobe.progress import Progress
+from layerprobe.runtime.devices import resolve_device
 from layerprobe.tasks.base import Task
 from layerprobe.tasks.registry import get_task
 
@@ -85,23 +85,6 @@ def extract(
                 for i, split in enumerate(split_names, 1)]  # fmt: skip
     finally:
         distributed.stop(ranks)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without CUDA -> :class:`EnvironmentProblem`."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise EnvironmentProblem(
-            "--device cuda was asked for but CUDA is not available here; use --device cpu"
-        )
-    if dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"unsupported device {device!r}; use auto, cpu or cuda")
-    return dev
 
 
 def resolve_splits(task: Task, splits: str | list[str]) -> list[str]:

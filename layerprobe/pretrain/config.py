@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from layerprobe.errors import ConfigError
+from layerprobe.runtime.devices import DEVICES
 
-DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
 MAX_BATCH = 1 << 16
 # Fields that do not change what a run computes (snapshots only add copies along the way).

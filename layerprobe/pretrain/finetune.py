@@ -51,7 +51,7 @@ def finetune(
     quiet: bool = False,
 ) -> Path:
     """Fine-tune ``model`` on ``task`` once per seed; write the rows; return the part file."""
-    from layerprobe.extract.run import resolve_device
+    from layerprobe.runtime.devices import resolve_device
 
     device = resolve_device(config.device)
     task = get_task(task) if isinstance(task, str) else task

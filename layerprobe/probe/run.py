@@ -352,7 +352,7 @@ def _unit_workers(config: ProbeConfig, num_units: int) -> int:
     from layerprobe.probe.backends import resolve_device
 
     threads = torch.get_num_threads()
-    if resolve_device(config.device) != "cpu" or num_units < 2 * threads:
+    if resolve_device(config.device).type != "cpu" or num_units < 2 * threads:
         return 1
     return threads
 
