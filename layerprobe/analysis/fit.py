@@ -28,7 +28,6 @@ We report:
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from layerprobe.analysis.points import GROUP, KNOBS, checkpoint_points
 from layerprobe.analysis.profile import ALPHA_MAX, ALPHA_MIN, profile_intervals, threshold
 from layerprobe.errors import ConfigError, check_memory
 from layerprobe.runtime.atomic import atomic_path
+from layerprobe.runtime.warn import warn as warn_user
 
 TINY = 1e-9  # k > 0: its lower bound
 # α in [0.01, 20]: e_US^0.01 is nearly constant and e_US^20 nearly 0 over any US range, so α
@@ -736,4 +736,4 @@ def _warn(warn: Callable[[str], None] | None, message: str) -> None:
     if warn is not None:
         warn(message)
     else:
-        print(f"layerprobe: warning: {message}", file=sys.stderr)
+        warn_user(message, stacklevel=2)

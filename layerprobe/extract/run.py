@@ -35,6 +35,7 @@ from layerprobe.extract.features import BatchFeatures
 from layerprobe.extract.writer import PartialCache, merge_shards
 from layerprobe.progress import Progress
 from layerprobe.runtime.devices import resolve_device
+from layerprobe.runtime.warn import warn as warn_user
 from layerprobe.tasks.base import Task
 from layerprobe.tasks.registry import get_task
 
@@ -161,7 +162,7 @@ class _Job:
 
     def warn(self, msg: str) -> None:
         where = f"[rank {self.ranks.rank}] " if self.ranks.world > 1 else ""
-        print(f"layerprobe: warning: {where}{msg}", file=sys.stderr)
+        warn_user(f"{where}{msg}", stacklevel=2)
 
     # -- one split --------------------------------------------------------------------------
     def run_split(self, split: str, requested: list[str], position: str = "") -> Path:

@@ -30,6 +30,7 @@ from layerprobe.probe.logistic_sweep import LogisticResult
 from layerprobe.probe.problems import ProbeSet, check_l2s
 from layerprobe.runtime.devices import resolve_device
 from layerprobe.runtime.pools import single_threaded_pool
+from layerprobe.runtime.warn import LayerprobeWarning
 
 # λ of the logistic probe (summed cross-entropy + λ/2 ‖W‖², i.e. scikit-learn's C = 1/λ):
 # 1, 4, …, 2^20 (11 values). Smaller λ fit the training rows ever more closely and need
@@ -37,7 +38,7 @@ from layerprobe.runtime.pools import single_threaded_pool
 DEFAULT_LOGISTIC_L2S: tuple[float, ...] = tuple(float(4.0**k) for k in range(0, 11))
 
 
-class NotConvergedWarning(UserWarning):
+class NotConvergedWarning(LayerprobeWarning):
     """Some logistic probes stopped at the iteration cap above the gradient tolerance."""
 
 

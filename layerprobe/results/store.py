@@ -9,7 +9,6 @@ each result, and only finite accuracies; ``load`` (every row and column) and
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +22,7 @@ from layerprobe.errors import DataError
 from layerprobe.results.external import is_table, read_table
 from layerprobe.results.parts import BadPart, PartInfo, part_files, part_info
 from layerprobe.results.schema import COLUMNS, PROBE_KEY, ROW_KEY, SCHEMA
+from layerprobe.runtime.warn import warn as warn_user
 
 # The columns the analysis path (``selected_only``) reads, with the types it reads them as (the
 # schema's, knobs as floats). A part that lacks an optional column gets nulls there.
@@ -292,4 +292,4 @@ def _newest(frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
 
 
 def _stderr(message: str) -> None:
-    print(f"layerprobe: warning: {message}", file=sys.stderr)
+    warn_user(message, stacklevel=2)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from layerprobe.errors import CacheError, DataError
 from layerprobe.runtime.atomic import atomic_path
+from layerprobe.runtime.warn import LayerprobeWarning
 from layerprobe.tasks.builtin.spec import SPLITS, BuiltinSpec
 
 # Bump when any generator changes its output: old disk caches are then ignored.
@@ -128,12 +129,16 @@ def _read_disk(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
         labels = np.load(lab_path)
     except (OSError, ValueError) as err:
         warnings.warn(
-            f"ignoring unreadable built-in cache {img_path} ({err}); regenerating", stacklevel=3
+            f"ignoring unreadable built-in cache {img_path} ({err}); regenerating",
+            LayerprobeWarning,
+            stacklevel=3,
         )
         return None
     if images.ndim != 4 or len(images) != len(labels):
         warnings.warn(
-            f"ignoring inconsistent built-in cache {img_path}; regenerating", stacklevel=3
+            f"ignoring inconsistent built-in cache {img_path}; regenerating",
+            LayerprobeWarning,
+            stacklevel=3,
         )
         return None
     return images, labels
