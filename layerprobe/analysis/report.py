@@ -80,7 +80,7 @@ def write_report(
     shots, layer, points, holdout_top, bootstrap, form, seed : as for
         :func:`layerprobe.analysis.fit_saturation`.
     table : the store's rows, when the caller has them already (default: read them).
-    warn, progress : where warnings and stage messages go (default: stderr, nowhere).
+    warn, progress : where warnings and stage messages go (default: a LayerprobeWarning, nowhere).
     skip_bad : leave out bad result parts with a warning instead of stopping
         (:func:`layerprobe.results.store.read`, the reader every command shares).
     svg : also write an SVG copy of every figure to ``plots/`` (the page embeds the PNGs).

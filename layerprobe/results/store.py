@@ -84,7 +84,7 @@ def read(
         analysis path. Text columns then come as categoricals, ``params`` as float.
     layers : only these layers (pushed into the scan).
     skip_bad : leave out bad parts (with a warning naming each) instead of raising.
-    warn : where warnings go (default: stderr).
+    warn : where warnings go (default: a :class:`~layerprobe.runtime.warn.LayerprobeWarning`).
 
     Returns
     -------
@@ -167,7 +167,7 @@ def load(
     ----------
     results_dir : the folder given to ``layerprobe probe --results``.
     skip_bad : skip bad part files (with a warning) instead of raising.
-    warn : where warnings go (default: stderr).
+    warn : where warnings go (default: a :class:`~layerprobe.runtime.warn.LayerprobeWarning`).
     columns : only these columns (plus the row key); default all of the schema.
 
     Returns

@@ -1,9 +1,9 @@
 """Atomic writes: a file is written under a temporary name beside it and renamed onto its own
 name only once complete, so a reader sees the old file or the new one, never half of one.
 
-The temporary name starts with a dot (``.<name>.<pid>-<thread>.tmp``): readers that list a folder
-skip it, and two processes (or threads) writing the same file never share one. On failure it is removed and the
-old file, if any, is left as it was.
+The temporary name starts with a dot (``.<name>.<pid>-<thread>.tmp``): readers that list a
+folder skip it, and two processes (or threads) writing the same file never share one. On failure
+it is removed and the old file, if any, is left as it was.
 """
 
 from __future__ import annotations
