@@ -23,10 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from layerprobe.runtime.pools import (  # blas_threads: also imported from here
-    blas_threads,
-    shared_pool,
-)
+# blas_threads lives in runtime/pools.py; tests and benchmarks also import it from here.
+from layerprobe.runtime.pools import blas_threads, shared_pool
 
 BIAS = 100.0  # the constant bias feature; large, so the bias is barely regularised
 STD_EPS = 1e-5  # added to the train std before dividing (the recipe's value)

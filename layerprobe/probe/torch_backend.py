@@ -29,8 +29,11 @@ from layerprobe.probe.solver import (
     lambda_weights,
     matmul,
 )
-from layerprobe.runtime import pools
-from layerprobe.runtime.pools import intra_op_threads, shared_pool
+from layerprobe.runtime.pools import (  # noqa: F401 - probe/run.py imports single_threaded_pool here
+    intra_op_threads,
+    shared_pool,
+    single_threaded_pool,
+)
 
 SCORE_DTYPE = torch.float32  # the large products; decompositions keep their own precision
 MAX_BATCH_BYTES = 1 << 30  # train features of the layers decomposed together (float32)
@@ -100,12 +103,6 @@ def sweep(
     with intra_op_threads(1), blas_threads(1):
         list(shared_pool(workers, "layerprobe-probe").map(run_single_threaded, shares))
     return out
-
-
-def single_threaded_pool(workers: int):
-    """``workers`` threads, torch and BLAS single-threaded in each: independent work (units
-    of a run) side by side, one per core (:func:`layerprobe.runtime.pools.single_threaded_pool`)."""
-    return pools.single_threaded_pool(workers, name="layerprobe-unit")
 
 
 def _sweep_batch(x, y, subsets, z, rows, l2, num_classes, dtype, score_dtype) -> torch.Tensor:
