@@ -52,7 +52,15 @@ def bench_model(spec: str, batch: int, repeats: int, folder: Path) -> dict:
     widths = bb.pooled_widths(names, "auto")
     rows = batch * (repeats + 1)
     header = cache_header(
-        bb, bb.model_key("auto"), "bench", "train", bb.probe_points, "auto", "float16", "none", rows
+        bb,
+        bb.model_key("auto"),
+        task="bench",
+        split="train",
+        points=bb.probe_points,
+        pool="auto",
+        dtype="float16",
+        amp="none",
+        num_items=rows,
     )
     part = PartialCache.open(folder / f"{spec.replace(':', '_')}.h5.partial", header, widths)
     compute = BatchFeatures(bb, names, "auto", torch.device("cpu"), "float16", "none")

@@ -53,7 +53,7 @@ def bench_model(name: str, images, labels, batch: int, steps: int, repeats: int)
         batches = data.train_batches(images, labels, subset, batch_size=batch, epoch=epoch, seed=0,
                                      rank=0, world=1, device=CPU, normalize=normalize)  # fmt: skip
         start = time.perf_counter()
-        train_epoch(model, batches, optimizer, schedule, step0=0, device=CPU)
+        train_epoch(model, batches, optimizer, schedule=schedule, step0=0, device=CPU)
         return n / (time.perf_counter() - start)
 
     def bare() -> float:

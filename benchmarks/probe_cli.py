@@ -87,7 +87,7 @@ def write_caches(cache_dir: Path, num_tasks: int) -> None:
             part = PartialCache.open(
                 final.with_name(final.name + ".partial"), header, {n: DIM for n in layers}
             )
-            part.write(feats, labels, np.arange(rows), rows)
+            part.write(feats, labels, np.arange(rows), items=rows)
             part.finish(final)
 
 
@@ -140,7 +140,7 @@ def run_cli(cache_dir: Path, results: Path, source: Path = ROOT) -> Clock:
     cmd = [sys.executable, "-m", "layerprobe", "probe", "--cache", str(cache_dir)]
     cmd += ["--results", str(results), "--device", "cpu", "--quiet"]
     with Clock() as clock:
-        subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+        subprocess.run(cmd, check=True, env=env, cwd=source)  # cwd leads sys.path under -m
     return clock
 
 

@@ -11,7 +11,7 @@ within each checkpoint and the same layer across every pair of checkpoints, on t
   from one batched product, float32 tiles for the float16 cache (its default), and gets all
   pairs of a tile from one matrix product, accumulated in float64; (a64) the same in float64
   (``precision="float64"``, the arithmetic for float32 caches), timed once for reference;
-- (b) plain numpy, the estimator as written (anchors.md): per layer K = XXᵀ (float64) with its
+- (b) plain numpy, the estimator as written (docs/similarity.md): per layer K = XXᵀ (float64) with its
   diagonal zeroed, then per pair tr(K̃L̃) = Σ K̃∘L̃, 1ᵀK̃1 · 1ᵀL̃1 and 1ᵀK̃L̃1. It keeps one
   checkpoint's Gram matrices for the pairs within it, then one layer's across checkpoints for
   the pairs across them (all C·L at once would be C·L·N²·8 bytes: 5.4 GB at the default size),
@@ -66,7 +66,7 @@ def write_caches(root: Path, checkpoints: int, layers: int, rows: int, width: in
 
 
 def numpy_hsic(k: np.ndarray, l: np.ndarray) -> float:  # noqa: E741
-    """Debiased HSIC of two Gram matrices with zeroed diagonals (the anchors.md formula)."""
+    """Debiased HSIC of two Gram matrices with zeroed diagonals (the formula in docs/similarity.md)."""
     n = len(k)
     return (
         np.sum(k * l)

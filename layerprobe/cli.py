@@ -1,7 +1,7 @@
 """The `layerprobe` command: parses arguments and calls the rooms. No logic of its own.
 
 Each sub-command lives in ``layerprobe/commands/<name>.py`` with two functions,
-``add_parser(subparsers)`` and ``run(args) -> int``.
+``add_parser(subparsers)`` and ``run(args) -> int``, and is registered in :data:`COMMANDS`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import sys
 
 from layerprobe import __version__
 from layerprobe.errors import UserError
+from layerprobe.registry import Registry
 from layerprobe.runtime.warn import one_line_warnings
 
-# Sub-command modules in layerprobe.commands, in the order `--help` lists them.
-COMMANDS = (
+# Sub-command name -> its module, in the order `--help` lists them.
+COMMANDS: Registry[str] = Registry("command", hint="Run `layerprobe --help` to list them.")
+for _name in (
     "layers",
     "extract",
     "tasks",
@@ -32,7 +34,8 @@ COMMANDS = (
     "status",
     "sweep",
     "demo",
-)
+):
+    COMMANDS.register(_name, f"layerprobe.commands.{_name}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"layerprobe {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"layerprobe.commands.{name}").add_parser(sub)
+        importlib.import_module(COMMANDS.get(name)).add_parser(sub)
     return parser
 
 

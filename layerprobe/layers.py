@@ -12,6 +12,10 @@ import re
 from collections.abc import Sequence
 
 ALL = "all"
+LAYERS_HELP = (
+    "layers: all (default), names, or globs, comma-separated; in a glob * stays inside one "
+    "dotted part (layer*.* = layer1.0 …) and ** crosses parts (blocks.**)"
+)
 GLOB_CHARS = "*?["
 
 

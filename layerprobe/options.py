@@ -47,6 +47,8 @@ def option(
     default_factory: Callable[[], Any] | Any = MISSING,
     show_default: str | None = None,
     cli: bool = True,
+    action: str | None = None,
+    nargs: str | None = None,
 ) -> Any:
     """A dataclass field that also describes its command-line option.
 
@@ -61,6 +63,10 @@ def option(
     flag : the option's name; default ``--`` + the field name with ``_`` as ``-``.
     show_default : how ``--help`` shows the default (default: the value itself).
     cli : False for fields that only the Python API and job files set.
+    action, nargs : argparse's ``action`` (``append``, ``extend``) and ``nargs`` for list fields
+        given one item (or a few) per option.
+
+    A field without a default is a required option.
     """
     meta = {
         "help": help,
@@ -71,6 +77,8 @@ def option(
         "short": short,
         "show_default": show_default,
         "cli": cli,
+        "action": action,
+        "nargs": nargs,
     }
     return field(default=default, default_factory=default_factory, metadata={KEY: meta})
 
@@ -110,7 +118,7 @@ def help_text(f: Field) -> str:
         text += f"; one of {', '.join(meta['choices'])}"
     default = field_default(f)
     shown = meta["show_default"]
-    if shown is None and default is not MISSING and default not in (None, False):
+    if shown is None and default is not MISSING and default is not None and default is not False:
         shown = _shown(default)
     return f"{text} (default {shown})" if shown else text
 
@@ -139,9 +147,14 @@ def add_options(
             continue
         names = [flag_of(f)] + ([meta["short"]] if meta["short"] else [])
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+        if field_default(f) is MISSING:
+            kwargs["required"] = True
         if f.type in (bool, "bool") and field_default(f) is False:
             kwargs["action"] = "store_true"
         else:
+            for key in ("action", "nargs"):
+                if meta[key] is not None:
+                    kwargs[key] = meta[key]
             if meta["type"] is not None:
                 kwargs["type"] = meta["type"]
             if meta["choices"] is not None:
@@ -152,28 +165,98 @@ def add_options(
         parser.add_argument(*names, **kwargs)
 
 
-def given(config: type, args: argparse.Namespace) -> dict[str, Any]:
-    """The values of ``config``'s fields that the command line gave (absent ones are left out)."""
-    return {f.name: getattr(args, f.name) for f in option_fields(config) if hasattr(args, f.name)}
+def given(
+    config: type, args: argparse.Namespace, *, only: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """The values of ``config``'s fields that the command line gave (absent ones are left out;
+    ``only``: just these field names, for a command that offers a few fields of ``config``)."""
+    names = set(only) if only is not None else None
+    return {
+        f.name: getattr(args, f.name)
+        for f in option_fields(config)
+        if hasattr(args, f.name) and (names is None or f.name in names)
+    }
 
 
-def from_args(config: type, args: argparse.Namespace, **fixed: Any) -> Any:
-    """Build ``config`` from parsed arguments: the options given, then ``fixed``, else defaults."""
-    return config(**(given(config, args) | fixed))
+def from_args(
+    config: type, args: argparse.Namespace, *, only: Iterable[str] | None = None, **fixed: Any
+) -> Any:
+    """Build ``config`` from parsed arguments: the options given, then ``fixed``, else defaults
+    (``only`` as in :func:`given`)."""
+    return config(**(given(config, args, only=only) | fixed))
+
+
+def whole_number(minimum: int | None = None, maximum: int | None = None):
+    """An argparse type: a whole number in [minimum, maximum] (each bound optional).
+
+    Its ``__name__`` is what argparse prints for a value it cannot convert, so it is readable
+    ("whole number"), never an internal function name.
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"expected a whole number <= {maximum}, got {text!r}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def parse_int_list(text: str) -> list[int]:
+    """Parse ``1,5,10,25`` into a list of ints."""
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from err
+
+
+def parse_float_list(text: str) -> list[float]:
+    """Parse ``0.1,1,2**10`` into floats (``2**k`` and ``2^k`` allowed)."""
+    out = []
+    for t in text.split(","):
+        t = t.strip()
+        if not t:
+            continue
+        t = t.replace("^", "**")  # 2^k is spelt 2**k
+        try:
+            if "**" in t:
+                base, exp = t.split("**")
+                value = float(base) ** float(exp)
+            else:
+                value = float(t)
+            if isinstance(value, complex):  # (-2)**0.5
+                raise ValueError(t)
+            out.append(value)
+        except (ValueError, OverflowError) as err:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated numbers, got {text!r}"
+            ) from err
+    return out
 
 
 def check_choices(config: object) -> None:
     """Raise :class:`ConfigError` if a field of ``config`` with choices holds another value.
 
     Configs call this from ``__post_init__``, so the Python API and job files are held to the
-    same choices as the CLI.
+    same choices as the CLI. Each item of a list field (a repeatable option) is checked.
     """
     for f in option_fields(config):
         allowed = f.metadata[KEY]["choices"]
-        value = getattr(config, f.name)
-        if allowed is None or value is None or value in allowed:
+        values = getattr(config, f.name)
+        if allowed is None or values is None:
             continue
-        raise ConfigError(
-            f"{f.name.replace('_', ' ')} {value!r} is not one of {', '.join(allowed)}; "
-            f"give one of those ({flag_of(f)}).{did_you_mean(str(value), allowed)}"
-        )
+        for value in values if isinstance(values, list | tuple) else [values]:
+            if value in allowed:
+                continue
+            raise ConfigError(
+                f"{f.name.replace('_', ' ')} {value!r} is not one of {', '.join(allowed)}; "
+                f"give one of those ({flag_of(f)}).{did_you_mean(str(value), allowed)}"
+            )

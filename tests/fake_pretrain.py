@@ -1,52 +1,17 @@
-"""A stand-in for ``layerprobe.pretrain`` (same API, no training) so that the jobs tests can
-run pretrain and finetune units before that module is merged: "pre-training" writes a
-layerprobe checkpoint of a tiny, seeded convnet; "fine-tuning" writes a small text file."""
+"""A stand-in for ``layerprobe.pretrain`` (same API and configs, no training) so that the jobs
+tests run pretrain and finetune units in seconds: "pre-training" writes a layerprobe checkpoint
+of a tiny, seeded convnet; "fine-tuning" writes a small text file."""
 
 from __future__ import annotations
 
 import sys
 import types
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from layerprobe.errors import ConfigError
+# The real configs: a job file's [pretrain] / [finetune] tables are checked as a real run checks them.
+from layerprobe.pretrain.config import FinetuneConfig, PretrainConfig  # noqa: F401
 
 CALLS: list[tuple[str, str]] = []
-
-
-@dataclass
-class PretrainConfig:
-    model: str
-    task: str = "builtin/upstream"
-    data_fraction: float = 1.0
-    epochs: int = 7
-    batch_size: int = 128
-    lr: float = 1e-3
-    wd: float = 0.05
-    head_wd: float | None = None
-    head_lr_mult: float = 1.0
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.0
-    image_size: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "fp32"
-    model_args: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        if not 0 < float(self.data_fraction) <= 1:
-            raise ConfigError(f"--data-fraction must be in (0, 1], got {self.data_fraction!r}")
-
-
-@dataclass
-class FinetuneConfig:
-    epochs: int = 10
-    lr: float | None = None
-    batch_size: int = 64
-    seeds: int = 1
-    device: str = "auto"
-    precision: str = "fp32"
-    data_root: str | None = None
 
 
 def pretrain(config, out_dir, *, force=False, quiet=False, data_root=None) -> Path:
@@ -77,7 +42,7 @@ def pretrain(config, out_dir, *, force=False, quiet=False, data_root=None) -> Pa
     )
 
 
-def finetune(model, task, config, results_dir, *, quiet=False) -> Path:
+def finetune(model, task, config, *, results_dir, quiet=False) -> Path:
     CALLS.append(("finetune", f"{model.spec} {task}"))
     out = Path(results_dir) / "finetune" / f"{abs(hash((model.spec, task)))}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,10 +42,10 @@ def tiny_mixer(
     num_blocks: int = 3,
     embed_dim: int = 48,
 ) -> nn.Module:
-    """A timm MLP-Mixer shrunk (the registered names fix patch_size)."""
-    from timm.models.mlp_mixer import MlpMixer
+    """The ladder's MLP-Mixer (:func:`layerprobe.pretrain.ladder.mlp_mixer`) shrunk."""
+    from layerprobe.pretrain.ladder import mlp_mixer
 
-    return MlpMixer(
+    return mlp_mixer(
         num_classes=num_classes,
         img_size=img_size,
         patch_size=patch_size,

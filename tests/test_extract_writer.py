@@ -181,7 +181,7 @@ def test_merge_shards_reads_like_one_file(tmp_path):
         part.mark_complete()
         part.close()
         shards.append(path)
-    merged = merge_shards(shards, tmp_path / "train.h5.partial", header(), WIDTHS)
+    merged = merge_shards(shards, tmp_path / "train.h5.partial", header(), widths=WIDTHS)
     final = merged.finish(tmp_path / "train.h5")
     labels, index, feats = read_arrays(final)
     kept = [i for i in range(10) if i != 6]

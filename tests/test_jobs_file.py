@@ -153,9 +153,9 @@ def test_more_bad_files(tmp_path, text, words):
 
 def test_key_line_tables():
     text = '[job]\nname = "a"\n[[models]]\nspec = "x"\n[[models]]\nspec = "y"\nlabel = "b"\n[probe]\nseeds = 1\n'
-    assert key_line(text, "models", "spec", 1) == 6
-    assert key_line(text, "models", "label", 1) == 7
-    assert key_line(text, "models", "label", 0) == 3  # not written there: the header
+    assert key_line(text, "models", "spec", index=1) == 6
+    assert key_line(text, "models", "label", index=1) == 7
+    assert key_line(text, "models", "label", index=0) == 3  # not written there: the header
     assert key_line(text, "probe", "seeds") == 9
     assert key_line(text, "extract", "layers") is None
 
@@ -282,3 +282,19 @@ def test_extract_splits_in_the_job_file_plan_units_and_each_unit_extracts_its_ow
     job = load_job(write_job(tmp_path / "tiny.toml", text))
     assert make_plan(job).counts()["extract"] == 2 * 3 * 2  # models × tasks × the two splits
     assert extract_config(job, splits="test").splits == "test"  # before: a TypeError
+
+
+def test_run_and_slurm_tables_load_as_typed_settings(tmp_path):
+    from layerprobe.jobs.jobfile import RunSettings, SlurmSettings
+
+    extra = (
+        '\n[run]\nexecutor = "slurm"\nworkers = 3\n\n[slurm]\ncluster = "local"\n'
+        'time = "1:30:00"\nsetup = ["module load cuda"]\n'
+    )
+    job = load_job(write_job(tmp_path / "t.toml", job_text("t", tmp_path, extra=extra)))
+    assert job.run == RunSettings(executor="slurm", workers=3, retries=0)
+    assert job.slurm == SlurmSettings(cluster="local", time=90, setup=["module load cuda"])
+    flags = job.slurm.updated({"time": 20, "gpus": 1})  # flags given on the command line
+    assert (flags.time, flags.gpus, flags.cluster, job.slurm.time) == (20, 1, "local", 90)
+    plain = load_job(write_job(tmp_path / "p.toml", job_text("p", tmp_path)))
+    assert plain.run == RunSettings() and plain.slurm == SlurmSettings()

@@ -107,7 +107,7 @@ def test_upstream_refuses_a_head_of_other_classes(ckpt):
 def test_finetune_beats_chance_and_sits_beside_probe_rows(ckpt, probed):
     root, _ = probed
     config = FinetuneConfig(epochs=3, batch_size=32, lr_grid=(1e-3, 3e-3), device="cpu")
-    part = finetune(str(ckpt), TASK, config, root / "results", quiet=True)
+    part = finetune(str(ckpt), TASK, config, results_dir=root / "results", quiet=True)
     assert part.parent.parent == root / "results"
     rows = load_results(root / "results")
     tuned = rows[rows["probe"] == "finetune"]

@@ -252,3 +252,24 @@ def test_a_broken_file_of_another_task_does_not_stop_task_filter(tmp_path, cache
     assert probe(tmp_path, "--task", "builtin/shapes") == 0
     assert [p.name.split(".")[0] for p in parts(tmp_path)] == ["builtin__shapes"]
     assert "cannot read cache file" in run_error(tmp_path, capsys, "--task", "toy")
+
+
+def test_a_damaged_chunk_is_the_cache_readers_one_line(tmp_path, cache, capsys):
+    """A file whose attributes and shapes read fine but whose features do not (a compressed
+    chunk damaged on disk, found only when the probe reads the layer) stops the run with the
+    one reader's line: the file, h5py's reason, and what to do."""
+    path = cache_path(cache, "toy-0123456789ab", "toy", "test")
+    with h5py.File(path, "r+") as f:  # the layer stored gzip-compressed, as h5repack may leave it
+        data = f["features/blocks.1"][()]
+        del f["features/blocks.1"]
+        dset = f.create_dataset(
+            "features/blocks.1", data=data, chunks=data.shape, compression="gzip"
+        )
+        chunk = dset.id.get_chunk_info(0)
+    with open(path, "r+b") as raw:
+        raw.seek(chunk.byte_offset)
+        raw.write(b"\xff" * chunk.size)
+    err = run_error(tmp_path, capsys, "--task", "toy")
+    assert err.startswith(f"layerprobe: error: cannot read cache file {path}: ")
+    assert err.endswith("; delete it and extract again")
+    assert parts(tmp_path) == []

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from cachefiles import write_task
 
-from layerprobe.errors import DataError
+from layerprobe.errors import CacheError, DataError
 from layerprobe.extract.cache import cache_path
 from layerprobe.probe import run
 from layerprobe.probe.run import ProbeConfig, find_units, probe_unit, run_probes
@@ -68,3 +68,16 @@ def test_a_bad_unit_stops_the_run_or_is_skipped(tmp_path, cache):
     assert summary.bad == ["toy-0123456789ab/b"] and len(warnings) == 1
     assert len(summary.written) + len(summary.skipped) == 3
     assert set(load(tmp_path / "res").task) == {"a", "c"}
+
+
+def test_a_file_damaged_after_discovery_is_the_cache_readers_error(cache):
+    """A split file truncated between finding the units and reading them (another process
+    rewriting it) raises the cache reader's CacheError, naming the file."""
+    config = ProbeConfig(**CONFIG)
+    (unit,) = [u for u in find_units(cache) if u.name == "toy-0123456789ab/a"]
+    path = unit.splits["val"].path
+    with open(path, "r+b") as raw:
+        raw.truncate(path.stat().st_size // 2)
+    with pytest.raises(CacheError, match="delete it and extract again") as caught:
+        probe_unit(unit, config)
+    assert str(caught.value).startswith(f"cannot read cache file {path}: ")

@@ -121,7 +121,7 @@ def test_probing_shows_each_unit_and_reuse(tmp_path, capsys):
 def test_demo_pretraining_and_extraction_show_progress_and_reuse(
     lp_home, tmp_path, capsys, monkeypatch
 ):
-    from layerprobe.jobs import demo
+    from layerprobe.pipelines import demo
 
     monkeypatch.setattr(progress, "INTERVAL", 0.0)  # a step line as if every step took 30 s
     small = dict(task="builtin/textures", batch_size=32, warmup_epochs=0.1, device="cpu")

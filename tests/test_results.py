@@ -15,6 +15,7 @@ from layerprobe.errors import DataError
 from layerprobe.results import layer_summary, load, selected
 from layerprobe.results.parts import write_part
 from layerprobe.results.schema import COLUMNS, SCHEMA_VERSION
+from tests.results_data import row
 
 
 def rows(
@@ -27,9 +28,10 @@ def rows(
         for seed, acc in zip(seeds, per_seed, strict=True):
             for l2, val, test in ((1.0, 0.9, acc), (2.0, 0.4, 0.0)):
                 out.append(
-                    dict(
+                    row(
                         model="timm:m",
                         model_key=model_key,
+                        upstream_task=None,
                         upstream_accuracy=None,
                         params=None,
                         data_fraction=None,
@@ -46,10 +48,6 @@ def rows(
                         test_accuracy=test,
                         n_train=5,
                         n_test=10,
-                        probe="ridge",
-                        l2_select="val",
-                        backend="torch",
-                        config="c0",
                         created_at=created or pd.Timestamp(datetime.now(UTC)),
                         selected=l2 == 1.0,
                     )

@@ -21,7 +21,7 @@ from tests.limits import HANG
 
 
 def numpy_cka(x: np.ndarray, y: np.ndarray) -> float:
-    """The estimator as written in anchors.md, in plain numpy on uncentred features."""
+    """The estimator as written in docs/similarity.md (Song et al. 2012), in plain numpy on uncentred features."""
     n = len(x)
 
     def gram(a):

@@ -83,8 +83,8 @@ def test_same_seed_same_images_other_seed_other_images(name):
 
 def test_splits_are_different_draws():
     spec = SPECS["count"]
-    val, _ = generate_split(spec, "val", SMALL, 0)
-    test, _ = generate_split(spec, "test", SMALL, 0)
+    val, _ = generate_split(spec, "val", SMALL, seed=0)
+    test, _ = generate_split(spec, "test", SMALL, seed=0)
     assert not np.array_equal(val[:10], test[:10])
 
 
@@ -93,7 +93,7 @@ def test_every_generator_draws_any_image_size(size):
     rng = np.random.default_rng(0)
     for name, spec in SPECS.items():
         labels = np.arange(min(4, len(spec.classes)))
-        images = spec.generate(labels, rng, size, "test")
+        images = spec.generate(labels, rng, size=size, split="test")
         assert images.shape == (len(labels), size, size, 3) and images.dtype == np.uint8, name
         assert images.std() > 0, name  # not blank
 
@@ -162,8 +162,8 @@ def test_unknown_task_or_split_is_a_user_error():
 
 
 def test_memory_cache_returns_the_same_read_only_arrays():
-    first = load_arrays("relation", "val", SMALL, 0)
-    second = load_arrays("relation", "val", SMALL, 0)
+    first = load_arrays("relation", "val", SMALL, seed=0)
+    second = load_arrays("relation", "val", SMALL, seed=0)
     assert first[0] is second[0]
     with pytest.raises(ValueError):
         first[0][0, 0, 0, 0] = 1  # shared with the cache: must not be writable
@@ -171,12 +171,12 @@ def test_memory_cache_returns_the_same_read_only_arrays():
 
 def test_disk_cache_round_trip_and_recovery(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERPROBE_BUILTIN_CACHE", str(tmp_path))
-    images, labels = load_arrays("occlusion", "val", SMALL, 0)
+    images, labels = load_arrays("occlusion", "val", SMALL, seed=0)
     files = sorted(p.name for p in tmp_path.rglob("*.npy"))
     assert files == ["val-16px-seed0.images.npy", "val-16px-seed0.labels.npy"]
     assert not list(tmp_path.rglob("*.partial"))
     builtin.clear_memory()
-    from_disk, labels_disk = load_arrays("occlusion", "val", SMALL, 0)
+    from_disk, labels_disk = load_arrays("occlusion", "val", SMALL, seed=0)
     assert isinstance(from_disk, np.memmap)
     np.testing.assert_array_equal(from_disk, images)
     np.testing.assert_array_equal(labels_disk, labels)
@@ -184,7 +184,7 @@ def test_disk_cache_round_trip_and_recovery(tmp_path, monkeypatch):
     builtin.clear_memory()
     next(tmp_path.rglob("*.images.npy")).write_bytes(b"not an array")
     with pytest.warns(UserWarning, match="regenerating"):
-        again, _ = load_arrays("occlusion", "val", SMALL, 0)
+        again, _ = load_arrays("occlusion", "val", SMALL, seed=0)
     np.testing.assert_array_equal(again, images)
 
 
@@ -195,7 +195,7 @@ def test_unwritable_disk_cache_is_a_user_error(tmp_path):
     from layerprobe.errors import CacheError
 
     with pytest.raises(CacheError, match="cannot write the built-in task cache"):
-        load_arrays("occlusion", "val", SMALL, 0)
+        load_arrays("occlusion", "val", SMALL, seed=0)
 
 
 def test_real_sources_never_share_items_between_splits():
@@ -242,20 +242,20 @@ def test_position_and_size_labels_mean_what_they_say():
 
 
 def test_histology_grades_follow_the_brown_stain():
-    images, labels = load_arrays("histology", "val", 32, 0)
+    images, labels = load_arrays("histology", "val", 32, seed=0)
     rgb = images.astype(float) / 255
     brown = (rgb[..., 0] - rgb[..., 2]).mean((1, 2))  # DAB is brown: red high, blue low
     assert (np.diff([brown[labels == c].mean() for c in range(3)]) > 0).all()
 
 
 def test_steeper_terrain_shades_with_more_contrast():
-    images, labels = load_arrays("terrain", "val", 32, 0)
+    images, labels = load_arrays("terrain", "val", 32, seed=0)
     contrast = images[..., 0].astype(float).std((1, 2))
     assert (np.diff([contrast[labels == c].mean() for c in range(4)]) > 0).all()
 
 
 def test_count_scenes_grow_busier_with_the_count():
-    images, labels = load_arrays("count", "val", 32, 0)
+    images, labels = load_arrays("count", "val", 32, seed=0)
     # Saturated pixels belong to objects (backgrounds are muted).
     rgb = images.astype(float) / 255
     saturated = (rgb.max(-1) - rgb.min(-1) > 0.35).sum((1, 2))
@@ -297,11 +297,11 @@ def test_split_sizes_are_known_without_generating(monkeypatch):
 
 def test_fingerprint_names_what_the_images_depend_on():
     registered = get_task("builtin/count")
-    assert registered.extra["fingerprint"]() == f"builtin-v{builtin.GENERATOR_VERSION}-32px-seed0"
+    assert registered.fingerprint() == f"builtin-v{builtin.GENERATOR_VERSION}-32px-seed0"
     configure(image_size=48, seed=7)
-    assert registered.extra["fingerprint"]().endswith("-48px-seed7")
+    assert registered.fingerprint().endswith("-48px-seed7")
     pinned = builtin_task("count", image_size=20, seed=1)
-    assert pinned.extra["fingerprint"]().endswith("-20px-seed1")
+    assert pinned.fingerprint().endswith("-20px-seed1")
     assert (pinned.extra["image_size"], pinned.extra["seed"]) == (20, 1)
 
 

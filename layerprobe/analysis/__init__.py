@@ -4,8 +4,9 @@ Everything here reads the store through :mod:`layerprobe.results` (the one reade
 layer similarity, the feature cache through :mod:`layerprobe.extract`. Imported on first use, so
 commands that only read the store stay quick to start:
 
-``checkpoint_points`` (one US/DS point per checkpoint), ``upper_hull``, ``fit_saturation`` (the
-paper's Eq. 1 on the rising upper hull, with statuses and profile-likelihood intervals),
+``AnalysisConfig`` (the analysis options), ``checkpoint_points`` (one US/DS point per
+checkpoint), ``upper_hull``, ``fit_saturation`` (the paper's Eq. 1 on the rising upper hull, with
+statuses and profile-likelihood intervals) and ``fit_store`` (read a store, then fit it),
 ``layer_saturation`` and ``saturation_correlation`` (layer-wise saturation against e_IR),
 ``knob_effects`` / ``knob_information`` / ``knob_pairs`` (pre-training knobs), the ``plot_*``
 figures and ``write_report``; ``layer_similarity``, ``cka_maps`` and ``linear_cka`` (debiased
@@ -15,6 +16,7 @@ linear CKA from the feature cache).
 from importlib import import_module
 
 _LAZY = {
+    "AnalysisConfig": "config",
     "checkpoint_points": "points",
     "upper_hull": "hull",
     "FORMS": "fit",
@@ -23,6 +25,7 @@ _LAZY = {
     "fit_group": "fit",
     "fit_points": "fit",
     "fit_saturation": "fit",
+    "fit_store": "fit",
     "predict": "fit",
     "write_fits": "fit",
     "layer_curves": "layersat",

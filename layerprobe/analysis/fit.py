@@ -36,10 +36,11 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
+from layerprobe.analysis.config import MAX_WIDTH, MIN_HELDOUT, POINTS, AnalysisConfig
 from layerprobe.analysis.hull import rising_frontier, rising_hull, upper_hull
 from layerprobe.analysis.points import GROUP, KNOBS, checkpoint_points
 from layerprobe.analysis.profile import ALPHA_MAX, ALPHA_MIN, profile_intervals, threshold
-from layerprobe.errors import ConfigError, check_memory
+from layerprobe.errors import ConfigError, DataError
 from layerprobe.runtime.atomic import atomic_path
 from layerprobe.runtime.warn import warn as warn_user
 
@@ -47,7 +48,6 @@ TINY = 1e-9  # k > 0: its lower bound
 # α in [0.01, 20]: e_US^0.01 is nearly constant and e_US^20 nearly 0 over any US range, so α
 # beyond either bound only means "no signal" (status alpha_at_bound).
 ALPHA_GRID = np.geomspace(ALPHA_MIN, ALPHA_MAX, 113)  # steps of 7 %
-POINTS = ("hull", "all")
 # The store columns a fit reads (``read_selected(DIR, columns=READ_COLUMNS)``).
 READ_COLUMNS = (
     "model", "model_key", "upstream_task", "upstream_accuracy", *KNOBS, "task", "layer", "depth",
@@ -55,7 +55,6 @@ READ_COLUMNS = (
 )  # fmt: skip
 CI = (2.5, 97.5)
 MIN_POINTS = 3  # fewer distinct fit points: no fit at all (the group is skipped with a warning)
-MIN_HELDOUT = 3  # the prediction error rests on at least this many held-out frontier points
 # The probe-noise floor of the residual variance is this many times the mean squared standard
 # error over seeds: the hull picks the highest of nearby noisy checkpoints, so its points are
 # off the curve by more than one point's noise. 2 is what held the 95 % intervals' coverage on
@@ -63,7 +62,6 @@ MIN_HELDOUT = 3  # the prediction error rests on at least this many held-out fro
 # with 2, about the same with 3).
 NOISE_FACTOR = 2.0
 K_ZERO = 1e-6  # k at or below this is k = 0 (its bound)
-MAX_WIDTH = 0.2  # an e_IR interval wider than this does not determine e_IR
 # Why a fit does not determine e_IR, in the order ``status`` names the first that applies.
 STATUSES = {
     "convex_frontier": "the hull keeps at most p + 1 points although the rising frontier has "
@@ -317,33 +315,31 @@ def prediction_error(
 def fit_group(
     us: np.ndarray,
     ds: np.ndarray,
+    config: AnalysisConfig | None = None,
     *,
     ds_se: np.ndarray | None = None,
-    form: str | Form = "eq1",
-    points: str = "hull",
-    holdout_top: float = 0.1,
-    bootstrap: int = 0,
-    seed: int = 0,
     max_evals: int | None = None,
-    max_width: float = MAX_WIDTH,
+    **options,
 ) -> dict | None:
     """Fit one group of checkpoint points; None when it has fewer than 3 distinct fit points.
 
     Parameters
     ----------
     us, ds : (N,) US and DS accuracy of each checkpoint (0–1).
+    config : the analysis options (:class:`~layerprobe.analysis.config.AnalysisConfig`; its
+        ``form``, ``points``, ``holdout_top``, ``bootstrap``, ``seed`` and ``max_width`` apply).
     ds_se : (N,) standard error over seeds of each DS accuracy (default: unknown, no noise
         floor); the mean of its square over the fitted points floors the residual variance.
-    form, points, holdout_top, bootstrap, seed, max_evals : as for :func:`fit_saturation`.
-    max_width : an e_IR interval wider than this gives status ``wide_interval``.
+    max_evals : as for :func:`fit_saturation`.
+    **options : fields of ``config`` to replace (e.g. ``form="power"``, ``holdout_top=0``).
 
     Returns
     -------
     dict of the fit-table columns (see :func:`fit_saturation`).
     """
-    form = get_form(form)
-    if points not in POINTS:
-        raise ConfigError(f"unknown --points {points!r}; use hull or all")
+    config = AnalysisConfig.build(config, **options)
+    form, points, holdout_top = get_form(config.form), config.points, config.holdout_top
+    bootstrap, seed, max_width = config.bootstrap, config.seed, config.max_width
     us, ds = np.asarray(us, float), np.asarray(ds, float)
     use = fit_indices(us, ds, points)
     if len(np.unique(us[use])) < MIN_POINTS:
@@ -502,57 +498,52 @@ def _batch_fit(sets: list, form: Form) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_points(
-    points: pd.DataFrame,
-    form: str | Form = "eq1",
-    fit_on: str = "hull",
-    holdout_top: float = 0.1,
-    bootstrap: int = 0,
-    seed: int = 0,
+    checkpoints: pd.DataFrame,
+    config: AnalysisConfig | None = None,
+    *,
     warn: Callable[[str], None] | None = None,
     max_evals: int | None = None,
-    layer: str | None = None,
-    *,
-    max_width: float = MAX_WIDTH,
+    **options,
 ) -> pd.DataFrame:
     """Fit every (upstream task, task, shots, probe[, group]) group of checkpoint points.
 
-    ``points`` is :func:`layerprobe.analysis.points.checkpoint_points`' table, with a ``group``
-    column when each group (for example each architecture family) gets its own hull (see
-    :func:`with_groups`). Groups with fewer than 3 distinct fit points are skipped with a
-    warning. ``layer`` names the layer choice in the table (default: the points' layer, or
-    ``best`` when it differs between checkpoints). Returns the fit table of
-    :func:`fit_saturation`.
+    Parameters
+    ----------
+    checkpoints : :func:`layerprobe.analysis.points.checkpoint_points`' table (one row per
+        checkpoint and group), with a ``group`` column when each group (for example each
+        architecture family) gets its own hull (see :func:`with_groups`).
+    config : the analysis options; its ``layer`` names the layer choice the table was made
+        with (the ``layer`` column of the result).
+    warn : where warnings go (default: stderr); groups with fewer than 3 distinct fit points
+        are skipped with a warning.
+    max_evals : as for :func:`fit_saturation`.
+    **options : fields of ``config`` to replace.
+
+    Returns
+    -------
+    The fit table of :func:`fit_saturation`.
     """
-    check_options(fit_on, holdout_top, bootstrap)
-    if "group" not in points.columns:
-        points = points.assign(group="")
+    config = AnalysisConfig.build(config, **options)
+    if "group" not in checkpoints.columns:
+        checkpoints = checkpoints.assign(group="")
     keys = [*GROUP, "group"]
     rows = []
-    for key, part in points.groupby(keys, sort=True, observed=True):
+    for key, part in checkpoints.groupby(keys, sort=True, observed=True):
         part = part.sort_values(["us", "model_key"], kind="stable")
         se = part["ds_se"].to_numpy(float) if "ds_se" in part.columns else None
-        row = fit_group(
-            part["us"].to_numpy(float),
-            part["ds"].to_numpy(float),
-            ds_se=se,
-            form=form,
-            points=fit_on,
-            holdout_top=holdout_top,
-            bootstrap=bootstrap,
-            seed=seed,
-            max_evals=max_evals,
-            max_width=max_width,
-        )
+        us, ds = part["us"].to_numpy(float), part["ds"].to_numpy(float)
+        row = fit_group(us, ds, config, ds_se=se, max_evals=max_evals)
         label = _label(key)
         if row is None:
-            n = len(fit_indices(part["us"].to_numpy(), part["ds"].to_numpy(), fit_on))
-            _warn(warn, f"{label}: only {n} {fit_on} point(s), need {MIN_POINTS}; not fitted")
+            n = len(fit_indices(us, ds, config.points))
+            _warn(
+                warn, f"{label}: only {n} {config.points} point(s), need {MIN_POINTS}; not fitted"
+            )
             continue
         if not row["converged"]:
             _warn(warn, f"{label}: the fit did not converge")
-        name = layer or (part["layer"].iloc[0] if part["layer"].nunique() == 1 else "best")
-        rows.append({**dict(zip(keys, key, strict=True)), "layer": name, **row})
-    columns = FIT_COLUMNS + (BOOT_COLUMNS if bootstrap else [])
+        rows.append({**dict(zip(keys, key, strict=True)), "layer": config.layer, **row})
+    columns = FIT_COLUMNS + (BOOT_COLUMNS if config.bootstrap else [])
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -594,24 +585,25 @@ def with_groups(points: pd.DataFrame, table: pd.DataFrame, column: str) -> pd.Da
 
 def fit_saturation(
     table: pd.DataFrame,
+    config: AnalysisConfig | None = None,
     *,
-    shots: list[int] | None = None,
-    layer: str = "pre_logits",
-    points: str = "hull",
-    holdout_top: float = 0.1,
-    bootstrap: int = 0,
-    form: str | Form = "eq1",
-    seed: int = 0,
     warn: Callable[[str], None] | None = None,
     max_evals: int | None = None,
-    group_by: str | None = None,
-    max_width: float = MAX_WIDTH,
+    **options,
 ) -> pd.DataFrame:
     """The saturation fit of every (upstream task, DS task, shots, probe[, group]) in ``table``.
 
     Parameters
     ----------
     table : store rows (``read_selected`` or ``load``); only the selected-λ rows are used.
+    config : the analysis options (:class:`~layerprobe.analysis.config.AnalysisConfig`, whose
+        fields follow; default: its defaults). Any of its fields may also be given as a keyword
+        (``fit_saturation(table, points="all")``), replacing the config's.
+    warn : where warnings go (default: stderr).
+    max_evals : cap on function evaluations per fit (scipy's ``max_nfev``; default: scipy's).
+
+    Fields of the config
+    --------------------
     shots : only these shot counts (default: all).
     layer : DS accuracy at ``pre_logits``, the ``best`` layer per checkpoint, or a named layer.
     points : fit to the rising part of the upper ``hull`` of the points, or to ``all`` of them.
@@ -622,7 +614,6 @@ def fit_saturation(
         ``*_boot_lo``/``*_boot_hi`` columns beside the profile intervals.
     form : ``eq1`` (k · e_US^α + e_IR) or ``power`` (k · e_US^α), or a :class:`Form`.
     seed : seed of the bootstrap resampling.
-    max_evals : cap on function evaluations per fit (scipy's ``max_nfev``; default: scipy's).
     group_by : a column describing each checkpoint (e.g. ``model``): each of its values gets its
         own hull and fit (the ``group`` column).
     max_width : the widest e_IR interval that still determines e_IR (status ``wide_interval``).
@@ -639,20 +630,74 @@ def fit_saturation(
     pred_error_all (both on the same targets), n_train_hull, n_train_all (points each of those
     fits used), best_us, best_ds, gap_to_saturation (saturation − best_ds).
     """
-    check_options(points, holdout_top, bootstrap)
-    if not 0 < max_width <= 1:
-        raise ConfigError(f"--max-width {max_width:g} is not in (0, 1]; e.g. 0.2")
-    if shots:
-        table = table[table["shots"].isin(shots)]
-    if group_by is not None:
-        check_group_by(group_by, table.columns)
-    pts = checkpoint_points(table, layer, warn=warn)
-    if group_by is not None:
-        pts = with_groups(pts, table, group_by)
-    return fit_points(
-        pts, form, points, holdout_top, bootstrap, seed, warn, max_evals, layer,
-        max_width=max_width,
-    )  # fmt: skip
+    config = AnalysisConfig.build(config, **options)
+    if config.shots:
+        table = table[table["shots"].isin(config.shots)]
+    if config.group_by is not None:
+        check_group_by(config.group_by, table.columns)
+    checkpoints = checkpoint_points(table, config.layer, warn=warn)
+    if config.group_by is not None:
+        checkpoints = with_groups(checkpoints, table, config.group_by)
+    return fit_points(checkpoints, config, warn=warn, max_evals=max_evals)
+
+
+def fit_store(
+    results: str | Path,
+    config: AnalysisConfig | None = None,
+    *,
+    skip_bad: bool = False,
+    warn: Callable[[str], None] | None = None,
+    **options,
+) -> pd.DataFrame:
+    """Read a results store (or an external table) and fit it: ``layerprobe fit``'s analysis.
+
+    Reads only the columns a fit uses (:data:`READ_COLUMNS`, plus the ``group_by`` column) and,
+    with a named layer, only that layer's rows.
+
+    Parameters
+    ----------
+    results : a results store folder, or a .csv/.parquet table (``docs/external.md``).
+    config, **options : the analysis options, as for :func:`fit_saturation`.
+    skip_bad : leave out bad part files (each named in a warning) instead of stopping.
+    warn : where warnings go (default: stderr).
+
+    Returns
+    -------
+    The fit table of :func:`fit_saturation` (at least one row).
+
+    Raises
+    ------
+    ConfigError : a ``group_by`` column the results lack.
+    UnknownNameError : a named layer the results lack (the message lists those there are).
+    DataError : shots the results lack, or nothing to fit (every group has fewer than 3 points).
+    """
+    from layerprobe.analysis.points import unknown_layer
+    from layerprobe.results.external import extra_columns, is_table
+    from layerprobe.results.read import ANALYSIS_SCHEMA, read_selected
+    from layerprobe.results.show import check_shots
+
+    config = AnalysisConfig.build(config, **options)
+    layers = None if config.layer == "best" else [config.layer]
+    columns = list(READ_COLUMNS)
+    if config.group_by is not None:
+        if config.group_by not in ANALYSIS_SCHEMA.names:
+            extra = extra_columns(results) if is_table(results) else []
+            check_group_by(config.group_by, [*group_by_columns(), *extra])
+        columns = list(dict.fromkeys([*columns, config.group_by]))
+    table = read_selected(results, columns=columns, layers=layers, skip_bad=skip_bad, warn=warn)
+    if layers and table.empty:  # name the layers there are (the warnings were given above)
+        every = read_selected(
+            results, columns=["layer"], skip_bad=skip_bad, warn=lambda message: None
+        )
+        raise unknown_layer(config.layer, set(every["layer"]))
+    check_shots(table, config.shots)
+    fits = fit_saturation(table, config, warn=warn)
+    if fits.empty:
+        raise DataError(
+            "nothing to fit: every task and shot count has fewer than 3 points on the hull; "
+            "probe more checkpoints (of different US accuracy)"
+        )
+    return fits
 
 
 FIT_COLUMNS = [
@@ -696,32 +741,6 @@ def write_fits(fits: pd.DataFrame, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         fits.to_parquet(tmp, index=False)
     return path
-
-
-# A lower bound of one resample's memory: two fit sets of at least 3 (US, DS) points (arrays,
-# tuple) and its parameters, held until every resample is solved.
-BOOTSTRAP_BYTES = 600
-
-
-def check_options(points: str, holdout_top: float, bootstrap: int) -> None:
-    """Refuse unknown ``points``, a ``holdout_top`` outside [0, 1), and a ``bootstrap`` below 0
-    or too large for the memory available; commands call it before reading the store."""
-    if points not in POINTS:
-        raise ConfigError(f"unknown --points {points!r}; use hull or all")
-    if not (
-        0 <= holdout_top < 1 or (holdout_top >= MIN_HELDOUT and holdout_top == int(holdout_top))
-    ):
-        raise ConfigError(
-            f"--holdout {holdout_top:g} is neither a fraction in [0, 1) nor a count of at least "
-            f"{MIN_HELDOUT} checkpoints; e.g. 0.1 or 5"
-        )
-    if bootstrap < 0:
-        raise ConfigError(f"--bootstrap {bootstrap} is negative; give 0 (none) or more resamples")
-    check_memory(
-        bootstrap * BOOTSTRAP_BYTES,
-        f"--bootstrap {bootstrap}",
-        "give fewer resamples (100 to 1000 give stable 95 % intervals)",
-    )
 
 
 def _label(key: tuple) -> str:

@@ -23,11 +23,11 @@ import math
 import numpy as np
 import pandas as pd
 
+from layerprobe.analysis.config import HEAD_KNOBS
 from layerprobe.analysis.fit import fit_curve, get_form, predict
 from layerprobe.analysis.points import GROUP
 from layerprobe.errors import ConfigError
 
-HEAD_KNOBS = ("head_wd", "head_lr")
 SIZE_KNOBS = ("params", "data_fraction", "epochs")
 
 

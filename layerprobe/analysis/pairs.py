@@ -34,11 +34,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from layerprobe.analysis.config import HEAD_KNOBS
+from layerprobe.analysis.config import PAIRS_FORMATS as FORMATS
 from layerprobe.analysis.points import GROUP, KNOBS, seed_means, with_upstream_task
 from layerprobe.errors import ConfigError, DataError
 from layerprobe.results.show import check_shots
 
-HEAD_KNOBS = ("head_wd", "head_lr")
 # What a checkpoint records about itself (``pretrain_info``) but the results schema does not keep.
 NOT_RECORDED = (
     "the pre-training seed",
@@ -54,7 +55,6 @@ MEASURES = {
 PAIR_COLUMNS = [*GROUP, "knob", "low", "high", "pairs", "checkpoints"] + [
     f"{m}{s}" for m in MEASURES for s in ("", "_lo", "_hi")
 ]
-FORMATS = ("table", "csv", "json", "markdown")
 
 
 @dataclass

@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from layerprobe.errors import DataError, UnknownNameError, did_you_mean
+from layerprobe.results.schema import KNOBS
 from layerprobe.runtime.warn import warn as warn_user
 
 GROUP = ["upstream_task", "task", "shots", "probe"]
-KNOBS = ["params", "data_fraction", "epochs", "head_wd", "head_lr"]
 NO_US = (
     "the results have no upstream accuracy (column upstream_accuracy is empty), so there is "
     "nothing to fit DS accuracy against; probe pre-training checkpoints (they carry it) or "

@@ -23,6 +23,7 @@ import pandas as pd
 
 from layerprobe import __version__
 from layerprobe.analysis import plots
+from layerprobe.analysis.config import AnalysisConfig
 from layerprobe.analysis.fit import fit_points, write_fits
 from layerprobe.analysis.knobs import HEAD_KNOBS, knob_effects, knob_information
 from layerprobe.analysis.layersat import (
@@ -36,7 +37,7 @@ from layerprobe.analysis.layersat import (
 from layerprobe.analysis.points import GROUP, NO_US, checkpoint_points
 from layerprobe.analysis.similarity_plots import similarity_figures
 from layerprobe.analysis.tables import fit_display
-from layerprobe.errors import DataError, check_folder
+from layerprobe.errors import ConfigError, DataError, check_folder
 from layerprobe.results.read import ANALYSIS_SCHEMA, read_selected
 from layerprobe.results.show import check_shots
 from layerprobe.results.store import part_files
@@ -57,19 +58,14 @@ class Section:
 def write_report(
     results_dir: str | Path,
     out_dir: str | Path,
+    config: AnalysisConfig | None = None,
     *,
-    shots: list[int] | None = None,
-    layer: str = "pre_logits",
-    points: str = "hull",
-    holdout_top: float = 0.1,
-    bootstrap: int = 0,
-    form: str = "eq1",
-    seed: int = 0,
     table: pd.DataFrame | None = None,
     warn: Callable[[str], None] | None = None,
     progress: Callable[[str], None] | None = None,
     skip_bad: bool = False,
     svg: bool = False,
+    **options,
 ) -> Path:
     """Analyse the store below ``results_dir`` and write ``out_dir/report.html``.
 
@@ -77,13 +73,16 @@ def write_report(
     ----------
     results_dir : the results folder (also shown on the page).
     out_dir : output folder (created; an existing file there is a ConfigError).
-    shots, layer, points, holdout_top, bootstrap, form, seed : as for
-        :func:`layerprobe.analysis.fit_saturation`.
+    config : the analysis options (:class:`~layerprobe.analysis.config.AnalysisConfig`: shots,
+        layer, points, holdout_top, bootstrap, form, seed, max_width; as for
+        :func:`layerprobe.analysis.fit_saturation`); the report fits one hull per task, so
+        ``group_by`` is refused.
     table : the store's rows, when the caller has them already (default: read them).
     warn, progress : where warnings and stage messages go (default: a LayerprobeWarning, nowhere).
     skip_bad : leave out bad result parts with a warning instead of stopping
         (:func:`layerprobe.results.store.read`, the reader every command shares).
     svg : also write an SVG copy of every figure to ``plots/`` (the page embeds the PNGs).
+    **options : fields of ``config`` to replace (e.g. ``bootstrap=0``).
 
     Returns
     -------
@@ -92,6 +91,13 @@ def write_report(
     tables as the sections below it, then the figures (each with a caption saying what to read
     from it), then the tables (those over :data:`LONG_TABLE` rows collapsed).
     """
+    config = AnalysisConfig.build(config, **options)
+    if config.group_by is not None:
+        raise ConfigError(
+            f"the report fits one hull per task; group_by={config.group_by!r} is for "
+            "`layerprobe fit --group-by` (fit_saturation)"
+        )
+    shots, layer = config.shots, config.layer
     out = check_folder(out_dir, "--out")
     say = progress or (lambda message: None)
     say("reading the results")
@@ -103,13 +109,11 @@ def write_report(
     if table.empty:
         raise DataError(f"no selected results in {results_dir} for shots {shots}")
     out.mkdir(parents=True, exist_ok=True)
-    options = dict(
-        layer=layer, points=points, holdout_top=holdout_top, bootstrap=bootstrap, form=form
-    )
+    settings = config.settings()
 
     say("layer saturation")
     curves = layer_curves(table)
-    saturation = layer_saturation(curves, draws=100, seed=seed)
+    saturation = layer_saturation(curves, draws=100, seed=config.seed)
     chance = chance_levels(table)
     summary = task_layer_summary(saturation, chance=chance)
     write_fits(saturation, out / "layers.parquet")
@@ -118,7 +122,7 @@ def write_report(
     if table["upstream_accuracy"].notna().any():
         say("saturation fits")
         pts = checkpoint_points(table, layer, warn=warn)
-        fits = fit_points(pts, form, points, holdout_top, bootstrap, seed, warn, layer=layer)
+        fits = fit_points(pts, config, warn=warn)
         if len(fits):
             write_fits(fits, out / "fits.parquet")
             corr = saturation_correlation(saturation, fits, chance=chance)
@@ -137,7 +141,7 @@ def write_report(
         _layer_section(saturation, summary),
         _knob_section(pts),
         _knob_pairs_section(table),
-        _settings_section(results_dir, table, options),
+        _settings_section(results_dir, table, settings),
     ]
     path = out / "report.html"
     write_text_atomic(path, _page([s for s in sections if s is not None], results_dir))

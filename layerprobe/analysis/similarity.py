@@ -38,11 +38,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from layerprobe.analysis.config import ROWS
+from layerprobe.analysis.config import SIMILARITY_FORMATS as FORMATS
 from layerprobe.errors import ConfigError, DataError, UnknownNameError, did_you_mean
 from layerprobe.extract.cache import CacheInfo, find_caches, read_arrays
 from layerprobe.runtime.devices import resolve_device
 
-ROWS = 2000  # default number of images the Gram matrices are built on
 BLOCK_BYTES = 256 * 2**20  # at most this memory for one tile of every layer's Gram matrix
 TILE = 128  # rows and columns of a tile: 168 layers' tiles take 22 MB
 COLUMNS = [
@@ -453,8 +454,6 @@ def read_similarity(path: str | Path) -> pd.DataFrame:
 
 
 # -- for people ------------------------------------------------------------------------------
-
-FORMATS = ("table", "csv", "json")
 
 
 def format_similarity(table: pd.DataFrame, fmt: str = "table") -> str:

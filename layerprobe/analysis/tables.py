@@ -7,9 +7,8 @@ import math
 
 import pandas as pd
 
+from layerprobe.analysis.config import FIT_FORMATS as FORMATS
 from layerprobe.errors import ConfigError
-
-FORMATS = ("table", "markdown", "csv", "json")
 
 
 def fit_display(fits: pd.DataFrame) -> pd.DataFrame:

@@ -7,13 +7,28 @@
 >>> feats = bb.capture(x, ["blocks.1", "pre_logits"])  # {layer: (B, D)}, one forward pass
 """
 
-from layerprobe.backbones.backbone import PRE_LOGITS, Backbone, ProbePoint
-from layerprobe.backbones.checkpoint import read_checkpoint, save_checkpoint
-from layerprobe.backbones.config import ModelConfig, as_model_config
-from layerprobe.backbones.factory import RandomWeightsWarning, load
-from layerprobe.backbones.pooling import POOLS
-from layerprobe.backbones.preprocess import RESIZE_MODES, Preprocess
-from layerprobe.backbones.spec import NAMESPACES, parse_spec
+from layerprobe.runtime.lazy import lazy_names
+
+# Names load on first use, so importing a light module of the room (its config) does not
+# import torch.
+_LAZY = {
+    "PRE_LOGITS": "layerprobe.backbones.backbone",
+    "Backbone": "layerprobe.backbones.backbone",
+    "ProbePoint": "layerprobe.backbones.backbone",
+    "read_checkpoint": "layerprobe.backbones.checkpoint",
+    "save_checkpoint": "layerprobe.backbones.checkpoint",
+    "ModelConfig": "layerprobe.backbones.config",
+    "as_model_config": "layerprobe.backbones.config",
+    "RandomWeightsWarning": "layerprobe.backbones.factory",
+    "load": "layerprobe.backbones.factory",
+    "POOLS": "layerprobe.backbones.pooling",
+    "RESIZE_MODES": "layerprobe.backbones.preprocess",
+    "Preprocess": "layerprobe.backbones.preprocess",
+    "NAMESPACES": "layerprobe.backbones.spec",
+    "parse_spec": "layerprobe.backbones.spec",
+}
+
+__getattr__ = lazy_names(__name__, _LAZY)
 
 __all__ = [
     "NAMESPACES",

@@ -173,7 +173,7 @@ class Backbone:
             readings[site] = _Reading(shape, len(readings))
 
         try:
-            run_sites(self.model, self._blank_batch(), sites, on_read, stop_early=False)
+            run_sites(self.model, self._blank_batch(), sites, on_read=on_read, stop_early=False)
         except (RuntimeError, AssertionError, ValueError) as err:  # the model's own input checks
             size = self.preprocess.input_size
             raise ConfigError(
@@ -340,7 +340,7 @@ class Backbone:
                 # A copy: a view of a layer's output must not see later in-place updates.
                 feats[p.name] = pooled.to(torch.float32, copy=True)
 
-        missed = run_sites(self.model, x, by_site, on_read)
+        missed = run_sites(self.model, x, by_site, on_read=on_read)
         if missed:
             raise RuntimeError(
                 f"layers at {sorted(s.module for s in missed)} did not run in forward"

@@ -56,8 +56,11 @@ def build_timm(
     if image_size is not None:
         kwargs["img_size"] = image_size
     if pretrained and not os.environ.get("HF_HUB_OFFLINE"):
-        require_network("huggingface.co", "timm", "set HF_HUB_OFFLINE=1 to use weights already "
-                        "in the Hugging Face cache")  # fmt: skip
+        require_network(
+            "huggingface.co",
+            "timm",
+            "set HF_HUB_OFFLINE=1 to use weights already in the Hugging Face cache",
+        )
 
     def create(**kw):
         return timm.create_model(name, pretrained=pretrained, **kw)
@@ -115,8 +118,11 @@ def build_torchvision(
     if image_size is not None:
         kwargs["image_size"] = image_size
     if pretrained and not _torchvision_cached(name):
-        require_network("download.pytorch.org", "torchvision", "put the weights file in "
-                        f"{torch.hub.get_dir()}/checkpoints")  # fmt: skip
+        require_network(
+            "download.pytorch.org",
+            "torchvision",
+            f"put the weights file in {torch.hub.get_dir()}/checkpoints",
+        )
 
     def create(**kw):
         return torchvision.models.get_model(name, weights="DEFAULT" if pretrained else None, **kw)
@@ -313,9 +319,12 @@ def build_hf(name: str, *, kwargs: dict, seed: int = INIT_SEED) -> HubModel:
             try:
                 if has_weights:
                     model, info = transformers.AutoModel.from_pretrained(
-                        name, config=config, local_files_only=files_only,
-                        output_loading_info=True, **_hf_dtype(transformers),
-                    )  # fmt: skip
+                        name,
+                        config=config,
+                        local_files_only=files_only,
+                        output_loading_info=True,
+                        **_hf_dtype(transformers),
+                    )
                 else:
                     model, info = transformers.AutoModel.from_config(config), {}
             except (ValueError, KeyError) as err:  # a config class AutoModel does not know
@@ -490,8 +499,11 @@ def build_open_clip(
                 )
             downloads = True
     if downloads and not _hub_offline():
-        require_network("huggingface.co", "open_clip", "set HF_HUB_OFFLINE=1 to use weights "
-                        "already in the Hugging Face cache")  # fmt: skip
+        require_network(
+            "huggingface.co",
+            "open_clip",
+            "set HF_HUB_OFFLINE=1 to use weights already in the Hugging Face cache",
+        )
 
     def create(**kw):
         return open_clip.create_model(name, pretrained=tag, **kw)

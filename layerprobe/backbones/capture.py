@@ -35,8 +35,8 @@ def run_sites(
     model: nn.Module,
     x: torch.Tensor,
     sites: Iterable[Site],
-    on_read: Callable[[Site, torch.Tensor | None], None],
     *,
+    on_read: Callable[[Site, torch.Tensor | None], None],
     stop_early: bool = True,
 ) -> set[Site]:
     """Run ``model(x)`` once and call ``on_read(site, tensor)`` the first time each site fires.

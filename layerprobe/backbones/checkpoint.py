@@ -97,7 +97,24 @@ def save_checkpoint(
 
 
 def read_checkpoint(path: str | Path) -> CheckpointContents:
-    """Read a layerprobe checkpoint; a plain weights file raises CheckpointError saying what to do."""
+    """Read a layerprobe checkpoint.
+
+    Parameters
+    ----------
+    path : a file written by :func:`save_checkpoint`.
+
+    Returns
+    -------
+    CheckpointContents
+        The architecture spec, the weights (name -> tensor), the model arguments, the
+        preprocessing and the pre-training record.
+
+    Raises
+    ------
+    CheckpointError
+        A plain weights file, a newer format, or metadata without an architecture; the message
+        says what to do.
+    """
     tensors, extra = read_file(path)
     if extra.get("format") != FORMAT:
         raise CheckpointError(

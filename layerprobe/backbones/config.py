@@ -65,5 +65,16 @@ class ModelConfig:
 
 
 def as_model_config(model) -> ModelConfig:
-    """A spec string or path as a :class:`ModelConfig`; a ModelConfig as it is."""
+    """A spec string or path as a :class:`ModelConfig`; a ModelConfig as it is.
+
+    Parameters
+    ----------
+    model : a :class:`ModelConfig`, a model spec (``"timm:NAME"``, ``"python:pkg.mod:fn"`` …)
+        or a layerprobe checkpoint path.
+
+    Returns
+    -------
+    ModelConfig
+        ``model`` itself, or a config with that spec and no other settings.
+    """
     return model if isinstance(model, ModelConfig) else ModelConfig(str(model))

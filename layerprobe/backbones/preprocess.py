@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from layerprobe.errors import ConfigError
 
@@ -50,6 +52,15 @@ class Preprocess:
     ``resize_size``, centre crop ``input_size``), scale to [0, 1], subtract ``mean`` and divide
     by ``std`` (per RGB channel). ``crop_pct = input_size / resize_size`` is kept so that a
     new size keeps the same ratio.
+
+    Attributes
+    ----------
+    input_size : the side of the square model input, in pixels.
+    resize_size : the side the image is resized to before the crop, in pixels (>= input_size).
+    interpolation : the resampling filter (``bicubic``, ``bilinear`` …).
+    mean, std : per RGB channel, on the [0, 1] scale.
+    crop_pct : ``input_size / resize_size``.
+    resize : how the image is made square (``crop``, ``squash``, ``squash-crop``).
     """
 
     input_size: int
@@ -113,6 +124,7 @@ class Preprocess:
 
     def with_overrides(
         self,
+        *,
         image_size: int | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
@@ -243,9 +255,14 @@ def hf_preprocess(processor, config) -> Preprocess:
         model_type = str(getattr(config, "model_type", ""))
         mean, std = HF_FAMILY_NORMS.get(model_type, (IMAGENET_MEAN, IMAGENET_STD))
         return Preprocess(
-            input_size=size, resize_size=size, interpolation="bicubic", mean=mean, std=std,
-            crop_pct=1.0, resize="squash",
-        )  # fmt: skip
+            input_size=size,
+            resize_size=size,
+            interpolation="bicubic",
+            mean=mean,
+            std=std,
+            crop_pct=1.0,
+            resize="squash",
+        )
     size = _size_fields(getattr(processor, "size", None))
     crop = _size_fields(getattr(processor, "crop_size", None))
     do_crop = bool(getattr(processor, "do_center_crop", False)) and bool(crop)

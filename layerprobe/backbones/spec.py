@@ -48,7 +48,23 @@ class Spec:
 
 
 def parse_spec(text: str) -> Spec:
-    """Parse and normalise a model spec (see module docstring)."""
+    """Parse and normalise a model spec (the forms are listed in the module docstring).
+
+    Parameters
+    ----------
+    text : ``NAMESPACE:NAME`` (``timm``, ``torchvision``, ``hf``, ``open_clip``, ``python``,
+        ``layerprobe``) or a bare name (a timm model, or a checkpoint path).
+
+    Returns
+    -------
+    Spec
+        The namespace and the normalised name (a resolved path for checkpoints).
+
+    Raises
+    ------
+    ConfigError
+        An empty spec, a namespace without a name, or a malformed ``python:`` target.
+    """
     text = str(text).strip()
     if not text:
         raise ConfigError(

@@ -5,6 +5,13 @@ from __future__ import annotations
 import argparse
 import ast
 
+from layerprobe.layers import LAYERS_HELP  # noqa: F401  (re-exported for the commands)
+from layerprobe.options import (  # noqa: F401  (re-exported for the commands)
+    parse_float_list,
+    parse_int_list,
+    whole_number,
+)
+
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
@@ -22,68 +29,6 @@ def parse_key_value(text: str) -> tuple[str, object]:
     except (ValueError, SyntaxError):
         value = raw
     return key.strip(), value
-
-
-def whole_number(minimum: int | None = None, maximum: int | None = None):
-    """An argparse type: a whole number in [minimum, maximum] (each bound optional).
-
-    Its ``__name__`` is what argparse prints for a value it cannot convert, so it is readable
-    ("whole number"), never an internal function name.
-    """
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if minimum is not None and value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
-        if maximum is not None and value > maximum:
-            raise argparse.ArgumentTypeError(f"expected a whole number <= {maximum}, got {text!r}")
-        return value
-
-    parse.__name__ = "whole number"
-    return parse
-
-
-def parse_int_list(text: str) -> list[int]:
-    """Parse ``1,5,10,25`` into a list of ints."""
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from err
-
-
-def parse_float_list(text: str) -> list[float]:
-    """Parse ``0.1,1,2**10`` into floats (``2**k`` and ``2^k`` allowed)."""
-    out = []
-    for t in text.split(","):
-        t = t.strip()
-        if not t:
-            continue
-        t = t.replace("^", "**")  # 2^k is spelt 2**k
-        try:
-            if "**" in t:
-                base, exp = t.split("**")
-                value = float(base) ** float(exp)
-            else:
-                value = float(t)
-            if isinstance(value, complex):  # (-2)**0.5
-                raise ValueError(t)
-            out.append(value)
-        except (ValueError, OverflowError) as err:
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated numbers, got {text!r}"
-            ) from err
-    return out
-
-
-LAYERS_HELP = (
-    "layers: all (default), names, or globs, comma-separated; in a glob * stays inside one "
-    "dotted part (layer*.* = layer1.0 …) and ** crosses parts (blocks.**)"
-)
 
 
 def add_model_options(parser: argparse.ArgumentParser, positional: bool = False) -> None:
@@ -140,67 +85,18 @@ def model_config_from_args(args: argparse.Namespace):
     )
 
 
-RESIZE_CHOICES = ("crop", "squash", "squash-crop", "border")
-
-
 def add_extract_options(parser: argparse.ArgumentParser) -> None:
-    """The extraction options (``extract``, ``scan``, …); :func:`extract_config_from_args` turns
-    them into an ``ExtractConfig`` (whose defaults are the only defaults: None here = default)."""
-    parser.add_argument("--layers", metavar="all|NAMES|GLOBS", help=LAYERS_HELP)
-    parser.add_argument("--pool", help="auto (default), cls, mean, cls+mean or gap")
-    parser.add_argument(
-        "--resize",
-        choices=RESIZE_CHOICES,
-        help="how images become square: squash (whole image, VTAB), squash-crop (big_vision "
-        "few-shot), crop (keep aspect, centre crop), border; default: the task's protocol "
-        "(VTAB and non-square datasets squash), else the model's own",
-    )
-    parser.add_argument(
-        "--dtype", choices=["float16", "float32"], help="stored feature dtype (default float16)"
-    )
-    parser.add_argument(
-        "--amp", choices=["none", "bf16"], help="bf16 autocast for the forward pass (CUDA)"
-    )
-    parser.add_argument(
-        "--batch-size", type=whole_number(), metavar="N", help="images per forward pass (64)"
-    )
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default auto")
-    parser.add_argument(
-        "--workers", type=whole_number(), metavar="N", help="DataLoader worker processes (0)"
-    )
-    parser.add_argument(
-        "--data-root", metavar="DIR", help="where the task data lives (default $LAYERPROBE_DATA)"
-    )
-    parser.add_argument(
-        "--force", action="store_true", help="extract again even if a complete cache exists"
-    )
-    parser.add_argument(
-        "--content-hash",
-        action="store_true",
-        help="identify folder: images by a hash of their bytes (default: names, sizes, mtimes)",
-    )
-    parser.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="leave out unreadable images (recorded in the skipped_items attribute) instead of stopping",
-    )
+    """The extraction options (``extract``, ``scan``; ``--quiet`` among them), made from
+    ``ExtractConfig``'s fields; :func:`extract_config_from_args` turns them back into one."""
+    from layerprobe.extract.config import ExtractConfig
+    from layerprobe.options import add_options
 
-
-EXTRACT_FIELDS = (
-    "layers", "pool", "resize", "dtype", "amp", "batch_size", "device", "workers", "data_root",
-)  # fmt: skip
+    add_options(parser, ExtractConfig)
 
 
 def extract_config_from_args(args: argparse.Namespace, **fixed):
     """The ``ExtractConfig`` of the options :func:`add_extract_options` added, plus ``fixed``."""
     from layerprobe.extract.config import ExtractConfig
+    from layerprobe.options import given
 
-    given = {
-        name: getattr(args, name) for name in EXTRACT_FIELDS if getattr(args, name) is not None
-    }
-    flags = {
-        name: True
-        for name in ("force", "skip_bad", "quiet", "content_hash")
-        if getattr(args, name, False)
-    }
-    return ExtractConfig.build(None, **given, **flags, **fixed)
+    return ExtractConfig.build(None, **(given(ExtractConfig, args) | fixed))

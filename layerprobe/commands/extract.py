@@ -7,7 +7,6 @@ import argparse
 from layerprobe.commands._common import (
     add_extract_options,
     add_model_options,
-    add_quiet,
     extract_config_from_args,
     model_config_from_args,
 )
@@ -36,7 +35,6 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--cache", required=True, metavar="DIR", help="cache folder")
     add_extract_options(p)
-    add_quiet(p)
     p.set_defaults(run=run)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from layerprobe.commands._common import add_model_options, add_quiet, whole_number
+from layerprobe.commands._common import add_model_options, add_quiet
+from layerprobe.options import add_options, from_args
+from layerprobe.pretrain.config import FinetuneConfig
 
 
 def add_parser(subparsers) -> None:
@@ -22,13 +24,7 @@ def add_parser(subparsers) -> None:
     add_model_options(p)
     p.add_argument("--task", required=True, help="downstream task")
     p.add_argument("--results", required=True, metavar="DIR", help="results store folder")
-    p.add_argument("--epochs", type=whole_number(), help="passes over the training data (10)")
-    p.add_argument("--lr", type=float, help="learning rate (default: chosen on val)")
-    p.add_argument("--batch-size", type=whole_number(), help="images per step (64)")
-    p.add_argument("--seeds", type=whole_number(), help="final runs, one row each (1)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    p.add_argument("--data-root", metavar="DIR", help="task data root (default $LAYERPROBE_DATA)")
+    add_options(p, FinetuneConfig)
     add_quiet(p)
     p.set_defaults(run=run)
 
@@ -36,15 +32,11 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from layerprobe.commands._common import model_config_from_args
     from layerprobe.errors import removed_if_failed
-    from layerprobe.pretrain import FinetuneConfig, finetune
+    from layerprobe.pretrain import finetune
 
-    given = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "seeds")}
-    config = FinetuneConfig(
-        **{k: v for k, v in given.items() if v is not None}, device=args.device,
-        precision=args.precision, data_root=args.data_root,
-    )  # fmt: skip
+    config = from_args(FinetuneConfig, args)
     with removed_if_failed(args.results):  # a failure leaves no empty results folder behind
-        path = finetune(model_config_from_args(args), args.task, config, args.results,
+        path = finetune(model_config_from_args(args), args.task, config, results_dir=args.results,
                         quiet=args.quiet)  # fmt: skip
     print(path)
     return 0

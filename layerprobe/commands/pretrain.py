@@ -5,27 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from layerprobe.commands._common import add_quiet, parse_int_list, parse_key_value, whole_number
-
-# option -> (PretrainConfig field, type, help); None-valued options keep the config's default.
-OPTIONS = {
-    "--data-fraction": ("data_fraction", float, "share of the train split, in (0, 1] (1)"),
-    "--epochs": ("epochs", whole_number(), "passes over the (subset of the) train split (7)"),
-    "--batch-size": ("batch_size", whole_number(), "images per step, over all processes (128)"),
-    "--lr": ("lr", float, "AdamW peak learning rate (1e-3)"),
-    "--wd": ("wd", float, "weight decay of the body's weights (0.05)"),
-    "--head-wd": ("head_wd", float, "weight decay of the classifier head (default --wd)"),
-    "--head-lr-mult": ("head_lr_mult", float, "head learning rate = lr x this (1)"),
-    "--warmup-epochs": ("warmup_epochs", float, "linear warm-up, in epochs (1)"),
-    "--label-smoothing": ("label_smoothing", float, "cross-entropy label smoothing (0)"),
-    "--image-size": ("image_size", whole_number(), "input size in px (default: the rung's own)"),
-    "--seed": ("seed", whole_number(), "seeds init, subset, order and augmentation (0)"),
-    "--snapshots": (
-        "snapshots",
-        parse_int_list,
-        "also save checkpoints after these epochs, e.g. 1,2",
-    ),
-}
+from layerprobe.commands._common import add_quiet, parse_key_value
+from layerprobe.options import add_options, given
+from layerprobe.pretrain.config import PretrainConfig
 
 
 def add_parser(subparsers) -> None:
@@ -42,14 +24,9 @@ def add_parser(subparsers) -> None:
             "-m layerprobe pretrain ...` the processes share every batch (DDP)."
         ),
     )
-    p.add_argument("--model", metavar="MODEL", help="ladder name (see --list-models) or timm name")
-    p.add_argument("--task", default=None, metavar="TASK", help="upstream task (builtin/upstream)")
+    add_options(p, PretrainConfig, only=("model", "task"))
     p.add_argument("--out", metavar="RUN_DIR", help="run folder (created; resumed when it exists)")
-    for option, (_, kind, text) in OPTIONS.items():
-        p.add_argument(option, type=kind, default=None, help=text)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16 = bfloat16 autocast (CUDA)")  # fmt: skip
+    add_options(p, PretrainConfig, exclude=("model", "task"))
     p.add_argument(
         "--model-arg", action="append", type=parse_key_value, default=[], metavar="KEY=VALUE",
         help="model constructor argument over the rung's own (repeatable; Python literals)",
@@ -66,21 +43,13 @@ def run(args: argparse.Namespace) -> int:
     from layerprobe.errors import ConfigError
 
     if args.list_models:
-        return _list_models(args.task)
-    if not args.model or not args.out:
+        return _list_models(getattr(args, "task", None))
+    if not getattr(args, "model", None) or not args.out:
         raise ConfigError("pretrain needs --model and --out (or --list-models)")
-    from layerprobe.pretrain import PretrainConfig, pretrain
+    from layerprobe.pretrain import pretrain
     from layerprobe.pretrain.distributed import is_main_process
 
-    given = {field: getattr(args, option[2:].replace("-", "_"))
-             for option, (field, _, _) in OPTIONS.items()}  # fmt: skip
-    given = {k: v for k, v in given.items() if v is not None}
-    if args.task is not None:
-        given["task"] = args.task
-    config = PretrainConfig(
-        model=args.model, device=args.device, precision=args.precision,
-        model_args=dict(args.model_arg), **given,
-    )  # fmt: skip
+    config = PretrainConfig(**given(PretrainConfig, args), model_args=dict(args.model_arg))
     path = pretrain(config, args.out, force=args.force, quiet=args.quiet, data_root=args.data_root)
     if is_main_process():
         print(path)

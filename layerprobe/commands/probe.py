@@ -5,13 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from layerprobe.commands._common import (
-    LAYERS_HELP,
-    add_quiet,
-    parse_float_list,
-    parse_int_list,
-    whole_number,
-)
+from layerprobe.commands._common import add_quiet
+from layerprobe.options import add_options, given
+from layerprobe.probe.config import ProbeConfig
 
 
 def add_parser(subparsers) -> None:
@@ -38,71 +34,7 @@ def add_parser(subparsers) -> None:
         "--model-key", action="append", metavar="K", help="only this model key (repeatable)"
     )
     p.add_argument("--task", action="append", metavar="T", help="only this task (repeatable)")
-    p.add_argument(
-        "--layers",
-        default="all",
-        metavar="all|NAMES|GLOBS",
-        help=LAYERS_HELP,
-    )
-    p.add_argument(
-        "--shots",
-        type=parse_int_list,
-        default=[1, 5, 10, 25],
-        metavar="K,…",
-        help="examples per class; 0 = the whole train split (default 1,5,10,25)",
-    )
-    p.add_argument(
-        "--seeds",
-        type=whole_number(),
-        default=3,
-        metavar="N",
-        help="few-shot draws per shot count (default 3)",
-    )
-    p.add_argument(
-        "--l2",
-        type=parse_float_list,
-        default=None,
-        metavar="λ,…",
-        help="λ values, e.g. 2**-10,1,2**10 (default: ridge 2**-10 … 2**19, 30 values; logistic 1, 4, … 4**10)",
-    )
-    p.add_argument(
-        "--probe",
-        default="ridge",
-        metavar="FAMILY,…",
-        help="probe families: ridge (default: the closed form), logistic (softmax regression), "
-        "knn (cosine k-NN, majority vote), knn_weighted (dinov2's weighted vote)",
-    )
-    p.add_argument(
-        "--k",
-        type=parse_int_list,
-        default=None,
-        metavar="K,…",
-        help="neighbours of the k-NN families (default 10,20,50,200)",
-    )
-    p.add_argument(
-        "--l2-select",
-        default="val",
-        metavar="val|fixed:VALUE",
-        help="λ policy: val (default: best on validation, ties to the larger λ) or fixed:VALUE "
-        "(fixed:1024 is big_vision's protocol; the grid then defaults to that one value)",
-    )
-    p.add_argument(
-        "--backend",
-        default="torch",
-        help="torch (default), cuml (GPU, the gpu extra) or sklearn (slow reference)",
-    )
-    p.add_argument(
-        "--device",
-        default="auto",
-        choices=["auto", "cpu", "cuda"],
-        help="torch backend device (default auto)",
-    )
-    p.add_argument(
-        "--precision",
-        default="float64",
-        choices=["float64", "float32"],
-        help="dtype of the Gram matrices and eigendecompositions (default float64)",
-    )
+    add_options(p, ProbeConfig)
     p.add_argument(
         "--force", action="store_true", help="probe units that are already in the store again"
     )
@@ -117,25 +49,11 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from layerprobe.errors import removed_if_failed
-    from layerprobe.probe import ProbeConfig, run_probes
+    from layerprobe.probe import run_probes
     from layerprobe.probe.plan import check_plan_options
 
-    families = [f.strip() for f in args.probe.split(",") if f.strip()] or ["ridge"]
-    configs = [  # every family validated before any unit is probed
-        ProbeConfig(
-            shots=args.shots,
-            seeds=args.seeds,
-            l2s=args.l2 or None,
-            l2_select=args.l2_select,
-            layers=args.layers,
-            backend=args.backend,
-            device=args.device,
-            precision=args.precision,
-            probe=family,
-            ks=args.k,
-        )
-        for family in dict.fromkeys(families)
-    ]
+    # every family validated before any unit is probed
+    configs = ProbeConfig.families(**given(ProbeConfig, args))
     for config in configs:  # and every plan checked against the machine's memory, at once
         check_plan_options(config.shots, config.seeds, grid=len(config.grid))
     for config in configs:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from layerprobe.commands._common import add_quiet
-from layerprobe.commands.fit import add_analysis_options, analysis_options
+from layerprobe.analysis.config import REPORT_EXCLUDES, ReportConfig
+from layerprobe.options import add_options, from_args
 
 
 def add_parser(subparsers) -> None:
@@ -19,30 +19,29 @@ def add_parser(subparsers) -> None:
             "fits.parquet, layers.parquet and plots/ (PNG; SVG too with --svg) to --out."
         ),
     )
-    add_analysis_options(p)
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument(
-        "--svg", action="store_true", help="also write an SVG copy of every figure to plots/"
-    )
-    add_quiet(p)
+    add_options(p, ReportConfig, exclude=REPORT_EXCLUDES)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from layerprobe.analysis.fit import check_options
     from layerprobe.analysis.report import write_report
     from layerprobe.errors import check_writable, removed_if_failed
 
+    config = from_args(ReportConfig, args)
+
     def progress(message: str) -> None:
-        if not args.quiet:
+        if not config.quiet:
             print(f"layerprobe: {message}", file=sys.stderr)
 
-    check_options(args.points, args.holdout_top, args.bootstrap)
-    check_writable(args.out, "--out", create=False)
-    with removed_if_failed(args.out):
+    check_writable(config.out, "--out", create=False)
+    with removed_if_failed(config.out):
         path = write_report(
-            args.results, args.out, progress=progress, skip_bad=args.skip_bad, svg=args.svg,
-            **analysis_options(args),
-        )  # fmt: skip
+            config.results,
+            config.out,
+            config,
+            progress=progress,
+            skip_bad=config.skip_bad,
+            svg=config.svg,
+        )
     print(path)
     return 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from layerprobe.commands._common import parse_int_list
-from layerprobe.commands.fit import RESULTS_HELP, add_skip_bad
+from layerprobe.analysis.config import KnobsConfig, ShowConfig
+from layerprobe.options import add_options, from_args
 
 
 def add_parser(subparsers) -> None:
@@ -20,22 +20,7 @@ def add_parser(subparsers) -> None:
             "chosen on validation, as mean ± std over seeds, and mark the best layer."
         ),
     )
-    show.add_argument("--results", required=True, metavar="DIR|TABLE", help=RESULTS_HELP)
-    show.add_argument("--task", action="append", metavar="T", help="only this task (repeatable)")
-    show.add_argument(
-        "--model",
-        action="append",
-        metavar="M",
-        help="only this model name or model key (repeatable)",
-    )
-    show.add_argument("--shots", type=parse_int_list, metavar="K,…", help="only these shot counts")
-    show.add_argument(
-        "--format",
-        default="text",
-        choices=["text", "csv", "markdown", "json"],
-        help="output format",
-    )
-    add_skip_bad(show)
+    add_options(show, ShowConfig)
     show.set_defaults(run=run_show)
     knobs = sub.add_parser(
         "knobs",
@@ -48,30 +33,7 @@ def add_parser(subparsers) -> None:
             "depth, with t-intervals over pairs. Says so when there are no matched pairs."
         ),
     )
-    knobs.add_argument("--results", required=True, metavar="DIR|TABLE", help=RESULTS_HELP)
-    knobs.add_argument(
-        "--knob",
-        action="append",
-        choices=["head_wd", "head_lr"],
-        help="only this knob (repeatable; default both)",
-    )
-    knobs.add_argument(
-        "--match",
-        action="append",
-        default=[],
-        metavar="COLUMN",
-        help="also require pairs to agree on this checkpoint column (repeatable; e.g. an "
-        "architecture or pre-training seed column of an external table)",
-    )
-    knobs.add_argument("--shots", type=parse_int_list, metavar="K,…", help="only these shot counts")
-    knobs.add_argument(
-        "--level", type=float, default=0.95, help="coverage of the intervals (default 0.95)"
-    )
-    knobs.add_argument(
-        "--format", default="table", choices=["table", "markdown", "csv", "json"],
-        help="output format (csv: the effects, every column; json: notes, effects and pairs)",
-    )  # fmt: skip
-    add_skip_bad(knobs)
+    add_options(knobs, KnobsConfig)
     knobs.set_defaults(run=run_knobs)
     p.set_defaults(run=lambda args: (p.print_help(), 0)[1])
 
@@ -79,17 +41,20 @@ def add_parser(subparsers) -> None:
 def run_show(args: argparse.Namespace) -> int:
     from layerprobe.results import filter_table, format_summary, layer_summary, load
 
-    table = load(args.results, skip_bad=args.skip_bad)
-    table = filter_table(table, tasks=args.task, models=args.model, shots=args.shots)
-    sys.stdout.write(format_summary(layer_summary(table), args.format))
+    config = from_args(ShowConfig, args)
+    table = load(config.results, skip_bad=config.skip_bad)
+    table = filter_table(table, tasks=config.task, models=config.model, shots=config.shots)
+    sys.stdout.write(format_summary(layer_summary(table), config.format))
     return 0
 
 
 def run_knobs(args: argparse.Namespace) -> int:
     from layerprobe.analysis.pairs import format_pairs, knob_pairs, read_for_pairs
 
-    table = read_for_pairs(args.results, match=args.match, skip_bad=args.skip_bad)
-    knobs = tuple(dict.fromkeys(args.knob or ("head_wd", "head_lr")))
-    result = knob_pairs(table, knobs=knobs, match=args.match, shots=args.shots, level=args.level)
-    sys.stdout.write(format_pairs(result, args.format))
+    config = from_args(KnobsConfig, args)
+    table = read_for_pairs(config.results, match=config.match, skip_bad=config.skip_bad)
+    result = knob_pairs(
+        table, knobs=config.knobs(), match=config.match, shots=config.shots, level=config.level
+    )
+    sys.stdout.write(format_pairs(result, config.format))
     return 0

@@ -8,12 +8,13 @@ import sys
 from layerprobe.commands._common import (
     add_extract_options,
     add_model_options,
-    add_quiet,
     extract_config_from_args,
     model_config_from_args,
-    parse_int_list,
-    whole_number,
 )
+from layerprobe.options import add_options, from_args
+from layerprobe.probe.config import ProbeConfig
+
+PROBE_FIELDS = ("shots", "seeds")  # the probe options scan offers (the others: defaults)
 
 
 def add_parser(subparsers) -> None:
@@ -35,32 +36,24 @@ def add_parser(subparsers) -> None:
         help="task names or patterns, e.g. 'builtin/*' or 'vtab1k/*' (repeatable, comma-separated)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="the scan's folder")
-    p.add_argument(
-        "--shots", type=parse_int_list, metavar="K,…", help="examples per class (default 1,5,10,25)"
-    )
-    p.add_argument(
-        "--seeds", type=whole_number(), metavar="N", help="few-shot draws per shot count (3)"
-    )
+    add_options(p, ProbeConfig, only=PROBE_FIELDS)
     add_extract_options(p)
-    add_quiet(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from layerprobe.errors import removed_if_failed
     from layerprobe.pipelines.scan import format_best, scan
-    from layerprobe.probe import ProbeConfig
     from layerprobe.probe.plan import check_plan_options
 
-    given = {k: getattr(args, k) for k in ("shots", "seeds") if getattr(args, k) is not None}
     patterns = [t.strip() for item in args.tasks for t in item.split(",") if t.strip()]
     # Every option is checked before anything is extracted.
     extract_config = extract_config_from_args(args, cache_dir=args.out)
-    probe_config = ProbeConfig(**given)
+    probe_config = from_args(ProbeConfig, args, only=PROBE_FIELDS)
     check_plan_options(probe_config.shots, probe_config.seeds, grid=len(probe_config.grid))
     with removed_if_failed(args.out):
         result = scan(model_config_from_args(args), patterns, args.out, extract_config,
-                      probe_config, quiet=args.quiet)  # fmt: skip
+                      probe_config, quiet=extract_config.quiet)  # fmt: skip
     sys.stdout.write(format_best(result.best))
     if result.report:
         print(f"report: {result.report}")

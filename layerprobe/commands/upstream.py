@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from layerprobe.commands._common import add_model_options, whole_number
+from layerprobe.runtime.devices import DEVICES
 
 
 def add_parser(subparsers) -> None:
@@ -26,7 +27,7 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--batch-size", type=whole_number(), default=256, metavar="N", help="images per batch"
     )
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--data-root", metavar="DIR", help="task data root (default $LAYERPROBE_DATA)")
     p.set_defaults(run=run)
 

@@ -1,7 +1,8 @@
 """The extract room: run a backbone over task splits once and cache every layer's pooled features.
 
 ``extract(...)`` writes ``<cache>/<model_key>/<task>/<split>.h5`` (see :mod:`.cache` for the
-format); ``read_info``, ``read_arrays`` and ``find_caches`` read them back.
+format); ``find_caches``, ``read_info``, ``open_cache`` and ``read_arrays`` read them back (the
+one reader of the format: no module outside ``extract/`` opens HDF5).
 
 >>> from layerprobe.extract import ExtractConfig, extract, read_arrays
 >>> config = ExtractConfig(cache_dir="cache", layers="blocks.*,pre_logits", batch_size=64)
@@ -16,8 +17,10 @@ folder:/data/pets --layers 'blocks.*,pre_logits' --cache cache``; run it under
 from layerprobe.extract.cache import (
     FORMAT_VERSION,
     CacheInfo,
+    CacheReader,
     cache_path,
     find_caches,
+    open_cache,
     partial_path,
     read_arrays,
     read_info,
@@ -44,11 +47,13 @@ __all__ = [
     "DEFAULT_CACHE_DIR",
     "FORMAT_VERSION",
     "CacheInfo",
+    "CacheReader",
     "ExtractConfig",
     "cache_path",
     "extract",
     "find_caches",
     "is_main_process",
+    "open_cache",
     "partial_path",
     "read_arrays",
     "read_info",

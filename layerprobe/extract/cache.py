@@ -15,21 +15,28 @@ The writer (:mod:`layerprobe.extract.writer`) also stores ``pretrain`` (JSON),
 ``amp``, ``num_items``, ``item_start``, ``item_stop``, ``items_done`` and
 ``skipped_items`` (dataset indices of unreadable images left out with ``--skip-bad``;
 their rows are removed, so ``index`` is the way from a row to its dataset item).
+
+This module is the one reader of the format: every room that reads caches (probe, pretrain,
+the analysis) goes through :func:`find_caches` (discovery), :func:`read_info` (validation),
+:func:`open_cache` (labels, widths, features of an open file) or :func:`read_arrays`; no other
+module opens HDF5 (``tests/test_architecture.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from layerprobe.errors import CacheError
+from layerprobe.errors import CacheError, UnknownNameError, did_you_mean
 
 FORMAT_VERSION = 1
 SUFFIX = ".h5"
@@ -113,15 +120,10 @@ def read_info(path: str | Path) -> CacheInfo:
         )
     if path.is_dir():
         raise CacheError(f"{path} is a folder where a cache file should be; move it away")
-    try:
-        with h5py.File(path, "r") as f:
-            attrs = {k: _decode(v) for k, v in f.attrs.items()}
-            num_rows = int(f["labels"].shape[0]) if "labels" in f else -1
-            rows = _dataset_rows(f, attrs.get("layers") or [])
-    except (OSError, KeyError) as err:
-        raise CacheError(
-            f"cannot read cache file {path}: {err}; delete it and extract again"
-        ) from err
+    with open_cache(path) as cache:
+        attrs = cache.attrs()
+        num_rows = cache.num_rows()
+        rows = _dataset_rows(cache.file, attrs.get("layers") or [])
     version = attrs.get("format_version")
     if version is None or "layers" not in attrs:
         raise CacheError(
@@ -195,17 +197,69 @@ def read_arrays(
         raise CacheError(
             f"{path} has no layer(s) {', '.join(missing)}; it has {', '.join(info.layers)}"
         )
-    with h5py.File(path, "r") as f:
-        if rows is None:
-            labels = f["labels"][()].astype(np.int64)
-            index = f["index"][()].astype(np.int64)
-            feats = {name: f["features"][name][()] for name in wanted}
-        else:
-            pick = _RowPick(rows, info.num_rows)
-            labels = pick(f["labels"]).astype(np.int64)
-            index = pick(f["index"]).astype(np.int64)
-            feats = {name: pick(f["features"][name]) for name in wanted}
+    pick = None if rows is None else _RowPick(rows, info.num_rows)
+    with open_cache(path) as cache:
+        labels = cache.labels(pick)
+        index = cache.index(pick)
+        feats = cache.features(wanted, pick)
     return labels, index, feats
+
+
+@contextlib.contextmanager
+def open_cache(path: str | Path) -> Iterator[CacheReader]:
+    """A cache file open for reading, closed on leaving the ``with`` block.
+
+    Any failure to read it inside the block (a truncated file, a damaged chunk, a missing
+    dataset) raises :class:`CacheError` naming the file and saying to extract it again. The file
+    is not validated here: :func:`read_info` does that (call it first, as discovery does).
+    """
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            yield CacheReader(path, f)
+    except (OSError, KeyError) as err:
+        raise CacheError(
+            f"cannot read cache file {path}: {err}; delete it and extract again"
+        ) from err
+
+
+class CacheReader:
+    """An open cache file (from :func:`open_cache`): its attributes, labels, index, layer widths
+    and features, each read on request (one open serves every read of a file)."""
+
+    def __init__(self, path: Path, file: h5py.File):
+        self.path = path
+        self.file = file
+
+    def attrs(self) -> dict:
+        """The file's attributes, decoded (str, lists of str, Python numbers)."""
+        return {k: _decode(v) for k, v in self.file.attrs.items()}
+
+    def num_rows(self) -> int:
+        """N, the rows of ``labels`` (-1 where the file has none)."""
+        return int(self.file["labels"].shape[0]) if "labels" in self.file else -1
+
+    def labels(self, pick: _RowPick | None = None) -> np.ndarray:
+        """``labels`` (N,) int64 (or the picked rows)."""
+        return self._read(self.file["labels"], pick).astype(np.int64)
+
+    def index(self, pick: _RowPick | None = None) -> np.ndarray:
+        """``index`` (N,) int64: the dataset item of each row (or of the picked rows)."""
+        return self._read(self.file["index"], pick).astype(np.int64)
+
+    def width(self, layer: str) -> int:
+        """D, the width of ``layer``'s features, without reading them."""
+        return int(self.file["features"][layer].shape[1])
+
+    def features(
+        self, layers: Sequence[str], pick: _RowPick | None = None
+    ) -> dict[str, np.ndarray]:
+        """``{layer: (N, D) features}`` in the dtype they are stored in (float16 or float32)."""
+        return {name: self._read(self.file["features"][name], pick) for name in layers}
+
+    @staticmethod
+    def _read(dset: h5py.Dataset, pick: _RowPick | None) -> np.ndarray:
+        return dset[()] if pick is None else pick(dset)
 
 
 class _RowPick:
@@ -230,24 +284,72 @@ class _RowPick:
 
 
 def find_caches(
-    cache_dir: str | Path, model_keys: list[str] | None = None, tasks: list[str] | None = None
+    cache_dir: str | Path,
+    model_keys: Sequence[str] | None = None,
+    tasks: Sequence[str] | None = None,
+    *,
+    on_bad: Callable[[CacheError], None] | None = None,
 ) -> list[CacheInfo]:
     """Every complete cache file under ``cache_dir`` (optionally only some model keys / tasks).
 
-    Unfinished ``.h5.partial`` files are never returned.
+    Unfinished ``.h5.partial`` files are never returned. A file that cannot be used raises its
+    :class:`CacheError` (:func:`read_info`), or is passed to ``on_bad`` and left out where one is
+    given; a broken file of a task other than ``tasks`` name is left out silently (it is not this
+    caller's concern). A model key or task in ``model_keys`` / ``tasks`` that the cache does not
+    hold raises :class:`UnknownNameError` naming what it holds.
     """
     root = Path(cache_dir)
+    if root.is_file():
+        raise CacheError(f"--cache {root} is a file; give the cache folder that extract wrote")
     if not root.is_dir():
         raise CacheError(f"cache folder {root} does not exist; run `layerprobe extract` first")
     found = []
     for path in sorted(root.rglob(f"*{SUFFIX}")):
-        info = read_info(path)
-        if model_keys and info.model_key not in model_keys:
+        key_dir = path.relative_to(root).parts[0]
+        if model_keys and key_dir not in model_keys:
             continue
-        if tasks and info.task not in tasks:
+        try:
+            info = read_info(path)
+        except CacheError as err:
+            if tasks and all(
+                path.parent != cache_path(root, key_dir, t, "x").parent for t in tasks
+            ):
+                continue
+            if on_bad is None:
+                raise
+            on_bad(err)
             continue
         found.append(info)
-    return found
+    _check_filters(found, model_keys, tasks, root)
+    return [
+        info
+        for info in found
+        if (not model_keys or info.model_key in model_keys) and (not tasks or info.task in tasks)
+    ]
+
+
+def _check_filters(
+    found: list[CacheInfo],
+    model_keys: Sequence[str] | None,
+    tasks: Sequence[str] | None,
+    root: Path,
+) -> None:
+    """:class:`UnknownNameError` for a wanted model key or task that no file of ``found`` has."""
+    have_keys = {info.model_key for info in found}
+    have_tasks = {info.task for info in found}
+    for key in model_keys or []:
+        if key not in have_keys:
+            present = sorted(p.name for p in root.iterdir() if p.is_dir())
+            raise UnknownNameError(
+                f"no cache for model key {key!r} in {root}.{did_you_mean(key, present)}"
+                f" Model keys there: {', '.join(present) or 'none'}."
+            )
+    for task in tasks or []:
+        if task not in have_tasks:
+            raise UnknownNameError(
+                f"no cache for task {task!r} in {root}.{did_you_mean(task, have_tasks)}"
+                f" Tasks there: {', '.join(sorted(have_tasks)) or 'none'}."
+            )
 
 
 def read_upstream(

@@ -10,13 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from layerprobe.backbones.preprocess import check_resize
+from layerprobe.backbones.preprocess import RESIZE_MODES, check_resize
 from layerprobe.errors import ConfigError, did_you_mean
-from layerprobe.extract.features import AMP, DTYPES
+from layerprobe.layers import LAYERS_HELP
+from layerprobe.options import option, whole_number
+from layerprobe.runtime.devices import DEVICES
 
 DEFAULT_CACHE_DIR = "cache"
 MODEL_OPTIONS = ("checkpoint", "model_args", "pretrained", "image_size", "mean", "std")
 MAX_BATCH_SIZE = 1 << 16  # beyond this a batch of even 32 px images overflows index arithmetic
+FEATURE_DTYPES = ("float16", "float32")  # the stored feature dtype
+AMP = ("none", "bf16")  # autocast of the forward pass
 
 
 @dataclass
@@ -44,25 +48,45 @@ class ExtractConfig:
         names, sizes and modification times (reads every image once more).
     """
 
-    cache_dir: str | Path = DEFAULT_CACHE_DIR
-    splits: str | list[str] = "all"
-    layers: str | list[str] = "all"
-    pool: str = "auto"
-    resize: str | None = None
-    dtype: str = "float16"
-    amp: str = "none"
-    batch_size: int = 64
-    device: str = "auto"
-    workers: int = 0
-    data_root: str | Path | None = None
-    force: bool = False
-    skip_bad: bool = False
-    quiet: bool = False
-    content_hash: bool = False
+    cache_dir: str | Path = option(DEFAULT_CACHE_DIR, help="cache folder", cli=False)
+    splits: str | list[str] = option("all", help="splits to extract", cli=False)
+    layers: str | list[str] = option(
+        "all", help=LAYERS_HELP, metavar="all|NAMES|GLOBS", show_default=""
+    )
+    pool: str = option("auto", help="pooling: auto, cls, mean, cls+mean or gap")
+    resize: str | None = option(
+        None,
+        help="how images become square: squash (whole image, VTAB), squash-crop (big_vision "
+        "few-shot), crop (keep aspect, centre crop), border",
+        choices=tuple(RESIZE_MODES),
+        show_default="the task's protocol where it has one (VTAB and non-square datasets "
+        "squash), else the model's own",
+    )
+    dtype: str = option("float16", help="stored feature dtype", choices=FEATURE_DTYPES)
+    amp: str = option("none", help="bf16 autocast for the forward pass (CUDA)", choices=AMP)
+    batch_size: int = option(64, help="images per forward pass", type=whole_number(), metavar="N")
+    device: str = option("auto", help="where the model runs", choices=DEVICES)
+    workers: int = option(0, help="DataLoader worker processes", type=whole_number(), metavar="N")
+    data_root: str | Path | None = option(
+        None, help="where the task data lives", metavar="DIR", show_default="$LAYERPROBE_DATA"
+    )
+    force: bool = option(False, help="extract again even if a complete cache exists")
+    skip_bad: bool = option(
+        False,
+        help="leave out unreadable images (recorded in the skipped_items attribute) instead of "
+        "stopping",
+    )
+    quiet: bool = option(False, help="no progress bars", short="-q")
+    content_hash: bool = option(
+        False,
+        help="identify folder: images by a hash of their bytes (default: names, sizes, mtimes)",
+    )
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"unknown dtype {self.dtype!r}; use one of {', '.join(DTYPES)}")
+        if self.dtype not in FEATURE_DTYPES:
+            raise ConfigError(
+                f"unknown dtype {self.dtype!r}; use one of {', '.join(FEATURE_DTYPES)}"
+            )
         if self.amp not in AMP:
             raise ConfigError(f"unknown amp mode {self.amp!r}; use one of {', '.join(AMP)}")
         check_resize(self.resize)

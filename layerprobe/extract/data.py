@@ -41,6 +41,7 @@ def batches(
     split: SplitData,
     start: int,
     stop: int,
+    *,
     transform: Callable,
     image_size: int,
     batch_size: int,

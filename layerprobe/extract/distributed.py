@@ -48,7 +48,13 @@ class Ranks:
 
 
 def is_main_process() -> bool:
-    """True on rank 0 of a ``torchrun`` job, and in an ordinary single process."""
+    """Whether this process writes the shared outputs.
+
+    Returns
+    -------
+    bool
+        True on rank 0 of a ``torchrun`` job (``$RANK``), and in an ordinary single process.
+    """
     return int(os.environ.get("RANK", "0")) == 0
 
 

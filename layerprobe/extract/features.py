@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from layerprobe.errors import ConfigError, DataError
+from layerprobe.extract.config import FEATURE_DTYPES
 
-DTYPES = {"float16": torch.float16, "float32": torch.float32}
-AMP = ("none", "bf16")
+DTYPES = {name: getattr(torch, name) for name in FEATURE_DTYPES}
 FLOAT16_MAX = 65504.0
 
 

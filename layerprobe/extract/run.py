@@ -82,8 +82,10 @@ def extract(
             )
         job = _Job(bb=bb, task=task, config=config, device=dev, ranks=ranks, model_key=model_key)
         n = len(split_names)
-        return [job.run_split(split, requested, f"split {i} of {n}")
-                for i, split in enumerate(split_names, 1)]  # fmt: skip
+        return [
+            job.run_split(split, requested, f"split {i} of {n}")
+            for i, split in enumerate(split_names, 1)
+        ]
     finally:
         distributed.stop(ranks)
 
@@ -110,6 +112,7 @@ def resolve_splits(task: Task, splits: str | list[str]) -> list[str]:
 def cache_header(
     bb,
     model_key: str,
+    *,
     task: str,
     split: str,
     points,
@@ -182,14 +185,14 @@ class _Job:
         header = cache_header(
             self.bb,
             self.model_key,
-            self.task.name,
-            split,
-            points,
-            self.config.pool,
-            self.config.dtype,
-            self.config.amp,
-            len(data),
-            fingerprint,
+            task=self.task.name,
+            split=split,
+            points=points,
+            pool=self.config.pool,
+            dtype=self.config.dtype,
+            amp=self.config.amp,
+            num_items=len(data),
+            task_fingerprint=fingerprint,
         )
         partial = partial_path(self.config.cache_dir, self.model_key, self.task.name, split)
         if self.ranks.world == 1:
@@ -215,7 +218,7 @@ class _Job:
         self.ranks.barrier()  # every shard is complete
         if self.ranks.is_main:
             merged = merge_shards(
-                shards, merged_at, header | {"item_start": 0, "item_stop": len(data)}, widths
+                shards, merged_at, header | {"item_start": 0, "item_stop": len(data)}, widths=widths
             )
             self._finish(merged, final)
             for shard in shards:
@@ -296,10 +299,10 @@ class _Job:
             data,
             start + part.items_done,
             stop,
-            pre.transform(),
-            pre.input_size,
-            self.config.batch_size,
-            self.config.workers,
+            transform=pre.transform(),
+            image_size=pre.input_size,
+            batch_size=self.config.batch_size,
+            workers=self.config.workers,
             pin_memory=self.device.type == "cuda",
         )
         where = f" ({self.position})" if self.position else ""

@@ -155,7 +155,7 @@ class PartialCache:
 
     @classmethod
     def open(
-        cls, path: str | Path, header: dict, widths: dict[str, int], warn=warn_user
+        cls, path: str | Path, header: dict, widths: dict[str, int], *, warn=warn_user
     ) -> PartialCache:
         """Resume ``path`` if it holds the same extraction (``header``'s identity), else start it anew.
 
@@ -196,6 +196,7 @@ class PartialCache:
         feats: dict[str, np.ndarray],
         labels: np.ndarray,
         index: np.ndarray,
+        *,
         items: int,
         skipped: list[int] = (),
     ) -> None:
@@ -414,7 +415,7 @@ def _attr(value):
 
 
 def merge_shards(
-    shards: list[Path], target: Path, header: dict, widths: dict[str, int]
+    shards: list[Path], target: Path, header: dict, *, widths: dict[str, int]
 ) -> PartialCache:
     """Concatenate complete rank shards (in rank order) into a fresh partial file at ``target``.
 

@@ -18,6 +18,16 @@ from layerprobe.jobs.status import JobStatus, dry_run, format_plan, format_statu
 from layerprobe.jobs.units import Plan, Unit, make_plan
 
 __all__ = [
-    "Job", "JobStatus", "Plan", "RunReport", "Unit", "dry_run", "format_plan", "format_status",
-    "job_status", "load_job", "make_plan", "run_job",
-]  # fmt: skip
+    "Job",
+    "JobStatus",
+    "Plan",
+    "RunReport",
+    "Unit",
+    "dry_run",
+    "format_plan",
+    "format_status",
+    "job_status",
+    "load_job",
+    "make_plan",
+    "run_job",
+]

@@ -52,20 +52,22 @@ def extract_config(job: Job, **fixed):
     return ExtractConfig.build(None, **(job.extract | given | fixed))  # a unit's split wins
 
 
-def probe_config(job: Job):
-    """The job's ``ProbeConfig``, with its shot and seed counts checked as a probe would."""
-    return _probe_config(**job.probe)
+def probe_configs(job: Job) -> list:
+    """The job's ``ProbeConfig`` objects, one per probe family of ``[probe] probe`` (``"ridge"``,
+    ``"ridge,logistic"`` or a list, as ``layerprobe probe --probe`` takes them), with their shot
+    and seed counts checked as a probe would."""
+    return _probe_configs(**job.probe)
 
 
-def _probe_config(**table):
+def _probe_configs(**table) -> list:
+    from layerprobe.probe.config import ProbeConfig
     from layerprobe.probe.plan import check_plan_options
-    from layerprobe.probe.run import ProbeConfig
 
-    config = ProbeConfig(**table)
-    check_plan_options(
-        table.get("shots", config.shots), table.get("seeds", config.seeds), grid=len(config.grid)
-    )
-    return config
+    configs = ProbeConfig.families(**table)
+    for config in configs:  # the table's own values: a config rounds 1.5 seeds to 1
+        shots, seeds = table.get("shots", config.shots), table.get("seeds", config.seeds)
+        check_plan_options(shots, seeds, grid=len(config.grid))
+    return configs
 
 
 def pretrain_config(api, **point):
@@ -121,7 +123,7 @@ def check_job(job: Job, points: list[tuple[int, dict]] | None = None) -> None:
     """
     from layerprobe.backbones.config import ModelConfig
     from layerprobe.extract.config import ExtractConfig
-    from layerprobe.probe.run import ProbeConfig
+    from layerprobe.probe.config import ProbeConfig
 
     model_keys = [f.name for f in fields(ModelConfig)] + list(MODEL_EXTRA)
     for i, raw in enumerate(job.models):
@@ -136,7 +138,7 @@ def check_job(job: Job, points: list[tuple[int, dict]] | None = None) -> None:
     _keys(job, job.extract, [k for k in extract_keys if k not in EXTRACT_OWNED], "extract")
     _build(job, lambda **kw: extract_config(_with(job, extract=kw)), job.extract, "extract")
     _keys(job, job.probe, [f.name for f in fields(ProbeConfig)], "probe")
-    _build(job, _probe_config, job.probe, "probe")
+    _build(job, _probe_configs, job.probe, "probe")
     if (job.pretrain or job.finetune is not None) and has_pretrain_api():
         api = pretrain_api()
         if job.finetune is not None:

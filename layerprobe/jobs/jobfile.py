@@ -6,7 +6,7 @@ A job file has these tables (every one but ``[job]`` and a model source is optio
     [[models]]   spec + ModelConfig fields (checkpoint, model_args, ...) + label; repeatable
     [pretrain]   PretrainConfig fields; a list value is a grid axis ([[pretrain]]: several grids)
     [extract]    ExtractConfig fields (not cache_dir / data_root: those come from [job])
-    [probe]      ProbeConfig fields
+    [probe]      ProbeConfig fields; probe = one family or several ("ridge,logistic" or a list)
     [finetune]   FinetuneConfig fields + tasks (default: the job's tasks); present = fine-tune
     [run]        executor (local | slurm), workers, retries
     [slurm]      cluster, partition, account, qos, constraint, gpus, cpus, mem_gb, time,
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from layerprobe.errors import UserError, did_you_mean, first_line
@@ -29,15 +29,67 @@ from layerprobe.jobs.lines import JobFileError, job_error, table_name
 
 TABLES = ("job", "models", "pretrain", "extract", "probe", "finetune", "run", "slurm")
 JOB_KEYS = ("name", "dir", "tasks", "cache", "results", "data_root")
-RUN_KEYS = ("executor", "workers", "retries")
 EXECUTORS = ("local", "slurm")
-SLURM_KEYS = (
-    "cluster", "partition", "account", "qos", "constraint", "gpus", "cpus", "mem_gb", "time",
-    "array_parallelism", "bundle", "setup", "extra",
-)  # fmt: skip
 CLUSTERS = ("slurm", "local", "debug")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 DEFAULT_JOBS_DIR = "jobs"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """``[run]``: how a job's units run (checked by :func:`load_job`).
+
+    Attributes
+    ----------
+    executor : ``local`` (worker processes on this machine) or ``slurm`` (job arrays).
+    workers : local worker processes (>= 1).
+    retries : attempts after a unit's first failure (>= 0).
+    """
+
+    executor: str = "local"
+    workers: int = 1
+    retries: int = 0
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """``[slurm]``: the Slurm executor's settings (checked by :func:`slurm_settings`); None
+    leaves a setting to the executor's default (:mod:`layerprobe.jobs.slurm`).
+
+    Attributes
+    ----------
+    cluster : ``slurm``, or ``local`` / ``debug`` (submitit's executors on this machine).
+    partition, account, qos, constraint : sbatch's options of those names.
+    gpus, cpus, mem_gb : per array task (GPUs per node, CPUs per task, memory in GB).
+    time : the time limit of an array task, in minutes.
+    array_parallelism : array tasks running at once.
+    bundle : extract / probe units per array task.
+    setup : shell lines run before each array task.
+    extra : further sbatch options (name -> value).
+    """
+
+    cluster: str = "slurm"
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    gpus: int | None = None
+    cpus: int | None = None
+    mem_gb: int | None = None
+    time: int | None = None
+    array_parallelism: int | None = None
+    bundle: int | None = None
+    setup: list[str] | None = None
+    extra: dict | None = None
+
+    def updated(self, given: dict | None) -> SlurmSettings:
+        """These settings with the keys of ``given`` (checked by :func:`slurm_settings`,
+        e.g. from command-line flags) in their place."""
+        return replace(self, **(given or {}))
+
+
+RUN_KEYS = tuple(f.name for f in fields(RunSettings))
+SLURM_KEYS = tuple(f.name for f in fields(SlurmSettings))
 
 
 @dataclass
@@ -56,7 +108,7 @@ class Job:
     models : the ``[[models]]`` tables; pretrain : the ``[pretrain]`` grids.
     extract, probe, finetune : the stage tables (finetune None: no fine-tuning).
     finetune_tasks : tasks to fine-tune on.
-    run, slurm : executor settings.
+    run, slurm : executor settings (``[run]``, ``[slurm]``).
     """
 
     path: Path
@@ -73,12 +125,12 @@ class Job:
     probe: dict = field(default_factory=dict)
     finetune: dict | None = None
     finetune_tasks: list[str] = field(default_factory=list)
-    run: dict = field(default_factory=dict)
-    slurm: dict = field(default_factory=dict)
+    run: RunSettings = field(default_factory=RunSettings)
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
 
     def error(self, message: str, table: str = "", key: str | None = None, index: int = 0):
         """A one-line :class:`JobFileError` naming this file, ``[table] key`` and its line."""
-        return job_error(self.path, self.text, message, table, key, index)
+        return job_error(self.path, self.text, message, table=table, key=key, index=index)
 
 
 def load_job(path: str | Path) -> Job:
@@ -133,7 +185,7 @@ def load_job(path: str | Path) -> Job:
         extract=_table(data, "extract", fail),
         probe=_table(data, "probe", fail),
         run=_run(_table(data, "run", fail), fail),
-        slurm=slurm_settings(_table(data, "slurm", fail), fail),
+        slurm=SlurmSettings(**slurm_settings(_table(data, "slurm", fail), fail)),
     )
     if "finetune" in data:
         job.finetune = dict(_table(data, "finetune", fail))
@@ -151,7 +203,7 @@ class _Failer:
         self.path, self.text = path, text
 
     def __call__(self, message: str, table: str = "", key: str | None = None, index: int = 0):
-        return job_error(self.path, self.text, message, table, key, index)
+        return job_error(self.path, self.text, message, table=table, key=key, index=index)
 
 
 def _table(data: dict, name: str, fail) -> dict:
@@ -268,7 +320,7 @@ def _whole(table: dict, key: str, low: int, name: str, fail) -> None:
         raise fail(f"[{name}] {key} must be a whole number >= {low}, got {value!r}", name, key)
 
 
-def _run(table: dict, fail) -> dict:
+def _run(table: dict, fail) -> RunSettings:
     _known(table, RUN_KEYS, "run", fail)
     if table.get("executor", "local") not in EXECUTORS:
         raise fail(
@@ -279,12 +331,13 @@ def _run(table: dict, fail) -> dict:
         )
     _whole(table, "workers", 1, "run", fail)
     _whole(table, "retries", 0, "run", fail)
-    return dict(table)
+    return RunSettings(**table)
 
 
 def slurm_settings(table: dict, fail) -> dict:
-    """``[slurm]`` (or the same keys from flags) checked; ``fail(message, table, key)`` makes
-    the error; ``time`` becomes minutes."""
+    """``[slurm]`` (or the same keys from flags) checked, as a dict of the keys given (the
+    fields of :class:`SlurmSettings`); ``fail(message, table, key)`` makes the error; ``time``
+    becomes minutes."""
     _known(table, SLURM_KEYS, "slurm", fail)
     if table.get("cluster", "slurm") not in CLUSTERS:
         raise fail(

@@ -18,7 +18,7 @@ def _bare(name: str) -> str:
     return ".".join(part.strip().strip("\"'") for part in name.split("."))
 
 
-def key_line(text: str, table: str = "", key: str | None = None, index: int = 0) -> int | None:
+def key_line(text: str, table: str = "", key: str | None = None, *, index: int = 0) -> int | None:
     """The 1-based line of ``key`` in the ``index``-th ``[table]`` (``""``: before any header).
 
     Returns the header's line when the key is not written there (e.g. a default broke a rule),
@@ -46,10 +46,10 @@ class JobFileError(ConfigError):
 
 
 def job_error(
-    path, text: str, message: str, table: str = "", key: str | None = None, index: int = 0
+    path, text: str, message: str, *, table: str = "", key: str | None = None, index: int = 0
 ) -> JobFileError:
     """A :class:`JobFileError` for ``key`` of ``[table]`` (``index``-th for ``[[table]]``)."""
-    line = key_line(text, table, key, index) if text else None
+    line = key_line(text, table, key, index=index) if text else None
     where = f"{path}:{line}" if line else f"{path}"
     return JobFileError(f"{where}: {message}")
 

@@ -94,11 +94,11 @@ def run_local(
     graph: Graph,
     make_work: Callable[[int], Work],
     job: Job,
+    *,
     workers: int,
     retries: int,
     on_outcome: Callable[[int, Outcome], None],
     on_blocked: Callable[[list[int]], None],
-    *,
     in_process: bool = False,
     on_tick: Callable[[list[Work]], None] | None = None,
 ) -> None:

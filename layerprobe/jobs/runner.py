@@ -33,7 +33,17 @@ class ResultsOwned(UserError):
 
 @dataclass
 class RunReport:
-    """What a run did. ``counts[stage]``: total, done before, ran, done, failed, blocked."""
+    """What a run did.
+
+    Attributes
+    ----------
+    plan : the job's units.
+    counts : per stage, the units ``total``, ``done_before``, ``ran``, ``done``, ``failed``,
+        ``blocked``.
+    failures : the outcome of every failed unit.
+    blocked : indices into ``plan.units`` of the units whose dependencies failed.
+    rerun : unit index -> why a unit done before runs again.
+    """
 
     plan: Plan
     counts: dict[str, dict[str, int]]
@@ -89,10 +99,10 @@ def run_job(
         ``ok`` is False when a unit failed or was blocked.
     """
     job, plan = prepare(job)
-    executor = executor or job.run.get("executor", "local")
-    workers = workers or job.run.get("workers", 1)
-    retries = job.run.get("retries", 0) if retries is None else retries
-    settings = job.slurm | (slurm or {})
+    executor = executor or job.run.executor
+    workers = workers or job.run.workers
+    retries = job.run.retries if retries is None else retries
+    settings = job.slurm.updated(slurm)
     counts = plan.counts()
     if counts["pretrain"] or counts["finetune"]:
         pretrain_api()
@@ -155,7 +165,15 @@ def run_job(
             if executor == "slurm":
                 from layerprobe.jobs.slurm import run_slurm
 
-                run_slurm(graph, make_work, job, settings, retries, on_outcome, on_blocked)
+                run_slurm(
+                    graph,
+                    make_work,
+                    job,
+                    settings=settings,
+                    retries=retries,
+                    on_outcome=on_outcome,
+                    on_blocked=on_blocked,
+                )
             else:
                 from layerprobe.jobs.local import run_local
 
@@ -163,10 +181,10 @@ def run_job(
                     graph,
                     make_work,
                     job,
-                    workers,
-                    retries,
-                    on_outcome,
-                    on_blocked,
+                    workers=workers,
+                    retries=retries,
+                    on_outcome=on_outcome,
+                    on_blocked=on_blocked,
                     in_process=in_process,
                     on_tick=progress.tick,
                 )
@@ -206,10 +224,10 @@ def claim_results(job: Job, force: bool) -> None:
 
 
 def _check_probe_backend(job: Job) -> None:
-    from layerprobe.jobs.configs import probe_config
+    from layerprobe.jobs.configs import probe_configs
     from layerprobe.probe.backends import check_backend
 
-    config = probe_config(job)
+    config = probe_configs(job)[0]  # the families share backend, device and precision
     check_backend(config.backend, config.device, config.precision)
 
 
@@ -233,15 +251,20 @@ class _Progress:
         if not quiet:
             per_stage = ", ".join(f"{s} {done[s]}/{counts[s]['total']}" for s in done)
             if todo == 0:
-                say(f"job {plan.job.name}: all {total} unit(s) done already ({per_stage}); "
-                    "reusing them, nothing to run")  # fmt: skip
+                say(
+                    f"job {plan.job.name}: all {total} unit(s) done already ({per_stage}); "
+                    "reusing them, nothing to run"
+                )
             elif before:
-                say(f"job {plan.job.name}: {before} of {total} unit(s) done already "
-                    f"({per_stage}), reused; running the other {todo}")  # fmt: skip
+                say(
+                    f"job {plan.job.name}: {before} of {total} unit(s) done already "
+                    f"({per_stage}), reused; running the other {todo}"
+                )
             else:
                 say(f"job {plan.job.name}: running {todo} unit(s) ({per_stage})")
-        self.bar = Progress(todo, desc=f"run {plan.job.name}", unit="unit", quiet=quiet,
-                            first=True, last=True)  # fmt: skip
+        self.bar = Progress(
+            todo, desc=f"run {plan.job.name}", unit="unit", quiet=quiet, first=True, last=True
+        )
 
     def tick(self, running: list[Work]) -> None:
         """Every ``progress.INTERVAL`` seconds without a line: the last line of each running
@@ -262,8 +285,10 @@ class _Progress:
         self.heard = time.monotonic()
         row = self.counts[outcome.stage]
         status = "done" if outcome.ok else "failed"
-        self.bar.update(note=f"{outcome.stage} {outcome.id} {status} ({outcome.stage} "
-                        f"{row['done'] + row['done_before']}/{row['total']} complete)")  # fmt: skip
+        self.bar.update(
+            note=f"{outcome.stage} {outcome.id} {status} ({outcome.stage} "
+            f"{row['done'] + row['done_before']}/{row['total']} complete)"
+        )
 
     def say(self, message: str) -> None:
         """A message that prints even when quiet (a failure), above the bar if there is one."""

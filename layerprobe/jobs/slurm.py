@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from layerprobe.errors import EnvironmentProblem, first_line
 from layerprobe.jobs.graph import Graph
-from layerprobe.jobs.jobfile import Job
+from layerprobe.jobs.jobfile import Job, SlurmSettings
 from layerprobe.jobs.state import State
 from layerprobe.jobs.work import Outcome, Work, run_bundle
 
@@ -34,10 +34,10 @@ def submitit_module():
     return submitit
 
 
-def executor(job: Job, settings: dict):
+def executor(job: Job, settings: SlurmSettings):
     """A submitit executor for ``settings`` (the ``[slurm]`` table with flags applied)."""
     submitit = submitit_module()
-    cluster = settings.get("cluster", "slurm")
+    cluster = settings.cluster
     if cluster == "slurm" and shutil.which("sbatch") is None:
         raise EnvironmentProblem(
             "executor slurm: no Slurm on this machine (sbatch not found); run on a login node, "
@@ -46,17 +46,17 @@ def executor(job: Job, settings: dict):
     ex = submitit.AutoExecutor(folder=job.dir / "slurm" / "%j", cluster=cluster)
     params = {
         "name": f"layerprobe-{job.name}",
-        "timeout_min": settings.get("time", DEFAULT_MINUTES),
-        "gpus_per_node": settings.get("gpus"),
-        "cpus_per_task": settings.get("cpus"),
-        "mem_gb": settings.get("mem_gb"),
-        "slurm_partition": settings.get("partition"),
-        "slurm_account": settings.get("account"),
-        "slurm_qos": settings.get("qos"),
-        "slurm_constraint": settings.get("constraint"),
-        "slurm_array_parallelism": settings.get("array_parallelism"),
-        "slurm_setup": settings.get("setup"),
-        "slurm_additional_parameters": settings.get("extra"),
+        "timeout_min": DEFAULT_MINUTES if settings.time is None else settings.time,
+        "gpus_per_node": settings.gpus,
+        "cpus_per_task": settings.cpus,
+        "mem_gb": settings.mem_gb,
+        "slurm_partition": settings.partition,
+        "slurm_account": settings.account,
+        "slurm_qos": settings.qos,
+        "slurm_constraint": settings.constraint,
+        "slurm_array_parallelism": settings.array_parallelism,
+        "slurm_setup": settings.setup,
+        "slurm_additional_parameters": settings.extra,
     }
     ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
     return ex
@@ -66,14 +66,15 @@ def run_slurm(
     graph: Graph,
     make_work: Callable[[int], Work],
     job: Job,
-    settings: dict,
+    *,
+    settings: SlurmSettings,
     retries: int,
     on_outcome: Callable[[int, Outcome], None],
     on_blocked: Callable[[list[int]], None],
 ) -> None:
     """Submit the ready units wave by wave and wait for each wave."""
     ex = executor(job, settings)
-    size = settings.get("bundle", DEFAULT_BUNDLE)
+    size = DEFAULT_BUNDLE if settings.bundle is None else settings.bundle
     while ready := graph.pop_all():
         works = {i: make_work(i) for i in ready}
         groups = _bundle(ready, works, size)

@@ -11,11 +11,16 @@ outputs that cannot be reused: a damaged checkpoint or cache file, a changed res
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from layerprobe.jobs.configs import extract_config, finetune_config, pretrain_api, probe_config
+from layerprobe.jobs.configs import extract_config, finetune_config, pretrain_api, probe_configs
 from layerprobe.jobs.units import CHECKPOINT
 from layerprobe.jobs.verify import VERSION, file_entries, model_files, output_entries, stamp
+from layerprobe.registry import Registry
+
+# What a unit of each stage runs: ``RUN.get(unit.stage)(work, job, state) -> record``.
+RUN: Registry[Callable[..., dict]] = Registry("job stage")
 
 # The last model a process built, reused by its next extract units of the same model (a
 # worker gets each model's units one after another) while its weight files are unchanged.
@@ -54,6 +59,7 @@ def _drop_damaged_checkpoint(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+@RUN.register("pretrain")
 def pretrain_unit(work, job, state) -> dict:
     api = pretrain_api()
     config = api.PretrainConfig(**work.model.point)
@@ -63,6 +69,7 @@ def pretrain_unit(work, job, state) -> dict:
     return _record([checkpoint])
 
 
+@RUN.register("extract")
 def extract_unit(work, job, state) -> dict:
     from layerprobe.errors import CacheError
     from layerprobe.extract.cache import read_info
@@ -87,6 +94,7 @@ def extract_unit(work, job, state) -> dict:
     return _record([path], inputs, {str(path): made}, model_key=info.model_key, extraction_id=made)
 
 
+@RUN.register("probe")
 def probe_unit(work, job, state) -> dict:
     from layerprobe.extract.cache import read_info
     from layerprobe.probe.run import Unit, probe_unit, unit_identity
@@ -108,25 +116,24 @@ def probe_unit(work, job, state) -> dict:
             f"task {work.unit.task!r} has splits {', '.join(sorted(infos))}; probes "
             "need train and test"
         )
-    config = probe_config(job)
     unit = Unit(infos["train"].model_key, work.unit.task, infos)
-    identity = unit_identity(unit, config)
-    path = part_path(job.results, identity)
-    if work.redo or not path.exists():  # a part of the same identity may have been damaged
-        path = write_part(probe_unit(unit, config), job.results, identity)
-    return _record([path], {"caches": caches}, model_key=unit.model_key)
+    paths = []
+    for config in probe_configs(job):  # one part per probe family
+        identity = unit_identity(unit, config)
+        path = part_path(job.results, identity)
+        if work.redo or not path.exists():  # a part of the same identity may have been damaged
+            path = write_part(probe_unit(unit, config), job.results, identity)
+        paths.append(path)
+    return _record(paths, {"caches": caches}, model_key=unit.model_key)
 
 
+@RUN.register("finetune")
 def finetune_unit(work, job, state) -> dict:
     out = pretrain_api().finetune(
-        work.model.model_config(), work.unit.task, finetune_config(job), job.results, quiet=True
+        work.model.model_config(),
+        work.unit.task,
+        finetune_config(job),
+        results_dir=job.results,
+        quiet=True,
     )
     return _record([Path(out)], {"files": file_entries(model_files(work.model))})
-
-
-RUN = {
-    "pretrain": pretrain_unit,
-    "extract": extract_unit,
-    "probe": probe_unit,
-    "finetune": finetune_unit,
-}

@@ -64,7 +64,7 @@ class State:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
 
-    def write(self, kind: str, stage: str, uid: str, record: dict) -> None:
+    def write(self, kind: str, stage: str, uid: str, *, record: dict) -> None:
         """Write a record atomically (temporary name in the same folder, then rename)."""
         write_json_atomic(self.path(kind, stage, uid), record)
 
@@ -72,21 +72,31 @@ class State:
         self.path(kind, stage, uid).unlink(missing_ok=True)
 
     def started(self, stage: str, uid: str) -> None:
-        self.write("running", stage, uid, {
-            "host": socket.gethostname(), "pid": os.getpid(), "started_at": now(),
-            "log": str(self.log_path(stage, uid)),
-        })  # fmt: skip
+        self.write(
+            "running",
+            stage,
+            uid,
+            record={
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "started_at": now(),
+                "log": str(self.log_path(stage, uid)),
+            },
+        )
 
     def succeeded(self, stage: str, uid: str, record: dict) -> None:
         self.write(
-            "done", stage, uid, record | {"host": socket.gethostname(), "finished_at": now()}
+            "done", stage, uid, record=record | {"host": socket.gethostname(), "finished_at": now()}
         )
         self.remove("failed", stage, uid)
         self.remove("running", stage, uid)
 
     def failed(self, stage: str, uid: str, record: dict) -> None:
         self.write(
-            "failed", stage, uid, record | {"host": socket.gethostname(), "finished_at": now()}
+            "failed",
+            stage,
+            uid,
+            record=record | {"host": socket.gethostname(), "finished_at": now()},
         )
         self.remove("running", stage, uid)
 

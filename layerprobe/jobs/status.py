@@ -44,7 +44,19 @@ class JobStatus:
 
 
 def job_status(job: Job | str, limit: int = 20, plan: Plan | None = None) -> JobStatus:
-    """The status of every unit of ``job`` (a path or a loaded job)."""
+    """The status of every unit of ``job``.
+
+    Parameters
+    ----------
+    job : a job file path or a loaded :class:`Job`.
+    limit : how many failures and units to re-run to list.
+    plan : the job's plan, when the caller has made it already.
+
+    Returns
+    -------
+    JobStatus
+        Per stage the units done, running, failed, blocked and pending.
+    """
     job = job if isinstance(job, Job) else load_job(job)
     plan = plan or make_plan(job)
     state = State(job.dir)
@@ -86,7 +98,18 @@ def job_status(job: Job | str, limit: int = 20, plan: Plan | None = None) -> Job
 
 
 def dry_run(job: Job | str, limit: int = 20) -> JobStatus:
-    """The plan of ``job``, fully checked (every stage config built), and what a run would do."""
+    """The plan of ``job``, fully checked (every stage config built), and what a run would do.
+
+    Parameters
+    ----------
+    job : a job file path or a loaded :class:`Job`.
+    limit : how many failures and units to re-run to list.
+
+    Returns
+    -------
+    JobStatus
+        The counts per stage, with notes on what is not checked.
+    """
     from layerprobe.jobs.configs import check_models, has_pretrain_api
     from layerprobe.jobs.runner import prepare
 
@@ -102,7 +125,18 @@ def dry_run(job: Job | str, limit: int = 20) -> JobStatus:
 
 
 def format_status(status: JobStatus, title: str = "status") -> str:
-    """A table of the counts per stage, then the failures with their log paths."""
+    """A table of the counts per stage, then the failures with their log paths.
+
+    Parameters
+    ----------
+    status : what :func:`job_status` returned.
+    title : what the first line calls the table.
+
+    Returns
+    -------
+    str
+        The table, the failures and the units that run again, one per line.
+    """
     job = status.job
     lines = [
         f"job {job.name} ({job.path}) — {title}; "
@@ -143,7 +177,17 @@ def _rerun_lines(status: JobStatus) -> list[str]:
 
 
 def format_plan(status: JobStatus) -> str:
-    """The dry-run plan: units per stage, how many are done and how many a run would start."""
+    """The dry-run plan: units per stage, how many are done and how many a run would start.
+
+    Parameters
+    ----------
+    status : what :func:`dry_run` returned.
+
+    Returns
+    -------
+    str
+        A table, one line per stage with units, then the job's folders and notes.
+    """
     lines = [f"job {status.job.name} ({status.job.path}) — plan (dry run, nothing started)"]
     lines.append(f"{'stage':<9}{'units':>12}{'done':>12}{'to run':>12}  examples to run")
     for stage, row in status.counts.items():

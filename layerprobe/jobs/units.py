@@ -25,9 +25,16 @@ RUN_SPEED = ("device",)
 NOT_AXES = ("model_args", "snapshots")
 # Short names of pre-training axes in run folder names.
 AXIS_ABBR = {
-    "data_fraction": "df", "epochs": "ep", "head_wd": "hwd", "head_lr_mult": "hlr", "seed": "s",
-    "batch_size": "bs", "warmup_epochs": "wu", "label_smoothing": "ls", "image_size": "px",
-}  # fmt: skip
+    "data_fraction": "df",
+    "epochs": "ep",
+    "head_wd": "hwd",
+    "head_lr_mult": "hlr",
+    "seed": "s",
+    "batch_size": "bs",
+    "warmup_epochs": "wu",
+    "label_smoothing": "ls",
+    "image_size": "px",
+}
 CHECKPOINT = "checkpoint.pt"
 
 
@@ -37,6 +44,14 @@ class Unit(NamedTuple):
     Its ``id`` is ``<model id>`` (pretrain) or ``<model id>~<tail>``, where the tail (task,
     split and the stage's settings hash) is one string shared by every model's unit, so a plan
     of half a million units stays small.
+
+    Attributes
+    ----------
+    stage : ``pretrain``, ``extract``, ``probe`` or ``finetune``.
+    model : the model id.
+    task, split : what the stage works on (empty for ``pretrain``).
+    deps : indices into :attr:`Plan.units` of the units that must be done first.
+    tail : the id's part after the model id.
     """
 
     stage: str
@@ -82,7 +97,14 @@ class Model:
 @dataclass
 class Plan:
     """Every unit of a job, each model's units together (pretrain, extract, probe, finetune);
-    a unit's dependencies come before it."""
+    a unit's dependencies come before it.
+
+    Attributes
+    ----------
+    job : the job file it expands.
+    models : model id -> the model (a listed spec or a pre-training grid point).
+    units : every unit, dependencies first.
+    """
 
     job: Job
     models: dict[str, Model]
@@ -190,7 +212,17 @@ def stage_hashes(job: Job) -> dict[str, str]:
 
 
 def make_plan(job: Job) -> Plan:
-    """Expand ``job`` into its units (see :class:`Plan`)."""
+    """Expand ``job`` into its units.
+
+    Parameters
+    ----------
+    job : a loaded job file.
+
+    Returns
+    -------
+    Plan
+        Every unit, each model's together, dependencies first (see :class:`Plan`).
+    """
     models = job_models(job)
     splits = task_splits(job)
     hashes = stage_hashes(job)

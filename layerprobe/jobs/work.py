@@ -86,7 +86,7 @@ def execute(
                 flush=True,
             )
             try:
-                record = RUN[unit.stage](work, job, state)
+                record = RUN.get(unit.stage)(work, job, state)
             except Exception as err:  # noqa: BLE001 - every failure is reported, never fatal
                 traceback.print_exc()
                 error = (

@@ -19,6 +19,7 @@ import pandas as pd
 
 from layerprobe.errors import check_writable
 from layerprobe.progress import Progress, duration
+from layerprobe.tasks.fewshot import DEFAULT_SHOTS
 
 DEFAULT_OUT = "results/demo"
 
@@ -63,7 +64,7 @@ QUICK_TASKS = (
     "builtin/count",
     "builtin/histology",
 )
-SHOTS, QUICK_SHOTS = (1, 5, 10, 25), (5, 25)
+SHOTS, QUICK_SHOTS = DEFAULT_SHOTS, (5, 25)
 
 
 @dataclass

@@ -13,12 +13,25 @@
   downstream task (learning rate chosen on val, then train + val), rows into the results store.
 """
 
-from layerprobe.pretrain.config import FinetuneConfig, PretrainConfig
-from layerprobe.pretrain.finetune import finetune
-from layerprobe.pretrain.folder import CHECKPOINT_NAME, run_complete
-from layerprobe.pretrain.ladder import LADDER, list_models
-from layerprobe.pretrain.run import pretrain
-from layerprobe.pretrain.upstream import UpstreamScore, upstream_accuracy, upstream_score
+from layerprobe.runtime.lazy import lazy_names
+
+# Names load on first use, so importing a light module of the room (its config) does not
+# import torch.
+_LAZY = {
+    "FinetuneConfig": "layerprobe.pretrain.config",
+    "PretrainConfig": "layerprobe.pretrain.config",
+    "finetune": "layerprobe.pretrain.finetune",
+    "CHECKPOINT_NAME": "layerprobe.pretrain.folder",
+    "run_complete": "layerprobe.pretrain.folder",
+    "LADDER": "layerprobe.pretrain.ladder",
+    "list_models": "layerprobe.pretrain.ladder",
+    "pretrain": "layerprobe.pretrain.run",
+    "UpstreamScore": "layerprobe.pretrain.upstream",
+    "upstream_accuracy": "layerprobe.pretrain.upstream",
+    "upstream_score": "layerprobe.pretrain.upstream",
+}
+
+__getattr__ = lazy_names(__name__, _LAZY)
 
 __all__ = [
     "CHECKPOINT_NAME",

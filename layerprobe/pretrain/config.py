@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from layerprobe.errors import ConfigError
+from layerprobe.options import option, parse_int_list, whole_number
 from layerprobe.runtime.devices import DEVICES
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16")  # the forward and backward pass: float32, or bfloat16 autocast
 MAX_BATCH = 1 << 16
 # Fields that do not change what a run computes (snapshots only add copies along the way).
 NOT_IDENTITY = ("device", "snapshots")
@@ -47,23 +48,35 @@ class PretrainConfig:
         upstream-accuracy axis.
     """
 
-    model: str
-    task: str = "builtin/upstream"
-    data_fraction: float = 1.0
-    epochs: int = 7
-    batch_size: int = 128
-    lr: float = 1e-3
-    wd: float = 0.05
-    head_wd: float | None = None
-    head_lr_mult: float = 1.0
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.0
-    image_size: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "fp32"
-    model_args: Mapping[str, object] = field(default_factory=dict)
-    snapshots: tuple[int, ...] = ()
+    model: str = option(
+        help="ladder name (see --list-models) or timm name", metavar="MODEL", show_default=""
+    )
+    task: str = option("builtin/upstream", help="upstream task", metavar="TASK")
+    data_fraction: float = option(1.0, help="share of the train split, in (0, 1]", type=float)
+    epochs: int = option(7, help="passes over the (subset of the) train split", type=whole_number())
+    batch_size: int = option(128, help="images per step, over all processes", type=whole_number())
+    lr: float = option(1e-3, help="AdamW peak learning rate", type=float)
+    wd: float = option(0.05, help="weight decay of the body's weights", type=float)
+    head_wd: float | None = option(
+        None, help="weight decay of the classifier head", type=float, show_default="--wd"
+    )
+    head_lr_mult: float = option(1.0, help="head learning rate = lr x this", type=float)
+    warmup_epochs: float = option(1.0, help="linear warm-up, in epochs", type=float)
+    label_smoothing: float = option(0.0, help="cross-entropy label smoothing", type=float)
+    image_size: int | None = option(
+        None, help="input size in px", type=whole_number(), show_default="the rung's own"
+    )
+    seed: int = option(0, help="seeds init, subset, order and augmentation", type=whole_number())
+    device: str = option("auto", help="where to train", choices=DEVICES)
+    precision: str = option(
+        "fp32", help="fp32, or bf16 = bfloat16 autocast (CUDA)", choices=PRECISIONS
+    )
+    model_args: Mapping[str, object] = option(
+        default_factory=dict, help="model constructor arguments over the rung's own", cli=False
+    )
+    snapshots: tuple[int, ...] = option(
+        (), help="also save checkpoints after these epochs, e.g. 1,2", type=parse_int_list
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -138,16 +151,24 @@ class FinetuneConfig:
     lr_grid : the candidates when ``lr`` is None.
     """
 
-    epochs: int = 10
-    lr: float | None = None
-    batch_size: int = 64
-    seeds: int = 1
-    device: str = "auto"
-    precision: str = "fp32"
-    data_root: str | Path | None = None
-    wd: float = 0.0
-    warmup_epochs: float = 1.0
-    lr_grid: Sequence[float] = (1e-4, 3e-4, 1e-3)
+    epochs: int = option(10, help="passes over the training data", type=whole_number())
+    lr: float | None = option(None, help="learning rate", type=float, show_default="chosen on val")
+    batch_size: int = option(64, help="images per step", type=whole_number())
+    seeds: int = option(1, help="final runs, one row each", type=whole_number())
+    device: str = option("auto", help="where to train", choices=DEVICES)
+    precision: str = option(
+        "fp32", help="fp32, or bf16 = bfloat16 autocast (CUDA)", choices=PRECISIONS
+    )
+    data_root: str | Path | None = option(
+        None, help="task data root", metavar="DIR", show_default="$LAYERPROBE_DATA"
+    )
+    wd: float = option(0.0, help="AdamW weight decay (not on norms and biases)", cli=False)
+    warmup_epochs: float = option(
+        1.0, help="linear warm-up before the cosine decay, in epochs", cli=False
+    )
+    lr_grid: Sequence[float] = option(
+        (1e-4, 3e-4, 1e-3), help="the candidate learning rates when lr is None", cli=False
+    )
 
     def __post_init__(self) -> None:
         self.epochs = _whole(self.epochs, "--epochs", 1, 1_000_000)

@@ -54,7 +54,7 @@ def stream_seed(*parts: int) -> int:
 
 # ---------------------------------------------------------------------------------- decoding
 def split_arrays(
-    task: Task, split: str, image_size: int, data_root=None, *, quiet: bool = True
+    task: Task, split: str, image_size: int, *, data_root=None, quiet: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images ``(N, S, S, 3)`` uint8 and labels ``(N,)`` int64 of one split at ``image_size``.
 
@@ -154,7 +154,12 @@ class _Squashed(Dataset):
 
 # ---------------------------------------------------------------------------------- subsets
 def balanced_subset(
-    labels: np.ndarray, fraction: float, seed: int, class_names=None, num_classes: int | None = None
+    labels: np.ndarray,
+    fraction: float,
+    *,
+    seed: int,
+    class_names=None,
+    num_classes: int | None = None,
 ) -> np.ndarray:
     """A seeded subset of ``fraction`` of each class (stratified), as sorted indices.
 

@@ -46,11 +46,25 @@ def finetune(
     model: ModelConfig | str,
     task: str | Task,
     config: FinetuneConfig,
-    results_dir: str | Path,
     *,
+    results_dir: str | Path,
     quiet: bool = False,
 ) -> Path:
-    """Fine-tune ``model`` on ``task`` once per seed; write the rows; return the part file."""
+    """Fine-tune ``model`` on ``task`` once per seed and write the rows to the results store.
+
+    Parameters
+    ----------
+    model : a :class:`~layerprobe.backbones.ModelConfig` or a model spec / checkpoint path.
+    task : a task name or a :class:`~layerprobe.tasks.Task` with ``train`` and ``test`` splits.
+    config : how to fine-tune (:class:`FinetuneConfig`: learning-rate grid, epochs, seeds …).
+    results_dir : the results store folder the part file is written to.
+    quiet : no progress bars.
+
+    Returns
+    -------
+    Path
+        The part file: one row per seed (``probe`` ``finetune``, ``layer`` ``pre_logits``).
+    """
     from layerprobe.runtime.devices import resolve_device
 
     device = resolve_device(config.device)
@@ -69,30 +83,45 @@ def finetune(
         test_accuracy = job.train_and_score(lr, seed, final, job.split("test"))
         rows.append({"seed": seed, "val_accuracy": val_accuracy, "test_accuracy": test_accuracy})
         job.say(f"seed {seed}: test {100 * test_accuracy:.2f} % (lr {lr:g})")
-    frame = _rows(bb, model_key, task, config, lr, rows, n_train=len(final[1]),
-                  n_test=len(job.split("test")[1]))  # fmt: skip
-    identity = {"model_key": model_key, "task": task.name, **config.identity(),
-                "seeds": config.seeds}  # fmt: skip
+    frame = _rows(
+        bb,
+        model_key,
+        task,
+        config,
+        lr,
+        rows,
+        n_train=len(final[1]),
+        n_test=len(job.split("test")[1]),
+    )
+    identity = {
+        "model_key": model_key,
+        "task": task.name,
+        **config.identity(),
+        "seeds": config.seeds,
+    }
     return write_part(frame, results_dir, identity)
 
 
 class _Job:
     """One model, task and config: data on hand, training runs from the same start."""
 
-    def __init__(self, model: nn.Module, task: Task, config: FinetuneConfig, device, preprocess,
-                 quiet: bool):  # fmt: skip
+    def __init__(
+        self, model: nn.Module, task: Task, config: FinetuneConfig, device, preprocess, quiet: bool
+    ):
         self.start = model.cpu()
         self.task, self.config, self.device = task, config, device
         self.size = preprocess.input_size
-        self.normalize = data.Normalizer(preprocess.mean, preprocess.std, device,
-                                         channels_last=device.type == "cuda")  # fmt: skip
+        self.normalize = data.Normalizer(
+            preprocess.mean, preprocess.std, device, channels_last=device.type == "cuda"
+        )
         self.quiet = quiet
         self._splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         if name not in self._splits:
-            self._splits[name] = data.split_arrays(self.task, name, self.size,
-                                                   self.config.data_root, quiet=self.quiet)  # fmt: skip
+            self._splits[name] = data.split_arrays(
+                self.task, name, self.size, data_root=self.config.data_root, quiet=self.quiet
+            )
         return self._splits[name]
 
     def choose_lr(self) -> tuple[float, float]:
@@ -135,14 +164,31 @@ class _Job:
         for epoch in range(c.epochs):
             torch.manual_seed(data.stream_seed(seed, data.TORCH, epoch))
             batches = data.train_batches(
-                images, labels, everything, batch_size=batch, epoch=epoch, seed=seed, rank=0,
-                world=1, device=self.device, normalize=self.normalize, augment=False,
-            )  # fmt: skip
-            train_epoch(model, batches, optimizer, schedule, step0=epoch * steps,
-                        device=self.device, precision=c.precision)  # fmt: skip
+                images,
+                labels,
+                everything,
+                batch_size=batch,
+                epoch=epoch,
+                seed=seed,
+                rank=0,
+                world=1,
+                device=self.device,
+                normalize=self.normalize,
+                augment=False,
+            )
+            train_epoch(
+                model,
+                batches,
+                optimizer,
+                schedule=schedule,
+                step0=epoch * steps,
+                device=self.device,
+                precision=c.precision,
+            )
         eval_images, eval_labels = evaluation
-        batches = data.eval_batches(eval_images, eval_labels, rank=0, world=1,
-                                    device=self.device, normalize=self.normalize)  # fmt: skip
+        batches = data.eval_batches(
+            eval_images, eval_labels, rank=0, world=1, device=self.device, normalize=self.normalize
+        )
         return evaluate(model, batches, device=self.device, precision=c.precision)
 
     def say(self, message: str) -> None:

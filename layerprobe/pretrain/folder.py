@@ -43,13 +43,30 @@ METRICS_NAME = "metrics.csv"
 CONFIG_NAME = "config.json"
 LOCK_NAME = ".lock"
 METRIC_COLUMNS = (
-    "epoch", "step", "lr", "train_loss", "train_accuracy", "upstream_accuracy",
-    "images", "seconds", "images_per_s",
-)  # fmt: skip
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_accuracy",
+    "upstream_accuracy",
+    "images",
+    "seconds",
+    "images_per_s",
+)
 
 
 def run_complete(out_dir: str | Path) -> bool:
-    """Whether ``out_dir`` holds a finished run (its checkpoint exists)."""
+    """Whether ``out_dir`` holds a finished run.
+
+    Parameters
+    ----------
+    out_dir : a pre-training run folder.
+
+    Returns
+    -------
+    bool
+        True when its final checkpoint exists (it is written last, atomically).
+    """
     return (Path(out_dir) / CHECKPOINT_NAME).is_file()
 
 

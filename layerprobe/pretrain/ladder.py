@@ -18,6 +18,7 @@ import torch
 from layerprobe.backbones import builders
 from layerprobe.backbones.spec import parse_spec
 from layerprobe.errors import ConfigError, UnknownNameError, did_you_mean
+from layerprobe.registry import Registry
 
 MIXER_FACTORY = "python:layerprobe.pretrain.ladder:mlp_mixer"
 
@@ -59,8 +60,12 @@ def _resnet(name, size, arch, layers=None, channels=None) -> Rung:
     return Rung(name, "resnet", f"timm:{arch}", kwargs, size)
 
 
+# Every rung by name, in ladder order (`layerprobe pretrain --list-models` lists them).
+LADDER: Registry[Rung] = Registry(
+    "ladder model", hint="Run `layerprobe pretrain --list-models` to list them."
+)
 # fmt: off
-LADDER: dict[str, Rung] = {r.name: r for r in [
+for _rung in [
     # ViT: 32 px rungs in 8 / 4 px patches (16 / 64 tokens), then the paper's Ti/S/B/L at 224 px.
     _vit("vit-tiny32", 32, 8, 4, 96, 3),
     _vit("vit-small32", 32, 4, 6, 192, 3),
@@ -82,7 +87,8 @@ LADDER: dict[str, Rung] = {r.name: r for r in [
     _resnet("resnet-26", 224, "resnet26"),
     _resnet("resnet-50", 224, "resnet50"),
     _resnet("resnet-101", 224, "resnet101"),
-]}
+]:
+    LADDER.register(_rung.name, _rung)
 # fmt: on
 
 
@@ -126,8 +132,8 @@ def resolve_model(
     ``model_args`` are extra constructor arguments, over the rung's own.
     """
     extra = dict(model_args or {})
-    rung = LADDER.get(model)
-    if rung is not None:
+    if model in LADDER:
+        rung = LADDER.get(model)
         size = image_size or rung.image_size
         kwargs = {**rung.kwargs, **extra, "num_classes": num_classes}
         if rung.family != "resnet":

@@ -85,8 +85,11 @@ def pretrain(
                     say(f"pre-training {out_dir} is complete; reusing its checkpoint", quiet=quiet)
                 return folder.checkpoint
             if ranks.is_main:
-                details = {"eval_split": eval_split, "layerprobe_version": __version__,
-                           "device": config.device}  # fmt: skip
+                details = {
+                    "eval_split": eval_split,
+                    "layerprobe_version": __version__,
+                    "device": config.device,
+                }
                 folder.start(identity, details)
             ranks.barrier()
             trainer = _Trainer(
@@ -128,13 +131,18 @@ class _Trainer:
             if self.ranks.is_main == turn:
                 for split in ("train", self.eval_split):
                     arrays[split] = data.split_arrays(
-                        self.task, split, size, self.data_root, quiet=self.quiet
+                        self.task, split, size, data_root=self.data_root, quiet=self.quiet
                     )
             self.ranks.barrier()
         images, labels = arrays["train"]
         c = self.config
-        subset = data.balanced_subset(labels, c.data_fraction, c.seed, self.task.classes,
-                                      self.task.num_classes)  # fmt: skip
+        subset = data.balanced_subset(
+            labels,
+            c.data_fraction,
+            seed=c.seed,
+            class_names=self.task.classes,
+            num_classes=self.task.num_classes,
+        )
         if data.steps_per_epoch(len(subset), c.batch_size, self.ranks.world) == 0:
             raise ConfigError(
                 f"--data-fraction {c.data_fraction:g} leaves {len(subset)} training images, fewer "
@@ -169,22 +177,39 @@ class _Trainer:
             metrics, first_epoch = list(state["metrics"]), int(state["epoch"])
         net = DistributedDataParallel(model) if ranks.world > 1 else model
         if first_epoch and ranks.is_main:
-            say(f"pre-training {self.folder.path}: resuming after epoch {first_epoch} of "
-                f"{c.epochs}", quiet=self.quiet)  # fmt: skip
+            say(
+                f"pre-training {self.folder.path}: resuming after epoch {first_epoch} of "
+                f"{c.epochs}",
+                quiet=self.quiet,
+            )
         self.clock = time.monotonic()
         normalize = data.Normalizer(MEAN, STD, self.device, self.device.type == "cuda")
         for epoch in range(first_epoch, c.epochs):
             torch.manual_seed(data.stream_seed(c.seed, data.TORCH, epoch, ranks.rank))
             batches = data.train_batches(
-                d.images, d.labels, d.subset, batch_size=c.batch_size, epoch=epoch, seed=c.seed,
-                rank=ranks.rank, world=ranks.world, device=self.device, normalize=normalize,
-            )  # fmt: skip
+                d.images,
+                d.labels,
+                d.subset,
+                batch_size=c.batch_size,
+                epoch=epoch,
+                seed=c.seed,
+                rank=ranks.rank,
+                world=ranks.world,
+                device=self.device,
+                normalize=normalize,
+            )
             try:
                 stats = train_epoch(
-                    net, self._progress(batches, steps, epoch), optimizer, schedule,
-                    step0=epoch * steps, device=self.device, precision=c.precision,
-                    label_smoothing=c.label_smoothing, ranks=ranks,
-                )  # fmt: skip
+                    net,
+                    self._progress(batches, steps, epoch),
+                    optimizer,
+                    schedule=schedule,
+                    step0=epoch * steps,
+                    device=self.device,
+                    precision=c.precision,
+                    label_smoothing=c.label_smoothing,
+                    ranks=ranks,
+                )
             except Diverged as err:
                 raise Diverged(
                     f"{err} (epoch {epoch + 1}); training stopped and {self.folder.path} keeps the "
@@ -194,21 +219,39 @@ class _Trainer:
                 ) from None
             accuracy = evaluate(
                 model,
-                data.eval_batches(d.val_images, d.val_labels, rank=ranks.rank, world=ranks.world,
-                                  device=self.device, normalize=normalize),
-                device=self.device, precision=c.precision, ranks=ranks,
-            )  # fmt: skip
+                data.eval_batches(
+                    d.val_images,
+                    d.val_labels,
+                    rank=ranks.rank,
+                    world=ranks.world,
+                    device=self.device,
+                    normalize=normalize,
+                ),
+                device=self.device,
+                precision=c.precision,
+                ranks=ranks,
+            )
             metrics.append(_metrics_row(epoch, (epoch + 1) * steps, stats, accuracy))
             if ranks.is_main:
                 self.folder.save_state(
-                    {"identity": identity, "epoch": epoch + 1, "model": model.state_dict(),
-                     "optimizer": optimizer.state_dict(), "metrics": metrics}
-                )  # fmt: skip
+                    {
+                        "identity": identity,
+                        "epoch": epoch + 1,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "metrics": metrics,
+                    }
+                )
                 self.folder.write_metrics(metrics)
                 self._report(metrics[-1])
                 if epoch + 1 in c.snapshots and epoch + 1 < c.epochs:
-                    self.write_checkpoint(model, metrics, len(d.subset), (epoch + 1) * steps,
-                                          self.folder.snapshot(epoch + 1))  # fmt: skip
+                    self.write_checkpoint(
+                        model,
+                        metrics,
+                        len(d.subset),
+                        (epoch + 1) * steps,
+                        self.folder.snapshot(epoch + 1),
+                    )
             ranks.barrier()
         if ranks.is_main:
             self.write_checkpoint(model, metrics, len(d.subset), steps * c.epochs)
@@ -221,8 +264,15 @@ class _Trainer:
     ) -> None:
         """The run's checkpoint, or with ``path`` a snapshot after ``len(metrics)`` epochs."""
         c, size = self.config, self.arch.image_size
-        preprocess = Preprocess(input_size=size, resize_size=size, interpolation=data.INTERPOLATION,
-                                mean=MEAN, std=STD, crop_pct=1.0, resize="squash")  # fmt: skip
+        preprocess = Preprocess(
+            input_size=size,
+            resize_size=size,
+            interpolation=data.INTERPOLATION,
+            mean=MEAN,
+            std=STD,
+            crop_pct=1.0,
+            resize="squash",
+        )
         info = {
             "upstream_task": self.task.name,
             "upstream_accuracy": metrics[-1]["upstream_accuracy"],
@@ -249,9 +299,14 @@ class _Trainer:
             "layerprobe_version": __version__,
         }
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        save_checkpoint(path or self.folder.checkpoint, self.arch.spec, state,
-                        model_kwargs=_json(self.arch.kwargs), preprocess=preprocess,
-                        pretrain_info=info)  # fmt: skip
+        save_checkpoint(
+            path or self.folder.checkpoint,
+            self.arch.spec,
+            state,
+            model_kwargs=_json(self.arch.kwargs),
+            preprocess=preprocess,
+            pretrain_info=info,
+        )
 
     # ------------------------------------------------------------------ output
     def _progress(self, batches, steps: int, epoch: int):
@@ -261,8 +316,9 @@ class _Trainer:
 
         desc = f"pre-training {self.folder.path.name} epoch {epoch + 1}/{self.config.epochs}"
         per_rank = self.config.batch_size  # images per step, all ranks together
-        with Progress(steps, desc=desc, unit="step", quiet=self.quiet,
-                      rate=(per_rank, "img/s"), leave=False) as bar:  # fmt: skip
+        with Progress(
+            steps, desc=desc, unit="step", quiet=self.quiet, rate=(per_rank, "img/s"), leave=False
+        ) as bar:
             for batch in batches:
                 yield batch
                 bar.update()

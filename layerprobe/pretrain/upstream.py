@@ -29,8 +29,15 @@ from layerprobe.tasks.registry import get_task
 
 @dataclass(frozen=True)
 class UpstreamScore:
-    """What :func:`upstream_score` measured: ``accuracy`` in [0, 1] on ``n`` images of
-    ``task``'s ``split``; ``record`` is the ``upstream.json`` written (None without a cache)."""
+    """What :func:`upstream_score` measured.
+
+    Attributes
+    ----------
+    accuracy : top-1 accuracy in [0, 1].
+    task, split : what it was measured on.
+    n : how many images.
+    record : the ``upstream.json`` written; None without a cache folder.
+    """
 
     accuracy: float
     task: str
@@ -40,23 +47,23 @@ class UpstreamScore:
 
 
 def upstream_accuracy(
-    model: ModelConfig | str,
-    task: str | Task,
-    split: str = "val",
-    *,
-    cache_dir: str | Path | None = None,
-    batch_size: int = EVAL_BATCH,
-    device: str = "auto",
-    data_root=None,
+    model: ModelConfig | str, task: str | Task, split: str = "val", **options
 ) -> float:
-    """Top-1 accuracy of ``model``'s own classifier on ``task``'s ``split``, in [0, 1].
+    """Top-1 accuracy in [0, 1]: :func:`upstream_score`'s ``accuracy``.
 
-    The model's head must have one output per class of the task (a timm ImageNet model on
-    ImageNet, a pre-training checkpoint on its upstream task); otherwise :class:`ConfigError`.
-    With ``cache_dir`` the result is also written to ``<cache_dir>/<model_key>/upstream.json``.
+    Parameters
+    ----------
+    model, task, split
+        As for :func:`upstream_score`.
+    **options
+        ``cache_dir``, ``batch_size``, ``device``, ``data_root``, as for :func:`upstream_score`.
+
+    Returns
+    -------
+    float
+        The fraction of the split's images whose arg-max logit is their label.
     """
-    return upstream_score(model, task, split, cache_dir=cache_dir, batch_size=batch_size,
-                          device=device, data_root=data_root).accuracy  # fmt: skip
+    return upstream_score(model, task, split, **options).accuracy
 
 
 def upstream_score(
@@ -69,7 +76,28 @@ def upstream_score(
     device: str = "auto",
     data_root=None,
 ) -> UpstreamScore:
-    """:func:`upstream_accuracy` with what it was measured on (task, split, image count)."""
+    """Top-1 accuracy of ``model``'s own classifier on ``task``'s ``split``, in [0, 1].
+
+    The model's head must have one output per class of the task (a timm ImageNet model on
+    ImageNet, a pre-training checkpoint on its upstream task); otherwise :class:`ConfigError`.
+    With ``cache_dir`` the result is also written to ``<cache_dir>/<model_key>/upstream.json``.
+
+    Parameters
+    ----------
+    model : a :class:`~layerprobe.backbones.ModelConfig` or a model spec / checkpoint path.
+    task : a task name or a :class:`~layerprobe.tasks.Task`.
+    split : the split to score.
+    cache_dir : the feature cache folder to record the result in; None: record nothing.
+    batch_size : images per forward pass.
+    device : ``auto``, ``cpu``, ``cuda`` …
+    data_root : the folder of real datasets (default ``$LAYERPROBE_DATA``).
+
+    Returns
+    -------
+    UpstreamScore
+        The accuracy (the fraction of the split's images whose arg-max logit is their label),
+        the task, split and image count, and the record written.
+    """
     from layerprobe.extract.data import batches
     from layerprobe.runtime.devices import resolve_device
 
@@ -87,8 +115,16 @@ def upstream_score(
     if len(data) == 0:
         raise DataError(f"task {task.name!r} split {split!r} has no images; check the data")
     size = bb.preprocess.input_size
-    loader = batches(data, 0, len(data), bb.preprocess.transform(), size, batch_size,
-                     workers=0, pin_memory=dev.type == "cuda")  # fmt: skip
+    loader = batches(
+        data,
+        0,
+        len(data),
+        transform=bb.preprocess.transform(),
+        image_size=size,
+        batch_size=batch_size,
+        workers=0,
+        pin_memory=dev.type == "cuda",
+    )
     model_ = bb.model.to(dev).eval()
     correct = 0
     with torch.no_grad():
@@ -101,7 +137,9 @@ def upstream_score(
     accuracy = correct / len(data)
     record = None
     if cache_dir is not None:
-        record = record_upstream(cache_dir, bb, task.name, split, accuracy, len(data))
+        record = record_upstream(
+            cache_dir, bb, task=task.name, split=split, accuracy=accuracy, n=len(data)
+        )
     return UpstreamScore(accuracy, task.name, split, len(data), record)
 
 
@@ -124,7 +162,7 @@ def check_head(bb: Backbone, task: Task) -> None:
 
 
 def record_upstream(
-    cache_dir, bb: Backbone, task: str, split: str, accuracy: float, n: int
+    cache_dir, bb: Backbone, *, task: str, split: str, accuracy: float, n: int
 ) -> Path:
     """Write ``<cache_dir>/<model_key>/upstream.json`` atomically; returns its path."""
     path = Path(cache_dir) / bb.model_key("auto") / UPSTREAM_FILE

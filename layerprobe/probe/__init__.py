@@ -15,31 +15,48 @@ dinov2's weighted vote), with ``*_batch`` variants and backend-style ``logistic_
 store, as ``layerprobe probe`` does.
 """
 
-from layerprobe.probe.api import ridge_accuracy, ridge_accuracy_batch, ridge_scores
-from layerprobe.probe.backends import BACKENDS, get_backend
-from layerprobe.probe.families import (
-    DEFAULT_LOGISTIC_L2S,
-    knn_accuracy,
-    knn_accuracy_batch,
-    knn_backend,
-    knn_sweep,
-    knn_weighted_backend,
-    logistic_accuracy,
-    logistic_accuracy_batch,
-    logistic_backend,
-    logistic_scores,
-    logistic_sweep,
-)
-from layerprobe.probe.knn import DEFAULT_KS
-from layerprobe.probe.plan import plan_probes
-from layerprobe.probe.problems import DEFAULT_L2S, ProbeSet, select_l2
-from layerprobe.probe.run import ProbeConfig, find_units, probe_cache, probe_unit, run_probes
+from layerprobe.runtime.lazy import lazy_names
+
+# Names load on first use, so importing a light module of the room (its config) does not
+# import torch.
+_LAZY = {
+    "ridge_accuracy": "layerprobe.probe.api",
+    "ridge_accuracy_batch": "layerprobe.probe.api",
+    "ridge_scores": "layerprobe.probe.api",
+    "get_backend": "layerprobe.probe.backends",
+    "ProbeConfig": "layerprobe.probe.config",
+    "DEFAULT_LOGISTIC_L2S": "layerprobe.probe.families",
+    "FAMILIES": "layerprobe.probe.families",
+    "Family": "layerprobe.probe.families",
+    "knn_accuracy": "layerprobe.probe.families",
+    "knn_accuracy_batch": "layerprobe.probe.families",
+    "knn_backend": "layerprobe.probe.families",
+    "knn_sweep": "layerprobe.probe.families",
+    "knn_weighted_backend": "layerprobe.probe.families",
+    "logistic_accuracy": "layerprobe.probe.families",
+    "logistic_accuracy_batch": "layerprobe.probe.families",
+    "logistic_backend": "layerprobe.probe.families",
+    "logistic_scores": "layerprobe.probe.families",
+    "logistic_sweep": "layerprobe.probe.families",
+    "DEFAULT_KS": "layerprobe.probe.knn",
+    "plan_probes": "layerprobe.probe.plan",
+    "DEFAULT_L2S": "layerprobe.probe.problems",
+    "ProbeSet": "layerprobe.probe.problems",
+    "select_l2": "layerprobe.probe.problems",
+    "find_units": "layerprobe.probe.run",
+    "probe_cache": "layerprobe.probe.run",
+    "probe_unit": "layerprobe.probe.run",
+    "run_probes": "layerprobe.probe.run",
+}
+
+__getattr__ = lazy_names(__name__, _LAZY)
 
 __all__ = [
-    "BACKENDS",
     "DEFAULT_KS",
     "DEFAULT_L2S",
     "DEFAULT_LOGISTIC_L2S",
+    "FAMILIES",
+    "Family",
     "ProbeConfig",
     "ProbeSet",
     "find_units",

@@ -118,7 +118,15 @@ def ridge_accuracy(
     (L,) accuracies in [0, 1], λ in ascending order.
     """
     out = ridge_accuracy_batch(
-        [x_train], y_train, [x_test], y_test, l2s, None, num_classes, backend, device, precision
+        [x_train],
+        y_train,
+        [x_test],
+        y_test,
+        l2s=l2s,
+        num_classes=num_classes,
+        backend=backend,
+        device=device,
+        precision=precision,
     )
     return out[0, 0]
 

@@ -14,13 +14,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from layerprobe.errors import ConfigError, EnvironmentProblem, UnknownNameError, did_you_mean
+from layerprobe.errors import ConfigError, EnvironmentProblem
+from layerprobe.probe.config import PRECISIONS
 from layerprobe.probe.problems import ProbeSet
 from layerprobe.probe.solver import BIAS, STD_EPS
 from layerprobe.runtime.devices import resolve_device
 
 Backend = Callable[[ProbeSet, np.ndarray, str, str], np.ndarray]
-PRECISIONS = ("float64", "float32")
 
 
 def _check_precision(precision: str) -> None:
@@ -158,17 +158,9 @@ def check_backend(name: str, device: str, precision: str) -> None:
         _import_cuml()
 
 
-BACKENDS: dict[str, Backend] = {
-    "torch": torch_backend,
-    "cuml": cuml_backend,
-    "sklearn": sklearn_backend,
-}
-
-
 def get_backend(name: str) -> Backend:
-    """The backend called ``name``; :class:`UnknownNameError` otherwise."""
-    if name not in BACKENDS:
-        raise UnknownNameError(
-            f"unknown probe backend {name!r}.{did_you_mean(name, BACKENDS)} Use one of {', '.join(BACKENDS)}."
-        )
-    return BACKENDS[name]
+    """The ridge backend called ``name``; :class:`UnknownNameError` otherwise (the ridge
+    :class:`~layerprobe.probe.families.Family` of ``FAMILIES`` holds them)."""
+    from layerprobe.probe.families import FAMILIES
+
+    return FAMILIES.get("ridge").backends.get(name)

@@ -16,18 +16,26 @@ Python API (accuracies on arrays, as :func:`layerprobe.probe.ridge_accuracy`)::
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from layerprobe.errors import ConfigError, UnknownNameError, did_you_mean
+from layerprobe.errors import ConfigError
 from layerprobe.probe.api import _num_classes, array_probes
-from layerprobe.probe.backends import _check_precision
+from layerprobe.probe.backends import (
+    Backend,
+    _check_precision,
+    cuml_backend,
+    sklearn_backend,
+    torch_backend,
+)
 from layerprobe.probe.knn import DEFAULT_KS, TEMPERATURE, check_ks, check_votes
 from layerprobe.probe.logistic import MAX_ITER, TOL
 from layerprobe.probe.logistic_sweep import LogisticResult
 from layerprobe.probe.problems import ProbeSet, check_l2s
+from layerprobe.registry import Registry
 from layerprobe.runtime.devices import resolve_device
 from layerprobe.runtime.pools import single_threaded_pool
 from layerprobe.runtime.warn import LayerprobeWarning
@@ -124,22 +132,51 @@ def knn_weighted_backend(
     return knn_sweep(probes, ks, device, precision, ("weighted",))["weighted"]
 
 
-# Backend-style function of each family (the ridge family's is the chosen ridge backend).
-FAMILY_BACKENDS = {
-    "logistic": logistic_backend,
-    "knn": knn_backend,
-    "knn_weighted": knn_weighted_backend,
-}
+@dataclass(frozen=True)
+class Family:
+    """A probe family and the backends that compute it.
+
+    Attributes
+    ----------
+    name : as ``--probe`` spells it (``ridge``, ``logistic``, ``knn``, ``knn_weighted``).
+    backends : backend name -> backend-style function ``fn(probes, grid, device, precision)
+        -> (layers, P, G, len(grid))`` int64 correct counts (``grid``: λ values, or k values
+        for k-NN); ``--backend`` picks one.
+    solve : optional ``solve(probes, grid, device, precision) -> (counts, converged)`` with the
+        (layers, P, len(grid)) convergence flags; None = the backend's counts, no flags.
+    """
+
+    name: str
+    backends: Registry[Backend]
+    solve: Callable[..., tuple[np.ndarray, np.ndarray | None]] | None = None
 
 
-def get_family(name: str):
-    """The backend-style function of family ``name``; :class:`UnknownNameError` otherwise."""
-    if name not in FAMILY_BACKENDS:
-        raise UnknownNameError(
-            f"unknown probe family {name!r}.{did_you_mean(name, FAMILY_BACKENDS)} "
-            f"Use ridge or one of {', '.join(FAMILY_BACKENDS)}."
-        )
-    return FAMILY_BACKENDS[name]
+# Every probe family, by name: the one registry of families and of their backends.
+FAMILIES: Registry[Family] = Registry("probe family")
+
+
+def _register(name: str, backends: dict[str, Backend], solve=None) -> Family:
+    table: Registry[Backend] = Registry("probe backend")
+    for backend, fn in backends.items():
+        table.register(backend, fn)
+    return FAMILIES.register(name, Family(name, table, solve))
+
+
+def _logistic_solve(probes: ProbeSet, l2s: np.ndarray, device: str, precision: str):
+    result = logistic_sweep(probes, l2s, device, precision)
+    return result.counts, result.converged
+
+
+_register("ridge", {"torch": torch_backend, "cuml": cuml_backend, "sklearn": sklearn_backend})
+_register("logistic", {"torch": logistic_backend}, _logistic_solve)
+_register("knn", {"torch": knn_backend})
+_register("knn_weighted", {"torch": knn_weighted_backend})
+
+
+def get_family(name: str) -> Backend:
+    """The default (torch) backend-style function of family ``name``;
+    :class:`UnknownNameError` otherwise."""
+    return FAMILIES.get(name).backends.get("torch")
 
 
 def _warn_unconverged(result: LogisticResult) -> None:
@@ -210,7 +247,15 @@ def logistic_accuracy(
     """Test accuracy (L,) of one multinomial logistic probe per λ (ascending); x_train (n, D),
     x_test (m, D). Other parameters as :func:`logistic_accuracy_batch`."""
     acc = logistic_accuracy_batch(
-        [x_train], y_train, [x_test], y_test, l2s, None, num_classes, device, tol, max_iter
+        [x_train],
+        y_train,
+        [x_test],
+        y_test,
+        l2s=l2s,
+        num_classes=num_classes,
+        device=device,
+        tol=tol,
+        max_iter=max_iter,
     )
     return acc[0, 0]
 
@@ -306,47 +351,32 @@ def knn_accuracy(
         y_train,
         [x_test],
         y_test,
-        ks,
-        vote,
-        None,
-        num_classes,
-        device,
-        precision,
-        temperature,
+        ks=ks,
+        vote=vote,
+        num_classes=num_classes,
+        device=device,
+        precision=precision,
+        temperature=temperature,
     )
     return acc[0, 0]
 
 
-FAMILIES = ("ridge", *FAMILY_BACKENDS)
-
-
 def check_family(name: str) -> str:
     """``name`` if it is a probe family, else :class:`UnknownNameError` listing them."""
-    if name not in FAMILIES:
-        raise UnknownNameError(
-            f"unknown probe family {name!r}.{did_you_mean(name, FAMILIES)} Use one of "
-            f"{', '.join(FAMILIES)}."
-        )
+    FAMILIES.get(name)
     return name
 
 
 def family_solver(family: str, backend: str, device: str, precision: str):
     """``solve(probes, grid) -> (counts (layers, P, G, L), converged (layers, P, L) or None)``
     for a family; ``grid`` is the λ values (ridge, logistic) or the k values (k-NN)."""
-    check_family(family)
-    if family == "ridge":
-        from layerprobe.probe.backends import get_backend
-
-        ridge = get_backend(backend)
-        return lambda probes, grid: (ridge(probes, grid, device, precision), None)
-    if backend != "torch":
-        raise ConfigError(f"--backend {backend} applies to the ridge probe; {family} runs on torch")
-    if family == "logistic":
-
-        def solve(probes, grid):
-            result = logistic_sweep(probes, grid, device, precision)
-            return result.counts, result.converged
-
-        return solve
-    knn = FAMILY_BACKENDS[family]
-    return lambda probes, grid: (knn(probes, grid, device, precision), None)
+    found = FAMILIES.get(family)
+    if backend not in found.backends and family != "ridge":  # ridge names an unknown backend
+        raise ConfigError(
+            f"--backend {backend} applies to the ridge probe; {family} runs on "
+            f"{', '.join(found.backends)}"
+        )
+    fn = found.backends.get(backend)
+    if found.solve is not None:
+        return lambda probes, grid: found.solve(probes, grid, device, precision)
+    return lambda probes, grid: (fn(probes, grid, device, precision), None)

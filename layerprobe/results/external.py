@@ -41,11 +41,29 @@ DEFAULTS = {
     "config": "",
     "selected": True,
 }
-TEXT_COLUMNS = ("model", "model_key", "upstream_task", "task", "layer", "probe", "l2_select",
-                "backend", "config")  # fmt: skip
+TEXT_COLUMNS = (
+    "model",
+    "model_key",
+    "upstream_task",
+    "task",
+    "layer",
+    "probe",
+    "l2_select",
+    "backend",
+    "config",
+)
 INTEGER_COLUMNS = ("shots", "seed")
-FLOAT_COLUMNS = ("upstream_accuracy", *KNOBS, "depth", "l2", "k", "val_accuracy",
-                 "test_accuracy", "n_train", "n_test")  # fmt: skip
+FLOAT_COLUMNS = (
+    "upstream_accuracy",
+    *KNOBS,
+    "depth",
+    "l2",
+    "k",
+    "val_accuracy",
+    "test_accuracy",
+    "n_train",
+    "n_test",
+)
 
 
 def is_table(path: str | Path) -> bool:

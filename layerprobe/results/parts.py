@@ -133,7 +133,22 @@ def _newer(a: datetime | None, b: datetime | None) -> bool:
 
 
 def part_files(results_dir: str | Path) -> list[Path]:
-    """The store's part files, sorted (temporary files of running writers are not included)."""
+    """The store's part files.
+
+    Parameters
+    ----------
+    results_dir : the results store folder.
+
+    Returns
+    -------
+    list of Path
+        Every part file below it, sorted (temporary files of running writers are not included).
+
+    Raises
+    ------
+    DataError
+        The folder is missing or is a file.
+    """
     root = Path(results_dir)
     if root.is_file():
         raise DataError(f"results folder {root} is a file; give --results the folder of part files")
@@ -273,8 +288,10 @@ def part_info(path: str | Path, file: pq.ParquetFile | None = None) -> PartInfo:
         low, high = ranges[column]
         if rows and not (low == high == identity[column]):
             raise BadPart(path, "holds rows of another unit than its name says", NOT_OURS)
-    single = all(rows and ranges[c][0] is not None and ranges[c][0] == ranges[c][1]
-                 for c in ("probe", "config"))  # fmt: skip
+    single = all(
+        rows and ranges[c][0] is not None and ranges[c][0] == ranges[c][1]
+        for c in ("probe", "config")
+    )
     generation = (
         (identity["model_key"], identity["task"], ranges["probe"][0], ranges["config"][0])
         if single

@@ -1,7 +1,7 @@
 """The results schema: the one list of columns every stage writes and every reader expects.
 
 One row per (model key, task, layer, shots, seed, regularisation value, probe configuration).
-A new column comes with a ``SCHEMA_VERSION`` bump (design.md, "Contracts"): readers refuse
+A new column comes with a ``SCHEMA_VERSION`` bump (docs/contracts.md): readers refuse
 parts of another version instead of guessing what their columns mean.
 """
 

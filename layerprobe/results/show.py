@@ -16,17 +16,46 @@ GROUP = ["model", "model_key", "task", "shots", "probe", "l2_select", "backend",
 
 
 def selected(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per probe: the row its λ policy chose (the stored ``selected`` column)."""
+    """One row per probe: the row its λ policy chose.
+
+    Parameters
+    ----------
+    table : store rows, one per regularisation value.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The rows whose stored ``selected`` column is true, re-indexed from 0.
+    """
     return table[table["selected"].astype(bool)].reset_index(drop=True)
 
 
 def filter_table(
     table: pd.DataFrame,
+    *,
     tasks: Sequence[str] | None = None,
     models: Sequence[str] | None = None,
     shots: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    """Rows of the given tasks, models (name or model key) and shot counts."""
+    """Rows of the given tasks, models and shot counts.
+
+    Parameters
+    ----------
+    table : store rows (:func:`~layerprobe.results.load`), one per row of the schema.
+    tasks : task names to keep; None: every task.
+    models : model names or model keys to keep; None: every model.
+    shots : shot counts to keep; None: every count.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The matching rows, same columns.
+
+    Raises
+    ------
+    UnknownNameError
+        A task or model the table does not hold (with the names it does hold).
+    """
     for name in tasks or []:
         if name not in set(table["task"]):
             have = sorted(set(table["task"]))
@@ -97,7 +126,18 @@ def layer_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_summary(summary: pd.DataFrame, fmt: str = "text") -> str:
-    """The summary as ``text`` (one block per model × task × shots), ``csv``, ``markdown`` or ``json``."""
+    """The summary as text.
+
+    Parameters
+    ----------
+    summary : the rows of :func:`layer_summary`.
+    fmt : ``text`` (one block per model × task × shots), ``csv``, ``markdown`` or ``json``.
+
+    Returns
+    -------
+    str
+        The formatted summary.
+    """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     if fmt == "csv":

@@ -156,6 +156,7 @@ def read(
 
 def load(
     results_dir: str | Path,
+    *,
     skip_bad: bool = False,
     warn: Callable[[str], None] | None = None,
     columns: Sequence[str] | None = None,

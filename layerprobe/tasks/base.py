@@ -43,7 +43,13 @@ class SplitData:
 
 
 class FileSplit(SplitData):
-    """A split whose items are image files on disk."""
+    """A split whose items are image files on disk.
+
+    Parameters
+    ----------
+    paths : (N,) image files.
+    labels : (N,) class ids.
+    """
 
     def __init__(self, paths: Sequence[str | os.PathLike], labels: Sequence[int]):
         if len(paths) != len(labels):
@@ -59,7 +65,13 @@ class FileSplit(SplitData):
 
 
 class ArraySplit(SplitData):
-    """A split held in memory as uint8 images (N, H, W, 3) or (N, H, W)."""
+    """A split held in memory.
+
+    Parameters
+    ----------
+    images : uint8 images, (N, H, W, 3) colour or (N, H, W) grey.
+    labels : (N,) class ids.
+    """
 
     def __init__(self, images: np.ndarray, labels: Sequence[int]):
         if len(images) != len(labels):
@@ -72,7 +84,22 @@ class ArraySplit(SplitData):
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open an image file as RGB; a file that cannot be decoded raises :class:`DataError` naming it."""
+    """Open an image file as RGB.
+
+    Parameters
+    ----------
+    path : an image file Pillow can decode.
+
+    Returns
+    -------
+    PIL.Image.Image
+        The decoded image in RGB mode, (H, W) pixels.
+
+    Raises
+    ------
+    DataError
+        The file cannot be decoded (or claims too many pixels); the message names it.
+    """
     try:
         with Image.open(path) as img:
             img.load()
@@ -107,6 +134,10 @@ class Task:
         which must then be cheap (labels only, no image decoding).
     resize : the resize mode its reference protocol uses (``squash`` for VTAB and non-square
         datasets, see ``layerprobe.backbones.RESIZE_MODES``); None = the model's own.
+    fingerprinter : optional ``fingerprinter(split, content) -> str``, what identifies the
+        task's images beyond its name (see :meth:`fingerprint`); None = the name alone.
+    extra : descriptive facts shown or checked elsewhere (data URL, layout, split convention,
+        the built-in suite's settings); plain values, no callables.
     """
 
     name: str
@@ -119,6 +150,7 @@ class Task:
     extra: dict = field(default_factory=dict)
     count: Callable[[str, Path | None], int] | None = None
     resize: str | None = None
+    fingerprinter: Callable[[str | None, bool], str] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -155,8 +187,7 @@ class Task:
         of every byte). A feature cache records this per split, so that changed images are
         never served stale features.
         """
-        make = self.extra.get("fingerprint")
-        return str(make(split, content)) if callable(make) else str(make or "")
+        return "" if self.fingerprinter is None else str(self.fingerprinter(split, content))
 
     def find(self, data_root: str | os.PathLike | None = None) -> tuple[bool, str]:
         """``(found, what)``: whether this task's data is present under the data root."""
@@ -166,7 +197,17 @@ class Task:
 
 
 def resolve_data_root(data_root: str | os.PathLike | None) -> Path | None:
-    """The data root: the argument, else ``$LAYERPROBE_DATA``, else None."""
+    """The data root: the argument, else ``$LAYERPROBE_DATA``, else None.
+
+    Parameters
+    ----------
+    data_root : the folder given by the user (``--data-root``), or None.
+
+    Returns
+    -------
+    Path or None
+        The folder with ``~`` expanded; None when neither the argument nor the variable is set.
+    """
     if data_root is None:
         data_root = os.environ.get("LAYERPROBE_DATA") or None
     return Path(data_root).expanduser() if data_root is not None else None

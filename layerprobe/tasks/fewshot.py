@@ -12,11 +12,14 @@ import numpy as np
 
 from layerprobe.errors import DataError
 
+DEFAULT_SHOTS = (1, 5, 10, 25)  # examples per class a probe is fitted on, unless told otherwise
+
 
 def fewshot_indices(
     labels: np.ndarray,
-    shots: Iterable[int] = (1, 5, 10, 25),
+    shots: Iterable[int] = DEFAULT_SHOTS,
     seed: int = 0,
+    *,
     class_names: Sequence[str] | None = None,
     num_classes: int | None = None,
 ) -> dict[int, np.ndarray]:
@@ -79,7 +82,7 @@ def fewshot_indices(
 
 
 def holdout_split(
-    labels: np.ndarray, fraction: float = 0.2, seed: int = 0, max_per_class: int | None = None
+    labels: np.ndarray, fraction: float = 0.2, seed: int = 0, *, max_per_class: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split train indices into (train, val), stratified by class, fixed by ``seed``.
 

@@ -74,7 +74,7 @@ def folder_task(path: str | Path) -> Task:
         splits=splits,
         loader=loader,
         description=f"image folder {root}",
-        extra={"fingerprint": fingerprint},
+        fingerprinter=fingerprint,
     )
 
 

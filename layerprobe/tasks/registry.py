@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import importlib
 
-from layerprobe.errors import UnknownNameError, did_you_mean
+from layerprobe.registry import Registry
 from layerprobe.tasks.base import Task
 
-_REGISTRY: dict[str, Task] = {}
+TASKS: Registry[Task] = Registry(
+    "task",
+    hint="Run `layerprobe tasks` to list them, or use folder:PATH for an image folder.",
+)
 # Modules that register tasks when imported: the real datasets and the built-in suite.
 _PROVIDERS = ("layerprobe.tasks.real", "layerprobe.tasks.builtin")
 _loaded = False
 
 
 def register_task(task: Task) -> Task:
-    """Add a task to the registry (a later registration of the same name replaces it)."""
-    _REGISTRY[task.name] = task
-    return task
+    """Add a task to the registry under its name; a name registered already is refused
+    (:class:`~layerprobe.errors.ConfigError`)."""
+    return TASKS.register(task.name, task)
 
 
 def _ensure_loaded() -> None:
@@ -30,7 +33,7 @@ def _ensure_loaded() -> None:
 def list_tasks(builtin: bool | None = None) -> list[Task]:
     """All registered tasks, sorted by name; ``builtin=True``/``False`` keeps only one kind."""
     _ensure_loaded()
-    tasks = sorted(_REGISTRY.values(), key=lambda t: t.name)
+    tasks = sorted(TASKS.values(), key=lambda t: t.name)
     if builtin is not None:
         tasks = [t for t in tasks if t.name.startswith("builtin/") == builtin]
     return tasks
@@ -43,9 +46,4 @@ def get_task(name: str) -> Task:
 
         return folder_task(name[len("folder:") :])
     _ensure_loaded()
-    if name not in _REGISTRY:
-        raise UnknownNameError(
-            f"unknown task {name!r}.{did_you_mean(name, _REGISTRY)} "
-            "Run `layerprobe tasks` to list them, or use folder:PATH for an image folder."
-        )
-    return _REGISTRY[name]
+    return TASKS.get(name)

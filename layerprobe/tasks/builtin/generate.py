@@ -33,7 +33,7 @@ _memory_lock = threading.Lock()
 
 
 def generate_split(
-    spec: BuiltinSpec, split: str, image_size: int, seed: int
+    spec: BuiltinSpec, split: str, image_size: int, *, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one split afresh (no cache).
 
@@ -57,10 +57,16 @@ def generate_split(
     # A progress bar only when generation takes a while (large images) and on a terminal.
     slow = images.size > PROGRESS_MIN_VALUES
     chunks = zip(starts, chunks_seq.spawn(len(starts)), strict=True)
-    for start, seq in tqdm(chunks, total=len(starts), desc=f"builtin/{spec.name} {split}",
-                           unit="chunk", leave=False, disable=None if slow else True):  # fmt: skip
+    for start, seq in tqdm(
+        chunks,
+        total=len(starts),
+        desc=f"builtin/{spec.name} {split}",
+        unit="chunk",
+        leave=False,
+        disable=None if slow else True,
+    ):
         batch = labels[start : start + step]
-        out = spec.generate(batch, np.random.default_rng(seq), image_size, split)
+        out = spec.generate(batch, np.random.default_rng(seq), size=image_size, split=split)
         if out.shape != (len(batch), image_size, image_size, 3) or out.dtype != np.uint8:
             raise RuntimeError(f"generator of {spec.name} returned {out.shape} {out.dtype}")
         images[start : start + step] = out
@@ -73,7 +79,7 @@ def chunk_size(image_size: int) -> int:
 
 
 def load_split(
-    spec: BuiltinSpec, split: str, image_size: int, seed: int, cache_dir: Path | None = None
+    spec: BuiltinSpec, split: str, image_size: int, *, seed: int, cache_dir: Path | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """One split through the caches: memory (LRU by bytes), then ``cache_dir`` if given, then generate.
 
@@ -87,7 +93,7 @@ def load_split(
     path = _disk_path(cache_dir, *key) if cache_dir is not None else None
     arrays = _read_disk(path) if path is not None else None
     if arrays is None:
-        arrays = generate_split(spec, split, image_size, seed)
+        arrays = generate_split(spec, split, image_size, seed=seed)
         if path is not None:
             _write_disk(path, *arrays)
     for a in arrays:

@@ -47,7 +47,9 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return (d.images / 16).astype(R.F), d.target.astype(np.int64)
 
 
-def gen_digits(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_digits(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
     """An 8 x 8 scikit-learn digit scan, smoothly enlarged, turned, coloured, on a textured background."""
     glyphs, targets = _digits()
     pools = split_items(targets, split, seed=8)
@@ -55,10 +57,12 @@ def gen_digits(labels: np.ndarray, rng: np.random.Generator, size: int, split: s
     pick = np.array([rng.choice(pools[c]) for c in labels])
     u, v = R.local_frame(
         size,
-        rng.uniform(-0.15, 0.15, n),
-        rng.uniform(-0.15, 0.15, n),
-        rng.uniform(0.6, 0.9, n),
-        rng.uniform(-0.3, 0.3, n),
+        (
+            rng.uniform(-0.15, 0.15, n),
+            rng.uniform(-0.15, 0.15, n),
+            rng.uniform(0.6, 0.9, n),
+            rng.uniform(-0.3, 0.3, n),
+        ),
     )
     # Unit frame [-1, 1] -> glyph pixel coordinates [-0.5, 7.5]; outside the glyph is blank.
     cols, rows = (u + 1) * 4 - 0.5, (v + 1) * 4 - 0.5
@@ -81,12 +85,16 @@ def gen_digits(labels: np.ndarray, rng: np.random.Generator, size: int, split: s
     return R.to_uint8(canvas)
 
 
-def gen_scenes(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_scenes(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
     """A random crop (0.4 to 1 block wide, mirrored half the time) of the labelled photo."""
     out = np.empty((len(labels), size, size, 3), R.F)
     for c in np.unique(labels):
         m = labels == c
-        out[m] = P.block_crops(SCENES[c], split, int(m.sum()), rng, size, side_range=(0.4, 1.0))
+        out[m] = P.block_crops(
+            SCENES[c], split, int(m.sum()), rng=rng, size=size, side_range=(0.4, 1.0)
+        )
     return R.to_uint8(out)
 
 
@@ -111,7 +119,7 @@ def _face_pools(split: str) -> tuple[np.ndarray, ...]:
     return tuple(rng.permutation(np.where(targets == c)[0])[cut[s] : cut[s + 1]] for c in range(2))
 
 
-def gen_faces(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_faces(labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str) -> np.ndarray:
     """A 25 x 25 LFW face or background patch, resized, mirrored half the time (no item repeats)."""
     images, _ = _faces()
     out = np.empty((len(labels), size, size), R.F)
@@ -123,7 +131,7 @@ def gen_faces(labels: np.ndarray, rng: np.random.Generator, size: int, split: st
         # Resize every face at once by stacking them as the channels of one picture.
         stack = (images[pool[: len(m)]].transpose(1, 2, 0),)
         resized = P.crops(
-            stack, np.full((1, 2), 12.0), np.full(1, 25.0), np.zeros(1), np.zeros(1, bool), size
+            stack, (np.full((1, 2), 12.0), np.full(1, 25.0), np.zeros(1), np.zeros(1, bool)), size
         )[0]
         flip = rng.random(len(m)) < 0.5
         out[m] = np.where(flip[None, None, :], resized[:, ::-1, :], resized).transpose(2, 0, 1)

@@ -49,8 +49,9 @@ def triple_name(shape: int, hue: int, texture: int) -> str:
     return f"{R.HUE_NAMES[hue]} {TEXTURE_WORDS[texture]} {R.SHAPE_NAMES[shape]}"
 
 
-def render_objects(rng: np.random.Generator, shapes, hues, textures, size: int) -> np.ndarray:
-    """One object per image: (N,) shape, hue and texture ids -> uint8 (N, S, S, 3)."""
+def render_objects(rng: np.random.Generator, ids, size: int) -> np.ndarray:
+    """One object per image: ``ids`` (shapes, hues, textures), each (N,) -> uint8 (N, S, S, 3)."""
+    shapes, hues, textures = ids
     n = len(shapes)
     canvas = R.gradient_background(rng, n, size)
     # Distractors first, so the object is always on top: small, dull, any shape.
@@ -59,10 +60,12 @@ def render_objects(rng: np.random.Generator, shapes, hues, textures, size: int) 
         alpha = R.shape_alpha(
             size,
             rng.integers(0, N_SHAPES, n),
-            rng.uniform(-0.8, 0.8, n),
-            rng.uniform(-0.8, 0.8, n),
-            rng.uniform(0.1, 0.2, n),
-            rng.uniform(0, 2 * np.pi, n),
+            (
+                rng.uniform(-0.8, 0.8, n),
+                rng.uniform(-0.8, 0.8, n),
+                rng.uniform(0.1, 0.2, n),
+                rng.uniform(0, 2 * np.pi, n),
+            ),
         )
         dull = R.random_colour(rng, n, sat=(0.0, 0.3), val=(0.2, 0.9))
         R.composite(canvas, alpha * R.col(present), dull)
@@ -72,8 +75,8 @@ def render_objects(rng: np.random.Generator, shapes, hues, textures, size: int) 
         rng.uniform(0.42, 0.72, n),
         rng.uniform(0, 2 * np.pi, n),
     )
-    alpha = R.shape_alpha(size, shapes, *pose)
-    mix = R.texture_mix(size, textures, *pose)[..., None]
+    alpha = R.shape_alpha(size, shapes, pose)
+    mix = R.texture_mix(size, textures, pose)[..., None]
     primary = R.hue_colour(rng, hues)
     secondary = primary * rng.uniform(0.25, 0.5, (n, 1)).astype(R.F)
     fill = mix * primary[:, None, None, :] + (1 - mix) * secondary[:, None, None, :]
@@ -91,25 +94,31 @@ def _attributes(labels: np.ndarray, rng: np.random.Generator, fixed: dict[int, n
     return [fixed[i][labels] if i in fixed else rng.integers(0, counts[i], n) for i in range(3)]
 
 
-def gen_upstream(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_upstream(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
     t = upstream_triples()[labels]
-    return render_objects(rng, t[:, 0], t[:, 1], t[:, 2], size)
+    return render_objects(rng, (t[:, 0], t[:, 1], t[:, 2]), size)
 
 
-def gen_novel(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_novel(labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str) -> np.ndarray:
     t = novel_triples()[labels]
-    return render_objects(rng, t[:, 0], t[:, 1], t[:, 2], size)
+    return render_objects(rng, (t[:, 0], t[:, 1], t[:, 2]), size)
 
 
-def gen_by_shape(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
-    return render_objects(rng, *_attributes(labels, rng, {0: np.arange(N_SHAPES)}), size)
+def gen_by_shape(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
+    return render_objects(rng, _attributes(labels, rng, {0: np.arange(N_SHAPES)}), size)
 
 
-def gen_by_hue(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
-    return render_objects(rng, *_attributes(labels, rng, {1: np.arange(N_HUES)}), size)
+def gen_by_hue(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
+    return render_objects(rng, _attributes(labels, rng, {1: np.arange(N_HUES)}), size)
 
 
 def gen_by_texture(
-    labels: np.ndarray, rng: np.random.Generator, size: int, split: str
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
 ) -> np.ndarray:
-    return render_objects(rng, *_attributes(labels, rng, {2: np.arange(N_TEXTURES)}), size)
+    return render_objects(rng, _attributes(labels, rng, {2: np.arange(N_TEXTURES)}), size)

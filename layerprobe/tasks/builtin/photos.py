@@ -83,10 +83,12 @@ def elevation_model() -> np.ndarray:
 def hillshade(dem: np.ndarray, azimuth: float = 315.0, altitude: float = 45.0) -> np.ndarray:
     """Shaded relief of an elevation model, uint8 (H, W): light from ``azimuth`` degrees."""
     gy, gx = np.gradient(dem, DEM_CELL_M)
-    return (255 * shade(gx, gy, np.radians(azimuth), np.radians(altitude))).astype(np.uint8)
+    return (255 * shade(gx, gy, azimuth=np.radians(azimuth), altitude=np.radians(altitude))).astype(
+        np.uint8
+    )
 
 
-def shade(gx, gy, azimuth, altitude, exaggeration: float = 4.0) -> np.ndarray:
+def shade(gx, gy, *, azimuth, altitude, exaggeration: float = 4.0) -> np.ndarray:
     """Lambert shading of a surface with slopes (gx, gy) under a sun at (azimuth, altitude) radians.
 
     The normal of z(x, y) is (-gx, -gy, 1) normalised; heights are exaggerated so gentle
@@ -148,19 +150,22 @@ def bilinear(img: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return (top * (1 - fr) + bottom * fr).astype(F)
 
 
-def crops(levels, centres, sides, angles, flips, size: int) -> np.ndarray:
+def crops(levels, geometry, size: int) -> np.ndarray:
     """Square crops resampled to size x size: (N, S, S, C) float32.
 
     Parameters
     ----------
     levels : a :func:`pyramid` (or any tuple of arrays halving in size).
-    centres : (N, 2) crop centres (row, col) in full-resolution pixels.
-    sides : (N,) crop sides in full-resolution pixels.
-    angles : (N,) rotation in radians; flips : (N,) bool, mirror left-right.
+    geometry : (centres, sides, angles, flips), as :func:`block_geometry` returns it:
+        centres (N, 2) crop centres (row, col) in full-resolution pixels; sides (N,) crop
+        sides in full-resolution pixels; angles (N,) rotation in radians; flips (N,) bool,
+        mirror left-right.
+    size : the output side S in pixels.
 
     Each crop reads from the pyramid level whose pixels are about as big as the output
     pixels, so shrinking a large crop averages instead of aliasing.
     """
+    centres, sides, angles, flips = geometry
     n = len(sides)
     out = np.empty((n, size, size, levels[0].shape[-1]), F)
     u = (np.arange(size, dtype=F) + 0.5) / size - 0.5  # output pixel centres in [-0.5, 0.5]
@@ -194,6 +199,7 @@ def block_geometry(
     name: str,
     split: str,
     n: int,
+    *,
     rng: np.random.Generator,
     side_range=(0.5, 1.0),
     rotate: bool = False,
@@ -221,10 +227,12 @@ def block_crops(
     name: str,
     split: str,
     n: int,
+    *,
     rng: np.random.Generator,
     size: int,
     side_range=(0.5, 1.0),
     rotate: bool = False,
 ) -> np.ndarray:
     """``n`` random crops from the picture's ``split`` blocks: (N, S, S, 3) float32 in [0, 1]."""
-    return crops(pyramid(name), *block_geometry(name, split, n, rng, side_range, rotate), size)
+    geometry = block_geometry(name, split, n, rng=rng, side_range=side_range, rotate=rotate)
+    return crops(pyramid(name), geometry, size)

@@ -27,12 +27,14 @@ def col(v: np.ndarray) -> np.ndarray:
     return np.asarray(v, dtype=F)[:, None, None]
 
 
-def local_frame(size: int, cx, cy, scale, angle) -> tuple[np.ndarray, np.ndarray]:
+def local_frame(size: int, pose) -> tuple[np.ndarray, np.ndarray]:
     """Canvas pixels expressed in each shape's unit frame: (N, S, S) each.
 
-    A point at unit distance from the origin of the shape frame lies ``scale`` canvas
-    units from (cx, cy); ``angle`` (radians) rotates the shape counter-clockwise on screen.
+    ``pose`` is (cx, cy, scale, angle), each (N,): a point at unit distance from the origin
+    of the shape frame lies ``scale`` canvas units from (cx, cy); ``angle`` (radians) rotates
+    the shape counter-clockwise on screen.
     """
+    cx, cy, scale, angle = pose
     x, y = grid(size)
     dx, dy = x - col(cx), y - col(cy)
     c, s = col(np.cos(angle)), col(np.sin(angle))
@@ -143,18 +145,18 @@ SHAPES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 SHAPE_NAMES = tuple(SHAPES)
 
 
-def shape_alpha(size: int, shape_ids, cx, cy, scale, angle) -> np.ndarray:
+def shape_alpha(size: int, shape_ids, pose) -> np.ndarray:
     """Coverage in [0, 1] of one shape per image: (N, S, S) float32.
 
-    ``shape_ids`` (N,) index :data:`SHAPE_NAMES`; ``cx, cy, scale, angle`` (N,) as in
-    :func:`local_frame`. Images are grouped by shape so each SDF runs once, vectorised.
+    ``shape_ids`` (N,) index :data:`SHAPE_NAMES`; ``pose`` (cx, cy, scale, angle), each (N,),
+    as in :func:`local_frame`. Images are grouped by shape so each SDF runs once, vectorised.
     """
     shape_ids = np.asarray(shape_ids)
     out = np.empty((len(shape_ids), size, size), F)
-    params = [np.asarray(p, dtype=F) for p in (cx, cy, scale, angle)]
+    params = [np.asarray(p, dtype=F) for p in pose]
     for sid in np.unique(shape_ids):
         m = shape_ids == sid
-        u, v = local_frame(size, *(p[m] for p in params))
+        u, v = local_frame(size, tuple(p[m] for p in params))
         d = SHAPES[SHAPE_NAMES[sid]](u, v) * col(params[2][m])  # unit frame -> canvas units
         # One pixel is 2/S canvas units: a linear ramp one pixel wide across the edge.
         out[m] = np.clip(0.5 - d * (size / 2), 0, 1)
@@ -174,7 +176,7 @@ def hsv_to_rgb(h, s, v) -> np.ndarray:
 
 
 def hue_colour(
-    rng: np.random.Generator, hue_ids, n_hues: int = 10, jitter: float = 0.025
+    rng: np.random.Generator, hue_ids, *, n_hues: int = 10, jitter: float = 0.025
 ) -> np.ndarray:
     """Saturated colours around ``n_hues`` evenly spaced hues: (N, 3) in [0, 1]."""
     hue_ids = np.asarray(hue_ids)
@@ -183,13 +185,15 @@ def hue_colour(
     return hsv_to_rgb(h, rng.uniform(0.65, 1.0, n), rng.uniform(0.7, 1.0, n))
 
 
-def random_colour(rng: np.random.Generator, n: int, sat=(0.5, 1.0), val=(0.5, 1.0)) -> np.ndarray:
+def random_colour(
+    rng: np.random.Generator, n: int, *, sat=(0.5, 1.0), val=(0.5, 1.0)
+) -> np.ndarray:
     """Any hue: (N, 3) in [0, 1]."""
     return hsv_to_rgb(rng.uniform(0, 1, n), rng.uniform(*sat, n), rng.uniform(*val, n))
 
 
 def gradient_background(
-    rng: np.random.Generator, n: int, size: int, sat=0.25, noise=0.03
+    rng: np.random.Generator, n: int, size: int, *, sat=0.25, noise=0.03
 ) -> np.ndarray:
     """Muted colour with a linear gradient in a random direction and pixel noise: (N, S, S, 3)."""
     x, y = grid(size)
@@ -222,22 +226,25 @@ def to_uint8(img: np.ndarray) -> np.ndarray:
 TEXTURE_NAMES = ("solid", "stripes", "checker", "dots", "gradient", "rings")
 
 
-def texture_mix(size: int, texture_ids, cx, cy, scale, angle) -> np.ndarray:
+def texture_mix(size: int, texture_ids, pose) -> np.ndarray:
     """How much of the primary colour each pixel shows, (N, S, S) in [0, 1].
+
+    ``texture_ids`` (N,) index :data:`TEXTURE_NAMES`; ``pose`` (cx, cy, scale, angle) as in
+    :func:`local_frame`.
 
     The pattern lives in the shape's own frame, so it moves, scales and turns with it;
     edges are softened (``0.5 + gain * wave``) so they do not alias at small sizes.
     """
     texture_ids = np.asarray(texture_ids)
     out = np.ones((len(texture_ids), size, size), F)
-    params = [np.asarray(p, dtype=F) for p in (cx, cy, scale, angle)]
+    params = [np.asarray(p, dtype=F) for p in pose]
     k = F(2.6 * np.pi)  # about 2.6 periods across the unit frame
     for tid in np.unique(texture_ids):
         m = texture_ids == tid
         name = TEXTURE_NAMES[tid]
         if name == "solid":
             continue
-        u, v = local_frame(size, *(p[m] for p in params))
+        u, v = local_frame(size, tuple(p[m] for p in params))
         if name == "stripes":
             wave = np.sin(k * u)
         elif name == "checker":

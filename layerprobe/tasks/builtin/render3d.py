@@ -81,7 +81,7 @@ def _rotation(azimuth: float, elevation: float) -> np.ndarray:
     return tilt @ turn
 
 
-def render(categories, azimuths, elevations, rng: np.random.Generator, size: int) -> np.ndarray:
+def render(categories, azimuths, elevations, *, rng: np.random.Generator, size: int) -> np.ndarray:
     """Grey objects on a plain background: (N,) category ids, angles in radians -> uint8 (N, S, S, 3)."""
     n = len(categories)
     out = np.empty((n, size, size, 3), np.uint8)
@@ -116,23 +116,29 @@ AZIMUTH_BINS = 18  # 20 degrees each, as smallNORB's 18 azimuths
 ELEVATION_BINS = 9  # 0..90 degrees in 10 degree bins (smallNORB: 9 elevations)
 
 
-def gen_azimuth(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_azimuth(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
     n = len(labels)
     az = (labels + rng.random(n)) * (2 * np.pi / AZIMUTH_BINS)
     el = rng.uniform(0, np.radians(60), n)
-    return render(rng.integers(0, len(CATEGORIES), n), az, el, rng, size)
+    return render(rng.integers(0, len(CATEGORIES), n), az, el, rng=rng, size=size)
 
 
 def gen_elevation(
-    labels: np.ndarray, rng: np.random.Generator, size: int, split: str
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
 ) -> np.ndarray:
     n = len(labels)
     el = (labels + rng.random(n)) * (np.radians(90) / ELEVATION_BINS)
-    return render(rng.integers(0, len(CATEGORIES), n), rng.uniform(0, 2 * np.pi, n), el, rng, size)
+    return render(
+        rng.integers(0, len(CATEGORIES), n), rng.uniform(0, 2 * np.pi, n), el, rng=rng, size=size
+    )
 
 
-def gen_category(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_category(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
     n = len(labels)
     return render(
-        labels, rng.uniform(0, 2 * np.pi, n), rng.uniform(0, np.radians(60), n), rng, size
+        labels, rng.uniform(0, 2 * np.pi, n), rng.uniform(0, np.radians(60), n), rng=rng, size=size
     )

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 SPLITS = ("train", "val", "test")
 
-# generate(labels (N,) int64, rng, image_size, split) -> uint8 images (N, S, S, 3) showing those labels.
-Generator = Callable[[np.ndarray, np.random.Generator, int, str], np.ndarray]
+
+class Generator(Protocol):
+    """Draws images of given labels: ``generate(labels, rng, *, size, split)``."""
+
+    def __call__(
+        self, labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+    ) -> np.ndarray:
+        """Images showing ``labels``.
+
+        Parameters
+        ----------
+        labels : (N,) int64 class ids.
+        rng : the generator every random choice is drawn from (seeded per chunk).
+        size : the image side S in pixels.
+        split : ``train``, ``val`` or ``test`` (generators with a fixed pool of sources keep
+            the splits apart).
+
+        Returns
+        -------
+        (N, S, S, 3) uint8 images.
+        """
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,9 @@ TERRAIN_CLASSES = ("flat", "gentle", "hilly", "steep")
 SCORE_SIZE = 16  # patches are scored at this resolution, whatever the output size
 
 
-def gen_textures(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
+def gen_textures(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
     """A rotated, mirrored grey crop of the labelled texture, with its brightness and contrast
     set at random so that only the pattern tells the classes apart."""
     n = len(labels)
@@ -32,7 +34,7 @@ def gen_textures(labels: np.ndarray, rng: np.random.Generator, size: int, split:
     for c in np.unique(labels):
         m = labels == c
         grey = P.block_crops(
-            TEXTURES[c], split, int(m.sum()), rng, size, (0.6, 1.0), rotate=True
+            TEXTURES[c], split, int(m.sum()), rng=rng, size=size, side_range=(0.6, 1.0), rotate=True
         ).mean(-1)
         out[m] = grey
     mean = out.mean((1, 2), keepdims=True)
@@ -70,7 +72,7 @@ def _terrain_levels() -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
 
 
 def _terrain_score(geometry):
-    return P.crops(_terrain_levels()[1], *geometry, SCORE_SIZE).mean((1, 2, 3)), np.ones(
+    return P.crops(_terrain_levels()[1], geometry, SCORE_SIZE).mean((1, 2, 3)), np.ones(
         len(geometry[1]), bool
     )
 
@@ -79,16 +81,16 @@ def _terrain_render(geometry, rng, size):
     # Shade each patch under a sun of its own, so brightness alone does not give the slope
     # away. Slopes are sampled in the map's frame and the sun is too, so a rotated crop
     # is simply the same relief seen turned.
-    slopes = P.crops(_terrain_levels()[0], *geometry, size)
+    slopes = P.crops(_terrain_levels()[0], geometry, size)
     n = len(slopes)
     azimuth = R.col(rng.uniform(0, 2 * np.pi, n))
     altitude = R.col(rng.uniform(np.radians(25), np.radians(65), n))
-    grey = P.shade(slopes[..., 0], slopes[..., 1], azimuth, altitude)
+    grey = P.shade(slopes[..., 0], slopes[..., 1], azimuth=azimuth, altitude=altitude)
     return np.repeat(grey[..., None], 3, axis=-1)
 
 
 def _histology_score(geometry):
-    return P.crops(_dab_levels(), *geometry, SCORE_SIZE).mean((1, 2, 3)), np.ones(
+    return P.crops(_dab_levels(), geometry, SCORE_SIZE).mean((1, 2, 3)), np.ones(
         len(geometry[1]), bool
     )
 
@@ -98,8 +100,8 @@ def _retina_score(geometry):
     centres, sides, angles, flips = geometry
     half = ((centres - 0.5) / 2, sides / 2, angles, flips)
     vessels, fundus = _vessel_levels()
-    inside = P.crops(fundus, *half, SCORE_SIZE).min((1, 2, 3)) > 0.5
-    return P.crops(vessels, *half, SCORE_SIZE).mean((1, 2, 3)), inside
+    inside = P.crops(fundus, half, SCORE_SIZE).min((1, 2, 3)) > 0.5
+    return P.crops(vessels, half, SCORE_SIZE).mean((1, 2, 3)), inside
 
 
 SIDES = {"histology": (0.3, 0.6), "retina": (0.25, 0.5), "terrain": (0.3, 0.6)}
@@ -119,13 +121,13 @@ def score_edges(picture: str, n_classes: int) -> np.ndarray:
     scores = []
     for split in ("train", "val", "test"):
         s, ok = SCORERS[picture](
-            P.block_geometry(picture, split, 4000, rng, SIDES[picture], rotate=True)
+            P.block_geometry(picture, split, 4000, rng=rng, side_range=SIDES[picture], rotate=True)
         )
         scores.append(s[ok])
     return np.quantile(np.concatenate(scores), np.arange(1, n_classes) / n_classes)
 
 
-def scored_patches(picture: str, n_classes: int, labels, rng, size, split) -> np.ndarray:
+def scored_patches(picture: str, n_classes: int, labels, *, rng, size, split) -> np.ndarray:
     """Patches of ``picture`` whose measured bin equals each label: uint8 (N, S, S, 3)."""
     edges = score_edges(picture, n_classes)
     need = [list(np.where(labels == c)[0]) for c in range(n_classes)]
@@ -134,7 +136,7 @@ def scored_patches(picture: str, n_classes: int, labels, rng, size, split) -> np
         if not any(need):
             return R.to_uint8(out)
         geometry = P.block_geometry(
-            picture, split, 4 * len(labels), rng, SIDES[picture], rotate=True
+            picture, split, 4 * len(labels), rng=rng, side_range=SIDES[picture], rotate=True
         )
         score, ok = SCORERS[picture](geometry)
         bins = np.searchsorted(edges, score)
@@ -150,19 +152,25 @@ def scored_patches(picture: str, n_classes: int, labels, rng, size, split) -> np
             if picture in RENDERERS:
                 out[slots] = RENDERERS[picture](chosen, rng, size)
             else:
-                out[slots] = P.crops(P.pyramid(picture), *chosen, size)
+                out[slots] = P.crops(P.pyramid(picture), chosen, size)
     raise RuntimeError(f"could not find enough {picture} patches of every class in split {split}")
 
 
 def gen_histology(
-    labels: np.ndarray, rng: np.random.Generator, size: int, split: str
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
 ) -> np.ndarray:
-    return scored_patches("histology", len(HISTOLOGY_CLASSES), labels, rng, size, split)
+    return scored_patches(
+        "histology", len(HISTOLOGY_CLASSES), labels, rng=rng, size=size, split=split
+    )
 
 
-def gen_retina(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
-    return scored_patches("retina", len(RETINA_CLASSES), labels, rng, size, split)
+def gen_retina(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
+    return scored_patches("retina", len(RETINA_CLASSES), labels, rng=rng, size=size, split=split)
 
 
-def gen_terrain(labels: np.ndarray, rng: np.random.Generator, size: int, split: str) -> np.ndarray:
-    return scored_patches("terrain", len(TERRAIN_CLASSES), labels, rng, size, split)
+def gen_terrain(
+    labels: np.ndarray, rng: np.random.Generator, *, size: int, split: str
+) -> np.ndarray:
+    return scored_patches("terrain", len(TERRAIN_CLASSES), labels, rng=rng, size=size, split=split)

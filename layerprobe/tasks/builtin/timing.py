@@ -32,7 +32,7 @@ def time_generation(specs: list[BuiltinSpec], image_size: int = 32, seed: int = 
     for spec in specs:
         wall, cpu, n, balanced = time.perf_counter(), time.process_time(), 0, True
         for split, per_class in zip(SPLITS, spec.per_class, strict=True):
-            labels = generate_split(spec, split, image_size, seed)[1]
+            labels = generate_split(spec, split, image_size, seed=seed)[1]
             n += len(labels)
             balanced &= bool((np.bincount(labels, minlength=len(spec.classes)) == per_class).all())
         rows.append(

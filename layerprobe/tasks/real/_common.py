@@ -40,13 +40,26 @@ SPLIT_SEED = 0  # the one seed behind every fixed split permutation
 VTAB1K_ROOT = "vtab-1k"
 VTAB1K_LISTS = {"train": "train800.txt", "val": "val200.txt", "test": "test.txt"}
 VTAB1K_DIRS = {
-    "cifar100": "cifar", "caltech101": "caltech101", "dtd": "dtd", "flowers102": "oxford_flowers102",
-    "pets": "oxford_iiit_pet", "svhn": "svhn", "sun397": "sun397", "pcam": "patch_camelyon",
-    "eurosat": "eurosat", "resisc45": "resisc45", "retinopathy": "diabetic_retinopathy",
-    "clevr_count": "clevr_count", "clevr_distance": "clevr_dist", "dmlab": "dmlab",
-    "kitti_distance": "kitti", "dsprites_location": "dsprites_loc", "dsprites_orientation": "dsprites_ori",
-    "smallnorb_azimuth": "smallnorb_azi", "smallnorb_elevation": "smallnorb_ele",
-}  # fmt: skip
+    "cifar100": "cifar",
+    "caltech101": "caltech101",
+    "dtd": "dtd",
+    "flowers102": "oxford_flowers102",
+    "pets": "oxford_iiit_pet",
+    "svhn": "svhn",
+    "sun397": "sun397",
+    "pcam": "patch_camelyon",
+    "eurosat": "eurosat",
+    "resisc45": "resisc45",
+    "retinopathy": "diabetic_retinopathy",
+    "clevr_count": "clevr_count",
+    "clevr_distance": "clevr_dist",
+    "dmlab": "dmlab",
+    "kitti_distance": "kitti",
+    "dsprites_location": "dsprites_loc",
+    "dsprites_orientation": "dsprites_ori",
+    "smallnorb_azimuth": "smallnorb_azi",
+    "smallnorb_elevation": "smallnorb_ele",
+}
 
 
 class SubsetSplit(SplitData):
