@@ -13,6 +13,7 @@ import sys
 from layerprobe import __version__
 from layerprobe.errors import UserError
 from layerprobe.registry import Registry
+from layerprobe.runtime.warn import one_line_warnings
 
 # Sub-command name -> its module, in the order `--help` lists them.
 COMMANDS: Registry[str] = Registry("command", hint="Run `layerprobe --help` to list them.")
@@ -59,15 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    """Warnings on the command line read like its other messages: one line, no source line."""
-    return f"layerprobe: warning: {message}\n"
-
-
 def main(argv: list[str] | None = None) -> int:
-    import warnings
+    """Run the command ``argv`` (default ``sys.argv[1:]``); returns the exit status. Warnings
+    read like the command's other messages: one line each on stderr."""
+    with one_line_warnings():
+        return _main(argv)
 
-    warnings.formatwarning = _one_line_warning
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):

@@ -28,8 +28,6 @@ We report:
 from __future__ import annotations
 
 import math
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +41,8 @@ from layerprobe.analysis.hull import rising_frontier, rising_hull, upper_hull
 from layerprobe.analysis.points import GROUP, KNOBS, checkpoint_points
 from layerprobe.analysis.profile import ALPHA_MAX, ALPHA_MIN, profile_intervals, threshold
 from layerprobe.errors import ConfigError, DataError
+from layerprobe.runtime.atomic import atomic_path
+from layerprobe.runtime.warn import warn as warn_user
 
 TINY = 1e-9  # k > 0: its lower bound
 # α in [0.01, 20]: e_US^0.01 is nearly constant and e_US^20 nearly 0 over any US range, so α
@@ -738,13 +738,8 @@ BOOT_COLUMNS = ["n_bootstrap", *(f"{n}_boot_{s}" for n in BOOT for s in ("lo", "
 def write_fits(fits: pd.DataFrame, path: str | Path) -> Path:
     """Write the fit table to ``path`` (Parquet) atomically: a temporary name, then a rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         fits.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -760,4 +755,4 @@ def _warn(warn: Callable[[str], None] | None, message: str) -> None:
     if warn is not None:
         warn(message)
     else:
-        print(f"layerprobe: warning: {message}", file=sys.stderr)
+        warn_user(message, stacklevel=2)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -31,6 +30,7 @@ from PIL import Image
 
 from layerprobe.analysis.fit import get_form, predict
 from layerprobe.analysis.points import GROUP
+from layerprobe.runtime.atomic import atomic_path
 
 COLUMNS = 5  # panels per row
 CMAP = colormaps["viridis"]
@@ -71,12 +71,8 @@ def save(fig: Figure, stem: str | Path) -> list[Path]:
 
 
 def _replace(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def task_styles(names) -> dict[str, dict]:

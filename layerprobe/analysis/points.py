@@ -9,7 +9,6 @@ fits one curve per US task, DS task and shot count.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -17,6 +16,7 @@ import pandas as pd
 
 from layerprobe.errors import DataError, UnknownNameError, did_you_mean
 from layerprobe.results.schema import KNOBS
+from layerprobe.runtime.warn import warn as warn_user
 
 GROUP = ["upstream_task", "task", "shots", "probe"]
 NO_US = (
@@ -140,4 +140,4 @@ def _warn(warn: Callable[[str], None] | None, message: str) -> None:
     if warn is not None:
         warn(message)
     else:
-        print(f"layerprobe: warning: {message}", file=sys.stderr)
+        warn_user(message, stacklevel=2)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +41,7 @@ from layerprobe.errors import ConfigError, DataError, check_folder
 from layerprobe.results.read import ANALYSIS_SCHEMA, read_selected
 from layerprobe.results.show import check_shots
 from layerprobe.results.store import part_files
+from layerprobe.runtime.atomic import write_text_atomic
 
 # Every analysis column but val_accuracy (the report shows test accuracy at the selected λ).
 REPORT_COLUMNS = tuple(c for c in ANALYSIS_SCHEMA.names if c != "val_accuracy")
@@ -78,7 +78,7 @@ def write_report(
         :func:`layerprobe.analysis.fit_saturation`); the report fits one hull per task, so
         ``group_by`` is refused.
     table : the store's rows, when the caller has them already (default: read them).
-    warn, progress : where warnings and stage messages go (default: stderr, nowhere).
+    warn, progress : where warnings and stage messages go (default: a LayerprobeWarning, nowhere).
     skip_bad : leave out bad result parts with a warning instead of stopping
         (:func:`layerprobe.results.store.read`, the reader every command shares).
     svg : also write an SVG copy of every figure to ``plots/`` (the page embeds the PNGs).
@@ -144,7 +144,7 @@ def write_report(
         _settings_section(results_dir, table, settings),
     ]
     path = out / "report.html"
-    _write_text(path, _page([s for s in sections if s is not None], results_dir))
+    write_text_atomic(path, _page([s for s in sections if s is not None], results_dir))
     say(f"wrote {path}")
     return path
 
@@ -641,12 +641,3 @@ def _table(frame: pd.DataFrame, what: str = "") -> str:
 
 def _p(text: str) -> str:
     return f"<p>{html.escape(text)}</p>"
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

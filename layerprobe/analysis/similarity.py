@@ -42,6 +42,7 @@ from layerprobe.analysis.config import ROWS
 from layerprobe.analysis.config import SIMILARITY_FORMATS as FORMATS
 from layerprobe.errors import ConfigError, DataError, UnknownNameError, did_you_mean
 from layerprobe.extract.cache import CacheInfo, find_caches, read_arrays
+from layerprobe.runtime.devices import resolve_device
 
 BLOCK_BYTES = 256 * 2**20  # at most this memory for one tile of every layer's Gram matrix
 TILE = 128  # rows and columns of a tile: 168 layers' tiles take 22 MB
@@ -91,7 +92,7 @@ def cka_maps(
 
     if not features:
         return [np.zeros((0, 0)) for _ in groups]
-    dev = _device(device)
+    dev = resolve_device(device)
     wd = _work_dtype(features, precision)
     feats = [_as_tensor(f, dev) for f in features]
     n = int(feats[0].shape[0])
@@ -226,18 +227,6 @@ def _slice_or_index(group: list[int], dev):
     if step > 0 and group == list(range(group[0], group[0] + step * len(group), step)):
         return slice(group[0], group[-1] + 1, step)
     return torch.tensor(group, dtype=torch.long, device=dev)
-
-
-def _device(device: str):
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        from layerprobe.errors import EnvironmentProblem
-
-        raise EnvironmentProblem(f"--device {device}: no CUDA GPU here; use --device cpu")
-    return torch.device(device)
 
 
 # -- from the cache --------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from layerprobe.errors import (
     did_you_mean,
     first_line,
 )
+from layerprobe.runtime.warn import LayerprobeWarning
 
 INIT_SEED = 0
 # What a model constructor raises for a bad keyword value (a user error when kwargs were given).
@@ -349,6 +350,7 @@ def build_hf(name: str, *, kwargs: dict, seed: int = INIT_SEED) -> HubModel:
             f"{what} has no image processor saved; using its config's size {pre.input_size}px "
             f"and mean {list(pre.mean)}, std {list(pre.std)} (save the processor beside the "
             "model, or give --image-size / --mean / --std)",
+            LayerprobeWarning,
             stacklevel=4,  # the caller of load()
         )
     else:
@@ -424,6 +426,7 @@ def _warn_missing(what: str, missing: list[str], prefix: str) -> None:
         warnings.warn(
             f"{what}: {len(missing)} weights are not in the checkpoint and were initialised at "
             f"random ({shown})",
+            LayerprobeWarning,
             stacklevel=5,  # the caller of load()
         )
 

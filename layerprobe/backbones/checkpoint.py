@@ -17,7 +17,6 @@ Files are written under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from layerprobe.backbones.preprocess import Preprocess
 from layerprobe.backbones.spec import parse_spec
 from layerprobe.backbones.weights import HASH_KEY, check_tensors_sha256, read_file, tensors_sha256
 from layerprobe.errors import CheckpointError, ConfigError
+from layerprobe.runtime.atomic import atomic_path
 
 FORMAT = "layerprobe-checkpoint"
 FORMAT_VERSION = 1
@@ -85,16 +85,14 @@ def save_checkpoint(
     # Copies: safetensors refuses tensors that share memory (tied weights) or are not contiguous.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
     fields[HASH_KEY] = tensors_sha256(tensors)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import save_file
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import save_file
 
-        metadata = {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
-        save_file(tensors, str(tmp), metadata=metadata)
-    else:
-        torch.save({**fields, "state_dict": tensors}, tmp)
-    os.replace(tmp, path)
+            metadata = {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
+            save_file(tensors, str(tmp), metadata=metadata)
+        else:
+            torch.save({**fields, "state_dict": tensors}, tmp)
     return path
 
 

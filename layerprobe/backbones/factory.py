@@ -21,6 +21,7 @@ from layerprobe.backbones.preprocess import (
 from layerprobe.backbones.spec import Spec, parse_spec
 from layerprobe.backbones.weights import load_weights, read_state_dict
 from layerprobe.errors import ConfigError
+from layerprobe.runtime.warn import LayerprobeWarning
 
 
 def load(
@@ -112,7 +113,7 @@ def load(
 HUB_NAMESPACES = ("hf", "open_clip")
 
 
-class RandomWeightsWarning(UserWarning):
+class RandomWeightsWarning(LayerprobeWarning):
     """A model built with random weights: its layers say nothing about a trained model."""
 
 

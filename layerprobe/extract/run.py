@@ -24,7 +24,6 @@ from layerprobe.errors import (
     CacheError,
     ConfigError,
     DataError,
-    EnvironmentProblem,
     check_folder,
     check_writable,
 )
@@ -35,6 +34,8 @@ from layerprobe.extract.data import batches
 from layerprobe.extract.features import BatchFeatures
 from layerprobe.extract.writer import PartialCache, merge_shards
 from layerprobe.progress import Progress
+from layerprobe.runtime.devices import resolve_device
+from layerprobe.runtime.warn import warn as warn_user
 from layerprobe.tasks.base import Task
 from layerprobe.tasks.registry import get_task
 
@@ -87,23 +88,6 @@ def extract(
         ]
     finally:
         distributed.stop(ranks)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without CUDA -> :class:`EnvironmentProblem`."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise EnvironmentProblem(
-            "--device cuda was asked for but CUDA is not available here; use --device cpu"
-        )
-    if dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"unsupported device {device!r}; use auto, cpu or cuda")
-    return dev
 
 
 def resolve_splits(task: Task, splits: str | list[str]) -> list[str]:
@@ -181,7 +165,7 @@ class _Job:
 
     def warn(self, msg: str) -> None:
         where = f"[rank {self.ranks.rank}] " if self.ranks.world > 1 else ""
-        print(f"layerprobe: warning: {where}{msg}", file=sys.stderr)
+        warn_user(f"{where}{msg}", stacklevel=2)
 
     # -- one split --------------------------------------------------------------------------
     def run_split(self, split: str, requested: list[str], position: str = "") -> Path:

@@ -36,6 +36,7 @@ import numpy as np
 from layerprobe.errors import CacheError, EnvironmentProblem
 from layerprobe.extract.cache import FORMAT_VERSION
 from layerprobe.locks import holder, lock_path, release_lock, take_lock
+from layerprobe.runtime.warn import warn as warn_user
 
 # Attributes that say *what* a file holds; a partial file is resumed only when all of them match.
 IDENTITY_ATTRS = (
@@ -154,7 +155,7 @@ class PartialCache:
 
     @classmethod
     def open(
-        cls, path: str | Path, header: dict, widths: dict[str, int], *, warn=print
+        cls, path: str | Path, header: dict, widths: dict[str, int], *, warn=warn_user
     ) -> PartialCache:
         """Resume ``path`` if it holds the same extraction (``header``'s identity), else start it anew.
 
@@ -164,7 +165,8 @@ class PartialCache:
         header : attributes of the extraction (see :data:`IDENTITY_ATTRS`); ``item_start`` and
             ``item_stop`` give the number of rows, ``item_stop - item_start``.
         widths : ``{layer: D}``, the pooled width of each layer in ``header["layers"]``.
-        warn : called with a one-line message when an unusable partial file is discarded.
+        warn : called with a one-line message when an unusable partial file is discarded
+            (default: a :class:`~layerprobe.runtime.warn.LayerprobeWarning`).
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

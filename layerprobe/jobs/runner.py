@@ -22,6 +22,7 @@ from layerprobe.jobs.units import Plan, make_plan
 from layerprobe.jobs.verify import check_units
 from layerprobe.jobs.work import Outcome, Work
 from layerprobe.progress import say
+from layerprobe.runtime.atomic import write_json_atomic
 
 MARKER = ".layerprobe-job.json"  # in the results folder: the jobs that write there
 
@@ -219,7 +220,7 @@ def claim_results(job: Job, force: bool) -> None:
                 f"results folder {root} already holds results not written by a job; give this "
                 "job its own folder ([job] results = ...), or pass --force to add to it"
             )
-    marker.write_text(json.dumps({"jobs": [*jobs, job.name]}))
+    write_json_atomic(marker, {"jobs": [*jobs, job.name]})
 
 
 def _check_probe_backend(job: Job) -> None:

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from layerprobe.errors import UserError
+from layerprobe.runtime.atomic import write_json_atomic
 
 KINDS = ("done", "failed", "running")
 
@@ -65,11 +66,7 @@ class State:
 
     def write(self, kind: str, stage: str, uid: str, *, record: dict) -> None:
         """Write a record atomically (temporary name in the same folder, then rename)."""
-        path = self.path(kind, stage, uid)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{uid}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record, default=str))
-        os.replace(tmp, path)
+        write_json_atomic(self.path(kind, stage, uid), record)
 
     def remove(self, kind: str, stage: str, uid: str) -> None:
         self.path(kind, stage, uid).unlink(missing_ok=True)

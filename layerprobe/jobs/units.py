@@ -8,9 +8,7 @@ opens a cache, and a changed setting makes new units instead of reusing stale on
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from layerprobe.jobs.jobfile import Job
+from layerprobe.runtime.ids import short_hash, slug
 
 STAGES = ("pretrain", "extract", "probe", "finetune")
 # Settings that change how fast a stage runs, not what it writes.
@@ -37,17 +36,6 @@ AXIS_ABBR = {
     "image_size": "px",
 }
 CHECKPOINT = "checkpoint.pt"
-
-
-def short_hash(value, n: int = 8) -> str:
-    """``n`` hex digits of the SHA-256 of ``value`` as sorted JSON."""
-    text = json.dumps(value, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:n]
-
-
-def slug(text: str, limit: int = 60) -> str:
-    """A file-name-safe readable form (``builtin/count`` -> ``builtin__count``)."""
-    return re.sub(r"[^A-Za-z0-9._=+-]", "_", str(text).replace("/", "__")).strip(".")[:limit] or "_"
 
 
 class Unit(NamedTuple):

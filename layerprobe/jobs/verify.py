@@ -33,6 +33,7 @@ from pathlib import Path
 from layerprobe.errors import UserError, first_line
 from layerprobe.jobs.state import State
 from layerprobe.jobs.units import CHECKPOINT, STAGES, Model, Plan
+from layerprobe.runtime.atomic import atomic_path
 
 VERSION = 1  # of the record fields below; records without it are run again
 INDEX = "index.pkl"
@@ -216,15 +217,11 @@ def _write_index(state: State, index: dict) -> None:
     """Atomically (temporary name, then rename); an unwritable state folder only costs speed."""
     if not index.pop("dirty", False):
         return
-    path = state.root / INDEX
-    tmp = path.with_name(f".{INDEX}.{os.getpid()}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
+        with atomic_path(state.root / INDEX) as tmp, open(tmp, "wb") as f:
             pickle.dump(index, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        pass
 
 
 def _listing(state: State, stage: str) -> dict[str, int]:

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -26,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     """Serve units until told to stop; the exit status is 0, or 1 after a reported error."""
     from multiprocessing.connection import Connection
 
+    from layerprobe.runtime.warn import show_one_line
+
+    warnings.showwarning = show_one_line  # unit logs read like the command line's output
     fd, parent = (int(a) for a in (sys.argv[1:] if argv is None else argv))
     die_with_parent(parent)
     conn = Connection(fd)

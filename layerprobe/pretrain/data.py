@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import queue
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from layerprobe.errors import CacheError, ConfigError, DataError
+from layerprobe.runtime.atomic import atomic_path
 from layerprobe.tasks.base import ArraySplit, SplitData, Task
 
 DECODE_VERSION = 1
@@ -102,32 +102,18 @@ def _write_cache(data: SplitData, size: int, images_path: Path, labels_path: Pat
     """Decode ``data`` into a memory-mapped temporary ``.npy`` and rename it into place."""
     try:
         images_path.parent.mkdir(parents=True, exist_ok=True)
-        _save_atomic(labels_path, lambda f: np.save(f, np.asarray(data.labels, np.int64)))
-        fd, tmp = tempfile.mkstemp(dir=images_path.parent, prefix=images_path.name, suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(labels_path) as tmp, open(tmp, "wb") as f:
+            np.save(f, np.asarray(data.labels, np.int64))
+        with atomic_path(images_path) as tmp:
             out = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(data), size, size, 3))
             _decode_into(out, data, size, quiet)
             out.flush()
             del out
-            os.replace(tmp, images_path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
     except OSError as err:
         raise CacheError(
             f"cannot write decoded images under {images_path.parent}: {err}; set $LAYERPROBE_HOME "
             "to a writable folder with room"
         ) from err
-
-
-def _save_atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _decode_into(out: np.ndarray, data: SplitData, size: int, quiet: bool) -> None:

@@ -65,7 +65,7 @@ def finetune(
     Path
         The part file: one row per seed (``probe`` ``finetune``, ``layer`` ``pre_logits``).
     """
-    from layerprobe.extract.run import resolve_device
+    from layerprobe.runtime.devices import resolve_device
 
     device = resolve_device(config.device)
     task = get_task(task) if isinstance(task, str) else task

@@ -20,9 +20,7 @@ import contextlib
 import csv
 import io
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +35,7 @@ from layerprobe.errors import (
     missing_folders,
 )
 from layerprobe.locks import holder, release_lock, take_lock
+from layerprobe.runtime.atomic import write_bytes_atomic
 
 CHECKPOINT_NAME = "checkpoint.pt"
 STATE_NAME = "state.pt"
@@ -173,7 +172,7 @@ class RunFolder:
             for name in (CHECKPOINT_NAME, STATE_NAME, METRICS_NAME):
                 (self.path / name).unlink(missing_ok=True)
         text = json.dumps({"identity": identity, **details}, indent=2, sort_keys=True, default=str)
-        _write_atomic(self.path / CONFIG_NAME, text.encode())
+        write_bytes_atomic(self.path / CONFIG_NAME, text.encode())
 
     def load_state(self, identity: dict) -> dict | None:
         """The state after the last completed epoch, or None when no epoch has completed."""
@@ -203,28 +202,18 @@ class RunFolder:
         """Write the resumable state (with the sha256 of its weights, checked on load)."""
         buffer = io.BytesIO()
         torch.save({**state, HASH_KEY: tensors_sha256(state["model"])}, buffer)
-        _write_atomic(self.path / STATE_NAME, buffer.getvalue())
+        write_bytes_atomic(self.path / STATE_NAME, buffer.getvalue())
 
     def write_metrics(self, rows: list[dict]) -> None:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-        _write_atomic(self.path / METRICS_NAME, out.getvalue().encode())
+        write_bytes_atomic(self.path / METRICS_NAME, out.getvalue().encode())
 
     def finish(self) -> None:
         """Drop the resumable state once the checkpoint is written."""
         (self.path / STATE_NAME).unlink(missing_ok=True)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 class FolderBusy(UserError):

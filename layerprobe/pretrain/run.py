@@ -55,7 +55,7 @@ def pretrain(
     Path : ``out_dir / "checkpoint.pt"``, a layerprobe checkpoint (``load(path)`` rebuilds it)
         whose ``pretrain_info`` holds the knobs and the upstream accuracy.
     """
-    from layerprobe.extract.run import resolve_device
+    from layerprobe.runtime.devices import resolve_device
 
     out_dir = check_folder(out_dir, "--out")
     device = resolve_device(config.device)

@@ -12,9 +12,6 @@ where the checkpoint recorded none (:func:`layerprobe.extract.cache.read_upstrea
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from layerprobe.backbones import Backbone, ModelConfig, as_model_config
 from layerprobe.errors import ConfigError, DataError, check_writable
 from layerprobe.extract.cache import UPSTREAM_FILE, check_upstream_record
 from layerprobe.pretrain.data import EVAL_BATCH
+from layerprobe.runtime.atomic import write_json_atomic
 from layerprobe.tasks.base import Task
 from layerprobe.tasks.registry import get_task
 
@@ -101,7 +99,7 @@ def upstream_score(
         the task, split and image count, and the record written.
     """
     from layerprobe.extract.data import batches
-    from layerprobe.extract.run import resolve_device
+    from layerprobe.runtime.devices import resolve_device
 
     if cache_dir is not None:
         check_writable(cache_dir, "--cache", create=False)  # before the work, made after it
@@ -179,11 +177,4 @@ def record_upstream(
         "layerprobe_version": __version__,
     }
     check_upstream_record(record, path)  # what readers accept, checked before it is written
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upstream.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=2)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return write_json_atomic(path, record, indent=2, mkdir=False)

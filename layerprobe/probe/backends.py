@@ -18,24 +18,9 @@ from layerprobe.errors import ConfigError, EnvironmentProblem
 from layerprobe.probe.config import PRECISIONS
 from layerprobe.probe.problems import ProbeSet
 from layerprobe.probe.solver import BIAS, STD_EPS
-from layerprobe.runtime.devices import DEVICES
+from layerprobe.runtime.devices import resolve_device
 
 Backend = Callable[[ProbeSet, np.ndarray, str, str], np.ndarray]
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; checks that ``cuda`` exists."""
-    import torch
-
-    if device not in DEVICES and not device.startswith("cuda:"):
-        raise ConfigError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise EnvironmentProblem(
-            f"--device {device} asked for a GPU but torch sees none; use --device cpu (or auto)"
-        )
-    return device
 
 
 def _check_precision(precision: str) -> None:

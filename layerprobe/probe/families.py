@@ -28,7 +28,6 @@ from layerprobe.probe.backends import (
     Backend,
     _check_precision,
     cuml_backend,
-    resolve_device,
     sklearn_backend,
     torch_backend,
 )
@@ -37,6 +36,9 @@ from layerprobe.probe.logistic import MAX_ITER, TOL
 from layerprobe.probe.logistic_sweep import LogisticResult
 from layerprobe.probe.problems import ProbeSet, check_l2s
 from layerprobe.registry import Registry
+from layerprobe.runtime.devices import resolve_device
+from layerprobe.runtime.pools import single_threaded_pool
+from layerprobe.runtime.warn import LayerprobeWarning
 
 # λ of the logistic probe (summed cross-entropy + λ/2 ‖W‖², i.e. scikit-learn's C = 1/λ):
 # 1, 4, …, 2^20 (11 values). Smaller λ fit the training rows ever more closely and need
@@ -44,7 +46,7 @@ from layerprobe.registry import Registry
 DEFAULT_LOGISTIC_L2S: tuple[float, ...] = tuple(float(4.0**k) for k in range(0, 11))
 
 
-class NotConvergedWarning(UserWarning):
+class NotConvergedWarning(LayerprobeWarning):
     """Some logistic probes stopped at the iteration cap above the gradient tolerance."""
 
 
@@ -275,14 +277,13 @@ def logistic_scores(
     convergence report as a :class:`LogisticResult` with empty counts.
     """
     from layerprobe.probe.logistic import fit, rotate
-    from layerprobe.probe.logistic_sweep import single_threaded_workers
 
     y_train = np.asarray(y_train)
     c = _num_classes(num_classes, y_train)
     l2 = torch.as_tensor(check_l2s(l2s))
     x = torch.as_tensor(np.asarray(x_train))[None]
     y = torch.as_tensor(y_train, dtype=torch.int64)[None]
-    with single_threaded_workers(1) as pool:
+    with single_threaded_pool(1, name="layerprobe-logistic") as pool:
         basis = rotate(x, y, c)
         found = pool.submit(fit, basis, y, l2, c, torch.float64, tol, max_iter).result()
     z = torch.nn.functional.pad(torch.as_tensor(np.asarray(x_test)).double(), (0, 1), value=1.0)

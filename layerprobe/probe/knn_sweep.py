@@ -23,7 +23,7 @@ from layerprobe.probe.problems import ProbeSet
 def sweep(
     probes: ProbeSet,
     ks: Sequence[int],
-    device: str = "cpu",
+    device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     votes: Sequence[str] = ("majority",),
     temperature: float = TEMPERATURE,

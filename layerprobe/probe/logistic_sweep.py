@@ -7,8 +7,6 @@ are scored with one product each and counted as the ridge backend counts them.
 
 from __future__ import annotations
 
-import contextlib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +15,8 @@ import torch
 from layerprobe.probe.accuracy import EvalRows, count_correct
 from layerprobe.probe.logistic import MAX_ITER, TOL, fit, rotate
 from layerprobe.probe.problems import ProbeSet
-from layerprobe.probe.solver import blas_threads, matmul
+from layerprobe.probe.solver import matmul
+from layerprobe.runtime.pools import single_threaded_pool
 
 FIT_BYTES = 64 << 20  # one (problems, C, L, n) float64 tensor of a fitted batch; ~8 live at once
 
@@ -45,12 +44,13 @@ class LogisticResult:
 def sweep(
     probes: ProbeSet,
     l2s: np.ndarray,
-    device: str = "cpu",
+    device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float64,  # of the products with the train features
     tol: float = TOL,
     max_iter: int = MAX_ITER,
 ) -> LogisticResult:
     """Fit and score every (layer, subset, λ) of ``probes`` (λ sorted ascending)."""
+    device = torch.device(device)
     num_layers, num_p, num_l = len(probes.train), len(probes.subsets), len(l2s)
     shape = (num_layers, num_p, num_l)
     counts = np.zeros((num_layers, num_p, probes.num_groups, num_l), np.int64)
@@ -70,7 +70,7 @@ def sweep(
             per_problem = size * num_l * probes.num_classes * 8
             step = max(1, FIT_BYTES // (per_problem * len(ids)))
             jobs += [(layers[a : a + step], ids) for a in range(0, len(layers), step)]
-    workers = min(torch.get_num_threads(), len(probes.train)) if device == "cpu" else 1
+    workers = min(torch.get_num_threads(), len(probes.train)) if device.type == "cpu" else 1
     if workers > 1:  # one share of the layers per core, as the ridge backend does
         jobs = [
             (list(map(int, share)), ids)
@@ -84,31 +84,13 @@ def sweep(
         for (i, p), (c, g, k, it) in out.items():
             counts[i, p], gnorm[i, p], conv[i, p], iters[i, p] = c, g, k, it
 
-    if device != "cpu":
+    if device.type != "cpu":
         for job in jobs:
             run(job)
     else:
-        with single_threaded_workers(max(workers, 1)) as pool:
+        with single_threaded_pool(max(workers, 1), name="layerprobe-logistic") as pool:
             list(pool.map(run, jobs))
     return LogisticResult(counts, gnorm, conv, iters, tol)
-
-
-@contextlib.contextmanager
-def single_threaded_workers(workers: int):
-    """A thread pool whose threads each run torch and BLAS on one thread: on the CPU many
-    mid-sized operations then never wait on each other's threads (OpenMP spinning on a busy
-    machine made 2 threads 50× slower than 1 on small operations here)."""
-    before = torch.get_num_threads()
-
-    def init() -> None:
-        torch.set_num_threads(1)
-
-    torch.set_num_threads(1)
-    try:
-        with blas_threads(1), ThreadPoolExecutor(workers, initializer=init) as pool:
-            yield pool
-    finally:
-        torch.set_num_threads(before)
 
 
 def _same_width(train) -> list[list[int]]:

@@ -122,24 +122,7 @@ def _unit_workers(config: ProbeConfig, num_units: int) -> int:
     from layerprobe.probe.backends import resolve_device
 
     threads = torch.get_num_threads()
-    if resolve_device(config.device) != "cpu" or num_units < 2 * threads:
-        return 1
-    return threads
-
-
-def _unit_workers(config: ProbeConfig, num_units: int) -> int:
-    """Units probed side by side: one per CPU thread with the torch backend on the CPU, when
-    there are enough units to keep every thread busy to the end (each unit then runs
-    single-threaded, so reading, solving and writing of different units overlap and no core
-    waits for another); otherwise one at a time, each spread over the threads by layer."""
-    if config.backend != "torch" or num_units < 2:
-        return 1
-    import torch
-
-    from layerprobe.probe.backends import resolve_device
-
-    threads = torch.get_num_threads()
-    if resolve_device(config.device) != "cpu" or num_units < 2 * threads:
+    if resolve_device(config.device).type != "cpu" or num_units < 2 * threads:
         return 1
     return threads
 

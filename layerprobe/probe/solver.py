@@ -18,13 +18,13 @@ into ``lhs`` (``lhs / sd`` and an offset row ``100 · lhs_bias - ((mu - o) / sd)
 
 from __future__ import annotations
 
-import functools
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from threadpoolctl import ThreadpoolController
+
+# blas_threads lives in runtime/pools.py; tests and benchmarks also import it from here.
+from layerprobe.runtime.pools import blas_threads, shared_pool
 
 BIAS = 100.0  # the constant bias feature; large, so the bias is barely regularised
 STD_EPS = 1e-5  # added to the train std before dividing (the recipe's value)
@@ -134,26 +134,11 @@ def _eigh(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     else:
         parts = np.array_split(gram.numpy(), workers)
         with blas_threads(1):
-            results = list(_pool(workers).map(np.linalg.eigh, parts))
+            results = list(shared_pool(workers, "layerprobe-eigh").map(np.linalg.eigh, parts))
         eigs = torch.from_numpy(np.concatenate([r[0] for r in results]))
         q = torch.from_numpy(np.concatenate([r[1] for r in results]))
     # Round-off can make a PSD matrix's smallest eigenvalues slightly negative.
     return eigs.clamp_min_(0.0), q
-
-
-@functools.cache
-def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(workers, thread_name_prefix="layerprobe-eigh")
-
-
-@functools.cache
-def _controller() -> ThreadpoolController:
-    return ThreadpoolController()
-
-
-def blas_threads(count: int):
-    """Context manager: numpy's BLAS (OpenBLAS) runs ``count`` threads inside it."""
-    return _controller().limit(limits=count, user_api="blas")
 
 
 def _fold(top: torch.Tensor, bias_row: torch.Tensor, mu, sd, origin) -> torch.Tensor:

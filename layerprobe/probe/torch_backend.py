@@ -15,10 +15,7 @@ or λ values:
 
 from __future__ import annotations
 
-import contextlib
-import functools
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -31,6 +28,11 @@ from layerprobe.probe.solver import (
     dual_scoring_is_cheaper,
     lambda_weights,
     matmul,
+)
+from layerprobe.runtime.pools import (  # noqa: F401 - probe/run.py imports single_threaded_pool here
+    intra_op_threads,
+    shared_pool,
+    single_threaded_pool,
 )
 
 SCORE_DTYPE = torch.float32  # the large products; decompositions keep their own precision
@@ -49,7 +51,7 @@ def sweep(
     rows: EvalRows,
     l2s: np.ndarray,
     num_classes: int,
-    device: str = "cpu",
+    device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float64,
     score_dtype: torch.dtype = SCORE_DTYPE,
 ) -> np.ndarray:
@@ -72,6 +74,7 @@ def sweep(
     -------
     (num_layers, P, G, L) int64 counts.
     """
+    device = torch.device(device)
     l2 = torch.as_tensor(np.asarray(l2s, dtype=np.float64), device=device)
     y = torch.as_tensor(np.asarray(y_train, dtype=np.int64), device=device)
     order = torch.as_tensor(rows.order, device=device)
@@ -85,7 +88,7 @@ def sweep(
             counts = _sweep_batch(x, y, subsets, z, rows, l2, num_classes, dtype, score_dtype)
             out[batch] = counts.cpu().numpy()
 
-    workers = min(torch.get_num_threads(), len(train)) if device == "cpu" else 1
+    workers = min(torch.get_num_threads(), len(train)) if device.type == "cpu" else 1
     if workers < 2:
         run(list(range(len(train))))
         return out
@@ -97,34 +100,9 @@ def sweep(
         torch.set_num_threads(1)  # OpenMP's thread count is per thread: set it in the worker too
         run(layer_ids)
 
-    with _intra_op_threads(1), blas_threads(1):
-        list(_pool(workers).map(run_single_threaded, shares))
+    with intra_op_threads(1), blas_threads(1):
+        list(shared_pool(workers, "layerprobe-probe").map(run_single_threaded, shares))
     return out
-
-
-@contextlib.contextmanager
-def _intra_op_threads(count: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
-def single_threaded_pool(workers: int):
-    """``workers`` threads, torch and BLAS single-threaded in each: independent work (units
-    of a run) side by side, one per core, with nothing waiting on another's threads."""
-    with _intra_op_threads(1), blas_threads(1):
-        pool = ThreadPoolExecutor(workers, "layerprobe-unit", torch.set_num_threads, (1,))
-        with pool:
-            yield pool
-
-
-@functools.cache
-def _pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(workers, thread_name_prefix="layerprobe-probe")
 
 
 def _sweep_batch(x, y, subsets, z, rows, l2, num_classes, dtype, score_dtype) -> torch.Tensor:

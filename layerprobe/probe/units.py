@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from layerprobe.errors import CacheError, UserError
 from layerprobe.extract.cache import CacheInfo, find_caches, pretrain_with_upstream
+from layerprobe.runtime.warn import warn as warn_user
 
 
 @dataclass
@@ -68,7 +68,7 @@ def find_units(
         :class:`layerprobe.errors.UnknownNameError`.
     skip_bad : report an unusable cache file through ``warn`` and go on without it, instead of
         raising its :class:`CacheError`.
-    warn : where warnings go (default: ``layerprobe: warning: …`` on stderr).
+    warn : where warnings go (default: a ``LayerprobeWarning``).
 
     Returns
     -------
@@ -112,5 +112,6 @@ def _lacking(unit: Unit) -> str:
 
 
 def stderr_warning(message: str) -> None:
-    """Print ``layerprobe: warning: <message>`` on stderr."""
-    print(f"layerprobe: warning: {message}", file=sys.stderr)
+    """Give ``message`` as a :class:`~layerprobe.runtime.warn.LayerprobeWarning` (on the command
+    line: ``layerprobe: warning: <message>`` on stderr)."""
+    warn_user(message, stacklevel=2)

@@ -12,27 +12,22 @@ so any reader sees the same table.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from layerprobe.runtime.atomic import atomic_path
+
 
 def write_part_table(table: pa.Table, path: str | Path) -> Path:
     """Write ``table`` to ``path`` atomically, selected rows first in their own row group."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     chosen = pc.fill_null(table["selected"], False)
     groups = [table.filter(chosen), table.filter(pc.invert(chosen))]
-    try:
-        with pq.ParquetWriter(tmp, table.schema) as writer:
-            for group in groups:
-                if len(group):
-                    writer.write_table(group, row_group_size=len(group))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, table.schema) as writer:
+        for group in groups:
+            if len(group):
+                writer.write_table(group, row_group_size=len(group))
     return path

@@ -21,9 +21,7 @@ place. Non-finite accuracies are never written.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +35,7 @@ import pyarrow.parquet as pq
 from layerprobe.errors import DataError, check_writable
 from layerprobe.results.layout import write_part_table
 from layerprobe.results.schema import NUMERIC, SCHEMA_VERSION, to_table
+from layerprobe.runtime.ids import canonical_json, short_hash, slug
 
 PART_SUFFIX = ".parquet"
 IDENTITY_KEY = b"layerprobe_unit"
@@ -45,8 +44,7 @@ VERSION_KEY = b"layerprobe_schema_version"
 
 def identity_hash(identity: dict) -> str:
     """Sixteen hex digits naming a unit identity (JSON, keys sorted)."""
-    text = json.dumps(identity, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return short_hash(identity, 16)
 
 
 def config_hash(config: dict) -> str:
@@ -57,8 +55,7 @@ def config_hash(config: dict) -> str:
 def readable(name: str) -> str:
     """A file-name-safe, readable form of a model key or task (``builtin/digits`` -> ``builtin__digits``).
     Not unique on its own: the identity hash beside it is."""
-    safe = re.sub(r"[^A-Za-z0-9._=+-]", "_", name.replace("/", "__")).strip(".")
-    return safe[:80] or "_"
+    return slug(name, 80)
 
 
 def part_path(results_dir: str | Path, identity: dict) -> Path:
@@ -80,7 +77,7 @@ def write_part(rows: pd.DataFrame, results_dir: str | Path, identity: dict) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     table = to_table(rows)
     meta = dict(table.schema.metadata or {})
-    meta[IDENTITY_KEY] = json.dumps(identity, sort_keys=True, default=str).encode()
+    meta[IDENTITY_KEY] = canonical_json(identity).encode()
     meta[VERSION_KEY] = str(SCHEMA_VERSION).encode()
     write_part_table(table.replace_schema_metadata(meta), path)
     remove_superseded(path)

@@ -41,7 +41,8 @@ def read_selected(
     columns : the columns to read (default: every column of ``ANALYSIS_SCHEMA``); the probe key
         and ``created_at`` are always read.
     layers : only these layers (filtered as the parts are read, like ``selected``).
-    skip_bad, warn : leave out bad parts with a warning (to ``warn``, default stderr).
+    skip_bad, warn : leave out bad parts with a warning (to ``warn``; default: a
+        ``LayerprobeWarning``).
 
     Returns
     -------

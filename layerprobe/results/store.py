@@ -9,7 +9,6 @@ each result, and only finite accuracies; ``load`` (every row and column) and
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +24,7 @@ from layerprobe.errors import DataError
 from layerprobe.results.external import is_table, read_table
 from layerprobe.results.parts import BadPart, PartInfo, _unreadable, part_files, part_info
 from layerprobe.results.schema import COLUMNS, PROBE_KEY, ROW_KEY, SCHEMA
+from layerprobe.runtime.warn import warn as warn_user
 
 # The columns the analysis path (``selected_only``) reads, with the types it reads them as (the
 # schema's, knobs as floats). A part that lacks an optional column gets nulls there.
@@ -88,7 +88,7 @@ def read(
         analysis path. Text columns then come as categoricals, ``params`` as float.
     layers : only these layers (filtered as the parts are read).
     skip_bad : leave out bad parts (with a warning naming each) instead of raising.
-    warn : where warnings go (default: stderr).
+    warn : where warnings go (default: a :class:`~layerprobe.runtime.warn.LayerprobeWarning`).
 
     Returns
     -------
@@ -175,7 +175,7 @@ def load(
     ----------
     results_dir : the folder given to ``layerprobe probe --results``.
     skip_bad : skip bad part files (with a warning) instead of raising.
-    warn : where warnings go (default: stderr).
+    warn : where warnings go (default: a :class:`~layerprobe.runtime.warn.LayerprobeWarning`).
     columns : only these columns (plus the row key); default all of the schema.
 
     Returns
@@ -452,4 +452,4 @@ def _newest(frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
 
 
 def _stderr(message: str) -> None:
-    print(f"layerprobe: warning: {message}", file=sys.stderr)
+    warn_user(message, stacklevel=2)

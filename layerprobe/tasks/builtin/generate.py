@@ -8,8 +8,6 @@ at any image size and every split can be made without making the others.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 import warnings
 import zlib
@@ -20,6 +18,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from layerprobe.errors import CacheError, DataError
+from layerprobe.runtime.atomic import atomic_path
+from layerprobe.runtime.warn import LayerprobeWarning
 from layerprobe.tasks.builtin.spec import SPLITS, BuiltinSpec
 
 # Bump when any generator changes its output: old disk caches are then ignored.
@@ -135,12 +135,16 @@ def _read_disk(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
         labels = np.load(lab_path)
     except (OSError, ValueError) as err:
         warnings.warn(
-            f"ignoring unreadable built-in cache {img_path} ({err}); regenerating", stacklevel=3
+            f"ignoring unreadable built-in cache {img_path} ({err}); regenerating",
+            LayerprobeWarning,
+            stacklevel=3,
         )
         return None
     if images.ndim != 4 or len(images) != len(labels):
         warnings.warn(
-            f"ignoring inconsistent built-in cache {img_path}; regenerating", stacklevel=3
+            f"ignoring inconsistent built-in cache {img_path}; regenerating",
+            LayerprobeWarning,
+            stacklevel=3,
         )
         return None
     return images, labels
@@ -149,16 +153,9 @@ def _read_disk(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
 def _write_disk(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     # Each file is written under a temporary name and renamed: readers never see half a file.
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         for suffix, array in ((".labels.npy", labels), (".images.npy", images)):
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".partial")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    np.save(f, array)
-                os.replace(tmp, path.with_suffix(suffix))
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            with atomic_path(path.with_suffix(suffix)) as tmp, open(tmp, "wb") as f:
+                np.save(f, array)
     except OSError as err:
         raise CacheError(
             f"cannot write the built-in task cache under {path.parent}: {err}; "
