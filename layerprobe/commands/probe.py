@@ -68,12 +68,6 @@ def run(args: argparse.Namespace) -> int:
                 skip_bad=args.skip_bad,
                 quiet=args.quiet,
             )
-        if summary.unconverged:
-            print(
-                f"layerprobe: warning: {summary.unconverged} {config.probe} fit(s) stopped at the "
-                "iteration cap above the tolerance; their rows say converged = false",
-                file=sys.stderr,
-            )
         if not args.quiet:
             for line in summary.again:
                 print(f"layerprobe: probing again {line}", file=sys.stderr)

@@ -107,6 +107,15 @@ def run_probes(
             f"none of the {len(units)} unit(s) could be probed (see the warnings above); fix or "
             "re-extract their caches"
         )
+    if summary.unconverged:  # a warning the Python API sees too, not only the command line
+        from layerprobe.probe.families import NotConvergedWarning
+        from layerprobe.runtime.warn import warn as warn_user
+
+        warn_user(
+            f"{summary.unconverged} {config.probe} fit(s) stopped at the iteration cap above "
+            "the tolerance; their rows say converged = false",
+            NotConvergedWarning,
+        )
     return summary
 
 
