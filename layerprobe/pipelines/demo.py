@@ -303,7 +303,7 @@ def _ceiling_cell(fit) -> str:
     interval = f"[{lo:.0f}, {hi:.0f}]" if pd.notna(lo) and pd.notna(hi) else "[n/a]"
     if fit.status != "ok":
         return f"undetermined ({fit.status}) {interval}"
-    return f"{100 * fit.saturation:5.1f}% [{lo:.1f}, {hi:.1f}]"
+    return f"{100 * fit.saturation:.1f}% [{lo:.1f}, {hi:.1f}]"
 
 
 def _correlation_line(row) -> str:
