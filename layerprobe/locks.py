@@ -54,8 +54,11 @@ def take_lock(where: str | Path, busy: Callable[[dict], Exception]) -> int:
         except FileNotFoundError:
             same = False
         if same:
-            note = {"pid": os.getpid(), "host": socket.gethostname(),
-                    "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+            note = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(note).encode(), 0)
             return fd

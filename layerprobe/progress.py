@@ -85,8 +85,15 @@ class Progress:
         if not quiet and is_terminal():
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=self.total, initial=self.initial, desc=desc, unit=unit,
-                            file=sys.stderr, dynamic_ncols=True, leave=leave)  # fmt: skip
+            self.bar = tqdm(
+                total=self.total,
+                initial=self.initial,
+                desc=desc,
+                unit=unit,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                leave=leave,
+            )
 
     # ------------------------------------------------------------------ counting
     def update(self, n: int = 1, note: str = "") -> None:
@@ -155,7 +162,9 @@ class Progress:
         now = now or time.monotonic()
         pct = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
         eta = self.eta(now)
-        text = (f"{self.desc}: {self.unit} {self.n}/{self.total}{pct}, "
-                f"{duration(now - self.started)} elapsed, {self._rate(now)}, "
-                f"ETA {duration(eta) if eta is not None else '?'}")  # fmt: skip
+        text = (
+            f"{self.desc}: {self.unit} {self.n}/{self.total}{pct}, "
+            f"{duration(now - self.started)} elapsed, {self._rate(now)}, "
+            f"ETA {duration(eta) if eta is not None else '?'}"
+        )
         return f"{text} — {self.note}" if self.note else text

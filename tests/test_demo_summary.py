@@ -18,7 +18,9 @@ def test_summary_prints_intervals_and_names_undetermined_ceilings(tmp_path):
         "flat": (1e-6, 1.0, 0.6),  # DS does not rise with US: the ceiling is not determined
     }
     table = load(curve_store(tmp_path / "res", tasks, n=25, us_range=(0.1, 0.95)))
-    text = summary_text(fit_saturation(table), layer_saturation(table), tmp_path, 25, 2)
+    text = summary_text(
+        fit_saturation(table), layer_saturation(table), tmp_path, n_ckpt=25, n_tasks=2
+    )
     well = next(line for line in text.splitlines() if line.strip().startswith("well"))
     flat = next(line for line in text.splitlines() if line.strip().startswith("flat"))
     lo, hi = map(float, re.search(r"\[([\d.]+), ([\d.]+)\]", well).groups())
@@ -30,7 +32,9 @@ def test_summary_prints_intervals_and_names_undetermined_ceilings(tmp_path):
 
 def test_summary_says_the_correlation_is_undetermined_when_no_ceiling_is(tmp_path):
     table = load(curve_store(tmp_path / "res", {"flat": (1e-6, 1.0, 0.6)}, n=9))
-    text = summary_text(fit_saturation(table), layer_saturation(table), tmp_path, 9, 1)
+    text = summary_text(
+        fit_saturation(table), layer_saturation(table), tmp_path, n_ckpt=9, n_tasks=1
+    )
     assert "ceilings the data determine: 0 of 1 tasks" in text
     assert "Spearman(saturation depth, e_IR): undetermined" in text and "rho =" not in text
 
@@ -40,7 +44,7 @@ def test_summary_reads_matched_head_knob_pairs_with_their_intervals(tmp_path):
     table = load(store)
     pairs = knob_pairs(read_selected(store))
     fits = fit_saturation(table, warn=lambda msg: None)
-    text = summary_text(fits, layer_saturation(table), tmp_path, 12, 2, pairs=pairs)
+    text = summary_text(fits, layer_saturation(table), tmp_path, n_ckpt=12, n_tasks=2, pairs=pairs)
     line = next(line for line in text.splitlines() if line.startswith("head_wd"))
     # US falls by exactly 2 points in every pair; DS at pre_logits rises by 5 on both tasks; the
     # best layer moves down on 'early' only (on 'late' the difference is exactly 0)
@@ -56,5 +60,5 @@ def test_summary_says_when_no_checkpoints_are_matched(tmp_path):
     table = load(store)
     pairs = knob_pairs(read_selected(store))
     fits = fit_saturation(table, warn=lambda msg: None)
-    text = summary_text(fits, layer_saturation(table), tmp_path, 9, 2, pairs=pairs)
+    text = summary_text(fits, layer_saturation(table), tmp_path, n_ckpt=9, n_tasks=2, pairs=pairs)
     assert "matched head-knob pairs: none" in text and "US accuracy" not in text

@@ -94,10 +94,10 @@ def test_prediction_error_is_measured_on_the_held_out_hull_points():
     train, held, targets = holdout_split(us[order], ds[order], 0.2)
     assert sorted(order[held]) == [15, 16, 17, 18, 19]
     assert sorted(order[targets]) == [15, 17, 19] and len(train) == 15
-    err, n = prediction_error(us[order], ds[order], 0.2, "hull", fit_form())
+    err, n = prediction_error(us[order], ds[order], 0.2, points="hull", form=fit_form())
     assert n == 3
     assert err == pytest.approx(0.02, abs=1e-4)
-    err_all, n_all = prediction_error(us, ds, 0.2, "all", fit_form())
+    err_all, n_all = prediction_error(us, ds, 0.2, points="all", form=fit_form())
     assert n_all == 3 and err_all == pytest.approx(0.02, abs=1e-4)  # the same targets
     row = fit_group(us, ds, holdout_top=0.2)
     assert row["n_heldout"] == 5 and row["n_targets"] == 3

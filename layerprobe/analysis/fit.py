@@ -50,9 +50,20 @@ TINY = 1e-9  # k > 0: its lower bound
 ALPHA_GRID = np.geomspace(ALPHA_MIN, ALPHA_MAX, 113)  # steps of 7 %
 # The store columns a fit reads (``read_selected(DIR, columns=READ_COLUMNS)``).
 READ_COLUMNS = (
-    "model", "model_key", "upstream_task", "upstream_accuracy", *KNOBS, "task", "layer", "depth",
-    "shots", "seed", "test_accuracy", "probe", "backend",
-)  # fmt: skip
+    "model",
+    "model_key",
+    "upstream_task",
+    "upstream_accuracy",
+    *KNOBS,
+    "task",
+    "layer",
+    "depth",
+    "shots",
+    "seed",
+    "test_accuracy",
+    "probe",
+    "backend",
+)
 CI = (2.5, 97.5)
 MIN_POINTS = 3  # fewer distinct fit points: no fit at all (the group is skipped with a warning)
 # The probe-noise floor of the residual variance is this many times the mean squared standard
@@ -103,7 +114,7 @@ class Form:
             cols.append(np.ones_like(e_us))
         return np.stack(cols, axis=1)
 
-    def profile(self, e_us, e_ds, alphas, w=None):
+    def profile(self, e_us, e_ds, alphas, *, w=None):
         """Exact bounded least squares of k (and e_IR) at fixed α, for a batch of point sets.
 
         Parameters
@@ -170,12 +181,12 @@ class Form:
                 for i in range(0, len(e_us), step)
             ]
             return np.concatenate(parts)
-        _, sse = self.profile(e_us, e_ds, ALPHA_GRID, w)
+        _, sse = self.profile(e_us, e_ds, ALPHA_GRID, w=w)
         i = np.argmin(sse, axis=1)
         lo = ALPHA_GRID[np.maximum(i - 1, 0)]
         hi = ALPHA_GRID[np.minimum(i + 1, len(ALPHA_GRID) - 1)]
         fine = np.exp(np.linspace(np.log(lo), np.log(hi), 65, axis=1))  # (B, 65)
-        theta, sse = self.profile(e_us, e_ds, fine, w)
+        theta, sse = self.profile(e_us, e_ds, fine, w=w)
         best = theta[np.arange(len(theta)), np.argmin(sse, axis=1)]
         best = np.clip(best, self.lower, self.upper)
         return best[0] if single else best
@@ -210,6 +221,7 @@ def fit_curve(
     us: np.ndarray,
     ds: np.ndarray,
     form: str | Form = "eq1",
+    *,
     max_evals: int | None = None,
     polish: bool = True,
 ) -> CurveFit:
@@ -246,14 +258,16 @@ def predict(form: str | Form, theta: np.ndarray, us: np.ndarray) -> np.ndarray:
     return 1.0 - get_form(form)(1.0 - np.asarray(us, float), np.asarray(theta, float))
 
 
-def fit_indices(us: np.ndarray, ds: np.ndarray, points: str, presorted: bool = False) -> np.ndarray:
+def fit_indices(
+    us: np.ndarray, ds: np.ndarray, points: str, *, presorted: bool = False
+) -> np.ndarray:
     """Which points a fit uses: the rising part of the upper hull (up to the best DS point; see
     :func:`layerprobe.analysis.hull.rising_hull`), or all of them."""
     return rising_hull(us, ds, presorted) if points == "hull" else np.arange(len(us))
 
 
 def holdout_split(
-    us: np.ndarray, ds: np.ndarray, holdout: float, n_params: int = 3
+    us: np.ndarray, ds: np.ndarray, holdout: float, *, n_params: int = 3
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Which checkpoints the prediction error holds out, and which of them it is scored on.
 
@@ -292,6 +306,7 @@ def prediction_error(
     us: np.ndarray,
     ds: np.ndarray,
     holdout: float,
+    *,
     points: str,
     form: Form,
     max_evals: int | None = None,
@@ -300,14 +315,14 @@ def prediction_error(
     frontier points (:func:`holdout_split`), and how many points it rests on; NaN when the
     training part has fewer than 3 fit points or there is no target."""
     form = get_form(form)
-    train, _, targets = holdout_split(us, ds, holdout, len(form.params))
+    train, _, targets = holdout_split(us, ds, holdout, n_params=len(form.params))
     if len(targets) == 0:
         return math.nan, 0
     x, y = us[train], ds[train]
     use = fit_indices(x, y, points)
     if len(np.unique(x[use])) < MIN_POINTS:
         return math.nan, len(targets)
-    fit = fit_curve(x[use], y[use], form, max_evals)
+    fit = fit_curve(x[use], y[use], form, max_evals=max_evals)
     err = predict(form, fit.theta, us[targets]) - ds[targets]
     return float(np.sqrt(np.mean(err**2))), len(targets)
 
@@ -346,7 +361,7 @@ def fit_group(
         return None
     x, y = us[use], ds[use]
     n_par = len(form.params)
-    fit = fit_curve(x, y, form, max_evals)
+    fit = fit_curve(x, y, form, max_evals=max_evals)
     # The intervals of a fit that did not converge come from the grid solution.
     theta = fit.theta if fit.converged else fit_curve(x, y, form, polish=False).theta
     e_us, e_ds = 1.0 - x, 1.0 - y
@@ -354,7 +369,7 @@ def fit_group(
     se = np.asarray(ds_se, float)[use] if ds_se is not None else np.zeros(0)
     se = se[np.isfinite(se)]
     noise_var = NOISE_FACTOR * float(np.mean(se**2)) if len(se) else 0.0
-    delta = threshold(sse, len(use), n_par, noise_var)
+    delta = threshold(sse, len(use), n_par, noise_var=noise_var)
     iv = profile_intervals(e_us, e_ds, theta, sse_min=sse, delta=delta, with_e_ir=n_par > 2)
     best = int(np.argmax(ds))
     estimate = theta if fit.converged else np.full(n_par, np.nan)
@@ -413,11 +428,11 @@ def _reasons(us, ds, x, theta, sse, delta, iv, points, n_par, max_width) -> list
 
 def _prediction(us, ds, holdout, points, form, max_evals) -> dict:
     """Prediction errors of the ``hull`` and the ``all`` fit on the same held-out points."""
-    train, held, targets = holdout_split(us, ds, holdout, len(form.params))
+    train, held, targets = holdout_split(us, ds, holdout, n_params=len(form.params))
     out = {"holdout": holdout, "n_heldout": len(held), "n_targets": len(targets)}
     for mode in POINTS:
         out[f"pred_error_{mode}"] = (
-            prediction_error(us, ds, holdout, mode, form, max_evals)[0]
+            prediction_error(us, ds, holdout, points=mode, form=form, max_evals=max_evals)[0]
             if len(targets)
             else math.nan
         )
@@ -448,7 +463,7 @@ def _bootstrap(us, ds, form, points, holdout, n, seed) -> dict:
     # resample's hull skips its sort.
     order = np.lexsort((-ds, us))
     us, ds = us[order], ds[order]
-    train, _, targets = holdout_split(us, ds, holdout, len(form.params))
+    train, _, targets = holdout_split(us, ds, holdout, n_params=len(form.params))
     full, part = [], []  # per resample: (US, DS) of its fit points
     for _ in range(n):
         idx = np.sort(rng.integers(0, len(us), len(us)))

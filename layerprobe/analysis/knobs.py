@@ -83,6 +83,7 @@ def knob_features(part: pd.DataFrame, knobs: tuple[str, ...]) -> tuple[np.ndarra
 
 def knob_information(
     points: pd.DataFrame,
+    *,
     knobs: tuple[str, ...] = SIZE_KNOBS,
     form: str = "eq1",
     folds: int = 5,

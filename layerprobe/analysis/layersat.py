@@ -335,10 +335,22 @@ def saturation_correlation(
 
 
 CORRELATION_COLUMNS = [
-    "upstream_task", "shots", "probe", "measure", "tasks", "rho", "rho_lo", "rho_hi",
-    "rho_ckpt_lo", "rho_ckpt_hi", "p_value", "partial_rho", "partial_p", "undetermined",
+    "upstream_task",
+    "shots",
+    "probe",
+    "measure",
+    "tasks",
+    "rho",
+    "rho_lo",
+    "rho_hi",
+    "rho_ckpt_lo",
+    "rho_ckpt_hi",
+    "p_value",
+    "partial_rho",
+    "partial_p",
+    "undetermined",
     "left_out",
-]  # fmt: skip
+]
 
 
 def _names(frame: pd.DataFrame, where: dict) -> str:

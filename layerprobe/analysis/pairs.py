@@ -352,9 +352,19 @@ def _depth_notes(effects: list[pd.DataFrame]) -> list[str]:
 
 
 READ_COLUMNS = (
-    "model", "model_key", "upstream_task", "upstream_accuracy", *KNOBS, "task", "layer", "depth",
-    "shots", "seed", "test_accuracy", "probe",
-)  # fmt: skip
+    "model",
+    "model_key",
+    "upstream_task",
+    "upstream_accuracy",
+    *KNOBS,
+    "task",
+    "layer",
+    "depth",
+    "shots",
+    "seed",
+    "test_accuracy",
+    "probe",
+)
 
 
 def read_for_pairs(

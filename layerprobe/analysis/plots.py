@@ -89,7 +89,7 @@ def task_styles(names) -> dict[str, dict]:
 
 
 def panels(
-    n: int, width: float = 3.2, height: float = 2.8, top: float = 0.95
+    n: int, *, width: float = 3.2, height: float = 2.8, top: float = 0.95
 ) -> tuple[Figure, list]:
     """A figure with ``n`` axes on a grid of at most ``COLUMNS`` per row (extra axes hidden)."""
     cols = max(1, min(COLUMNS, n))
@@ -137,7 +137,7 @@ def us_norm(us: np.ndarray) -> Normalize:
 
 
 def plot_saturation(
-    points: pd.DataFrame, fits: pd.DataFrame, shots: int, stem: str | Path
+    points: pd.DataFrame, fits: pd.DataFrame, shots: int, *, stem: str | Path
 ) -> list[Path]:
     """DS against US accuracy for one shot count: a panel per task with every checkpoint, the
     fitted points, the fitted curve, and where the data determine it (status ``ok``) the
@@ -160,8 +160,16 @@ def plot_saturation(
             status = "not fitted (< 3 points)"
         ax.set_title(title(key), fontsize=9)
         if status:  # beside the panel: why there is no ceiling
-            ax.text(0.5, 1.0, f"no ceiling: {status}", transform=ax.transAxes, ha="center",
-                    va="bottom", fontsize=8, color=UNDETERMINED)  # fmt: skip
+            ax.text(
+                0.5,
+                1.0,
+                f"no ceiling: {status}",
+                transform=ax.transAxes,
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                color=UNDETERMINED,
+            )
             ax.set_title(title(key) + "\n", fontsize=9)
             ax.set_facecolor("#f6f6f6")
         ax.set_xlabel("US accuracy")
@@ -209,9 +217,15 @@ def _legend_above(fig: Figure, axes: list) -> None:
     if not legend:
         return
     if fig.get_figwidth() >= 9.5:
-        fig.legend(legend.values(), legend.keys(), loc="upper center", ncols=len(legend),
-                   fontsize=8, frameon=False,
-                   bbox_to_anchor=(0.5, 1 - 0.42 / fig.get_figheight()))  # fmt: skip
+        fig.legend(
+            legend.values(),
+            legend.keys(),
+            loc="upper center",
+            ncols=len(legend),
+            fontsize=8,
+            frameon=False,
+            bbox_to_anchor=(0.5, 1 - 0.42 / fig.get_figheight()),
+        )
     else:
         axes[0].legend(legend.values(), legend.keys(), fontsize=6, loc="lower right")
 
@@ -249,8 +263,15 @@ def plot_layer_curves(curves: pd.DataFrame, shots: int, stem: str | Path) -> lis
         axes[0].legend(fontsize=7)
     if np.isfinite(part["us"].to_numpy(float)).any() and axes:
         fig.subplots_adjust(right=1 - 1.0 / fig.get_figwidth())  # room for the colour bar's label
-        fig.colorbar(ScalarMappable(norm, CMAP), ax=axes, label="US accuracy", shrink=0.6,
-                     fraction=0.02, pad=0.015, aspect=30)  # fmt: skip
+        fig.colorbar(
+            ScalarMappable(norm, CMAP),
+            ax=axes,
+            label="US accuracy",
+            shrink=0.6,
+            fraction=0.02,
+            pad=0.015,
+            aspect=30,
+        )
     fig.suptitle(f"Layer-wise DS accuracy, {shots_label(shots)} (a line per checkpoint)")
     return save(fig, stem)
 
@@ -266,8 +287,13 @@ def plot_eir_vs_shots(fits: pd.DataFrame, stem: str | Path) -> list[Path]:
     styles = task_styles(fits["task"])
     width, height = 15.0, 4.4
     fig = Figure(figsize=(width, height * len(groups)))
-    fig.subplots_adjust(left=0.7 / width, right=1 - 3.4 / width, top=1 - 0.7 / (height * len(groups)),
-                        bottom=0.5 / (height * len(groups)), hspace=0.45)  # fmt: skip
+    fig.subplots_adjust(
+        left=0.7 / width,
+        right=1 - 3.4 / width,
+        top=1 - 0.7 / (height * len(groups)),
+        bottom=0.5 / (height * len(groups)),
+        hspace=0.45,
+    )
     axes = fig.subplots(len(groups), 1, squeeze=False).ravel().tolist()
     for ax, ((upstream, probe), every) in zip(axes, groups, strict=True):
         shot_values = sorted(set(every["shots"]), key=lambda s: (s == 0, s))
@@ -278,8 +304,16 @@ def plot_eir_vs_shots(fits: pd.DataFrame, stem: str | Path) -> list[Path]:
             x = line["shots"].map(where).to_numpy(float)
             y = line["e_ir"].to_numpy(float)
             err = np.abs(np.c_[y - line["e_ir_lo"], line["e_ir_hi"] - y].T)
-            ax.errorbar(x, y, yerr=np.nan_to_num(err), ms=4, capsize=2, lw=1, label=str(task),
-                        **styles[str(task)])  # fmt: skip
+            ax.errorbar(
+                x,
+                y,
+                yerr=np.nan_to_num(err),
+                ms=4,
+                capsize=2,
+                lw=1,
+                label=str(task),
+                **styles[str(task)],
+            )
         ax.set_xticks(range(len(shot_values)), [shots_label(s) for s in shot_values], fontsize=8)
         ax.set_xlim(-0.3, len(shot_values) - 0.7)
         ax.set_ylabel("e_IR (1 − saturation)")
@@ -320,8 +354,9 @@ def plot_depth_vs_eir(
     Each panel says how many tasks it leaves out and why.
     """
     good = fits["status"].eq("ok") if "status" in fits.columns else fits["converged"].astype(bool)
-    joined = summary.merge(fits.assign(_ok=good)[[*GROUP, "e_ir", "e_ir_lo", "e_ir_hi", "_ok"]],
-                           on=GROUP)  # fmt: skip
+    joined = summary.merge(
+        fits.assign(_ok=good)[[*GROUP, "e_ir", "e_ir_lo", "e_ir_hi", "_ok"]], on=GROUP
+    )
     cells = ["upstream_task", "shots", "probe"]
     groups = list(joined.groupby(cells, sort=True, observed=True))
     order = sorted(groups, key=lambda g: (g[0][0], g[0][1] == 0, g[0][1], g[0][2]))
@@ -339,9 +374,17 @@ def plot_depth_vs_eir(
         hi = np.where(np.isfinite(hi), hi, seeds[1])
         yerr = np.nan_to_num(np.c_[y - lo, hi - y].T)
         for i, task in enumerate(shown["task"].astype(str)):
-            ax.errorbar(x[i], y[i], xerr=np.nan_to_num(xerr[:, i : i + 1]),
-                        yerr=yerr[:, i : i + 1], ms=5, capsize=2, lw=0.8, ls="none",
-                        **styles[task])  # fmt: skip
+            ax.errorbar(
+                x[i],
+                y[i],
+                xerr=np.nan_to_num(xerr[:, i : i + 1]),
+                yerr=yerr[:, i : i + 1],
+                ms=5,
+                capsize=2,
+                lw=0.8,
+                ls="none",
+                **styles[task],
+            )
             ax.annotate(task, (x[i], y[i]), xytext=(3, 3), textcoords="offset points", fontsize=6)
         undetermined = int((~part["_ok"]).sum())
         near = int((part["_ok"] & part["near_chance"].astype(bool)).sum())
@@ -353,16 +396,25 @@ def plot_depth_vs_eir(
         rho = _rho_text(correlation, upstream, shots, probe)
         if rho:
             lines.insert(0, rho)
-        ax.text(0.98, 0.02, "\n".join(lines), transform=ax.transAxes, ha="right", va="bottom",
-                fontsize=7, bbox=dict(fc="white", ec="0.8", alpha=0.85))  # fmt: skip
+        ax.text(
+            0.98,
+            0.02,
+            "\n".join(lines),
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=7,
+            bbox=dict(fc="white", ec="0.8", alpha=0.85),
+        )
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.05, 1.05)
         ax.set_xlabel("e_IR (fitted, 95 % interval)")
         ax.set_ylabel("saturation depth (best layer)")
         name = f"{shots_label(shots)}, {probe}" + (f"\nfrom {upstream}" if upstream else "")
         ax.set_title(name, fontsize=9)
-    fig.suptitle("Saturation depth against e_IR, one point per task (the paper predicts a "
-                 "falling trend)")  # fmt: skip
+    fig.suptitle(
+        "Saturation depth against e_IR, one point per task (the paper predicts a falling trend)"
+    )
     return save(fig, stem)
 
 
@@ -417,8 +469,14 @@ def plot_knobs(effects: pd.DataFrame, knob: str, stem: str | Path) -> list[Path]
             x = line["value"].astype(float).map(where).to_numpy(float)
             ax.plot(x, line["ds"], "-o", ms=3, c=f"C{j % 10}", label=f"DS, {shots_label(shots)}")
             if band:
-                ax.fill_between(x, line["ds_min"], line["ds_max"], color="C0", alpha=0.12,
-                                label="DS, min–max over checkpoints")  # fmt: skip
+                ax.fill_between(
+                    x,
+                    line["ds_min"],
+                    line["ds_max"],
+                    color="C0",
+                    alpha=0.12,
+                    label="DS, min–max over checkpoints",
+                )
         us = cell.drop_duplicates("value").sort_values("value")
         ax.plot(us["value"].astype(float).map(where), us["us"], "--s", ms=3, c="k", label="US")
         ax.set_xticks(range(len(values)), [f"{v:g}" for v in values], fontsize=8)
@@ -455,8 +513,15 @@ def plot_task_correlation(points: pd.DataFrame, shots: int, stem: str | Path) ->
             for j in range(n):
                 value = corr.iat[i, j]
                 if np.isfinite(value):
-                    ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
-                            color="white" if abs(value) > 0.6 else "black")  # fmt: skip
+                    ax.text(
+                        j,
+                        i,
+                        f"{value:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if abs(value) > 0.6 else "black",
+                    )
     fig.colorbar(image, ax=ax, label="Spearman ρ")
     ax.set_title(f"Rank correlation across checkpoints, {shots_label(shots)}", fontsize=9)
     return save(fig, stem)

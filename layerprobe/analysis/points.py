@@ -84,6 +84,7 @@ def checkpoint_info(table: pd.DataFrame) -> pd.DataFrame:
 def checkpoint_points(
     table: pd.DataFrame,
     layer: str = "pre_logits",
+    *,
     warn: Callable[[str], None] | None = None,
     require_us: bool = True,
 ) -> pd.DataFrame:

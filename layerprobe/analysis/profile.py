@@ -45,7 +45,7 @@ ZOOM_POINTS = 61  # the fine grid over the region, per axis
 ZOOM_MARGIN = 1.07  # one coarse α step beyond the region found on the coarse grid
 
 
-def threshold(sse_min: float, n: int, p: int, noise_var: float = 0.0, level: float = LEVEL):
+def threshold(sse_min: float, n: int, p: int, *, noise_var: float = 0.0, level: float = LEVEL):
     """Δ: how much SSE above its minimum stays inside the ``level`` confidence region.
 
     Parameters

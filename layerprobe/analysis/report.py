@@ -268,9 +268,10 @@ def _peaks(saturation: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
         )
         text = f"<b>Peak below the last layer, {label}</b>: "
         text += (
-            f"{len(below)} of {len(usable)} tasks: {names}." if len(below) else
-            f"none of {len(usable)} tasks."
-        )  # fmt: skip
+            f"{len(below)} of {len(usable)} tasks: {names}."
+            if len(below)
+            else f"none of {len(usable)} tasks."
+        )
         near = part[part["near_chance"].astype(bool)]
         if len(near):
             text += (
@@ -404,9 +405,20 @@ def _layer_section(saturation: pd.DataFrame, summary: pd.DataFrame) -> Section:
     section.html.append(_table(summary, "per task and shot count"))
     if len(saturation) <= PER_CHECKPOINT_ROWS:
         cols = [
-            "model", "model_key", "task", "shots", "probe", "us", "best_layer", "best_depth",
-            "best_accuracy", "saturation_layer", "saturation_depth", "last_layer", "gap",
-        ]  # fmt: skip
+            "model",
+            "model_key",
+            "task",
+            "shots",
+            "probe",
+            "us",
+            "best_layer",
+            "best_depth",
+            "best_accuracy",
+            "saturation_layer",
+            "saturation_depth",
+            "last_layer",
+            "gap",
+        ]
         section.html.append("<h3>Per checkpoint</h3>")
         section.html.append(_table(saturation[cols], "per checkpoint, task and shot count"))
     return section
@@ -524,56 +536,71 @@ def _figures(folder: Path, curves, pts, fits, summary, corr, saturation) -> list
     # (the summary says that no ceiling is determined, and why).
     determined = fitted and bool((fits["status"] == "ok").any())
     if determined:
-        written.append((
-            plots.plot_depth_vs_eir(summary, fits, folder / "depth-vs-e_ir", correlation=corr,
-                                    saturation=saturation),  # fmt: skip
-            "Each point is a task whose data determine e_IR, at its mean saturation depth over "
-            "the top third of checkpoints: a falling trend (high e_IR, shallow best layer) is "
-            "what the paper's Section 4 predicts, and the bars show how far each point could "
-            "move (e_IR: 95 % profile interval; depth: ± 1.96 standard errors over checkpoints, or "
-            "the interval from the seeds where one checkpoint is summarised).",
-        ))  # fmt: skip
+        written.append(
+            (
+                plots.plot_depth_vs_eir(
+                    summary, fits, folder / "depth-vs-e_ir", correlation=corr, saturation=saturation
+                ),
+                "Each point is a task whose data determine e_IR, at its mean saturation depth over "
+                "the top third of checkpoints: a falling trend (high e_IR, shallow best layer) is "
+                "what the paper's Section 4 predicts, and the bars show how far each point could "
+                "move (e_IR: 95 % profile interval; depth: ± 1.96 standard errors over checkpoints, or "
+                "the interval from the seeds where one checkpoint is summarised).",
+            )
+        )
     if determined:
-        written.append((
-            plots.plot_eir_vs_shots(fits, folder / "e_ir-vs-shots"),
-            "Read how each task's irreducible error e_IR changes with more shots (bars: 95 % "
-            "interval); only fits whose data determine e_IR are drawn.",
-        ))  # fmt: skip
+        written.append(
+            (
+                plots.plot_eir_vs_shots(fits, folder / "e_ir-vs-shots"),
+                "Read how each task's irreducible error e_IR changes with more shots (bars: 95 % "
+                "interval); only fits whose data determine e_IR are drawn.",
+            )
+        )
     for shots in shot_counts:
         name = plots.shots_label(shots).replace(" ", "-")
         label = plots.shots_label(shots)
         if fitted:
-            written.append((
-                plots.plot_saturation(pts, fits, shots, folder / f"saturation-{name}"),
-                f"Read, per task at {label}, how DS accuracy rises with US accuracy towards its "
-                "ceiling (dashed, 95 % band), drawn only where the data determine it; grey "
-                "panels say in red why they do not.",
-            ))  # fmt: skip
-        written.append((
-            plots.plot_layer_curves(curves, shots, folder / f"layers-{name}"),
-            f"Read where along the depth each task's accuracy peaks at {label}, and whether "
-            "checkpoints of higher US accuracy (yellow) peak at a different depth than weaker "
-            "ones (purple).",
-        ))  # fmt: skip
+            written.append(
+                (
+                    plots.plot_saturation(pts, fits, shots, stem=folder / f"saturation-{name}"),
+                    f"Read, per task at {label}, how DS accuracy rises with US accuracy towards its "
+                    "ceiling (dashed, 95 % band), drawn only where the data determine it; grey "
+                    "panels say in red why they do not.",
+                )
+            )
+        written.append(
+            (
+                plots.plot_layer_curves(curves, shots, folder / f"layers-{name}"),
+                f"Read where along the depth each task's accuracy peaks at {label}, and whether "
+                "checkpoints of higher US accuracy (yellow) peak at a different depth than weaker "
+                "ones (purple).",
+            )
+        )
     if pts is not None:
         counts = pts.groupby("shots")["task"].nunique()
         several = [s for s in shot_counts if counts.get(s, 0) >= 2]
         if several:  # one heat map: the largest few-shot count (the full split if only that)
             shots = max(several, key=lambda s: (s != 0, s))
             label = plots.shots_label(shots)
-            written.append((
-                plots.plot_task_correlation(pts, shots, folder / f"correlation-{label.replace(' ', '-')}"),
-                f"Read which tasks rank the checkpoints alike at {label} (red: the same order, "
-                "blue: the opposite) and which follow US accuracy (first row).",
-            ))  # fmt: skip
+            written.append(
+                (
+                    plots.plot_task_correlation(
+                        pts, shots, folder / f"correlation-{label.replace(' ', '-')}"
+                    ),
+                    f"Read which tasks rank the checkpoints alike at {label} (red: the same order, "
+                    "blue: the opposite) and which follow US accuracy (first row).",
+                )
+            )
         effects = knob_effects(pts, HEAD_KNOBS)
         for knob in sorted(set(effects["knob"])):
-            written.append((
-                plots.plot_knobs(effects, knob, folder / f"knob-{knob}"),
-                f"Read whether DS accuracy (solid, a line per shot count) moves with {knob} "
-                "while US accuracy (dashed) does not; means over checkpoints that may also "
-                "differ in other knobs, so a difference here is not yet an effect of the knob.",
-            ))  # fmt: skip
+            written.append(
+                (
+                    plots.plot_knobs(effects, knob, folder / f"knob-{knob}"),
+                    f"Read whether DS accuracy (solid, a line per shot count) moves with {knob} "
+                    "while US accuracy (dashed) does not; means over checkpoints that may also "
+                    "differ in other knobs, so a difference here is not yet an effect of the knob.",
+                )
+            )
     return [(paths[0], caption) for paths, caption in written]
 
 

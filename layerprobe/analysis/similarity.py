@@ -47,9 +47,17 @@ from layerprobe.runtime.devices import resolve_device
 BLOCK_BYTES = 256 * 2**20  # at most this memory for one tile of every layer's Gram matrix
 TILE = 128  # rows and columns of a tile: 168 layers' tiles take 22 MB
 COLUMNS = [
-    "task", "split", "model_key", "model_key_b", "layer_a", "layer_b", "depth_a", "depth_b",
-    "cka", "n_rows",
-]  # fmt: skip
+    "task",
+    "split",
+    "model_key",
+    "model_key_b",
+    "layer_a",
+    "layer_b",
+    "depth_a",
+    "depth_b",
+    "cka",
+    "n_rows",
+]
 FILE = "similarity.parquet"
 
 
@@ -338,7 +346,7 @@ def layer_similarity(
             device=device,
             quiet=quiet,
             precision=precision,
-        )  # fmt: skip
+        )
         for _, group in sorted(by_task.items())
     ]
     return pd.concat(frames, ignore_index=True)[COLUMNS]

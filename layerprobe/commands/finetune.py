@@ -36,7 +36,12 @@ def run(args: argparse.Namespace) -> int:
 
     config = from_args(FinetuneConfig, args)
     with removed_if_failed(args.results):  # a failure leaves no empty results folder behind
-        path = finetune(model_config_from_args(args), args.task, config, results_dir=args.results,
-                        quiet=args.quiet)  # fmt: skip
+        path = finetune(
+            model_config_from_args(args),
+            args.task,
+            config,
+            results_dir=args.results,
+            quiet=args.quiet,
+        )
     print(path)
     return 0

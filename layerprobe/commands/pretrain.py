@@ -28,12 +28,17 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", metavar="RUN_DIR", help="run folder (created; resumed when it exists)")
     add_options(p, PretrainConfig, exclude=("model", "task"))
     p.add_argument(
-        "--model-arg", action="append", type=parse_key_value, default=[], metavar="KEY=VALUE",
+        "--model-arg",
+        action="append",
+        type=parse_key_value,
+        default=[],
+        metavar="KEY=VALUE",
         help="model constructor argument over the rung's own (repeatable; Python literals)",
-    )  # fmt: skip
+    )
     p.add_argument("--data-root", metavar="DIR", help="task data root (default $LAYERPROBE_DATA)")
-    p.add_argument("--force", action="store_true",
-                   help="start over in a run folder that holds another config")  # fmt: skip
+    p.add_argument(
+        "--force", action="store_true", help="start over in a run folder that holds another config"
+    )
     p.add_argument("--list-models", action="store_true", help="print the ladders and exit")
     add_quiet(p)
     p.set_defaults(run=run)
@@ -65,7 +70,9 @@ def _list_models(task: str | None) -> int:
     print(f"{'model':<16}{'family':<8}{'params':>12}{'px':>6}  architecture (arguments)")
     for r in rows:
         args = ", ".join(f"{k}={v}" for k, v in r["kwargs"].items())
-        print(f"{r['name']:<16}{r['family']:<8}{r['params'] / 1e6:>11.2f}M{r['image_size']:>6}  "
-              f"{r['spec']}" + (f" ({args})" if args else ""))  # fmt: skip
+        print(
+            f"{r['name']:<16}{r['family']:<8}{r['params'] / 1e6:>11.2f}M{r['image_size']:>6}  "
+            f"{r['spec']}" + (f" ({args})" if args else "")
+        )
     print(f"parameters with a {classes}-class head; any timm name works too", file=sys.stderr)
     return 0

@@ -52,8 +52,14 @@ def run(args: argparse.Namespace) -> int:
     probe_config = from_args(ProbeConfig, args, only=PROBE_FIELDS)
     check_plan_options(probe_config.shots, probe_config.seeds, grid=len(probe_config.grid))
     with removed_if_failed(args.out):
-        result = scan(model_config_from_args(args), patterns, args.out, extract_config,
-                      probe_config, quiet=extract_config.quiet)  # fmt: skip
+        result = scan(
+            model_config_from_args(args),
+            patterns,
+            args.out,
+            extract_config=extract_config,
+            probe_config=probe_config,
+            quiet=extract_config.quiet,
+        )
     sys.stdout.write(format_best(result.best))
     if result.report:
         print(f"report: {result.report}")

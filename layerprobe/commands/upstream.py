@@ -22,8 +22,12 @@ def add_parser(subparsers) -> None:
     add_model_options(p)
     p.add_argument("--task", required=True, help="the task the model's head was trained for")
     p.add_argument("--split", default="val", help="split to score (val)")
-    p.add_argument("--cache", default="cache", metavar="DIR",
-                   help="feature cache folder to record the figure in (cache)")  # fmt: skip
+    p.add_argument(
+        "--cache",
+        default="cache",
+        metavar="DIR",
+        help="feature cache folder to record the figure in (cache)",
+    )
     p.add_argument(
         "--batch-size", type=whole_number(), default=256, metavar="N", help="images per batch"
     )
@@ -40,14 +44,21 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     score = upstream_score(
-        model_config_from_args(args), args.task, args.split, cache_dir=args.cache,
-        batch_size=args.batch_size, device=args.device, data_root=args.data_root,
-    )  # fmt: skip
+        model_config_from_args(args),
+        args.task,
+        args.split,
+        cache_dir=args.cache,
+        batch_size=args.batch_size,
+        device=args.device,
+        data_root=args.data_root,
+    )
     print(label(args.model, score))
     return 0
 
 
 def label(model: str, score) -> str:
     """``upstream accuracy of MODEL on TASK (split val, 5000 images): 0.529100``."""
-    return (f"upstream accuracy of {model} on {score.task} (split {score.split}, {score.n} "
-            f"images): {score.accuracy:.6f}")  # fmt: skip
+    return (
+        f"upstream accuracy of {model} on {score.task} (split {score.split}, {score.n} "
+        f"images): {score.accuracy:.6f}"
+    )

@@ -105,15 +105,19 @@ def demo(out_dir: str | Path = DEFAULT_OUT, quick: bool = False, quiet: bool = F
     out = check_writable(out_dir, "--out")
     say = _sayer(quiet)
     ladder = QUICK_LADDER if quick else LADDER
-    tasks = list(QUICK_TASKS) if quick else [
-        t.name for t in list_tasks(builtin=True) if t.group != "upstream"
-    ]  # fmt: skip
+    tasks = (
+        list(QUICK_TASKS)
+        if quick
+        else [t.name for t in list_tasks(builtin=True) if t.group != "upstream"]
+    )
     started = time.perf_counter()
     checkpoints = _pretrain(ladder, out / "runs", say, quiet)
     _extract(checkpoints, tasks, out / "cache", say, quiet)
     table = _probe(out, tasks, SHOTS, SEEDS, say, quiet)
     fits, layers, pairs, report = _analyse(out, table, say)
-    text = summary_text(fits, layers, report, len(checkpoints), len(tasks), pairs=pairs)
+    text = summary_text(
+        fits, layers, report, n_ckpt=len(checkpoints), n_tasks=len(tasks), pairs=pairs
+    )
     say(f"done in {duration(time.perf_counter() - started)}")
     return DemoResult(out, report, fits, layers, text, pairs)
 
@@ -137,22 +141,35 @@ def _pretrain(ladder, runs: Path, say, quiet: bool) -> list[Path]:
 
     done = [rung for rung in ladder if run_complete(runs / rung.name)]
     todo = [rung for rung in ladder if rung not in done]
-    say(f"stage 1/{STAGES}: pre-training {len(ladder)} run(s)"
-        + (f"; {len(done)} of {len(ladder)} complete already, reused" if done else ""))  # fmt: skip
+    say(
+        f"stage 1/{STAGES}: pre-training {len(ladder)} run(s)"
+        + (f"; {len(done)} of {len(ladder)} complete already, reused" if done else "")
+    )
     paths = []
     for rung in ladder:
         if rung in todo:
             i = todo.index(rung) + 1
-            say(f"pre-training {i}/{len(todo)}: {rung.name} ({rung.model}, data "
-                f"{rung.data_fraction:g}, {rung.epochs} epoch{'s' * (rung.epochs > 1)})")  # fmt: skip
-        config = PretrainConfig(model=rung.model, data_fraction=rung.data_fraction,
-                                epochs=rung.epochs, snapshots=rung.snapshots, head_wd=rung.head_wd,
-                                head_lr_mult=rung.head_lr_mult, lr=rung.lr, **PRETRAIN)  # fmt: skip
+            say(
+                f"pre-training {i}/{len(todo)}: {rung.name} ({rung.model}, data "
+                f"{rung.data_fraction:g}, {rung.epochs} epoch{'s' * (rung.epochs > 1)})"
+            )
+        config = PretrainConfig(
+            model=rung.model,
+            data_fraction=rung.data_fraction,
+            epochs=rung.epochs,
+            snapshots=rung.snapshots,
+            head_wd=rung.head_wd,
+            head_lr_mult=rung.head_lr_mult,
+            lr=rung.lr,
+            **PRETRAIN,
+        )
         final = pretrain(config, runs / rung.name, quiet=quiet or rung in done)
         paths += sorted((runs / rung.name / "snapshots").glob("*.pt")) + [final]
     if done:
-        say(f"pre-training: {len(done)} of {len(ladder)} run(s) reused, {len(todo)} trained "
-            f"({len(paths)} checkpoints)")  # fmt: skip
+        say(
+            f"pre-training: {len(done)} of {len(ladder)} run(s) reused, {len(todo)} trained "
+            f"({len(paths)} checkpoints)"
+        )
     return paths
 
 
@@ -165,8 +182,10 @@ def _extract(checkpoints: list[Path], tasks: list[str], cache: Path, say, quiet:
     # train and test only: the probe holds validation rows out of train (never out of test).
     config = ExtractConfig(cache_dir=cache, splits="train,test", device="cpu", quiet=True)
     total = len(checkpoints) * len(tasks)
-    say(f"stage 2/{STAGES}: extracting every layer of {len(checkpoints)} checkpoints on "
-        f"{len(tasks)} tasks ({total} units)")  # fmt: skip
+    say(
+        f"stage 2/{STAGES}: extracting every layer of {len(checkpoints)} checkpoints on "
+        f"{len(tasks)} tasks ({total} units)"
+    )
     reused = 0
     with Progress(total, desc="extract", unit="unit", quiet=quiet, first=True, last=True) as bar:
         for i, path in enumerate(checkpoints, 1):
@@ -176,8 +195,9 @@ def _extract(checkpoints: list[Path], tasks: list[str], cache: Path, say, quiet:
                 paths = extract(bb, task, config)
                 old = all(p.stat().st_mtime_ns < before for p in paths)
                 reused += old
-                bar.update(note=f"checkpoint {i}/{len(checkpoints)} {task}"
-                           + (" (reused)" if old else ""))  # fmt: skip
+                bar.update(
+                    note=f"checkpoint {i}/{len(checkpoints)} {task}" + (" (reused)" if old else "")
+                )
     if reused:
         say(f"extraction: {reused} of {total} units reused from {cache}")
 
@@ -186,8 +206,10 @@ def _probe(out: Path, tasks, shots, seeds: int, say, quiet: bool) -> pd.DataFram
     from layerprobe.probe import ProbeConfig, run_probes
     from layerprobe.results import load
 
-    say(f"stage 3/{STAGES}: probing every layer at shots {', '.join(map(str, shots))}, "
-        f"{seeds} seed(s)")  # fmt: skip
+    say(
+        f"stage 3/{STAGES}: probing every layer at shots {', '.join(map(str, shots))}, "
+        f"{seeds} seed(s)"
+    )
     config = ProbeConfig(shots=shots, seeds=seeds, device="cpu")
     run_probes(out / "cache", out / "results", config, tasks=tasks, quiet=quiet)
     return load(out / "results")
@@ -216,9 +238,9 @@ def summary_text(
     fits: pd.DataFrame,
     layers: pd.DataFrame,
     report: Path,
+    *,
     n_ckpt: int,
     n_tasks: int,
-    *,
     pairs: KnobPairs | None = None,
 ) -> str:
     """What the demo found, in a few lines, each with how sure it is: per task the ceiling
@@ -234,16 +256,20 @@ def summary_text(
     shots = int(layers.shots.max())
     top = layers[layers.shots == shots].sort_values("us").groupby("task").tail(1).set_index("task")
     fit = fits[fits.shots == shots].set_index("task") if len(fits) else None
-    lines = [f"{n_ckpt} checkpoints, {n_tasks} tasks; at {shots} shots "
-             f"(ceiling = 1 - e_IR of the fit on the rising upper hull, 95 % interval):",
-             f"  {'task':<24} {'ceiling':<40} {'best DS':>7} {'best depth':>10} {'last-layer gap':>14}"]  # fmt: skip
+    lines = [
+        f"{n_ckpt} checkpoints, {n_tasks} tasks; at {shots} shots "
+        f"(ceiling = 1 - e_IR of the fit on the rising upper hull, 95 % interval):",
+        f"  {'task':<24} {'ceiling':<40} {'best DS':>7} {'best depth':>10} {'last-layer gap':>14}",
+    ]
     early, rising, determined = [], [], 0
     for task, row in top.sort_values("best_depth").iterrows():
         task_fit = fit.loc[task] if fit is not None and task in fit.index else None
         cell = _ceiling_cell(task_fit)
         determined += task_fit is not None and task_fit.status == "ok"
-        lines.append(f"  {task:<24} {cell:<40} {100 * row.best_accuracy:6.1f}% "
-                     f"{row.best_depth:10.2f} {100 * row.gap:13.1f}p")  # fmt: skip
+        lines.append(
+            f"  {task:<24} {cell:<40} {100 * row.best_accuracy:6.1f}% "
+            f"{row.best_depth:10.2f} {100 * row.gap:13.1f}p"
+        )
         (early if row.best_depth < 1.0 and row.gap > 0 else rising).append(task)
     lines.append(f"ceilings the data determine: {determined} of {len(top)} tasks")
     lines.append(f"best layer below the last (saturate early): {', '.join(early) or 'none'}")
@@ -254,8 +280,9 @@ def summary_text(
         for row in corr.itertuples():
             lines.append(_correlation_line(row))
     if corr is None or corr.empty:  # no task's ceiling is determined: nothing to correlate
-        lines.append("Spearman(saturation depth, e_IR): undetermined — no task with a "
-                     "determined fit")  # fmt: skip
+        lines.append(
+            "Spearman(saturation depth, e_IR): undetermined — no task with a determined fit"
+        )
     if pairs is not None:
         lines += _pair_lines(pairs, shots)
     lines.append(f"report: {report}")
@@ -309,14 +336,21 @@ def _ceiling_cell(fit) -> str:
 def _correlation_line(row) -> str:
     """The Section 4 test with its intervals, and what the data decide."""
     if row.tasks < 4 or pd.isna(row.rho):
-        return (f"Spearman(saturation depth, e_IR): undetermined — {row.tasks} task(s) with a "
-                "determined fit, too few to correlate")  # fmt: skip
+        return (
+            f"Spearman(saturation depth, e_IR): undetermined — {row.tasks} task(s) with a "
+            "determined fit, too few to correlate"
+        )
     decided = pd.notna(row.rho_hi) and row.rho_hi < 0
     against = pd.notna(row.rho_lo) and row.rho_lo > 0
-    verdict = ("supports the paper (interval below 0)" if decided else
-               "contradicts the paper (interval above 0)" if against else
-               "cannot decide (the interval includes 0)")  # fmt: skip
-    return (f"Spearman(saturation depth, e_IR) across {row.tasks} tasks: rho = {row.rho:+.2f} "
-            f"[{row.rho_lo:+.2f}, {row.rho_hi:+.2f}] over tasks, "
-            f"[{row.rho_ckpt_lo:+.2f}, {row.rho_ckpt_hi:+.2f}] over checkpoints; "
-            f"given last-layer accuracy {row.partial_rho:+.2f}; {verdict}")  # fmt: skip
+    if decided:
+        verdict = "supports the paper (interval below 0)"
+    elif against:
+        verdict = "contradicts the paper (interval above 0)"
+    else:
+        verdict = "cannot decide (the interval includes 0)"
+    return (
+        f"Spearman(saturation depth, e_IR) across {row.tasks} tasks: rho = {row.rho:+.2f} "
+        f"[{row.rho_lo:+.2f}, {row.rho_hi:+.2f}] over tasks, "
+        f"[{row.rho_ckpt_lo:+.2f}, {row.rho_ckpt_hi:+.2f}] over checkpoints; "
+        f"given last-layer accuracy {row.partial_rho:+.2f}; {verdict}"
+    )

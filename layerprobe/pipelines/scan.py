@@ -39,8 +39,15 @@ def scan_tasks(patterns: Sequence[str]) -> list[str]:
     return [t.name for t in chosen]
 
 
-def scan(model, tasks: Sequence[str], out_dir: str | Path, extract_config=None,
-         probe_config=None, *, quiet: bool = False) -> ScanResult:  # fmt: skip
+def scan(
+    model,
+    tasks: Sequence[str],
+    out_dir: str | Path,
+    *,
+    extract_config=None,
+    probe_config=None,
+    quiet: bool = False,
+) -> ScanResult:
     """Extract, probe and summarise one checkpoint on ``tasks``, below ``out_dir``.
 
     Parameters
@@ -75,8 +82,14 @@ def scan(model, tasks: Sequence[str], out_dir: str | Path, extract_config=None,
         say(f"scan: extracting {task} ({i}/{len(names)})")
         keys |= {read_info(path).model_key for path in extract(bb, task, config)}
     say("scan: probing")
-    run_probes(out / "cache", out / "results", probe_config or ProbeConfig(),
-               model_keys=sorted(keys), tasks=names, quiet=quiet)  # fmt: skip
+    run_probes(
+        out / "cache",
+        out / "results",
+        probe_config or ProbeConfig(),
+        model_keys=sorted(keys),
+        tasks=names,
+        quiet=quiet,
+    )
     # the one store reader; --skip-bad leaves out bad parts (with a warning) as in `results show`
     table = load(out / "results", skip_bad=config.skip_bad, warn=_quiet if quiet else None)
     table = table[table.model_key.isin(keys) & table.task.isin(names)]
@@ -96,10 +109,17 @@ def best_layers(summary: pd.DataFrame) -> pd.DataFrame:
     for key, part in summary.groupby(["model_key", "task", "shots", "probe"], sort=False):
         best = part[part.best].iloc[0]
         last = part.sort_values("depth").iloc[-1]
-        rows.append(dict(zip(["model_key", "task", "shots", "probe"], key, strict=True),
-                         best_layer=best.layer, best_depth=best.depth, best_accuracy=best.accuracy,
-                         last_layer=last.layer, last_accuracy=last.accuracy,
-                         gap=best.accuracy - last.accuracy))  # fmt: skip
+        rows.append(
+            dict(
+                zip(["model_key", "task", "shots", "probe"], key, strict=True),
+                best_layer=best.layer,
+                best_depth=best.depth,
+                best_accuracy=best.accuracy,
+                last_layer=last.layer,
+                last_accuracy=last.accuracy,
+                gap=best.accuracy - last.accuracy,
+            )
+        )
     return pd.DataFrame(rows)
 
 
@@ -110,8 +130,10 @@ def format_best(best: pd.DataFrame) -> str:
     ]
     for row in best.itertuples():
         shots = "full" if row.shots == 0 else str(row.shots)
-        lines.append(f"{row.task:<24} {shots:>5}  {row.best_layer:<14} {row.best_depth:5.2f}  "
-                     f"{100 * row.best_accuracy:6.1f}  {100 * row.last_accuracy:6.1f}")  # fmt: skip
+        lines.append(
+            f"{row.task:<24} {shots:>5}  {row.best_layer:<14} {row.best_depth:5.2f}  "
+            f"{100 * row.best_accuracy:6.1f}  {100 * row.last_accuracy:6.1f}"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -39,8 +39,12 @@ WHY = {
 def why_again(path: Path, identity: dict, config: ProbeConfig) -> str | None:
     """Why a unit with no part at ``path`` is probed although its folder holds a part of the
     same probe configuration (which the new part will replace); None where there is none."""
-    generation = (identity["model_key"], identity["task"], config.probe,
-                  config_hash(config.values_identity()))  # fmt: skip
+    generation = (
+        identity["model_key"],
+        identity["task"],
+        config.probe,
+        config_hash(config.values_identity()),
+    )
     new = json.loads(json.dumps(identity, sort_keys=True, default=str))
     for other in sorted(
         path.parent.glob(f"{readable(identity['task'])}.{config.probe}.*{PART_SUFFIX}")

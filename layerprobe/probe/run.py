@@ -78,10 +78,19 @@ def run_probes(
             if why:
                 summary.again.append(f"{unit.name}: {why}")
     if summary.skipped and not quiet:
-        say(f"probe: {len(summary.skipped)} of {len(units)} unit(s) already probed; reusing "
-            f"their parts{'' if todo else ' (nothing to probe)'}")  # fmt: skip
-    bar = Progress(len(units), initial=len(summary.skipped), desc="probe", unit="unit",
-                   quiet=quiet or not todo, first=True, last=True)  # fmt: skip
+        say(
+            f"probe: {len(summary.skipped)} of {len(units)} unit(s) already probed; reusing "
+            f"their parts{'' if todo else ' (nothing to probe)'}"
+        )
+    bar = Progress(
+        len(units),
+        initial=len(summary.skipped),
+        desc="probe",
+        unit="unit",
+        quiet=quiet or not todo,
+        first=True,
+        last=True,
+    )
     workers = _unit_workers(config, len(todo))
     budget = MAX_LOAD_BYTES // workers  # the budget holds for all units in flight together
 
