@@ -114,8 +114,13 @@ def ours_rows(probes, ks: np.ndarray) -> list[dict]:
         x64 = normalise(torch.as_tensor(train).double())
         z64 = normalise(torch.as_tensor(evals).double())
         sims = z64.float() @ x64.float().T
-        vals, nbr = top_neighbours(sims, int(ks[-1]), ks, lambda r, z=z64, x=x64: z[r] @ x.T)
-        out.append({v: predict(vals, y[nbr], ks, probes.num_classes, v).numpy() for v in VOTES})
+        vals, nbr = top_neighbours(sims, int(ks[-1]), ks, exact=lambda r, z=z64, x=x64: z[r] @ x.T)
+        out.append(
+            {
+                v: predict(vals, y[nbr], ks, num_classes=probes.num_classes, vote=v).numpy()
+                for v in VOTES
+            }
+        )
     return out
 
 

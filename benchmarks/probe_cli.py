@@ -152,7 +152,7 @@ def run_engine(tasks, l2s) -> tuple[Clock, list[np.ndarray]]:
     counts, clock = [], Clock()
     for _, probes, _ in tasks:
         with clock:
-            counts.append(torch_backend(probes, l2s, "cpu", "float64"))
+            counts.append(torch_backend(probes, l2s, device="cpu", precision="float64"))
     return clock, counts
 
 
@@ -227,7 +227,9 @@ def time_floor(inputs, l2s) -> Clock:
                 lift, rhs = (xt @ q, qt @ y) if dual else (q, qt @ (xt @ y))  # (B, w, r), (B, r, C)
                 weights = rhs[..., None] / (eigs[:, :, None, None] + lam)  # (B, r, C, L)
                 weights = weights.reshape(batch, q.shape[-1], -1)
-                if dual_scoring_is_cheaper(q.shape[-1], width - 1, weights.shape[-1], len(z)):
+                if dual_scoring_is_cheaper(
+                    q.shape[-1], width - 1, weights.shape[-1], num_rows=len(z)
+                ):
                     products.append((lift.astype(np.float32), weights.astype(np.float32)))
                 else:
                     products.append(((lift @ weights).astype(np.float32), None))

@@ -152,12 +152,12 @@ def run(args) -> None:
 
     # (a) layerprobe logistic
     t = time.perf_counter()
-    result = logistic_sweep(probes, l2s, "cpu", "float32")
+    result = logistic_sweep(probes, l2s, device="cpu", precision="float32")
     ours_time = time.perf_counter() - t
     print(f"(a) done in {ours_time:.1f} s", flush=True)
     torch.set_num_threads(2)  # our default on this machine: one single-threaded worker per core
     t = time.perf_counter()
-    logistic_sweep(probes, l2s, "cpu", "float32")
+    logistic_sweep(probes, l2s, device="cpu", precision="float32")
     ours_time2 = time.perf_counter() - t
     torch.set_num_threads(1)
     acc = result.counts[:, 0] / sizes[None, :, None]  # (layers, G, L)
@@ -188,7 +188,7 @@ def run(args) -> None:
 
     # (d) k-NN
     t = time.perf_counter()
-    knn = knn_sweep(probes, ks, "cpu", "float32", ("majority", "weighted"))
+    knn = knn_sweep(probes, ks, device="cpu", precision="float32", votes=("majority", "weighted"))
     knn_time = time.perf_counter() - t
     from sklearn.neighbors import KNeighborsClassifier
 

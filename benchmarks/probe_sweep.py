@@ -114,7 +114,9 @@ def main() -> None:
         f"{fits:,} probe fits; {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
 
-    torch_backend(make_task(999), l2s, "cpu", "float64")  # warm-up (thread pools, allocator)
+    torch_backend(
+        make_task(999), l2s, device="cpu", precision="float64"
+    )  # warm-up (thread pools, allocator)
     ours, ours32, numpy_time = [], [], 0.0
     same, entries, max_diff = 0, 0, 0
     sk_time = sk_fits = 0
@@ -125,11 +127,11 @@ def main() -> None:
         runs = []
         for _ in range(args.repeats):
             t = time.perf_counter()
-            counts = torch_backend(probes, l2s, "cpu", "float64")
+            counts = torch_backend(probes, l2s, device="cpu", precision="float64")
             runs.append(time.perf_counter() - t)
         ours.append(runs)
         t = time.perf_counter()
-        torch_backend(probes, l2s, "cpu", "float32")
+        torch_backend(probes, l2s, device="cpu", precision="float32")
         ours32.append(time.perf_counter() - t)
         if task < args.baseline_tasks:
             t = time.perf_counter()

@@ -110,7 +110,7 @@ def test_results_match_the_python_api(tmp_path, cache):
     row = table[(table.layer == "pre_logits") & (table.shots == 0) & (table.l2 == 1.0)].iloc[0]
     ytr, _, ftr = read_arrays(cache_path(cache, "toy-0123456789ab", "builtin/shapes", "train"))
     yte, _, fte = read_arrays(cache_path(cache, "toy-0123456789ab", "builtin/shapes", "test"))
-    expected = ridge_accuracy(ftr["pre_logits"], ytr, fte["pre_logits"], yte, [1.0])[0]
+    expected = ridge_accuracy(ftr["pre_logits"], ytr, fte["pre_logits"], yte, l2s=[1.0])[0]
     assert row.test_accuracy == pytest.approx(expected)
 
 

@@ -45,7 +45,7 @@ def test_majority_predictions_equal_sklearn(dtype):
         )
         ks = np.asarray(KS)
         sims, idx = top_neighbours((zn @ xn.T).to(dtype), int(ks[-1]), ks)
-        ours = predict(sims, torch.as_tensor(y)[idx], ks, 5, "majority").numpy()
+        ours = predict(sims, torch.as_tensor(y)[idx], ks, num_classes=5, vote="majority").numpy()
         np.testing.assert_array_equal(ours, sklearn_predictions(x, y, z, KS))
 
 
@@ -54,7 +54,9 @@ def test_accuracy_equals_sklearn_and_precisions_agree():
     z, yz = blobs(90, seed=2)
     expected = (sklearn_predictions(x, y, z, KS) == yz[:, None]).mean(0)
     for precision in ("float32", "float64"):
-        np.testing.assert_array_equal(knn_accuracy(x, y, z, yz, KS, precision=precision), expected)
+        np.testing.assert_array_equal(
+            knn_accuracy(x, y, z, yz, ks=KS, precision=precision), expected
+        )
 
 
 def test_weighted_vote_is_dinov2s():
@@ -72,7 +74,7 @@ def test_weighted_vote_is_dinov2s():
         for i in range(len(z)):
             np.add.at(totals[i], y[nbr[i]], np.exp(sims[i, nbr[i]] / 0.07))
         expected.append((totals.argmax(1) == yz).mean())
-    ours = knn_accuracy(x, y, z, yz, KS, vote="weighted", precision="float64")
+    ours = knn_accuracy(x, y, z, yz, ks=KS, vote="weighted", precision="float64")
     np.testing.assert_allclose(ours, expected)
 
 
@@ -82,15 +84,15 @@ def test_batch_equals_one_at_a_time_and_groups():
     tests = [blobs(60, dim=d, seed=s)[0] for d, s in ((12, 8), (12, 9), (7, 10))]
     yt = blobs(60, seed=8)[1]
     subsets = [np.arange(30), np.arange(120), np.arange(40, 120)]
-    batch = knn_accuracy_batch(layers, y, tests, yt, KS, subsets=subsets)
+    batch = knn_accuracy_batch(layers, y, tests, yt, ks=KS, subsets=subsets)
     assert batch.shape == (3, 3, len(KS))
     for i, (tr, te) in enumerate(zip(layers, tests, strict=True)):
         for p, idx in enumerate(subsets):
-            np.testing.assert_array_equal(batch[i, p], knn_accuracy(tr[idx], y[idx], te, yt, KS))
+            np.testing.assert_array_equal(batch[i, p], knn_accuracy(tr[idx], y[idx], te, yt, ks=KS))
     # Backend signature: (layers, P, G, K) counts; two groups split the evaluation rows.
     group = np.arange(60) % 2
     probes = ProbeSet(layers, y, subsets, tests, yt, group, 2, 5)
-    counts = knn_backend(probes, np.asarray(KS), "cpu", "float32")
+    counts = knn_backend(probes, np.asarray(KS), device="cpu", precision="float32")
     assert counts.shape == (3, 3, 2, len(KS))
     np.testing.assert_array_equal(counts.sum(2) / 60, batch)
     both = knn_sweep(probes, KS, votes=("majority", "weighted"))

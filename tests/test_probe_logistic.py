@@ -60,10 +60,10 @@ def test_probabilities_and_accuracies_equal_sklearn(n_train):
     x, y = blobs(n_train, seed=1)
     z, yz = blobs(120, seed=2)
     expected = sklearn_probabilities(x, y, z, L2S)
-    logits, report = logistic_scores(x, y, z, L2S, tol=1e-9)
+    logits, report = logistic_scores(x, y, z, l2s=L2S, tol=1e-9)
     assert report.converged.all() and (report.grad_norm <= 1e-9).all()
     np.testing.assert_allclose(softmax(logits, -1), expected, rtol=0, atol=PROB_TOL)
-    acc = logistic_accuracy(x, y, z, yz, L2S, tol=1e-9)
+    acc = logistic_accuracy(x, y, z, yz, l2s=L2S, tol=1e-9)
     np.testing.assert_array_equal(acc, (expected.argmax(-1) == yz).mean(1))
 
 
@@ -74,7 +74,7 @@ def test_close_to_sklearn_with_its_own_unpenalised_intercept():
     z, _ = blobs(100, seed=4)
     xa, za = recipe(x, z)
     l2s = [1.0, 8.0]
-    logits, _ = logistic_scores(x, y, z, l2s, tol=1e-9)
+    logits, _ = logistic_scores(x, y, z, l2s=l2s, tol=1e-9)
     for j, l2 in enumerate(l2s):
         model = LogisticRegression(C=1 / l2, tol=1e-12, max_iter=100_000).fit(xa[:, :-1], y)
         np.testing.assert_allclose(
@@ -89,17 +89,17 @@ def test_batch_equals_one_at_a_time():
     yt = blobs(60)[1]
     subsets = [np.arange(8), np.arange(40, 120), np.arange(120)]  # dual and primal sides
     batch, result = logistic_accuracy_batch(
-        layers, y, tests, yt, L2S, subsets=subsets, return_result=True
+        layers, y, tests, yt, l2s=L2S, subsets=subsets, return_result=True
     )
     assert batch.shape == (3, 3, len(L2S)) and result.converged.all()
     for i, (tr, te) in enumerate(zip(layers, tests, strict=True)):
         for p, idx in enumerate(subsets):
             np.testing.assert_array_equal(
-                batch[i, p], logistic_accuracy(tr[idx], y[idx], te, yt, L2S)
+                batch[i, p], logistic_accuracy(tr[idx], y[idx], te, yt, l2s=L2S)
             )
     # Backend signature: (layers, P, G, L) counts over the evaluation groups.
     probes = ProbeSet(layers, y, subsets, tests, yt, np.arange(60) % 2, 2, 4)
-    counts = logistic_backend(probes, np.asarray(L2S), "cpu", "float64")
+    counts = logistic_backend(probes, np.asarray(L2S), device="cpu", precision="float64")
     assert counts.shape == (3, 3, 2, len(L2S))
     np.testing.assert_array_equal(counts.sum(2) / 60, batch)
 
@@ -112,7 +112,7 @@ def test_non_convergence_is_flagged_never_hidden():
     assert not result.converged[0, 0, 0]
     assert result.grad_norm[0, 0, 0] > 1e-10 and result.iterations[0, 0, 0] == 2
     with pytest.warns(NotConvergedWarning, match="did not reach"):
-        logistic_accuracy(x, y, x, y, [1e-3], max_iter=2, tol=1e-10)
+        logistic_accuracy(x, y, x, y, l2s=[1e-3], max_iter=2, tol=1e-10)
     full = logistic_sweep(probes, [1e-3, 1e4], tol=1e-6)
     assert full.converged.all() and (full.grad_norm <= 1e-6).all()
 
@@ -120,9 +120,9 @@ def test_non_convergence_is_flagged_never_hidden():
 def test_bad_options_are_one_line_errors():
     x, y = blobs(40)
     with pytest.raises(ConfigError, match="positive"):
-        logistic_accuracy(x, y, x, y, [0.0])
+        logistic_accuracy(x, y, x, y, l2s=[0.0])
     with pytest.raises(ConfigError, match="tol"):
-        logistic_accuracy(x, y, x, y, [1.0], tol=0)
+        logistic_accuracy(x, y, x, y, l2s=[1.0], tol=0)
     if not torch.cuda.is_available():
         with pytest.raises(EnvironmentProblem, match="GPU"):
-            logistic_accuracy(x, y, x, y, [1.0], device="cuda")
+            logistic_accuracy(x, y, x, y, l2s=[1.0], device="cuda")

@@ -46,10 +46,10 @@ def test_predictions_equal_direct_solve(n_train):
     z, _ = blobs(50, 40, seed=2)
     expected = direct_scores(x, y, z, L2S, 4)
     scale = np.abs(expected).max(axis=(1, 2), keepdims=True)
-    exact = ridge_scores(x, y, z, L2S, score_precision="float64")
+    exact = ridge_scores(x, y, z, l2s=L2S, score_precision="float64")
     np.testing.assert_allclose(exact, expected, rtol=0, atol=1e-6 * scale.max())
     assert np.abs(exact - expected).max() / scale.max() < 1e-6
-    fast = ridge_scores(x, y, z, L2S)  # float32 products, as the sweep runs
+    fast = ridge_scores(x, y, z, l2s=L2S)  # float32 products, as the sweep runs
     np.testing.assert_allclose(fast, expected, rtol=0, atol=1e-4 * scale.max())
     np.testing.assert_array_equal(fast.argmax(-1), expected.argmax(-1))
 
@@ -59,8 +59,10 @@ def test_accuracy_equals_direct_solve(n_train):
     x, y = blobs(n_train, 40, seed=3)
     z, yz = blobs(80, 40, seed=4)
     expected = (direct_scores(x, y, z, L2S, 4).argmax(-1) == yz).mean(1)
-    np.testing.assert_array_equal(ridge_accuracy(x, y, z, yz, L2S), expected)
-    np.testing.assert_array_equal(ridge_accuracy(x, y, z, yz, L2S, precision="float32"), expected)
+    np.testing.assert_array_equal(ridge_accuracy(x, y, z, yz, l2s=L2S), expected)
+    np.testing.assert_array_equal(
+        ridge_accuracy(x, y, z, yz, l2s=L2S, precision="float32"), expected
+    )
 
 
 def test_batch_matches_one_at_a_time_and_sklearn():
@@ -69,12 +71,16 @@ def test_batch_matches_one_at_a_time_and_sklearn():
     tests = [blobs(60, 30, seed=s)[0] for s in (8, 9)] + [blobs(60, 7, seed=10)[0]]
     yt = blobs(60, 30)[1]
     subsets = [np.arange(8), np.arange(40), np.arange(120)]  # dual, dual, primal side
-    batch = ridge_accuracy_batch(layers, y, tests, yt, L2S, subsets=subsets)
+    batch = ridge_accuracy_batch(layers, y, tests, yt, l2s=L2S, subsets=subsets)
     assert batch.shape == (3, 3, len(L2S))
     for i, (tr, te) in enumerate(zip(layers, tests, strict=True)):
         for p, idx in enumerate(subsets):
-            np.testing.assert_array_equal(batch[i, p], ridge_accuracy(tr[idx], y[idx], te, yt, L2S))
-    reference = ridge_accuracy_batch(layers, y, tests, yt, L2S, subsets=subsets, backend="sklearn")
+            np.testing.assert_array_equal(
+                batch[i, p], ridge_accuracy(tr[idx], y[idx], te, yt, l2s=L2S)
+            )
+    reference = ridge_accuracy_batch(
+        layers, y, tests, yt, l2s=L2S, subsets=subsets, backend="sklearn"
+    )
     np.testing.assert_array_equal(batch, reference)
 
 
@@ -125,18 +131,18 @@ def test_near_ties_are_settled_in_float64(monkeypatch):
         ]
     )
     np.testing.assert_array_equal(
-        ridge_accuracy_batch(layers, y, tests, yt, L2S, subsets=subsets), expected
+        ridge_accuracy_batch(layers, y, tests, yt, l2s=L2S, subsets=subsets), expected
     )
     monkeypatch.setattr(torch_backend, "NEAR_TIE", 1.0)  # everything is 'too close': all float64
     np.testing.assert_array_equal(
-        ridge_accuracy_batch(layers, y, tests, yt, L2S, subsets=subsets), expected
+        ridge_accuracy_batch(layers, y, tests, yt, l2s=L2S, subsets=subsets), expected
     )
 
 
 def test_constant_features_do_not_score_every_row_right():
     x = np.ones((20, 5), np.float32)
     y = np.arange(20) % 2
-    acc = ridge_accuracy(x, y, np.ones((10, 5), np.float32), np.arange(10) % 2, [1.0])
+    acc = ridge_accuracy(x, y, np.ones((10, 5), np.float32), np.arange(10) % 2, l2s=[1.0])
     assert acc[0] == pytest.approx(0.5)
 
 
@@ -213,13 +219,15 @@ def test_cuda_and_cuml_agree_with_cpu():
     x, y = blobs(150, 30, seed=13)
     z, yz = blobs(90, 30, seed=14)
     subsets = [np.arange(12), np.arange(150)]
-    cpu = ridge_accuracy_batch([x], y, [z], yz, L2S, subsets=subsets, device="cpu")
+    cpu = ridge_accuracy_batch([x], y, [z], yz, l2s=L2S, subsets=subsets, device="cpu")
     np.testing.assert_array_equal(
-        ridge_accuracy_batch([x], y, [z], yz, L2S, subsets=subsets, device="cuda"), cpu
+        ridge_accuracy_batch([x], y, [z], yz, l2s=L2S, subsets=subsets, device="cuda"), cpu
     )
     pytest.importorskip("cuml")
     np.testing.assert_array_equal(
-        ridge_accuracy_batch([x], y, [z], yz, L2S, subsets=subsets, backend="cuml", device="cuda"),
+        ridge_accuracy_batch(
+            [x], y, [z], yz, l2s=L2S, subsets=subsets, backend="cuml", device="cuda"
+        ),
         cpu,
     )
 
@@ -232,14 +240,14 @@ def test_row_blocks_and_argmax_counting_give_the_same_counts(monkeypatch):
     tests = [blobs(70, 12, seed=s)[0] for s in (17, 18)]
     yt = blobs(70, 12)[1]
     subsets = [np.arange(8), np.arange(40), np.arange(90)]
-    expected = ridge_accuracy_batch(layers, y, tests, yt, L2S, subsets=subsets)
+    expected = ridge_accuracy_batch(layers, y, tests, yt, l2s=L2S, subsets=subsets)
     monkeypatch.setattr(torch_backend, "SCORES_BYTES", 3 * 4 * 4 * len(L2S) * 7)  # 7-row blocks
     np.testing.assert_array_equal(
-        ridge_accuracy_batch(layers, y, tests, yt, L2S, subsets=subsets), expected
+        ridge_accuracy_batch(layers, y, tests, yt, l2s=L2S, subsets=subsets), expected
     )
     monkeypatch.setattr(accuracy, "MAX_SEGMENTS", 0)  # the many-classes path
     np.testing.assert_array_equal(
-        ridge_accuracy_batch(layers, y, tests, yt, L2S, subsets=subsets), expected
+        ridge_accuracy_batch(layers, y, tests, yt, l2s=L2S, subsets=subsets), expected
     )
 
 
@@ -248,6 +256,6 @@ def test_float16_features_as_stored_in_caches():
     z, yz = blobs(40, 10, seed=20)
     x16, z16 = x.astype(np.float16), z.astype(np.float16)
     np.testing.assert_array_equal(
-        ridge_accuracy(x16, y, z16, yz, L2S),
-        ridge_accuracy(x16.astype(np.float32), y, z16.astype(np.float32), yz, L2S),
+        ridge_accuracy(x16, y, z16, yz, l2s=L2S),
+        ridge_accuracy(x16.astype(np.float32), y, z16.astype(np.float32), yz, l2s=L2S),
     )

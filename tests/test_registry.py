@@ -79,9 +79,9 @@ def test_misses_keep_their_messages():
         "unknown probe backend 'sklarn'. Did you mean: sklearn? Use one of torch, cuml, sklearn."
     )
     with pytest.raises(UnknownNameError, match=r"^unknown probe family 'lasso'\. Use one of"):
-        family_solver("lasso", "torch", "cpu", "float64")
+        family_solver("lasso", "torch", device="cpu", precision="float64")
     with pytest.raises(ConfigError, match="^--backend cuml applies to the ridge probe; knn runs"):
-        family_solver("knn", "cuml", "cpu", "float64")
+        family_solver("knn", "cuml", device="cpu", precision="float64")
 
 
 def test_a_task_name_is_registered_once():

@@ -60,7 +60,7 @@ class EvalRows:
 
 
 def count_correct(
-    scores: torch.Tensor, rows: EvalRows, num_l2: int, tol: float = 0.0
+    scores: torch.Tensor, rows: EvalRows, num_l2: int, *, tol: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Correct predictions per group and λ, and the predictions too close to call.
 

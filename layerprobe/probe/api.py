@@ -31,7 +31,7 @@ def _num_classes(num_classes: int | None, *labels: np.ndarray) -> int:
     return int(num_classes)
 
 
-def array_probes(x_train, y_train, x_test, y_test, subsets=None, num_classes=None) -> ProbeSet:
+def array_probes(x_train, y_train, x_test, y_test, *, subsets=None, num_classes=None) -> ProbeSet:
     """The :class:`ProbeSet` of the array API: one probe per (layer, train subset), every probe
     scored on all test rows (one evaluation group); features checked finite."""
     train, tests = _as_layers(x_train, "x_train"), _as_layers(x_test, "x_test")
@@ -59,6 +59,7 @@ def ridge_accuracy_batch(
     y_train: np.ndarray,
     x_test: Sequence[np.ndarray] | np.ndarray,
     y_test: np.ndarray,
+    *,
     l2s: Sequence[float] = DEFAULT_L2S,
     subsets: Sequence[np.ndarray] | None = None,
     num_classes: int | None = None,
@@ -88,9 +89,11 @@ def ridge_accuracy_batch(
     -------
     (layers, P, L) accuracies in [0, 1].
     """
-    probes = array_probes(x_train, y_train, x_test, y_test, subsets, num_classes)
+    probes = array_probes(
+        x_train, y_train, x_test, y_test, subsets=subsets, num_classes=num_classes
+    )
     l2 = check_l2s(l2s)
-    counts = get_backend(backend)(probes, l2, device, precision)
+    counts = get_backend(backend)(probes, l2, device=device, precision=precision)
     return counts[:, :, 0, :] / max(len(y_test), 1)
 
 
@@ -99,6 +102,7 @@ def ridge_accuracy(
     y_train: np.ndarray,
     x_test: np.ndarray,
     y_test: np.ndarray,
+    *,
     l2s: Sequence[float] = DEFAULT_L2S,
     num_classes: int | None = None,
     backend: str = "torch",
@@ -135,6 +139,7 @@ def ridge_scores(
     x_train: np.ndarray,
     y_train: np.ndarray,
     x_test: np.ndarray,
+    *,
     l2s: Sequence[float] = DEFAULT_L2S,
     num_classes: int | None = None,
     precision: str = "float64",
@@ -156,7 +161,7 @@ def ridge_scores(
     l2 = torch.as_tensor(check_l2s(l2s))
     x = torch.as_tensor(np.asarray(x_train))[None]
     y = torch.as_tensor(y_train, dtype=torch.int64)[None]
-    dec = decompose(x, y, c, dtype)
+    dec = decompose(x, y, c, dtype=dtype)
     weights = lambda_weights(dec, l2, score_dtype)[0]  # (r, C * L), class-major
     z = torch.nn.functional.pad(
         torch.as_tensor(np.asarray(x_test)).to(score_dtype), (0, 1), value=1.0

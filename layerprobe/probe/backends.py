@@ -10,7 +10,7 @@ int64 counts of correct predictions.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
@@ -20,7 +20,13 @@ from layerprobe.probe.problems import ProbeSet
 from layerprobe.probe.solver import BIAS, STD_EPS
 from layerprobe.runtime.devices import resolve_device
 
-Backend = Callable[[ProbeSet, np.ndarray, str, str], np.ndarray]
+
+class Backend(Protocol):
+    """A ridge backend: ``(probes, l2s, *, device, precision) -> counts (layers, P, 2, L)``."""
+
+    def __call__(
+        self, probes: ProbeSet, l2s: np.ndarray, *, device: str, precision: str
+    ) -> np.ndarray: ...
 
 
 def _check_precision(precision: str) -> None:
@@ -28,7 +34,7 @@ def _check_precision(precision: str) -> None:
         raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
 
 
-def torch_backend(probes: ProbeSet, l2s: np.ndarray, device: str, precision: str) -> np.ndarray:
+def torch_backend(probes: ProbeSet, l2s: np.ndarray, *, device: str, precision: str) -> np.ndarray:
     import torch
 
     from layerprobe.probe.accuracy import EvalRows
@@ -42,10 +48,10 @@ def torch_backend(probes: ProbeSet, l2s: np.ndarray, device: str, precision: str
         probes.train,
         probes.y_train,
         probes.subsets,
-        probes.evals,
-        rows,
-        l2s,
-        probes.num_classes,
+        evals=probes.evals,
+        rows=rows,
+        l2s=l2s,
+        num_classes=probes.num_classes,
         device=device,
         dtype=dtype,
     )
@@ -80,7 +86,9 @@ def _fit_each(probes: ProbeSet, l2s: np.ndarray, xp, dtype, predict) -> np.ndarr
     return out
 
 
-def sklearn_backend(probes: ProbeSet, l2s: np.ndarray, device: str, precision: str) -> np.ndarray:
+def sklearn_backend(
+    probes: ProbeSet, l2s: np.ndarray, *, device: str, precision: str
+) -> np.ndarray:
     from sklearn.linear_model import Ridge
 
     _check_precision(precision)
@@ -97,7 +105,7 @@ def sklearn_backend(probes: ProbeSet, l2s: np.ndarray, device: str, precision: s
     return _fit_each(probes, l2s, np, np.float64, predict)
 
 
-def cuml_backend(probes: ProbeSet, l2s: np.ndarray, device: str, precision: str) -> np.ndarray:
+def cuml_backend(probes: ProbeSet, l2s: np.ndarray, *, device: str, precision: str) -> np.ndarray:
     _check_precision(precision)
     cp, ridge_cls = _import_cuml()
     if device == "cpu":

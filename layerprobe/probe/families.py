@@ -53,6 +53,7 @@ class NotConvergedWarning(LayerprobeWarning):
 def logistic_sweep(
     probes: ProbeSet,
     l2s: Sequence[float],
+    *,
     device: str = "cpu",
     precision: str = "float64",
     tol: float = TOL,
@@ -82,16 +83,25 @@ def logistic_sweep(
     if not tol > 0 or max_iter < 0:
         raise ConfigError(f"need tol > 0 and max_iter >= 0, got tol={tol}, max_iter={max_iter}")
     dtype = torch.float64 if precision == "float64" else torch.float32
-    return sweep(probes, check_l2s(l2s), resolve_device(device), dtype, tol, max_iter)
+    return sweep(
+        probes,
+        check_l2s(l2s),
+        device=resolve_device(device),
+        dtype=dtype,
+        tol=tol,
+        max_iter=max_iter,
+    )
 
 
-def logistic_backend(probes: ProbeSet, l2s: np.ndarray, device: str, precision: str) -> np.ndarray:
+def logistic_backend(
+    probes: ProbeSet, l2s: np.ndarray, *, device: str, precision: str
+) -> np.ndarray:
     """(layers, P, G, L) correct counts of logistic probes (the ridge backends' signature).
 
     Problems that did not converge are reported by a :class:`NotConvergedWarning`; use
     :func:`logistic_sweep` to get the per-problem flags.
     """
-    result = logistic_sweep(probes, l2s, device, precision)
+    result = logistic_sweep(probes, l2s, device=device, precision=precision)
     _warn_unconverged(result)
     return result.counts
 
@@ -99,6 +109,7 @@ def logistic_backend(probes: ProbeSet, l2s: np.ndarray, device: str, precision: 
 def knn_sweep(
     probes: ProbeSet,
     ks: Sequence[int] = DEFAULT_KS,
+    *,
     device: str = "cpu",
     precision: str = "float32",
     votes: Sequence[str] = ("majority", "weighted"),
@@ -117,19 +128,30 @@ def knn_sweep(
 
     _check_precision(precision)
     dtype = torch.float64 if precision == "float64" else torch.float32
-    return sweep(probes, ks, resolve_device(device), dtype, check_votes(votes), temperature)
+    return sweep(
+        probes,
+        ks,
+        device=resolve_device(device),
+        dtype=dtype,
+        votes=check_votes(votes),
+        temperature=temperature,
+    )
 
 
-def knn_backend(probes: ProbeSet, ks: np.ndarray, device: str, precision: str) -> np.ndarray:
+def knn_backend(probes: ProbeSet, ks: np.ndarray, *, device: str, precision: str) -> np.ndarray:
     """(layers, P, G, K) correct counts, majority vote (the ridge backends' signature)."""
-    return knn_sweep(probes, ks, device, precision, ("majority",))["majority"]
+    return knn_sweep(probes, ks, device=device, precision=precision, votes=("majority",))[
+        "majority"
+    ]
 
 
 def knn_weighted_backend(
-    probes: ProbeSet, ks: np.ndarray, device: str, precision: str
+    probes: ProbeSet, ks: np.ndarray, *, device: str, precision: str
 ) -> np.ndarray:
     """(layers, P, G, K) correct counts, dinov2's weighted vote (T = 0.07)."""
-    return knn_sweep(probes, ks, device, precision, ("weighted",))["weighted"]
+    return knn_sweep(probes, ks, device=device, precision=precision, votes=("weighted",))[
+        "weighted"
+    ]
 
 
 @dataclass(frozen=True)
@@ -163,7 +185,7 @@ def _register(name: str, backends: dict[str, Backend], solve=None) -> Family:
 
 
 def _logistic_solve(probes: ProbeSet, l2s: np.ndarray, device: str, precision: str):
-    result = logistic_sweep(probes, l2s, device, precision)
+    result = logistic_sweep(probes, l2s, device=device, precision=precision)
     return result.counts, result.converged
 
 
@@ -195,6 +217,7 @@ def logistic_accuracy_batch(
     y_train: np.ndarray,
     x_test: Sequence[np.ndarray] | np.ndarray,
     y_test: np.ndarray,
+    *,
     l2s: Sequence[float] = DEFAULT_LOGISTIC_L2S,
     subsets: Sequence[np.ndarray] | None = None,
     num_classes: int | None = None,
@@ -226,8 +249,12 @@ def logistic_accuracy_batch(
     (layers, P, L) accuracies in [0, 1] (and the result when ``return_result``).
     Problems that did not converge raise a :class:`NotConvergedWarning`.
     """
-    probes = array_probes(x_train, y_train, x_test, y_test, subsets, num_classes)
-    result = logistic_sweep(probes, l2s, device, precision, tol, max_iter)
+    probes = array_probes(
+        x_train, y_train, x_test, y_test, subsets=subsets, num_classes=num_classes
+    )
+    result = logistic_sweep(
+        probes, l2s, device=device, precision=precision, tol=tol, max_iter=max_iter
+    )
     _warn_unconverged(result)
     acc = result.counts[:, :, 0, :] / max(len(probes.y_eval), 1)
     return (acc, result) if return_result else acc
@@ -238,6 +265,7 @@ def logistic_accuracy(
     y_train: np.ndarray,
     x_test: np.ndarray,
     y_test: np.ndarray,
+    *,
     l2s: Sequence[float] = DEFAULT_LOGISTIC_L2S,
     num_classes: int | None = None,
     device: str = "cpu",
@@ -264,6 +292,7 @@ def logistic_scores(
     x_train: np.ndarray,
     y_train: np.ndarray,
     x_test: np.ndarray,
+    *,
     l2s: Sequence[float] = DEFAULT_LOGISTIC_L2S,
     num_classes: int | None = None,
     tol: float = TOL,
@@ -285,7 +314,16 @@ def logistic_scores(
     y = torch.as_tensor(y_train, dtype=torch.int64)[None]
     with single_threaded_pool(1, name="layerprobe-logistic") as pool:
         basis = rotate(x, y, c)
-        found = pool.submit(fit, basis, y, l2, c, torch.float64, tol, max_iter).result()
+        found = pool.submit(
+            fit,
+            basis,
+            y,
+            l2,
+            num_classes=c,
+            product_dtype=torch.float64,
+            tol=tol,
+            max_iter=max_iter,
+        ).result()
     z = torch.nn.functional.pad(torch.as_tensor(np.asarray(x_test)).double(), (0, 1), value=1.0)
     logits = torch.einsum("mr,clr->lmc", z @ basis.lift[0], found.weights[0])
     report = LogisticResult(
@@ -303,6 +341,7 @@ def knn_accuracy_batch(
     y_train: np.ndarray,
     x_test: Sequence[np.ndarray] | np.ndarray,
     y_test: np.ndarray,
+    *,
     ks: Sequence[int] = DEFAULT_KS,
     vote: str = "majority",
     subsets: Sequence[np.ndarray] | None = None,
@@ -326,9 +365,13 @@ def knn_accuracy_batch(
     -------
     (layers, P, K) accuracies in [0, 1].
     """
-    probes = array_probes(x_train, y_train, x_test, y_test, subsets, num_classes)
+    probes = array_probes(
+        x_train, y_train, x_test, y_test, subsets=subsets, num_classes=num_classes
+    )
     check_ks(ks, [len(s) for s in probes.subsets])
-    counts = knn_sweep(probes, ks, device, precision, (vote,), temperature)[vote]
+    counts = knn_sweep(
+        probes, ks, device=device, precision=precision, votes=(vote,), temperature=temperature
+    )[vote]
     return counts[:, :, 0, :] / max(len(probes.y_eval), 1)
 
 
@@ -337,6 +380,7 @@ def knn_accuracy(
     y_train: np.ndarray,
     x_test: np.ndarray,
     y_test: np.ndarray,
+    *,
     ks: Sequence[int] = DEFAULT_KS,
     vote: str = "majority",
     num_classes: int | None = None,
@@ -367,7 +411,7 @@ def check_family(name: str) -> str:
     return name
 
 
-def family_solver(family: str, backend: str, device: str, precision: str):
+def family_solver(family: str, backend: str, *, device: str, precision: str):
     """``solve(probes, grid) -> (counts (layers, P, G, L), converged (layers, P, L) or None)``
     for a family; ``grid`` is the λ values (ridge, logistic) or the k values (k-NN)."""
     found = FAMILIES.get(family)
@@ -379,4 +423,4 @@ def family_solver(family: str, backend: str, device: str, precision: str):
     fn = found.backends.get(backend)
     if found.solve is not None:
         return lambda probes, grid: found.solve(probes, grid, device, precision)
-    return lambda probes, grid: (fn(probes, grid, device, precision), None)
+    return lambda probes, grid: (fn(probes, grid, device=device, precision=precision), None)

@@ -37,7 +37,7 @@ def select_layers(unit: Unit, wanted: Sequence[str] | None) -> list[str]:
 
 
 def layer_chunks(
-    unit: Unit, layers: list[str], widths: list[int], budget: int = MAX_LOAD_BYTES
+    unit: Unit, layers: list[str], widths: list[int], *, budget: int = MAX_LOAD_BYTES
 ) -> list[list[str]]:
     """Groups of layers whose features (all splits, float32) fit the load budget (bytes)."""
     rows = sum(info.num_rows for info in unit.splits.values())

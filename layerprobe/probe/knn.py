@@ -67,7 +67,7 @@ def normalise(x: torch.Tensor) -> torch.Tensor:
 
 
 def top_neighbours(
-    sims: torch.Tensor, kmax: int, ks: np.ndarray, exact=None
+    sims: torch.Tensor, kmax: int, ks: np.ndarray, *, exact=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Similarities and indices (m, kmax) of the kmax most similar train rows, sorted.
 
@@ -108,6 +108,7 @@ def predict(
     sims: torch.Tensor,
     labels: torch.Tensor,
     ks: np.ndarray,
+    *,
     num_classes: int,
     vote: str,
     temperature: float = TEMPERATURE,

@@ -23,6 +23,7 @@ from layerprobe.probe.problems import ProbeSet
 def sweep(
     probes: ProbeSet,
     ks: Sequence[int],
+    *,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     votes: Sequence[str] = ("majority",),
@@ -58,10 +59,17 @@ def sweep(
                 full = len(idx) == x.shape[0] and _is_range(idx)
                 sims = sims_all if full else sims_all[:, idx]
                 settle = _exact(z64[rows], x64, idx) if exact else None
-                sims, nbr = top_neighbours(sims, kmax, ks, settle)
+                sims, nbr = top_neighbours(sims, kmax, ks, exact=settle)
                 labels = y_pool[idx][nbr]
                 for vote in votes:
-                    right = predict(sims, labels, ks, probes.num_classes, vote, temperature)
+                    right = predict(
+                        sims,
+                        labels,
+                        ks,
+                        num_classes=probes.num_classes,
+                        vote=vote,
+                        temperature=temperature,
+                    )
                     right = (right == y_eval[rows, None]).to(torch.float64)  # (m, K)
                     counts = (groups[rows].T @ right).round().to(torch.int64)  # (G, K)
                     out[vote][i, p] += counts.cpu().numpy()

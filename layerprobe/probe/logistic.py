@@ -90,7 +90,7 @@ class LogisticFit:
     iterations: torch.Tensor
 
 
-def rotate(x: torch.Tensor, y: torch.Tensor, num_classes: int, origin=None) -> Basis:
+def rotate(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, origin=None) -> Basis:
     """The orthonormal basis of the recipe's features (float64), from the ridge solver.
 
     x : (B, n, D) raw train features; y : (B, n) labels; origin : (B, 1, D) or None.
@@ -98,7 +98,7 @@ def rotate(x: torch.Tensor, y: torch.Tensor, num_classes: int, origin=None) -> B
     side it is ``xaᵀ Q = V diag(√e)``, so its columns are divided by √e (directions of ~zero
     eigenvalue are set to zero: their weights start at 0 and stay there).
     """
-    dec = decompose(x, y, num_classes, torch.float64, origin)
+    dec = decompose(x, y, num_classes, dtype=torch.float64, origin=origin)
     eigs, lift = dec.eigs, dec.lift
     if x.shape[1] < x.shape[2] + 1:  # dual
         keep = eigs > eigs.amax(-1, keepdim=True) * 1e-12
@@ -175,7 +175,7 @@ def _centre(v: torch.Tensor) -> torch.Tensor:
     return v - v.mean(1, keepdim=True)
 
 
-def line_min(problems, a0, ad, w, d, lam, ce0, slope0, steps: int = 1):
+def line_min(problems, a0, ad, *, w, d, lam, ce0, slope0, steps: int = 1):
     """Step length t >= 0 along d for every problem, on φ(t) = CE(a0 + t ad) + λ/2 ‖w + t d‖².
 
     The unit step (L-BFGS scales its directions) is kept where it satisfies Armijo's
@@ -229,7 +229,7 @@ def ridge_start(problems: _Problems, eigs, lam) -> tuple[torch.Tensor, torch.Ten
     zero, a0 = torch.zeros_like(d), torch.zeros_like(ad)
     slope = -((problems.onehot - 1.0 / d.shape[1]) * ad).sum((1, 3))  # φ'(0) at W = 0
     ce0 = problems.loss(a0)[0]
-    t, _, _ = line_min(problems, a0, ad, zero, d, lam, ce0, slope, steps=8)
+    t, _, _ = line_min(problems, a0, ad, w=zero, d=d, lam=lam, ce0=ce0, slope0=slope, steps=8)
     return d * _bl(t), ad * _bl(t)
 
 
@@ -237,6 +237,7 @@ def fit(
     basis: Basis,
     y: torch.Tensor,
     l2s: torch.Tensor,
+    *,
     num_classes: int,
     product_dtype: torch.dtype = torch.float64,
     tol: float = TOL,
@@ -321,7 +322,14 @@ class _State:
         d = torch.where(_bl(self.done), torch.zeros_like(d), d)
         ad = self.p.forward(d)
         t, self.ce, self.prob = line_min(
-            self.p, self.logits, ad, self.w, d, self.lam, self.ce, _dot(self.grad, d)
+            self.p,
+            self.logits,
+            ad,
+            w=self.w,
+            d=d,
+            lam=self.lam,
+            ce0=self.ce,
+            slope0=_dot(self.grad, d),
         )
         s = _bl(t) * d
         self.w = self.w + s

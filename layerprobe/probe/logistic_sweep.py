@@ -44,6 +44,7 @@ class LogisticResult:
 def sweep(
     probes: ProbeSet,
     l2s: np.ndarray,
+    *,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float64,  # of the products with the train features
     tol: float = TOL,
@@ -113,9 +114,17 @@ def _fit_and_count(probes, layers, ids, y_pool, l2, rows, device, dtype, tol, ma
     # Features are scored relative to the pool mean, as in the ridge backend: it keeps
     # products free of a large common offset.
     origin = x.to(torch.float64).mean(1, keepdim=True).repeat_interleave(len(ids), dim=0)
-    basis = rotate(xs, ys, probes.num_classes, origin)
+    basis = rotate(xs, ys, probes.num_classes, origin=origin)
     del xs
-    result = fit(basis, ys, l2, probes.num_classes, dtype, tol, max_iter)
+    result = fit(
+        basis,
+        ys,
+        l2,
+        num_classes=probes.num_classes,
+        product_dtype=dtype,
+        tol=tol,
+        max_iter=max_iter,
+    )
     order = torch.as_tensor(rows.order, device=device)
     out = {}
     for a, i in enumerate(layers):

@@ -90,7 +90,12 @@ def check_plan_options(
 
 
 def plan_probes(
-    train_labels: np.ndarray, shots: Sequence[int], seeds: int, has_val_split: bool, task: str = ""
+    train_labels: np.ndarray,
+    shots: Sequence[int],
+    seeds: int,
+    *,
+    has_val_split: bool,
+    task: str = "",
 ) -> ProbePlan:
     """The probes of a task for every shot count and seed 0 … seeds-1."""
     labels = np.asarray(train_labels)

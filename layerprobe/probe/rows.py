@@ -44,7 +44,13 @@ def probe_unit(unit: Unit, config: ProbeConfig, budget: int = MAX_LOAD_BYTES) ->
             raise DataError(
                 f"{unit.name}: the {split} split has no rows; extract it again with --force"
             )
-    plan = plan_probes(labels["train"], config.shots, config.seeds, val_info is not None, unit.task)
+    plan = plan_probes(
+        labels["train"],
+        config.shots,
+        config.seeds,
+        has_val_split=val_info is not None,
+        task=unit.task,
+    )
     if plan.val is not None:
         y_eval = np.concatenate([labels["train"][plan.val], labels["test"]])
     else:
@@ -52,9 +58,11 @@ def probe_unit(unit: Unit, config: ProbeConfig, budget: int = MAX_LOAD_BYTES) ->
     n_val = len(y_eval) - len(labels["test"])
     group = np.repeat([0, 1], [n_val, len(labels["test"])])
     num_classes = int(max(labels["train"].max(), y_eval.max())) + 1
-    solve = family_solver(config.probe, config.backend, config.device, config.precision)
+    solve = family_solver(
+        config.probe, config.backend, device=config.device, precision=config.precision
+    )
     val_acc, test_acc, converged = [], [], []
-    for chunk in layer_chunks(unit, layers, widths, budget):
+    for chunk in layer_chunks(unit, layers, widths, budget=budget):
         train, evals = load_features(unit, chunk, plan.val)
         probes = ProbeSet(
             train, labels["train"], plan.subsets, evals, y_eval, group, 2, num_classes, chunk
@@ -67,9 +75,9 @@ def probe_unit(unit: Unit, config: ProbeConfig, budget: int = MAX_LOAD_BYTES) ->
         unit,
         layers,
         plan,
-        grid,
-        np.concatenate(val_acc),
-        np.concatenate(test_acc),
+        grid=grid,
+        val_acc=np.concatenate(val_acc),
+        test_acc=np.concatenate(test_acc),
         n_test=len(labels["test"]),
         config=config,
         converged=None if converged[0] is None else np.concatenate(converged),
@@ -82,10 +90,10 @@ def build_rows(
     unit: Unit,
     layers: list[str],
     plan: ProbePlan,
+    *,
     grid: np.ndarray,
     val_acc: np.ndarray,
     test_acc: np.ndarray,
-    *,
     n_test: int,
     config: ProbeConfig,
     converged: np.ndarray | None,

@@ -75,6 +75,7 @@ def decompose(
     x: torch.Tensor,
     y: torch.Tensor,
     num_classes: int,
+    *,
     dtype: torch.dtype = torch.float64,
     origin: torch.Tensor | None = None,
     lift_dtype: torch.dtype | None = None,
@@ -186,7 +187,7 @@ def _decompose_primal(x, y, num_classes, dtype, origin) -> Decomposition:
 
 
 def lambda_weights(
-    dec: Decomposition, l2s: torch.Tensor, dtype: torch.dtype, centre: bool = False
+    dec: Decomposition, l2s: torch.Tensor, dtype: torch.dtype, *, centre: bool = False
 ) -> torch.Tensor:
     """``diag(1 / (e + λ)) · rhs`` for every λ, laid out class-major: (B, r, C * L).
 
@@ -204,7 +205,7 @@ def lambda_weights(
     return weights.flatten(2).to(dtype)
 
 
-def dual_scoring_is_cheaper(rank: int, dim: int, num_columns: int, num_rows: int) -> bool:
+def dual_scoring_is_cheaper(rank: int, dim: int, num_columns: int, *, num_rows: int) -> bool:
     """Score through the r-dimensional eigenbasis, or through the (D + 1, C·L) weights?
 
     Per evaluation row the eigenbasis route costs r (D + 1) + r C L multiply-adds, the

@@ -47,6 +47,7 @@ def sweep(
     train: Sequence[np.ndarray],
     y_train: np.ndarray,
     subsets: Sequence[np.ndarray],
+    *,
     evals: Sequence[np.ndarray],
     rows: EvalRows,
     l2s: np.ndarray,
@@ -132,7 +133,7 @@ def _sweep_batch(x, y, subsets, z, rows, l2, num_classes, dtype, score_dtype) ->
             part = scores[:, : stop - start]
             _fill_scores(matmul(centred[j, start:stop], cols), plans, columns, part)
             block = rows.slice(start, stop)
-            found, unsure = count_correct(part, block, len(l2), tol)
+            found, unsure = count_correct(part, block, len(l2), tol=tol)
             if unsure is not None:
                 found += _settle_near_ties(
                     unsure, part, z[j, start:stop], origin[j], plans, j, l2, block
@@ -211,7 +212,7 @@ class _Plan:
         dec = self.dec[part]
         weights = lambda_weights(dec, l2, self.score_dtype, centre=True)
         dim = self.lift.shape[1] - 1
-        if dual_scoring_is_cheaper(dec.rank, dim, weights.shape[-1], num_rows):
+        if dual_scoring_is_cheaper(dec.rank, dim, weights.shape[-1], num_rows=num_rows):
             return self.lift[part], weights
         return matmul(self.lift[part], weights), None
 
@@ -231,7 +232,9 @@ def _decompose_all(x, y, subsets, num_classes, dtype, score_dtype, origin) -> li
             xs = x[:, idx].flatten(0, 1)  # (layers * subsets, n, D), layer-major
             ys = y[idx].repeat(num_layers, 1)
         centre = origin.repeat_interleave(len(ids), dim=0)
-        plans.append(_Plan(ids, decompose(xs, ys, num_classes, dtype, centre), score_dtype))
+        plans.append(
+            _Plan(ids, decompose(xs, ys, num_classes, dtype=dtype, origin=centre), score_dtype)
+        )
         del xs
     return plans
 
