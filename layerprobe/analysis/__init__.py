@@ -13,48 +13,44 @@ figures and ``write_report``; ``layer_similarity``, ``cka_maps`` and ``linear_ck
 linear CKA from the feature cache).
 """
 
-from importlib import import_module
+from layerprobe.runtime.lazy import lazy_names
 
 _LAZY = {
-    "AnalysisConfig": "config",
-    "checkpoint_points": "points",
-    "upper_hull": "hull",
-    "FORMS": "fit",
-    "Form": "fit",
-    "fit_curve": "fit",
-    "fit_group": "fit",
-    "fit_points": "fit",
-    "fit_saturation": "fit",
-    "fit_store": "fit",
-    "predict": "fit",
-    "write_fits": "fit",
-    "layer_curves": "layersat",
-    "layer_saturation": "layersat",
-    "task_layer_summary": "layersat",
-    "depth_intervals": "layersat",
-    "chance_levels": "layersat",
-    "saturation_correlation": "layersat",
-    "knob_effects": "knobs",
-    "knob_information": "knobs",
-    "knob_pairs": "pairs",
-    "plot_saturation": "plots",
-    "plot_layer_curves": "plots",
-    "plot_eir_vs_shots": "plots",
-    "plot_depth_vs_eir": "plots",
-    "plot_knobs": "plots",
-    "plot_task_correlation": "plots",
-    "task_correlation": "plots",
-    "write_report": "report",
-    "layer_similarity": "similarity",
-    "cka_maps": "similarity",
-    "linear_cka": "similarity",
+    "AnalysisConfig": "layerprobe.analysis.config",
+    "checkpoint_points": "layerprobe.analysis.points",
+    "upper_hull": "layerprobe.analysis.hull",
+    "FORMS": "layerprobe.analysis.fit",
+    "Form": "layerprobe.analysis.fit",
+    "fit_curve": "layerprobe.analysis.fit",
+    "fit_group": "layerprobe.analysis.fit",
+    "fit_points": "layerprobe.analysis.fit",
+    "fit_saturation": "layerprobe.analysis.fit",
+    "fit_store": "layerprobe.analysis.fit",
+    "predict": "layerprobe.analysis.fit",
+    "write_fits": "layerprobe.analysis.fit",
+    "layer_curves": "layerprobe.analysis.layersat",
+    "layer_saturation": "layerprobe.analysis.layersat",
+    "task_layer_summary": "layerprobe.analysis.layersat",
+    "depth_intervals": "layerprobe.analysis.layersat",
+    "chance_levels": "layerprobe.analysis.layersat",
+    "saturation_correlation": "layerprobe.analysis.layersat",
+    "knob_effects": "layerprobe.analysis.knobs",
+    "knob_information": "layerprobe.analysis.knobs",
+    "knob_pairs": "layerprobe.analysis.pairs",
+    "plot_saturation": "layerprobe.analysis.plots",
+    "plot_layer_curves": "layerprobe.analysis.plots",
+    "plot_eir_vs_shots": "layerprobe.analysis.plots",
+    "plot_depth_vs_eir": "layerprobe.analysis.plots",
+    "plot_knobs": "layerprobe.analysis.plots",
+    "plot_task_correlation": "layerprobe.analysis.plots",
+    "task_correlation": "layerprobe.analysis.plots",
+    "write_report": "layerprobe.analysis.report",
+    "layer_similarity": "layerprobe.analysis.similarity",
+    "cka_maps": "layerprobe.analysis.similarity",
+    "linear_cka": "layerprobe.analysis.similarity",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(import_module(f"layerprobe.analysis.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'layerprobe.analysis' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = [*_LAZY]

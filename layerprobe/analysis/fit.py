@@ -38,7 +38,7 @@ from scipy.optimize import least_squares
 
 from layerprobe.analysis.config import MAX_WIDTH, MIN_HELDOUT, POINTS, AnalysisConfig
 from layerprobe.analysis.hull import rising_frontier, rising_hull, upper_hull
-from layerprobe.analysis.points import GROUP, KNOBS, checkpoint_points
+from layerprobe.analysis.points import GROUP, KNOBS, POINT_COLUMNS, checkpoint_points
 from layerprobe.analysis.profile import ALPHA_MAX, ALPHA_MIN, profile_intervals, threshold
 from layerprobe.errors import ConfigError, DataError
 from layerprobe.runtime.atomic import atomic_path
@@ -49,21 +49,7 @@ TINY = 1e-9  # k > 0: its lower bound
 # beyond either bound only means "no signal" (status alpha_at_bound).
 ALPHA_GRID = np.geomspace(ALPHA_MIN, ALPHA_MAX, 113)  # steps of 7 %
 # The store columns a fit reads (``read_selected(DIR, columns=READ_COLUMNS)``).
-READ_COLUMNS = (
-    "model",
-    "model_key",
-    "upstream_task",
-    "upstream_accuracy",
-    *KNOBS,
-    "task",
-    "layer",
-    "depth",
-    "shots",
-    "seed",
-    "test_accuracy",
-    "probe",
-    "backend",
-)
+READ_COLUMNS = (*POINT_COLUMNS, "backend")
 CI = (2.5, 97.5)
 MIN_POINTS = 3  # fewer distinct fit points: no fit at all (the group is skipped with a warning)
 # The probe-noise floor of the residual variance is this many times the mean squared standard

@@ -36,7 +36,13 @@ from scipy import stats
 
 from layerprobe.analysis.config import HEAD_KNOBS
 from layerprobe.analysis.config import PAIRS_FORMATS as FORMATS
-from layerprobe.analysis.points import GROUP, KNOBS, seed_means, with_upstream_task
+from layerprobe.analysis.points import (
+    GROUP,
+    KNOBS,
+    POINT_COLUMNS,
+    seed_means,
+    with_upstream_task,
+)
 from layerprobe.errors import ConfigError, DataError
 from layerprobe.results.show import check_shots
 
@@ -351,20 +357,7 @@ def _depth_notes(effects: list[pd.DataFrame]) -> list[str]:
     return notes
 
 
-READ_COLUMNS = (
-    "model",
-    "model_key",
-    "upstream_task",
-    "upstream_accuracy",
-    *KNOBS,
-    "task",
-    "layer",
-    "depth",
-    "shots",
-    "seed",
-    "test_accuracy",
-    "probe",
-)
+READ_COLUMNS = POINT_COLUMNS
 
 
 def read_for_pairs(

@@ -19,6 +19,22 @@ from layerprobe.results.schema import KNOBS
 from layerprobe.runtime.warn import warn as warn_user
 
 GROUP = ["upstream_task", "task", "shots", "probe"]
+# The store columns a checkpoint's (US, DS) points are made from (``read_selected(DIR,
+# columns=POINT_COLUMNS)``); the fit and the matched pairs read these.
+POINT_COLUMNS = (
+    "model",
+    "model_key",
+    "upstream_task",
+    "upstream_accuracy",
+    *KNOBS,
+    "task",
+    "layer",
+    "depth",
+    "shots",
+    "seed",
+    "test_accuracy",
+    "probe",
+)
 NO_US = (
     "the results have no upstream accuracy (column upstream_accuracy is empty), so there is "
     "nothing to fit DS accuracy against; probe pre-training checkpoints (they carry it) or "

@@ -25,6 +25,7 @@ from layerprobe.extract.cache import (
     read_arrays,
     read_info,
 )
+from layerprobe.runtime.lazy import lazy_names
 
 # `extract` pulls in torch; readers of the cache (probe, results) should not pay for that.
 _LAZY = {
@@ -34,13 +35,7 @@ _LAZY = {
     "is_main_process": "layerprobe.extract.distributed",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'layerprobe.extract' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = [

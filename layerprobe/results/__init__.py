@@ -12,21 +12,16 @@ The analysis of the store (fit, layer saturation, knobs, similarity, the report)
 :mod:`layerprobe.analysis` room.
 """
 
-from importlib import import_module
-
 from layerprobe.results.show import filter_table, format_summary, layer_summary, selected
 from layerprobe.results.store import load, part_files, read
+from layerprobe.runtime.lazy import lazy_names
 
 _LAZY = {
-    "read_selected": "read",
-    "read_table": "external",
+    "read_selected": "layerprobe.results.read",
+    "read_table": "layerprobe.results.external",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(import_module(f"layerprobe.results.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'layerprobe.results' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _LAZY)
 
 
 __all__ = [
