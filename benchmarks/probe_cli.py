@@ -87,7 +87,7 @@ def write_caches(cache_dir: Path, num_tasks: int) -> None:
                 "item_start": 0,
                 "item_stop": rows,
             }
-            final = cache_path(cache_dir, MODEL_KEY, header["task"], split)
+            final = cache_path(cache_dir, MODEL_KEY, header["task"], split=split)
             part = PartialCache.open(
                 final.with_name(final.name + ".partial"), header, {n: DIM for n in layers}
             )
@@ -100,7 +100,7 @@ def load_tasks(cache_dir: Path, num_tasks: int) -> list[tuple[str, ProbeSet]]:
     out = []
     for task in range(num_tasks):
         name = f"bench/task{task:02d}"
-        split = {s: read_arrays(cache_path(cache_dir, MODEL_KEY, name, s)) for s in ROWS}
+        split = {s: read_arrays(cache_path(cache_dir, MODEL_KEY, name, split=s)) for s in ROWS}
         layers = list(split["train"][2])
         labels = {s: split[s][0] for s in ROWS}
         plan = plan_probes(labels["train"], SHOTS, SEEDS, has_val_split=True)

@@ -102,7 +102,7 @@ def write_task(
             labels, widths, seed=zlib.crc32(f"{model_key}/{task}/{split}".encode()), signal=signal
         )
         paths[split] = write_cache_file(
-            cache_path(cache_dir, model_key, task, split),
+            cache_path(cache_dir, model_key, task, split=split),
             feats,
             labels,
             model=model,

@@ -1,9 +1,10 @@
 """House conventions that a review would otherwise check by hand (issue #18, item 6).
 
-- A public function of the rooms below takes at most three arguments positionally (a probe on
+- A public function anywhere in the package takes at most three arguments positionally (a probe on
   arrays: its four arrays ``x_train, y_train, x_test, y_test``); the rest are keyword-only, so
   a call names what it passes.
-- No comment or docstring points at a markdown file the repository lacks.
+- No comment or docstring points at a markdown file the repository lacks, and none in the
+  package at a source file or ``layerprobe.<room>.<module>`` it lacks.
 - No ``# fmt: skip`` anywhere in the package: ``ruff format`` lays out every table.
 """
 
@@ -15,30 +16,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "layerprobe"
-ROOMS = (
-    "backbones",
-    "tasks",
-    "extract",
-    "pretrain",
-    "results",
-    "jobs",
-    "analysis",
-    "pipelines",
-    "probe",
-)
 MAX_POSITIONAL = 3
 # A probe on arrays takes its four arrays positionally, as scikit-learn's estimators do.
 FOUR_ARRAYS = ["x_train", "y_train", "x_test", "y_test"]
-# Public functions of these rooms that still take more positionally, each in a module another
-# change of issue #18 rewrites: (module path below layerprobe/, qualified name).
-NOT_YET = {
-    ("extract/cache.py", "cache_path"),
-    ("extract/cache.py", "partial_path"),
-    ("pretrain/ladder.py", "mlp_mixer"),
-    ("pretrain/ladder.py", "resolve_model"),
-    ("jobs/jobfile.py", "Job.error"),
+# Python calls these positionally: the signatures of warnings.formatwarning / showwarning.
+PYTHON_PROTOCOLS = {
+    ("runtime/warn.py", "format_one_line"),
+    ("runtime/warn.py", "show_one_line"),
 }
 MARKDOWN = re.compile(r"[A-Za-z0-9_./-]+\.md\b")
+# A source file named by its path (``probe/solver.py``) or a module by its dotted name below a
+# room (``layerprobe.extract.cache``, ``layerprobe.probe.ridge_accuracy``).
+SOURCE_FILE = re.compile(r"(?<![\w.:/-])(?:[A-Za-z0-9_.-]+/)*[A-Za-z0-9_-]+\.py\b")
+DOTTED = re.compile(r"\blayerprobe(?:\.[A-Za-z]\w*){2,}")
 
 
 def _public_functions(path: Path):
@@ -66,17 +56,16 @@ def _too_many(fn: ast.FunctionDef) -> bool:
     return len(names) > limit
 
 
-def _room_files():
-    for room in ROOMS:
-        yield from sorted((PACKAGE / room).rglob("*.py"))
+def _package_files():
+    yield from sorted(PACKAGE.rglob("*.py"))
 
 
 def test_public_functions_take_at_most_three_arguments_positionally():
     over = []
-    for path in _room_files():
+    for path in _package_files():
         rel = path.relative_to(PACKAGE).as_posix()
         for name, fn in _public_functions(path):
-            if _too_many(fn) and (rel, name) not in NOT_YET:
+            if _too_many(fn) and (rel, name) not in PYTHON_PROTOCOLS:
                 over.append(f"{rel}:{fn.lineno} {name}({', '.join(_positional(fn))})")
     assert not over, "make the parameters after the first three keyword-only:\n" + "\n".join(over)
 
@@ -106,6 +95,57 @@ def test_no_comment_points_at_a_missing_markdown_file():
                     if not any(p.is_file() for p in places):
                         missing.append(f"{path.relative_to(ROOT)}:{number} {name}")
     assert not missing, "point these at a file in the repository:\n" + "\n".join(missing)
+
+
+def _dotted_exists(ref: str, package: Path) -> bool:
+    """Whether ``layerprobe.a.b...`` names a package or module below ``package``, or a name
+    that the ``__init__`` of the deepest package it reaches mentions."""
+    here = package
+    for part in ref.split(".")[1:]:
+        if (here / part / "__init__.py").is_file():
+            here = here / part
+        elif (here / f"{part}.py").is_file():
+            return True  # the rest are the module's own names
+        else:
+            return re.search(rf"\b{part}\b", (here / "__init__.py").read_text()) is not None
+    return True
+
+
+def _missing_sources(path: Path, root: Path) -> list[str]:
+    """The source files and dotted module names that ``path``'s lines point at and ``root``
+    (a repository with the package ``layerprobe/``) lacks."""
+    package = root / "layerprobe"
+    missing = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        for name in SOURCE_FILE.findall(line):
+            if not any(p.is_file() for p in (root / name, path.parent / name, package / name)):
+                missing.append(f"{path.relative_to(root)}:{number} {name}")
+        missing += [
+            f"{path.relative_to(root)}:{number} {ref}"
+            for ref in DOTTED.findall(line)
+            if not _dotted_exists(ref, package)
+        ]
+    return missing
+
+
+def test_no_comment_in_the_package_points_at_a_missing_source_file():
+    missing = [m for path in _package_files() for m in _missing_sources(path, ROOT)]
+    assert not missing, "point these at a module in the package:\n" + "\n".join(missing)
+
+
+def test_the_reference_checker_sees_a_missing_module(tmp_path):
+    (tmp_path / "layerprobe" / "probe").mkdir(parents=True)
+    (tmp_path / "layerprobe" / "__init__.py").write_text("")
+    (tmp_path / "layerprobe" / "probe" / "__init__.py").write_text('__all__ = ["ridge"]\n')
+    (tmp_path / "layerprobe" / "probe" / "solver.py").write_text("")
+    sample = tmp_path / "layerprobe" / "probe" / "api.py"
+    sample.write_text(
+        '"""As probe/solver.py and solver.py do; see layerprobe.probe.solver.decompose,\n'
+        "layerprobe.probe.ridge, not results/points.py, layerprobe.results.points or\n"
+        'layerprobe.probe.lasso."""\n'
+    )
+    found = [m.split(" ", 1)[1] for m in _missing_sources(sample, tmp_path)]
+    assert found == ["results/points.py", "layerprobe.results.points", "layerprobe.probe.lasso"]
 
 
 def test_no_fmt_skip_in_the_package():

@@ -51,8 +51,12 @@ def test_unknown_model_is_a_one_line_error():
 
 
 def test_timm_spec_records_img_size_only_where_taken():
-    _, vit = build(resolve_model("vit_tiny_patch16_224", 10, 32, {"depth": 1}))
-    _, res = build(resolve_model("timm:resnet18", 10, 32, {"layers": [1, 1, 1, 1]}))
+    _, vit = build(
+        resolve_model("vit_tiny_patch16_224", 10, image_size=32, model_args={"depth": 1})
+    )
+    _, res = build(
+        resolve_model("timm:resnet18", 10, image_size=32, model_args={"layers": [1, 1, 1, 1]})
+    )
     assert vit.kwargs["img_size"] == 32 and "img_size" not in res.kwargs
 
 

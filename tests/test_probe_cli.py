@@ -108,8 +108,10 @@ def test_results_match_the_python_api(tmp_path, cache):
     assert probe(tmp_path, "--task", "builtin/shapes") == 0
     table = pq.read_table(parts(tmp_path)[0]).to_pandas()
     row = table[(table.layer == "pre_logits") & (table.shots == 0) & (table.l2 == 1.0)].iloc[0]
-    ytr, _, ftr = read_arrays(cache_path(cache, "toy-0123456789ab", "builtin/shapes", "train"))
-    yte, _, fte = read_arrays(cache_path(cache, "toy-0123456789ab", "builtin/shapes", "test"))
+    ytr, _, ftr = read_arrays(
+        cache_path(cache, "toy-0123456789ab", "builtin/shapes", split="train")
+    )
+    yte, _, fte = read_arrays(cache_path(cache, "toy-0123456789ab", "builtin/shapes", split="test"))
     expected = ridge_accuracy(ftr["pre_logits"], ytr, fte["pre_logits"], yte, l2s=[1.0])[0]
     assert row.test_accuracy == pytest.approx(expected)
 
@@ -130,7 +132,7 @@ def run_error(tmp_path, capsys, *extra) -> str:
 
 
 def test_incomplete_and_foreign_cache_files(tmp_path, cache, capsys):
-    path = cache_path(cache, "toy-0123456789ab", "toy", "test")
+    path = cache_path(cache, "toy-0123456789ab", "toy", split="test")
     with h5py.File(path, "r+") as f:
         f.attrs["complete"] = False
     assert "not complete" in run_error(tmp_path, capsys)
@@ -144,7 +146,7 @@ def test_incomplete_and_foreign_cache_files(tmp_path, cache, capsys):
 
 
 def test_nan_features_name_the_layer_and_row(tmp_path, cache, capsys):
-    poison(cache_path(cache, "toy-0123456789ab", "toy", "test"), "blocks.1", (4, 1), np.inf)
+    poison(cache_path(cache, "toy-0123456789ab", "toy", split="test"), "blocks.1", (4, 1), np.inf)
     err = run_error(tmp_path, capsys, "--task", "toy")
     assert "blocks.1" in err and "row 4" in err
 
@@ -153,14 +155,14 @@ def test_train_and_test_widths_differ(tmp_path, capsys):
     labels = np.repeat([0, 1], 10)
     root = tmp_path / "cache"
     write_cache_file(
-        cache_path(root, "k", "t", "train"),
+        cache_path(root, "k", "t", split="train"),
         {"f": np.ones((20, 4))},
         labels,
         model_key="k",
         task="t",
     )
     write_cache_file(
-        cache_path(root, "k", "t", "test"),
+        cache_path(root, "k", "t", split="test"),
         {"f": np.ones((20, 3))},
         labels,
         model_key="k",
@@ -209,7 +211,9 @@ def test_unknown_names_and_missing_cache(tmp_path, cache, capsys):
 
 def test_an_error_keeps_units_already_written(tmp_path, cache, capsys):
     # 'toy' is probed after 'builtin/shapes'
-    poison(cache_path(cache, "toy-0123456789ab", "toy", "train"), "pre_logits", (0, 0), np.nan)
+    poison(
+        cache_path(cache, "toy-0123456789ab", "toy", split="train"), "pre_logits", (0, 0), np.nan
+    )
     run_error(tmp_path, capsys)
     assert [p.name.split(".")[0] for p in parts(tmp_path)] == ["builtin__shapes"]
 
@@ -247,7 +251,7 @@ def test_folder_task_without_split_folders_says_how_to_split(tmp_path, capsys):
 
 
 def test_a_broken_file_of_another_task_does_not_stop_task_filter(tmp_path, cache, capsys):
-    broken = cache_path(cache, "toy-0123456789ab", "toy", "train")
+    broken = cache_path(cache, "toy-0123456789ab", "toy", split="train")
     broken.write_bytes(b"not hdf5")
     assert probe(tmp_path, "--task", "builtin/shapes") == 0
     assert [p.name.split(".")[0] for p in parts(tmp_path)] == ["builtin__shapes"]
@@ -258,7 +262,7 @@ def test_a_damaged_chunk_is_the_cache_readers_one_line(tmp_path, cache, capsys):
     """A file whose attributes and shapes read fine but whose features do not (a compressed
     chunk damaged on disk, found only when the probe reads the layer) stops the run with the
     one reader's line: the file, h5py's reason, and what to do."""
-    path = cache_path(cache, "toy-0123456789ab", "toy", "test")
+    path = cache_path(cache, "toy-0123456789ab", "toy", split="test")
     with h5py.File(path, "r+") as f:  # the layer stored gzip-compressed, as h5repack may leave it
         data = f["features/blocks.1"][()]
         del f["features/blocks.1"]

@@ -53,7 +53,7 @@ def test_side_by_side_rows_equal_one_unit_at_a_time(tmp_path, cache, monkeypatch
 
 
 def test_a_bad_unit_stops_the_run_or_is_skipped(tmp_path, cache):
-    path = cache_path(cache, "toy-0123456789ab", "b", "train")
+    path = cache_path(cache, "toy-0123456789ab", "b", split="train")
     with h5py.File(path, "r+") as f:
         data = f["features/blocks.1"][()]
         data[3, 2] = np.nan

@@ -111,7 +111,7 @@ def _two_checkpoints(root, n=40, shuffle_b=True):
     labels = np.zeros(n, dtype=np.int64)
     for key, feats, index in [("a-1", feats_a, np.arange(n)), ("b-2", feats_b, order)]:
         write_cache_file(
-            cache_path(root, key, "toy", "test"), feats, labels, model_key=key, task="toy",
+            cache_path(root, key, "toy", split="test"), feats, labels, model_key=key, task="toy",
             split="test", dtype="float32", index=index,
         )  # fmt: skip
     return feats_a, feats_b
@@ -119,7 +119,8 @@ def _two_checkpoints(root, n=40, shuffle_b=True):
 
 def test_layer_similarity_table(tmp_path):
     _two_checkpoints(tmp_path / "cache")
-    feats_a = read_arrays(cache_path(tmp_path / "cache", "a-1", "toy", "test"))[2]  # as stored
+    # as stored
+    feats_a = read_arrays(cache_path(tmp_path / "cache", "a-1", "toy", split="test"))[2]
     table = layer_similarity(tmp_path / "cache")
     assert list(table.columns) == COLUMNS
     assert set(table["n_rows"]) == {40} and set(table["split"]) == {"test"}
@@ -171,7 +172,7 @@ def _cli(capsys, *args):
 
 def test_cli_formats_and_parquet(tmp_path, capsys):
     _two_checkpoints(tmp_path / "cache")
-    feats_a = read_arrays(cache_path(tmp_path / "cache", "a-1", "toy", "test"))[2]
+    feats_a = read_arrays(cache_path(tmp_path / "cache", "a-1", "toy", split="test"))[2]
     code, out, err = _cli(capsys, "--cache", tmp_path / "cache")
     assert code == 0, err
     written = pd.read_parquet(tmp_path / "analysis" / "similarity.parquet")
@@ -214,7 +215,7 @@ def test_cli_bad_inputs_one_line_exit_2(tmp_path, capsys):
 
     one = tmp_path / "one"
     labels = np.zeros(10, dtype=np.int64)
-    write_cache_file(cache_path(one, "k", "t", "test"), {"pre_logits": np.eye(10)}, labels,
+    write_cache_file(cache_path(one, "k", "t", split="test"), {"pre_logits": np.eye(10)}, labels,
                      model_key="k", task="t", split="test")  # fmt: skip
     code, _, err = _cli(capsys, "--cache", one)
     assert code == 2 and "holds one layer (pre_logits)" in err and err.count("\n") == 1
@@ -222,7 +223,7 @@ def test_cli_bad_inputs_one_line_exit_2(tmp_path, capsys):
     other = tmp_path / "other"
     rng = np.random.default_rng(0)
     for key, index in [("a", np.arange(10)), ("b", np.arange(5, 15))]:
-        write_cache_file(cache_path(other, key, "t", "test"),
+        write_cache_file(cache_path(other, key, "t", split="test"),
                          {"x": rng.normal(size=(10, 3)), "y": rng.normal(size=(10, 3))}, labels,
                          model_key=key, task="t", split="test", index=index)  # fmt: skip
     code, _, err = _cli(capsys, "--cache", other)

@@ -45,12 +45,12 @@ PARTIAL_SUFFIX = ".h5.partial"
 UPSTREAM_FILE = "upstream.json"
 
 
-def cache_path(cache_dir: str | Path, model_key: str, task: str, split: str) -> Path:
+def cache_path(cache_dir: str | Path, model_key: str, task: str, *, split: str) -> Path:
     """Where the finished cache file of (model key, task, split) lives."""
     return Path(cache_dir) / model_key / _task_dir(task) / f"{split}{SUFFIX}"
 
 
-def partial_path(cache_dir: str | Path, model_key: str, task: str, split: str) -> Path:
+def partial_path(cache_dir: str | Path, model_key: str, task: str, *, split: str) -> Path:
     """Where the cache file is written until it is complete."""
     return Path(cache_dir) / model_key / _task_dir(task) / f"{split}{PARTIAL_SUFFIX}"
 
@@ -312,7 +312,7 @@ def find_caches(
             info = read_info(path)
         except CacheError as err:
             if tasks and all(
-                path.parent != cache_path(root, key_dir, t, "x").parent for t in tasks
+                path.parent != cache_path(root, key_dir, t, split="x").parent for t in tasks
             ):
                 continue
             if on_bad is None:

@@ -170,7 +170,7 @@ class _Job:
     # -- one split --------------------------------------------------------------------------
     def run_split(self, split: str, requested: list[str], position: str = "") -> Path:
         self.position = position
-        final = cache_path(self.config.cache_dir, self.model_key, self.task.name, split)
+        final = cache_path(self.config.cache_dir, self.model_key, self.task.name, split=split)
         check_folder(final.parent, "--cache")  # a file where a model-key or task folder belongs
         fingerprint = self.task.fingerprint(split, self.config.content_hash)
         layers = self._layers_to_extract(final, requested, fingerprint)
@@ -194,7 +194,7 @@ class _Job:
             num_items=len(data),
             task_fingerprint=fingerprint,
         )
-        partial = partial_path(self.config.cache_dir, self.model_key, self.task.name, split)
+        partial = partial_path(self.config.cache_dir, self.model_key, self.task.name, split=split)
         if self.ranks.world == 1:
             part = self._fill(partial, header, widths, data, 0, len(data), split)
             return self._finish(part, final)

@@ -80,7 +80,12 @@ def pretrain_config(api, **point):
     if hasattr(api, "__path__"):  # the package itself (not a stand-in of its API)
         from layerprobe.pretrain.ladder import resolve_model
 
-        resolve_model(config.model, task.num_classes, config.image_size, config.model_args)
+        resolve_model(
+            config.model,
+            task.num_classes,
+            image_size=config.image_size,
+            model_args=config.model_args,
+        )
     return config
 
 
@@ -174,7 +179,7 @@ def check_models(job: Job, which: set[int] | None = None) -> None:
         except UserError as err:
             key = "checkpoint" if "checkpoint" in str(err) and raw.get("checkpoint") else "spec"
             raise job.error(
-                f"{table_name('models', key, i)}: {first_line(err)}", "models", key, i
+                f"{table_name('models', key, i)}: {first_line(err)}", "models", key, index=i
             ) from None
 
 
@@ -222,7 +227,7 @@ def _keys(job: Job, table: dict, names: list[str], name: str, index: int | None 
                 f" Keys: {', '.join(names)}",
                 name,
                 key,
-                index or 0,
+                index=index or 0,
             )
 
 
@@ -245,4 +250,4 @@ def _build(job: Job, make, raw: dict, table: str, index: int | None = None, requ
                 culprit = key
                 break
         where = table_name(table, culprit, index)
-        raise job.error(f"{where}: {message}", table, culprit, index or 0) from None
+        raise job.error(f"{where}: {message}", table, culprit, index=index or 0) from None

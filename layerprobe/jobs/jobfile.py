@@ -128,7 +128,7 @@ class Job:
     run: RunSettings = field(default_factory=RunSettings)
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
 
-    def error(self, message: str, table: str = "", key: str | None = None, index: int = 0):
+    def error(self, message: str, table: str = "", key: str | None = None, *, index: int = 0):
         """A one-line :class:`JobFileError` naming this file, ``[table] key`` and its line."""
         return job_error(self.path, self.text, message, table=table, key=key, index=index)
 

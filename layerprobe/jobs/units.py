@@ -155,7 +155,7 @@ def job_models(job: Job) -> dict[str, Model]:
                 f"[[models]] #{i + 1} repeats model {spec!r} with the same settings",
                 "models",
                 "spec",
-                i,
+                index=i,
             )
         models[mid] = Model(mid, table=table, index=i)
     for g, grid in enumerate(job.pretrain):

@@ -93,6 +93,7 @@ for _rung in [
 
 
 def mlp_mixer(
+    *,
     num_classes: int = 1000,
     img_size: int = 224,
     patch_size: int = 16,
@@ -123,7 +124,11 @@ class Arch:
 
 
 def resolve_model(
-    model: str, num_classes: int, image_size: int | None = None, model_args: dict | None = None
+    model: str,
+    num_classes: int,
+    *,
+    image_size: int | None = None,
+    model_args: dict | None = None,
 ) -> Arch:
     """A ladder name or timm spec as an :class:`Arch` with ``num_classes`` outputs.
 

@@ -64,7 +64,12 @@ def pretrain(
         if split not in task.splits:
             raise DataError(f"task {task.name!r} has no train split to pre-train on")
     eval_split = "val" if "val" in task.splits else "test"
-    arch = resolve_model(config.model, task.num_classes, config.image_size, config.model_args)
+    arch = resolve_model(
+        config.model,
+        task.num_classes,
+        image_size=config.image_size,
+        model_args=config.model_args,
+    )
     identity = _json(
         {"config": config.identity(), "task_fingerprint": task.fingerprint(), "arch": vars(arch)}
     )
