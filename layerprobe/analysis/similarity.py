@@ -33,12 +33,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from layerprobe.analysis.config import ROWS
+from layerprobe.analysis.config import ROWS, SimilarityConfig
 from layerprobe.analysis.config import SIMILARITY_FORMATS as FORMATS
 from layerprobe.errors import ConfigError, DataError, UnknownNameError, did_you_mean
 from layerprobe.extract.cache import CacheInfo, find_caches, read_arrays
@@ -295,34 +297,29 @@ def select_caches(
 
 
 def layer_similarity(
-    cache_dir: str | Path,
-    *,
-    tasks: Sequence[str] | None = None,
-    models: Sequence[str] | None = None,
-    split: str = "test",
-    rows: int = ROWS,
-    seed: int = 0,
-    across: bool = True,
-    device: str = "cpu",
-    quiet: bool = True,
-    precision: str = "auto",
+    config: SimilarityConfig | str | Path, *, precision: str = "auto", **options: Any
 ) -> pd.DataFrame:
     """Debiased linear CKA maps of the cached layers, as one long table.
 
+    Takes what ``layerprobe similarity`` takes, under the same names and with the same defaults
+    (one :class:`~layerprobe.analysis.config.SimilarityConfig`):
+    ``layer_similarity("runs/demo/cache", task=["builtin/digits"], rows=2000)`` is
+    ``layerprobe similarity --cache runs/demo/cache --task builtin/digits --rows 2000``.
+
     Parameters
     ----------
-    cache_dir : the feature cache folder (``<cache>/<model_key>/<task>/<split>.h5``).
-    tasks, models : only these tasks / model keys or model names (default: all).
-    split : which split's rows (default ``test``).
-    rows : at most this many images per map; more are subsampled deterministically (by the
-        images' ``index`` and ``seed``, so every checkpoint gets the same images).
-    seed : seed of that subsample.
-    across : also CKA between the same layer of different checkpoints of a task (their caches
-        must hold the same images; :class:`DataError` otherwise).
-    device : torch device of the arithmetic (``cpu``, ``cuda``, ``auto``).
-    quiet : no progress bar.
+    config : a :class:`SimilarityConfig`, or the feature cache folder
+        (``<cache>/<model_key>/<task>/<split>.h5``) with the other fields in ``options``.
     precision : of the Gram tiles, as in :func:`cka_maps` (``auto``: float32 for float16
         caches, float64 for float32 ones).
+    **options : fields of :class:`SimilarityConfig` (set or replaced): ``task``, ``model``
+        (only these tasks / model keys or model names; default all), ``split`` (which split's
+        rows), ``rows`` (at most this many images per map; more are subsampled
+        deterministically, by the images' ``index`` and ``seed``, so every checkpoint gets the
+        same images), ``seed``, ``within`` (only the maps within each checkpoint; otherwise
+        also CKA between the same layer of different checkpoints of a task, whose caches must
+        hold the same images: :class:`DataError` otherwise), ``device`` (``cpu``, ``cuda``,
+        ``auto``), ``quiet`` (no progress bar).
 
     Returns
     -------
@@ -331,41 +328,31 @@ def layer_similarity(
     checkpoint every ordered pair of its L layers (L² rows, the map is symmetric); across
     checkpoints, each layer both hold, once per unordered pair of checkpoints.
     """
-    if rows < 4:
-        raise ConfigError(f"--rows {rows}: CKA needs at least 4 images; the default is {ROWS}")
-    infos = select_caches(cache_dir, tasks=tasks, models=models, split=split)
+    if isinstance(config, SimilarityConfig):
+        config = replace(config, **options)
+    else:
+        config = SimilarityConfig(cache=config, **options)
+    if config.rows < 4:
+        raise ConfigError(
+            f"--rows {config.rows}: CKA needs at least 4 images; the default is {ROWS}"
+        )
+    infos = select_caches(config.cache, tasks=config.task, models=config.model, split=config.split)
     by_task: dict[str, list[CacheInfo]] = {}
     for info in infos:
         by_task.setdefault(info.task, []).append(info)
     frames = [
-        _task_similarity(
-            group,
-            rows=rows,
-            seed=seed,
-            across=across,
-            device=device,
-            quiet=quiet,
-            precision=precision,
-        )
-        for _, group in sorted(by_task.items())
+        _task_similarity(group, config, precision=precision) for _, group in sorted(by_task.items())
     ]
     return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 
 def _task_similarity(
-    infos: list[CacheInfo],
-    *,
-    rows: int,
-    seed: int,
-    across: bool,
-    device: str,
-    quiet: bool,
-    precision: str = "auto",
+    infos: list[CacheInfo], config: SimilarityConfig, *, precision: str
 ) -> pd.DataFrame:
     """All maps of one (task, split): each checkpoint's, and across checkpoints."""
     infos = sorted(infos, key=lambda i: i.model_key)
-    across = across and len(infos) > 1
-    positions = _chosen_rows(infos, rows, seed, same=across)
+    across = not config.within and len(infos) > 1
+    positions = _chosen_rows(infos, config.rows, config.seed, same=across)
     feats, owners = [], []
     for info, pos in zip(infos, positions, strict=True):
         _, _, arrays = read_arrays(info.path, info.layers, rows=pos)
@@ -386,7 +373,7 @@ def _task_similarity(
             if len(members) > 1:
                 groups.append(members)
                 kinds.append("across")
-    maps = cka_maps(feats, groups, device=device, quiet=quiet, precision=precision)
+    maps = cka_maps(feats, groups, device=config.device, quiet=config.quiet, precision=precision)
     n = len(positions[0])
     records = []
     for members, kind, cka in zip(groups, kinds, maps, strict=True):

@@ -30,17 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = from_args(SimilarityConfig, args)
     out = check_folder(config.out_dir(), "--out")
-    table = layer_similarity(
-        config.cache,
-        tasks=config.task,
-        models=config.model,
-        split=config.split,
-        rows=config.rows,
-        seed=config.seed,
-        across=not config.within,
-        device=config.device,
-        quiet=config.quiet,
-    )
+    table = layer_similarity(config)
     path = write_similarity(table, out)
     sys.stdout.write(format_similarity(table, config.format))
     for (task, split), part in table.groupby(["task", "split"], sort=True):

@@ -320,15 +320,22 @@ def _whole(table: dict, key: str, low: int, name: str, fail) -> None:
         raise fail(f"[{name}] {key} must be a whole number >= {low}, got {value!r}", name, key)
 
 
+def _one_of(table: dict, key: str, choices, *, name: str, fail, note: str = "") -> None:
+    """``[name] key``, where given, is one of ``choices``; ``note`` follows the list, and
+    without one the message suggests the closest choice."""
+    if key in table and table[key] not in choices:
+        value = table[key]
+        hint = "" if note else f".{did_you_mean(str(value), choices)}"
+        raise fail(
+            f"[{name}] {key} must be one of {', '.join(choices)}{note}, got {value!r}{hint}",
+            name,
+            key,
+        )
+
+
 def _run(table: dict, fail) -> RunSettings:
     _known(table, RUN_KEYS, "run", fail)
-    if table.get("executor", "local") not in EXECUTORS:
-        raise fail(
-            f"[run] executor must be one of {', '.join(EXECUTORS)}, got "
-            f"{table['executor']!r}.{did_you_mean(str(table['executor']), EXECUTORS)}",
-            "run",
-            "executor",
-        )
+    _one_of(table, "executor", EXECUTORS, name="run", fail=fail)
     _whole(table, "workers", 1, "run", fail)
     _whole(table, "retries", 0, "run", fail)
     return RunSettings(**table)
@@ -339,13 +346,8 @@ def slurm_settings(table: dict, fail) -> dict:
     fields of :class:`SlurmSettings`); ``fail(message, table, key)`` makes the error; ``time``
     becomes minutes."""
     _known(table, SLURM_KEYS, "slurm", fail)
-    if table.get("cluster", "slurm") not in CLUSTERS:
-        raise fail(
-            f"[slurm] cluster must be one of {', '.join(CLUSTERS)} (local: submitit's local "
-            f"executor on this machine), got {table['cluster']!r}",
-            "slurm",
-            "cluster",
-        )
+    note = " (local: submitit's local executor on this machine)"
+    _one_of(table, "cluster", CLUSTERS, name="slurm", fail=fail, note=note)
     for key in ("gpus", "cpus", "mem_gb", "array_parallelism", "bundle"):
         _whole(table, key, 0 if key == "gpus" else 1, "slurm", fail)
     for key in ("partition", "account", "qos", "constraint"):

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from layerprobe.jobs.configs import extract_config, finetune_config, pretrain_api, probe_configs
-from layerprobe.jobs.units import CHECKPOINT
+from layerprobe.jobs.units import CHECKPOINT, STAGES
 from layerprobe.jobs.verify import VERSION, file_entries, model_files, output_entries, stamp
 from layerprobe.registry import Registry
 
-# What a unit of each stage runs: ``RUN.get(unit.stage)(work, job, state) -> record``.
+# What a unit of each stage runs: ``RUN.get(unit.stage)(work, job, state) -> record``; one
+# entry per stage of a plan (``units.STAGES``), in its order, registered at the end of this file.
 RUN: Registry[Callable[..., dict]] = Registry("job stage")
 
 # The last model a process built, reused by its next extract units of the same model (a
@@ -59,7 +60,6 @@ def _drop_damaged_checkpoint(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-@RUN.register("pretrain")
 def pretrain_unit(work, job, state) -> dict:
     api = pretrain_api()
     config = api.PretrainConfig(**work.model.point)
@@ -69,7 +69,6 @@ def pretrain_unit(work, job, state) -> dict:
     return _record([checkpoint])
 
 
-@RUN.register("extract")
 def extract_unit(work, job, state) -> dict:
     from layerprobe.errors import CacheError
     from layerprobe.extract.cache import read_info
@@ -94,7 +93,6 @@ def extract_unit(work, job, state) -> dict:
     return _record([path], inputs, {str(path): made}, model_key=info.model_key, extraction_id=made)
 
 
-@RUN.register("probe")
 def probe_unit(work, job, state) -> dict:
     from layerprobe.extract.cache import read_info
     from layerprobe.probe.run import Unit, probe_unit, unit_identity
@@ -127,7 +125,6 @@ def probe_unit(work, job, state) -> dict:
     return _record(paths, {"caches": caches}, model_key=unit.model_key)
 
 
-@RUN.register("finetune")
 def finetune_unit(work, job, state) -> dict:
     out = pretrain_api().finetune(
         work.model.model_config(),
@@ -137,3 +134,8 @@ def finetune_unit(work, job, state) -> dict:
         quiet=True,
     )
     return _record([Path(out)], {"files": file_entries(model_files(work.model))})
+
+
+# The stages are the plan's (units.STAGES): stage ``s`` runs the function ``s_unit`` above.
+for _stage in STAGES:
+    RUN.register(_stage, globals()[f"{_stage}_unit"])

@@ -54,6 +54,35 @@ def array_probes(x_train, y_train, x_test, y_test, *, subsets=None, num_classes=
     ).check()
 
 
+def group_accuracy(counts: np.ndarray, probes: ProbeSet) -> np.ndarray:
+    """(layers, P, K) accuracies in [0, 1] from the (layers, P, 1, K) correct counts of the
+    array API's probes (one evaluation group: all test rows)."""
+    return counts[:, :, 0, :] / max(len(probes.y_eval), 1)
+
+
+def one_probe(x_train, y_train, x_test, y_test, *, batch, **options) -> np.ndarray:
+    """The accuracies of one probe (one layer, all train rows) through the batched function
+    ``batch`` (``ridge_accuracy_batch``, …): its (layers, P, K) output at layer 0, probe 0."""
+    return batch([x_train], y_train, [x_test], y_test, **options)[0, 0]
+
+
+def one_problem(x_train, y_train, *, l2s, num_classes):
+    """One probe's train problem as tensors for the score functions: features (1, n, D),
+    labels (1, n) int64, the number of classes C and the λ values (L,) (checked)."""
+    y_train = np.asarray(y_train)
+    c = _num_classes(num_classes, y_train)
+    l2 = torch.as_tensor(check_l2s(l2s))
+    x = torch.as_tensor(np.asarray(x_train))[None]
+    y = torch.as_tensor(y_train, dtype=torch.int64)[None]
+    return x, y, c, l2
+
+
+def with_bias(x_test, dtype: torch.dtype) -> torch.Tensor:
+    """(m, D + 1) test features of ``dtype`` with the constant column the lift maps to the
+    bias."""
+    return torch.nn.functional.pad(torch.as_tensor(np.asarray(x_test)).to(dtype), (0, 1), value=1.0)
+
+
 def ridge_accuracy_batch(
     x_train: Sequence[np.ndarray] | np.ndarray,
     y_train: np.ndarray,
@@ -94,7 +123,7 @@ def ridge_accuracy_batch(
     )
     l2 = check_l2s(l2s)
     counts = get_backend(backend)(probes, l2, device=device, precision=precision)
-    return counts[:, :, 0, :] / max(len(y_test), 1)
+    return group_accuracy(counts, probes)
 
 
 def ridge_accuracy(
@@ -121,18 +150,18 @@ def ridge_accuracy(
     -------
     (L,) accuracies in [0, 1], λ in ascending order.
     """
-    out = ridge_accuracy_batch(
-        [x_train],
+    return one_probe(
+        x_train,
         y_train,
-        [x_test],
+        x_test,
         y_test,
+        batch=ridge_accuracy_batch,
         l2s=l2s,
         num_classes=num_classes,
         backend=backend,
         device=device,
         precision=precision,
     )
-    return out[0, 0]
 
 
 def ridge_scores(
@@ -154,17 +183,10 @@ def ridge_scores(
     -------
     (L, m, C) scores; the prediction is their argmax over the last axis.
     """
-    y_train = np.asarray(y_train)
-    c = _num_classes(num_classes, y_train)
-    dtype = getattr(torch, precision)
+    x, y, c, l2 = one_problem(x_train, y_train, l2s=l2s, num_classes=num_classes)
     score_dtype = getattr(torch, score_precision)
-    l2 = torch.as_tensor(check_l2s(l2s))
-    x = torch.as_tensor(np.asarray(x_train))[None]
-    y = torch.as_tensor(y_train, dtype=torch.int64)[None]
-    dec = decompose(x, y, c, dtype=dtype)
+    dec = decompose(x, y, c, dtype=getattr(torch, precision))
     weights = lambda_weights(dec, l2, score_dtype)[0]  # (r, C * L), class-major
-    z = torch.nn.functional.pad(
-        torch.as_tensor(np.asarray(x_test)).to(score_dtype), (0, 1), value=1.0
-    )
+    z = with_bias(x_test, score_dtype)
     scores = z @ dec.lift[0].to(score_dtype) @ weights  # (m, C * L)
     return scores.view(len(z), c, len(l2)).permute(2, 0, 1).numpy()

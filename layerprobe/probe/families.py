@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from layerprobe.errors import ConfigError
-from layerprobe.probe.api import _num_classes, array_probes
+from layerprobe.probe.api import array_probes, group_accuracy, one_probe, one_problem, with_bias
 from layerprobe.probe.backends import (
     Backend,
     _check_precision,
@@ -256,7 +256,7 @@ def logistic_accuracy_batch(
         probes, l2s, device=device, precision=precision, tol=tol, max_iter=max_iter
     )
     _warn_unconverged(result)
-    acc = result.counts[:, :, 0, :] / max(len(probes.y_eval), 1)
+    acc = group_accuracy(result.counts, probes)
     return (acc, result) if return_result else acc
 
 
@@ -274,18 +274,18 @@ def logistic_accuracy(
 ) -> np.ndarray:
     """Test accuracy (L,) of one multinomial logistic probe per λ (ascending); x_train (n, D),
     x_test (m, D). Other parameters as :func:`logistic_accuracy_batch`."""
-    acc = logistic_accuracy_batch(
-        [x_train],
+    return one_probe(
+        x_train,
         y_train,
-        [x_test],
+        x_test,
         y_test,
+        batch=logistic_accuracy_batch,
         l2s=l2s,
         num_classes=num_classes,
         device=device,
         tol=tol,
         max_iter=max_iter,
     )
-    return acc[0, 0]
 
 
 def logistic_scores(
@@ -307,11 +307,7 @@ def logistic_scores(
     """
     from layerprobe.probe.logistic import fit, rotate
 
-    y_train = np.asarray(y_train)
-    c = _num_classes(num_classes, y_train)
-    l2 = torch.as_tensor(check_l2s(l2s))
-    x = torch.as_tensor(np.asarray(x_train))[None]
-    y = torch.as_tensor(y_train, dtype=torch.int64)[None]
+    x, y, c, l2 = one_problem(x_train, y_train, l2s=l2s, num_classes=num_classes)
     with single_threaded_pool(1, name="layerprobe-logistic") as pool:
         basis = rotate(x, y, c)
         found = pool.submit(
@@ -324,7 +320,7 @@ def logistic_scores(
             tol=tol,
             max_iter=max_iter,
         ).result()
-    z = torch.nn.functional.pad(torch.as_tensor(np.asarray(x_test)).double(), (0, 1), value=1.0)
+    z = with_bias(x_test, torch.float64)
     logits = torch.einsum("mr,clr->lmc", z @ basis.lift[0], found.weights[0])
     report = LogisticResult(
         np.zeros((1, 1, 0, len(l2)), np.int64),
@@ -372,7 +368,7 @@ def knn_accuracy_batch(
     counts = knn_sweep(
         probes, ks, device=device, precision=precision, votes=(vote,), temperature=temperature
     )[vote]
-    return counts[:, :, 0, :] / max(len(probes.y_eval), 1)
+    return group_accuracy(counts, probes)
 
 
 def knn_accuracy(
@@ -390,11 +386,12 @@ def knn_accuracy(
 ) -> np.ndarray:
     """Test accuracy (K,) of one cosine k-NN probe for each k (ascending); x_train (n, D),
     x_test (m, D). Other parameters as :func:`knn_accuracy_batch`."""
-    acc = knn_accuracy_batch(
-        [x_train],
+    return one_probe(
+        x_train,
         y_train,
-        [x_test],
+        x_test,
         y_test,
+        batch=knn_accuracy_batch,
         ks=ks,
         vote=vote,
         num_classes=num_classes,
@@ -402,7 +399,6 @@ def knn_accuracy(
         precision=precision,
         temperature=temperature,
     )
-    return acc[0, 0]
 
 
 def check_family(name: str) -> str:
