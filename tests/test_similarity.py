@@ -152,6 +152,26 @@ def test_rows_subsample_is_the_same_images_in_every_checkpoint(tmp_path):
     pd.testing.assert_frame_equal(table, again)
 
 
+def test_layer_similarity_takes_the_names_and_defaults_of_the_command(tmp_path, capsys):
+    from layerprobe.analysis.config import SimilarityConfig
+
+    _two_checkpoints(tmp_path / "cache")
+    table = layer_similarity(tmp_path / "cache", task=["toy"], model=["a-1", "b-2"], within=True)
+    assert (table["model_key"] == table["model_key_b"]).all()  # --within: no CKA across
+    config = SimilarityConfig(cache=tmp_path / "cache", within=True)
+    pd.testing.assert_frame_equal(layer_similarity(config), table)
+    pd.testing.assert_frame_equal(
+        layer_similarity(config, within=False), layer_similarity(config.cache)
+    )
+    assert (
+        main(["similarity", "--cache", str(tmp_path / "cache"), "--within", "--format", "csv"]) == 0
+    )
+    printed = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert len(printed) == len(table) and set(printed["model_key_b"]) == {"a-1", "b-2"}
+    with pytest.raises(TypeError, match="across"):
+        layer_similarity(tmp_path / "cache", across=False)
+
+
 def test_cache_reader_reads_chosen_rows_in_order(tmp_path):
     path = write_task(tmp_path / "cache", rows={"test": 20})["test"]
     _, index, full = read_arrays(path)
