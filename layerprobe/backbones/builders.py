@@ -55,12 +55,8 @@ def build_timm(
     kwargs = dict(kwargs)
     if image_size is not None:
         kwargs["img_size"] = image_size
-    if pretrained and not os.environ.get("HF_HUB_OFFLINE"):
-        require_network(
-            "huggingface.co",
-            "timm",
-            "set HF_HUB_OFFLINE=1 to use weights already in the Hugging Face cache",
-        )
+    if pretrained:
+        require_hugging_face("timm")
 
     def create(**kw):
         return timm.create_model(name, pretrained=pretrained, **kw)
@@ -90,6 +86,17 @@ def require_network(host: str, hub: str, offline_hint: str) -> None:
             f"cannot reach {host} for the {hub} pretrained weights ({err.strerror or err}); check "
             f"the network, or {offline_hint}, or pass the weights with --checkpoint"
         ) from err
+
+
+def require_hugging_face(hub: str) -> None:
+    """:func:`require_network` for weights that ``hub`` downloads from the Hugging Face Hub,
+    unless ``HF_HUB_OFFLINE`` says to use the Hugging Face cache only."""
+    if not _hub_offline():
+        require_network(
+            "huggingface.co",
+            hub,
+            "set HF_HUB_OFFLINE=1 to use weights already in the Hugging Face cache",
+        )
 
 
 def _torchvision_cached(name: str) -> bool:
@@ -498,12 +505,8 @@ def build_open_clip(
                     f"{', '.join(tags) or 'none'}.{did_you_mean(tag, tags)}"
                 )
             downloads = True
-    if downloads and not _hub_offline():
-        require_network(
-            "huggingface.co",
-            "open_clip",
-            "set HF_HUB_OFFLINE=1 to use weights already in the Hugging Face cache",
-        )
+    if downloads:
+        require_hugging_face("open_clip")
 
     def create(**kw):
         return open_clip.create_model(name, pretrained=tag, **kw)
