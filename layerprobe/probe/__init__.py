@@ -38,7 +38,7 @@ _LAZY = {
     "logistic_backend": "layerprobe.probe.families",
     "logistic_scores": "layerprobe.probe.families",
     "logistic_sweep": "layerprobe.probe.families",
-    "DEFAULT_KS": "layerprobe.probe.knn",
+    "DEFAULT_KS": "layerprobe.probe.problems",
     "plan_probes": "layerprobe.probe.plan",
     "DEFAULT_L2S": "layerprobe.probe.problems",
     "ProbeSet": "layerprobe.probe.problems",

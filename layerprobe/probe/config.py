@@ -22,6 +22,7 @@ from layerprobe.errors import ConfigError
 from layerprobe.layers import LAYERS_HELP, is_all, split_layers
 from layerprobe.options import option, parse_float_list, parse_int_list, whole_number
 from layerprobe.probe import policy
+from layerprobe.probe.problems import DEFAULT_KS
 from layerprobe.runtime.devices import DEVICES
 from layerprobe.tasks.fewshot import DEFAULT_SHOTS
 
@@ -90,12 +91,12 @@ class ProbeConfig:
         type=parse_int_list,
         metavar="K,…",
         flag="--k",
-        show_default="10,20,50,200",
+        show_default=",".join(map(str, DEFAULT_KS)),
     )
 
     def __post_init__(self) -> None:
         from layerprobe.probe.families import DEFAULT_LOGISTIC_L2S, check_family
-        from layerprobe.probe.knn import DEFAULT_KS, check_ks
+        from layerprobe.probe.knn import check_ks
         from layerprobe.probe.problems import DEFAULT_L2S, check_l2s
 
         self.probe = check_family(self.probe)

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from layerprobe.errors import ConfigError
+from layerprobe.probe.problems import DEFAULT_KS as DEFAULT_KS  # beside the λ grids
 
-DEFAULT_KS: tuple[int, ...] = (10, 20, 50, 200)
 TEMPERATURE = 0.07  # dinov2's k-NN temperature
 VOTES = ("majority", "weighted")
 BLOCK_BYTES = 64 << 20  # similarities of one block of evaluation rows to one train pool

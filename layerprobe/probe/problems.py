@@ -16,6 +16,8 @@ from layerprobe.errors import ConfigError, DataError
 
 # 2^-10 … 2^19: the grid of the paper's evaluation code (30 values).
 DEFAULT_L2S: tuple[float, ...] = tuple(float(2.0**k) for k in range(-10, 20))
+# k of the k-NN probe families (the option --k shows them as its default).
+DEFAULT_KS: tuple[int, ...] = (10, 20, 50, 200)
 
 
 @dataclass
