@@ -399,8 +399,8 @@ def _free_left_end(iv: dict, x: np.ndarray, y: np.ndarray, *, form: Form, noise_
     the frontier at the low-US end bends the hull there, which the error model (points on the
     curve plus probe noise) does not describe, so the k and α intervals were too narrow. The
     honest error model gives that one point a one-sided term (on the frontier or below it); the
-    union of the profile regions with and without the point contains that model's region. Chosen
-    by measurement (benchmarks/fit_coverage.py, seeds 0 and 1, its main and held-out panels; see
+    union of the profile regions with and without the point is a conservative stand-in for it.
+    Chosen by measurement (benchmarks/fit_coverage.py, seeds 0 and 1, its main and held-out panels; see
     docs/coverage.md): k coverage over ``ok`` fits went from 75–76 % to 93–95 % and α from 85–87 %
     to 94–96 %, at the cost of 8–10 points of ``ok`` where e_IR is determined (63 % left on the
     main panel, 75–80 % on the held-out one). Uniting only where the point lies below the curve
