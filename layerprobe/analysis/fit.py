@@ -528,11 +528,10 @@ def _batch_fit(sets: list, form: Form) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_points(
     checkpoints: pd.DataFrame,
-    config: AnalysisConfig | None = None,
+    config: AnalysisConfig,
     *,
     warn: Callable[[str], None] | None = None,
     max_evals: int | None = None,
-    **options,
 ) -> pd.DataFrame:
     """Fit every (upstream task, task, shots, probe[, group]) group of checkpoint points.
 
@@ -541,18 +540,17 @@ def fit_points(
     checkpoints : :func:`layerprobe.analysis.points.checkpoint_points`' table (one row per
         checkpoint and group), with a ``group`` column when each group (for example each
         architecture family) gets its own hull (see :func:`with_groups`).
-    config : the analysis options; its ``layer`` names the layer choice the table was made
-        with (the ``layer`` column of the result).
+    config : the analysis options (:func:`fit_saturation` builds them from its keywords); its
+        ``layer`` names the layer choice the table was made with (the ``layer`` column of the
+        result).
     warn : where warnings go (default: stderr); groups with fewer than 3 distinct fit points
         are skipped with a warning.
     max_evals : as for :func:`fit_saturation`.
-    **options : fields of ``config`` to replace.
 
     Returns
     -------
     The fit table of :func:`fit_saturation`.
     """
-    config = AnalysisConfig.build(config, **options)
     if "group" not in checkpoints.columns:
         checkpoints = checkpoints.assign(group="")
     keys = [*GROUP, "group"]
