@@ -126,7 +126,11 @@ def replicate(curve: Curve, rng: np.random.Generator, seeds: int = SEEDS):
     return us, runs.mean(1), runs.std(1, ddof=1) / np.sqrt(seeds)
 
 
-def run_curve(curve: Curve, replicates: int, seed: int, bootstrap_first: int, index: int) -> dict:
+def run_curve(
+    curve: Curve, *, replicates: int, seed: int, bootstrap_first: int, index: int
+) -> dict:
+    """Fit ``replicates`` seeded replicates of ``curve`` (the ``index``-th of its panel) and
+    count what they report: statuses, coverage of each interval, widths."""
     rng = np.random.default_rng([seed, index])
     rows, boot = [], []
     for r in range(replicates):
@@ -204,7 +208,13 @@ def main() -> None:
         )
     results = []
     for index, curve in enumerate(panel):
-        res = run_curve(curve, args.replicates, args.seed, args.baseline, index)
+        res = run_curve(
+            curve,
+            replicates=args.replicates,
+            seed=args.seed,
+            bootstrap_first=args.baseline,
+            index=index,
+        )
         results.append((curve, res))
         if args.verbose:
             print(
