@@ -15,7 +15,9 @@ We report:
   not (``reasons``);
 * profile-likelihood intervals of k, α, e_IR and the saturation value
   (:mod:`layerprobe.analysis.profile`), with the probe noise over seeds as a floor on the residual
-  variance — always reported, up to [0, 1] for e_IR where the data say nothing;
+  variance, and for a hull fit united with those without the hull's leftmost point (which the
+  hull keeps whatever its accuracy) — always reported, up to [0, 1] for e_IR where the data say
+  nothing;
 * the fitting error: RMSE (accuracy units) of the curve on the points it was fitted to;
 * the prediction error: hold out the checkpoints of highest US accuracy (at least
   :data:`MIN_HELDOUT`), fit ``hull`` and ``all`` on the rest, and score both on the same
