@@ -620,7 +620,7 @@ def _figures(
         notes.append(
             f"The per-task figures are drawn at {plots.shots_label(headline)}; e_IR against "
             "shots and saturation depth against e_IR cover every shot count, and "
-            "`layerprobe report --all-shots` also draws the saturation and layer figures at "
+            "layerprobe report --all-shots also draws the saturation and layer figures at "
             f"{', '.join(map(plots.shots_label, others))}."
         )
     if pts is not None:
