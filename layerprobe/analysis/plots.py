@@ -121,10 +121,10 @@ def shots_label(shots: int) -> str:
 def plot_saturation(
     points: pd.DataFrame, fits: pd.DataFrame, shots: int, *, stem: str | Path
 ) -> list[Path]:
-    """DS against US accuracy for one shot count: a panel per task with every checkpoint, the
-    fitted points, the fitted curve, and where the data determine it (status ``ok``) the
-    saturation line 1 − e_IR with its 95 % interval as a band. An undetermined fit has no
-    saturation line and no curve beyond the data; its panel title names the reason."""
+    """DS against US accuracy for one shot count: a panel per task with every checkpoint and the
+    fitted points; where the data determine e_IR (status ``ok``) the fitted curve, the ceiling
+    1 − e_IR and its 95 % interval as a band. An undetermined fit is drawn as such: its points
+    only (no fitted curve, no ceiling), a grey panel, the reason above it."""
     pts = points[points["shots"] == shots]
     groups = list(pts.groupby(GROUP, sort=True, observed=True))
     fig, axes = panels(len(groups), top=1.45 if len(groups) >= 3 else 1.1)  # room for a legend
