@@ -268,9 +268,8 @@ def test_knob_figure_shows_the_matched_pairs_or_says_there_are_none(tmp_path, mo
     monkeypatch.setattr(plots, "save", lambda fig, stem: figures.append(fig) or [])
     plots.plot_knob_pairs(effects, 5, tmp_path / "unused")
     first = figures[0].axes[1]  # Δ DS accuracy at pre_logits
-    assert (
-        "head_wd 0 → 0.1" in first.get_title() and "DS accuracy at pre_logits" in first.get_title()
-    )
+    assert figures[0].axes[0].get_title().startswith("head_wd 0 → 0.1 (")
+    assert first.get_title() == "Δ DS accuracy at pre_logits"
     labels = [t.get_text() for t in figures[0].axes[0].get_yticklabels()]
     points = [bars.lines[0] for bars in first.containers]  # errorbar: its data line first
     points += [line for line in first.lines if line.get_label() == "one pair"]

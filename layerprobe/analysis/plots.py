@@ -499,10 +499,11 @@ def plot_knob_pairs(effects: pd.DataFrame, shots: int, stem: str | Path) -> list
                 label="mean difference",
             )
             ax.plot(x[~known], y[~known], "o", ms=4, mfc="none", c="C0", label="one pair")
-            ax.set_title(f"{knob} {low:g} → {high:g}: Δ {label}", fontsize=9)
+            ax.set_title(f"Δ {label}", fontsize=9)
             ax.set_xlabel("higher minus lower" + (" (0–1)" if "depth" in measure else ""))
         pairs = int(cell["pairs"].max())
-        axes[0].set_title(f"{axes[0].get_title()} ({pairs} pair{'s' * (pairs != 1)})", fontsize=9)
+        head = f"{knob} {low:g} → {high:g} ({pairs} pair{'s' * (pairs != 1)}): "
+        axes[0].set_title(head + axes[0].get_title(), fontsize=9)
     ax0 = grid[0][0]
     ax0.set_yticks(range(len(names)), names, fontsize=8)
     ax0.set_ylim(len(names) - 0.5, -0.5)
