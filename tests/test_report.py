@@ -94,8 +94,9 @@ def render(page, tmp_path) -> tuple[dict, str]:
 def test_report_renders_in_headless_chromium(report, tmp_path):
     check, stderr = render(report, tmp_path)
     n_png = len(list((report.parent / "plots").glob("*.png")))
-    # (saturation, layers) × 2 shots, depth vs e_IR, e_IR vs shots, one heat map, head_wd
-    assert check["images"] == n_png == 8
+    # saturation and layers at 5 shots (the headline), depth vs e_IR, e_IR vs shots, one heat
+    # map, the matched head_wd pairs: one figure per question, not one per shot count
+    assert check["images"] == n_png == 6
     assert check["broken"] == []
     assert check["errors"] == []
     console = [line for line in stderr.splitlines() if ":CONSOLE" in line]

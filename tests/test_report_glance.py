@@ -133,9 +133,10 @@ def test_every_figure_has_a_caption_that_says_what_to_read(report):
                          r"<figcaption>([^<]+)</figcaption></figure>", page)  # fmt: skip
     pngs = sorted(p.stem for p in (report.parent / "plots").glob("*.png"))
     assert sorted(alt for alt, _ in figures) == pngs and page.count("<figure>") == len(pngs)
-    names = {"depth-vs-e_ir", "e_ir-vs-shots", "saturation-1-shot", "layers-5-shot",
-             "knob-head_wd", "correlation-5-shot"}  # fmt: skip
-    assert names <= set(pngs)
+    # one figure per question: the per-task figures at the headline shot count (5) only
+    names = {"depth-vs-e_ir", "e_ir-vs-shots", "saturation-5-shot", "layers-5-shot",
+             "knob-pairs-5-shot", "correlation-5-shot"}  # fmt: skip
+    assert set(pngs) == names
     for alt, caption in figures:
         caption = html.unescape(caption)
         assert alt not in caption and ".png" not in caption and ".svg" not in caption
@@ -173,15 +174,117 @@ def test_undetermined_fits_have_no_ceiling_line_and_say_why(report):
         part = points[(points["task"] == row["task"]) & (points["shots"] == row["shots"])]
         ax = Figure().subplots()
         reason = plots._draw_fit(ax, row, part["us"].to_numpy(float), part["ds"].to_numpy(float))
-        labels = [line.get_label() for line in ax.get_lines()]
-        curve = next(line for line in ax.get_lines() if line.get_label().startswith("fit ("))
-        drawn[status] = (reason, labels, len(ax.patches), np.max(curve.get_xdata()))
+        lines = ax.get_lines()
+        curves = [line for line in lines if line.get_linestyle() not in ("None", "")]
+        drawn[status] = (reason, [line.get_label() for line in lines], len(ax.patches), curves)
         assert reason == (None if status == "ok" else row["status"])
-    assert any(label.startswith("1 − e_IR") for label in drawn["ok"][1])
-    assert drawn["ok"][2] == 1 and drawn["ok"][3] == 1.0  # the band; the curve to US = 1
-    assert not any(label.startswith("1 − e_IR") for label in drawn["undetermined"][1])
-    assert drawn["undetermined"][2] == 0  # no interval band
-    assert drawn["undetermined"][3] < 0.91  # the curve stops at the data (top US 0.9)
+    reason, labels, bands, curves = drawn["ok"]
+    assert any(label.startswith("1 − e_IR") for label in labels) and bands == 1
+    fit = next(line for line in curves if line.get_label().startswith("fit ("))
+    assert np.max(fit.get_xdata()) == 1.0  # the curve runs to US = 1
+    reason, labels, bands, curves = drawn["undetermined"]
+    assert curves == [] and bands == 0  # points only: no fitted curve, no ceiling, no band
+    assert labels == ["fitted, undetermined"]
+
+
+def test_saturation_figure_draws_undetermined_panels_without_a_curve(report, monkeypatch):
+    from layerprobe.analysis import plots
+    from layerprobe.analysis.points import checkpoint_points
+    from layerprobe.results.read import read_selected
+
+    fits = pd.read_parquet(report.parent / "fits.parquet")
+    points = checkpoint_points(read_selected(report.parent.parent / "res"), "pre_logits")
+    figures = []
+    monkeypatch.setattr(plots, "save", lambda fig, stem: figures.append(fig) or [])
+    plots.plot_saturation(points, fits, 5, stem=report.parent / "unused")
+    status = fits[fits["shots"] == 5].set_index("task")["status"]
+    panels = [ax for ax in figures[0].axes if ax.get_visible()]
+    assert len(panels) == len(status)
+    for ax in panels:
+        task = ax.get_title().split(" (")[0]
+        texts = [t.get_text() for t in ax.texts]
+        curves = [line for line in ax.get_lines() if line.get_linestyle() not in ("None", "")]
+        if status[task] == "ok":
+            assert texts == [] and len(curves) == 2  # the fitted curve and the ceiling
+        else:
+            assert texts == [f"no ceiling: {status[task]}"] and curves == []
+
+
+def test_layer_figure_draws_a_mean_and_band_per_us_bin_not_a_line_per_checkpoint(
+    report, monkeypatch
+):
+    from layerprobe.analysis import plots
+    from layerprobe.analysis.layersat import layer_curves, top_checkpoints
+    from layerprobe.results.read import read_selected
+
+    curves = layer_curves(read_selected(report.parent.parent / "res"))
+    figures = []
+    monkeypatch.setattr(plots, "save", lambda fig, stem: figures.append(fig) or [])
+    plots.plot_layer_curves(curves, 5, report.parent / "unused")
+    panels = [ax for ax in figures[0].axes if ax.get_visible()]
+    assert len(panels) == len(TASKS) + 1
+    part = curves[(curves["shots"] == 5) & (curves["task"] == "t0")]
+    top = top_checkpoints(part.drop_duplicates("model_key"))["model_key"]
+    assert 0 < len(top) < N_CHECKPOINTS
+    expected = {
+        "top third by US accuracy": part[part["model_key"].isin(top)],
+        "the other checkpoints": part[~part["model_key"].isin(top)],
+    }
+    ax = next(ax for ax in panels if ax.get_title().startswith("t0 "))
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == set(expected)  # two lines, not one per checkpoint
+    for label, rows in expected.items():
+        mean = rows.groupby("depth")["accuracy"].mean()
+        np.testing.assert_allclose(lines[label].get_xdata(), mean.index.to_numpy())
+        np.testing.assert_allclose(lines[label].get_ydata(), mean.to_numpy())
+    assert len(ax.collections) == 2  # a 95 % band per bin
+
+
+def test_every_shot_count_on_request_and_the_page_says_so(tmp_path):
+    from layerprobe.analysis import write_report
+
+    store = peaked_store(tmp_path / "res")
+    page = write_report(store, tmp_path / "all", bootstrap=0, all_shots=True)
+    pngs = {p.stem for p in (tmp_path / "all" / "plots").glob("*.png")}
+    assert {"saturation-1-shot", "saturation-5-shot", "layers-1-shot", "layers-5-shot"} <= pngs
+    assert "--all-shots" not in page.read_text()
+    default = (report_dir := tmp_path / "default") / "report.html"
+    write_report(store, report_dir, bootstrap=0)
+    assert "layerprobe report --all-shots also draws the saturation and layer figures at " \
+        "1-shot" in html.unescape(default.read_text())  # fmt: skip
+
+
+def test_knob_figure_shows_the_matched_pairs_or_says_there_are_none(tmp_path, monkeypatch):
+    from layerprobe.analysis import plots, write_report
+    from layerprobe.analysis.pairs import knob_pairs
+    from layerprobe.results.read import read_selected
+    from tests.results_data import curve_store
+
+    tasks = {"a": (0.9, 2.0, 0.1), "b": (0.8, 1.5, 0.2)}
+    paired = curve_store(tmp_path / "paired", tasks, n=8)  # head_wd 0 / 0.1, params of 3 sizes
+    effects = knob_pairs(read_selected(paired)).effects
+    assert len(effects)
+    figures = []
+    monkeypatch.setattr(plots, "save", lambda fig, stem: figures.append(fig) or [])
+    plots.plot_knob_pairs(effects, 5, tmp_path / "unused")
+    first = figures[0].axes[1]  # Δ DS accuracy at pre_logits
+    assert figures[0].axes[0].get_title().startswith("head_wd 0 → 0.1 (")
+    assert first.get_title() == "Δ DS accuracy at pre_logits"
+    labels = [t.get_text() for t in figures[0].axes[0].get_yticklabels()]
+    points = [bars.lines[0] for bars in first.containers]  # errorbar: its data line first
+    points += [line for line in first.lines if line.get_label() == "one pair"]
+    shown = {labels[round(y)]: x for line in points for x, y in line.get_xydata()}
+    assert shown == pytest.approx(effects.set_index("task")["d_ds"].to_dict())
+    monkeypatch.undo()
+
+    page = write_report(paired, tmp_path / "o1", bootstrap=0).read_text()
+    assert "knob-pairs-5-shot" in page and "No knob figure" not in page
+    rows = read_selected(paired)
+    rows = rows[rows["head_wd"] == 0.0]  # no two checkpoints differ in one knob only
+    none = write_report(tmp_path / "paired", tmp_path / "o2", table=rows, bootstrap=0)
+    text = none.read_text()
+    assert "knob-" not in text and "No knob figure: no two checkpoints" in text
+    assert not list((tmp_path / "o2" / "plots").glob("knob*"))
 
 
 def test_report_of_many_tasks_stays_small(tmp_path):
@@ -194,7 +297,7 @@ def test_report_of_many_tasks_stays_small(tmp_path):
     store = curve_store(tmp_path / "res", tasks, n=25, us_range=(0.1, 0.95))
     page = write_report(store, tmp_path / "o", bootstrap=0)
     # depth vs e_IR, e_IR vs shots (both: some ceilings are determined over this US range),
-    # saturation, layers, the task heat map, head_wd
+    # saturation, layers, the task heat map, the matched head_wd pairs
     assert page.read_text().count("<figure>") == 6
     size = page.stat().st_size
     assert size < 500_000, f"report.html of 10 tasks is {size / 1e6:.2f} MB"

@@ -41,7 +41,7 @@ _LAZY = {
     "plot_layer_curves": "layerprobe.analysis.plots",
     "plot_eir_vs_shots": "layerprobe.analysis.plots",
     "plot_depth_vs_eir": "layerprobe.analysis.plots",
-    "plot_knobs": "layerprobe.analysis.plots",
+    "plot_knob_pairs": "layerprobe.analysis.plots",
     "plot_task_correlation": "layerprobe.analysis.plots",
     "task_correlation": "layerprobe.analysis.plots",
     "write_report": "layerprobe.analysis.report",

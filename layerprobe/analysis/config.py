@@ -244,10 +244,16 @@ REPORT_EXCLUDES = ("group_by", "max_width")
 
 @dataclass(kw_only=True)
 class ReportConfig(AnalysisConfig, ReadOptions):
-    """``layerprobe report``: the analysis options, the store, the output folder, SVG copies."""
+    """``layerprobe report``: the analysis options, the store, the output folder, SVG copies,
+    the shot counts drawn."""
 
     out: str | Path = option(help="output folder", metavar="DIR")
     svg: bool = option(False, help="also write an SVG copy of every figure to plots/")
+    all_shots: bool = option(
+        False,
+        help="draw the per-task saturation and layer figures at every shot count (default: at "
+        "the largest few-shot count only)",
+    )
     quiet: bool = _quiet()
 
 

@@ -195,6 +195,42 @@ def top_checkpoints(saturation: pd.DataFrame, top: float = 1 / 3) -> pd.DataFram
     return saturation[(us >= cut - 1e-12) | us.isna() & cut.eq(-np.inf)]
 
 
+def layer_bands(curves: pd.DataFrame, *, top: float = 1 / 3) -> pd.DataFrame:
+    """Layer curves aggregated per US-accuracy bin, for a figure that reads at any number of
+    checkpoints: the top ``top`` share of checkpoints by US accuracy (as :func:`top_checkpoints`
+    picks them for the per-task summaries) and the rest.
+
+    Parameters
+    ----------
+    curves : :func:`layer_curves`' table (one row per checkpoint, group and layer).
+    top : the share of checkpoints in the ``top`` bin, per (upstream task, task, shots, probe).
+
+    Returns
+    -------
+    DataFrame: upstream_task, task, shots, probe, bin (``top``, ``rest``; ``all`` in a group
+    without US accuracy), depth, accuracy (mean over the bin's checkpoints, 0–1), lo, hi (the
+    mean ± 1.96 standard errors over checkpoints; NaN from one checkpoint), checkpoints.
+    """
+    first = curves.drop_duplicates(KEY)
+    chosen = top_checkpoints(first, top)[KEY].assign(_top=True)
+    rows = curves.merge(chosen, on=KEY, how="left")
+    is_top = rows["_top"].eq(True).to_numpy()
+    unknown = rows["us"].isna().to_numpy()
+    bins = np.where(is_top & unknown, "all", np.where(is_top, "top", "rest"))
+    grouped = rows.assign(bin=bins).groupby([*GROUP, "bin", "depth"], observed=True, sort=True)
+    out = grouped["accuracy"].agg(["mean", "std", "count"]).reset_index()
+    half = 1.96 * out["std"] / np.sqrt(out["count"])  # std is NaN from one checkpoint
+    return pd.DataFrame(
+        {
+            **{c: out[c] for c in [*GROUP, "bin", "depth"]},
+            "accuracy": out["mean"],
+            "lo": out["mean"] - half,
+            "hi": out["mean"] + half,
+            "checkpoints": out["count"].astype(int),
+        }
+    )
+
+
 def task_layer_summary(
     saturation: pd.DataFrame, *, top: float = 1 / 3, chance: pd.DataFrame | None = None
 ) -> pd.DataFrame:

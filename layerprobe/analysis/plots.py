@@ -3,8 +3,8 @@
 No pyplot: every figure is a ``matplotlib.figure.Figure`` rendered by the Agg canvas, so nothing
 here touches the global backend or needs a display, and figures are freed when they go out of
 scope. PNGs are written with a 256-colour palette (a third of the bytes of full colour, the same
-look for line art); SVG copies are written only inside ``with vector_copies():``. Dense layers
-(thousands of checkpoints) are rasterised inside the SVG so it stays small. Every function takes
+look for line art); SVG copies are written only inside ``with vector_copies():``. Dense point
+sets (thousands of checkpoints) are rasterised inside the SVG so it stays small. Every function takes
 the analysis tables and an output stem (``out/plots/saturation-25shot``) and returns the files it
 wrote. Many lines on one axis (22 tasks) get :func:`task_styles`: a colour and a marker each, so
 no two tasks look alike.
@@ -22,9 +22,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
-from matplotlib.cm import ScalarMappable
-from matplotlib.collections import LineCollection
-from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -34,7 +31,6 @@ from layerprobe.runtime.atomic import atomic_path
 
 COLUMNS = 5  # panels per row
 CMAP = colormaps["viridis"]
-NO_US = "0.45"  # grey for checkpoints without US accuracy
 RASTER_ABOVE = 200  # rasterise point/line sets larger than this in SVGs
 DPI = 90  # a 5-panel row (16 in) is 1,440 px: the width of the report's page
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -122,27 +118,13 @@ def shots_label(shots: int) -> str:
     return "full train split" if int(shots) == 0 else f"{int(shots)}-shot"
 
 
-def us_colours(us: np.ndarray, norm: Normalize) -> np.ndarray:
-    """(N, 4) RGBA colours by US accuracy; grey where it is unknown."""
-    us = np.asarray(us, float)
-    colours = CMAP(norm(np.nan_to_num(us)))
-    colours[~np.isfinite(us)] = (0.45, 0.45, 0.45, 1.0)
-    return colours
-
-
-def us_norm(us: np.ndarray) -> Normalize:
-    finite = us[np.isfinite(us)]
-    lo, hi = (finite.min(), finite.max()) if len(finite) else (0.0, 1.0)
-    return Normalize(lo, hi if hi > lo else lo + 1e-9)
-
-
 def plot_saturation(
     points: pd.DataFrame, fits: pd.DataFrame, shots: int, *, stem: str | Path
 ) -> list[Path]:
-    """DS against US accuracy for one shot count: a panel per task with every checkpoint, the
-    fitted points, the fitted curve, and where the data determine it (status ``ok``) the
-    saturation line 1 − e_IR with its 95 % interval as a band. An undetermined fit has no
-    saturation line and no curve beyond the data; its panel title names the reason."""
+    """DS against US accuracy for one shot count: a panel per task with every checkpoint and the
+    fitted points; where the data determine e_IR (status ``ok``) the fitted curve, the ceiling
+    1 − e_IR and its 95 % interval as a band. An undetermined fit is drawn as such: its points
+    only (no fitted curve, no ceiling), a grey panel, the reason above it."""
     pts = points[points["shots"] == shots]
     groups = list(pts.groupby(GROUP, sort=True, observed=True))
     fig, axes = panels(len(groups), top=1.45 if len(groups) >= 3 else 1.1)  # room for a legend
@@ -182,24 +164,27 @@ def plot_saturation(
 
 
 def _draw_fit(ax, row: pd.Series, us: np.ndarray, ds: np.ndarray) -> str | None:
-    """Draw one fit; return the reason when the data do not determine e_IR (nothing drawn for
-    the ceiling then), None when they do."""
+    """Draw one fit; return the reason when the data do not determine e_IR, None when they do.
+
+    Determined (status ``ok``): the fitted points, the fitted curve from the data to 100 % US
+    accuracy, the ceiling 1 − e_IR dashed and its 95 % interval as a band. Undetermined: the
+    fitted (hull) points in grey and nothing else — no curve, no ceiling, no band: a curve would
+    draw the ceiling the data do not give."""
     from layerprobe.analysis.fit import fit_indices
 
     use = fit_indices(us, ds, row["points"])
     order = use[np.argsort(us[use])]
+    status = str(row.get("status", "ok"))
+    if status != "ok":
+        ax.plot(us[order], ds[order], "o", ms=4, mfc="none", c="0.35", label="fitted, undetermined")
+        return status
     ax.plot(us[order], ds[order], "o", ms=4, mfc="none", c="C1", label=f"fitted ({row['points']})")
     theta = [row["k"], row["alpha"], row["e_ir"]][: len(get_form(row["form"]).params)]
-    status = str(row.get("status", "ok"))
-    # Determined: the curve from the data to 100 % US accuracy; undetermined: over the data only
-    # (its extrapolation would draw the ceiling the data do not give).
-    grid = np.linspace(us.min(), 1.0 if status == "ok" else us.max(), 200)
     if np.isfinite(theta).all():
+        grid = np.linspace(us.min(), 1.0, 200)
         ax.plot(
             grid, predict(row["form"], theta, grid), c="C3", lw=1.5, label=f"fit ({row['form']})"
         )
-    if status != "ok":
-        return status
     lo, hi = row.get("saturation_lo", np.nan), row.get("saturation_hi", np.nan)
     if np.isfinite(lo) and np.isfinite(hi):
         ax.axhspan(lo, hi, color="C3", alpha=0.12, lw=0, label="95 % interval of 1 − e_IR")
@@ -230,49 +215,53 @@ def _legend_above(fig: Figure, axes: list) -> None:
         axes[0].legend(legend.values(), legend.keys(), fontsize=6, loc="lower right")
 
 
+BINS = {  # the bins of :func:`layerprobe.analysis.layersat.layer_bands`: label, colour
+    "top": ("top third by US accuracy", "#d95f02"),
+    "rest": ("the other checkpoints", "#7570b3"),
+    "all": ("all checkpoints (no US accuracy)", "0.2"),
+}
+
+
 def plot_layer_curves(curves: pd.DataFrame, shots: int, stem: str | Path) -> list[Path]:
-    """Accuracy against layer depth, a panel per task, a line per checkpoint coloured by US
-    accuracy (one axis per panel). Works for one checkpoint without US accuracy."""
+    """Accuracy against layer depth, a panel per task, aggregated before plotting: per US bin
+    (:func:`layerprobe.analysis.layersat.layer_bands`: the top third of checkpoints by US
+    accuracy and the rest) the mean over checkpoints as a line and its 95 % interval as a band,
+    so the figure costs the same at 10 checkpoints as at 5,000. One checkpoint: its own curve.
+
+    Parameters
+    ----------
+    curves : :func:`layerprobe.analysis.layersat.layer_curves`' table.
+    shots : the shot count drawn.
+    stem : output stem.
+    """
+    from layerprobe.analysis.layersat import layer_bands
+
     part = curves[curves["shots"] == shots]
-    groups = list(part.groupby(GROUP, sort=True, observed=True))
-    fig, axes = panels(len(groups), height=3.0)
-    norm = us_norm(part["us"].to_numpy(float))
-    few = part["model_key"].nunique() <= 8
-    for ax, (key, task) in zip(axes, groups, strict=True):
-        # One block of rows per checkpoint (sorted by depth): split instead of a groupby.
-        task = task.sort_values(["model_key", "depth"], kind="stable")
-        keys = task["model_key"].astype(str).to_numpy()
-        starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
-        xy = np.column_stack([task["depth"].to_numpy(float), task["accuracy"].to_numpy(float)])
-        lines = np.split(xy, starts[1:])
-        colours = us_colours(task["us"].to_numpy(float)[starts], norm)
-        if few:
-            labels = task["model"].astype(str).to_numpy()[starts]
-            for line, colour, label in zip(lines, colours, labels, strict=True):
-                ax.plot(line[:, 0], line[:, 1], "-o", ms=3, c=colour, label=label)
-        else:
-            coll = LineCollection(lines, colors=colours, linewidths=0.8, alpha=0.6)
-            coll.set_rasterized(len(lines) > RASTER_ABOVE)
-            ax.add_collection(coll)
-            ax.autoscale_view()
+    bands = layer_bands(part)
+    groups = list(bands.groupby(GROUP, sort=True, observed=True))
+    fig, axes = panels(len(groups), height=3.0, top=1.2 if len(groups) >= 3 else 0.95)
+    for ax, (key, cell) in zip(axes, groups, strict=True):
+        for name, (label, colour) in BINS.items():
+            line = cell[cell["bin"] == name]
+            if line.empty:
+                continue
+            x = line["depth"].to_numpy(float)
+            n = int(line["checkpoints"].max())
+            ax.plot(x, line["accuracy"], "-o", ms=2.5, lw=1.3, c=colour, label=label)
+            if n > 1:
+                ax.fill_between(
+                    x, line["lo"], line["hi"], color=colour, alpha=0.2, lw=0, label="95 % interval"
+                )
         ax.set_title(title(key), fontsize=9)
         ax.set_xlabel("layer depth")
         ax.set_ylabel("DS accuracy")
         ax.set_xlim(-0.02, 1.02)
-    if few and axes:
-        axes[0].legend(fontsize=7)
-    if np.isfinite(part["us"].to_numpy(float)).any() and axes:
-        fig.subplots_adjust(right=1 - 1.0 / fig.get_figwidth())  # room for the colour bar's label
-        fig.colorbar(
-            ScalarMappable(norm, CMAP),
-            ax=axes,
-            label="US accuracy",
-            shrink=0.6,
-            fraction=0.02,
-            pad=0.015,
-            aspect=30,
-        )
-    fig.suptitle(f"Layer-wise DS accuracy, {shots_label(shots)} (a line per checkpoint)")
+    _legend_above(fig, axes)
+    n = part["model_key"].nunique()
+    fig.suptitle(
+        f"Layer-wise DS accuracy, {shots_label(shots)}: mean over checkpoints per US bin "
+        f"({n} checkpoint{'s' * (n != 1)})"
+    )
     return save(fig, stem)
 
 
@@ -451,41 +440,77 @@ def _rho_text(correlation, upstream, shots, probe) -> str:
     return f"Spearman ρ = {r['rho']:+.2f}{interval}"
 
 
-def plot_knobs(effects: pd.DataFrame, knob: str, stem: str | Path) -> list[Path]:
-    """US and DS accuracy at each value of one knob (head weight decay or learning rate), a
-    panel per task, a DS line per shot count; the values sit on a categorical axis (evenly
-    spaced, labelled with the value), so 0 and 0.05 do not overlap."""
-    part = effects[effects["knob"] == knob]
-    cells = ["upstream_task", "task", "probe"]
-    groups = list(part.groupby(cells, sort=True, observed=True))
-    values = sorted(set(part["value"].astype(float)))
-    where = {v: i for i, v in enumerate(values)}
-    shot_values = sorted(set(part["shots"]), key=lambda s: (s == 0, s))
-    fig, axes = panels(len(groups), top=1.2 if len(groups) >= 3 else 0.95)  # room for a legend
-    band = len(shot_values) == 1  # min–max bands of several shot counts would hide each other
-    for ax, ((upstream, task, probe), cell) in zip(axes, groups, strict=True):
-        for j, shots in enumerate(shot_values):
-            line = cell[cell["shots"] == shots].sort_values("value")
-            x = line["value"].astype(float).map(where).to_numpy(float)
-            ax.plot(x, line["ds"], "-o", ms=3, c=f"C{j % 10}", label=f"DS, {shots_label(shots)}")
-            if band:
-                ax.fill_between(
-                    x,
-                    line["ds_min"],
-                    line["ds_max"],
-                    color="C0",
-                    alpha=0.12,
-                    label="DS, min–max over checkpoints",
-                )
-        us = cell.drop_duplicates("value").sort_values("value")
-        ax.plot(us["value"].astype(float).map(where), us["us"], "--s", ms=3, c="k", label="US")
-        ax.set_xticks(range(len(values)), [f"{v:g}" for v in values], fontsize=8)
-        ax.set_xlim(-0.4, len(values) - 0.6)
-        ax.set_title(title((upstream, task, None, probe)), fontsize=9)
-        ax.set_xlabel(knob)
-        ax.set_ylabel("accuracy")
-    _legend_above(fig, axes)
-    fig.suptitle(f"Accuracy at each {knob} (means over checkpoints)")
+def plot_knob_pairs(effects: pd.DataFrame, shots: int, stem: str | Path) -> list[Path]:
+    """The matched knob comparisons of one shot count as forest plots: a row of panels per
+    comparison (knob, lower value → higher value), a panel per measure of
+    :data:`layerprobe.analysis.pairs.MEASURES` (US accuracy, DS accuracy at pre_logits and at
+    the best layer, the best layer's depth), a point per task at the mean paired difference
+    (higher minus lower) with its 95 % t-interval (a hollow point: one pair, no interval), and
+    the zero line.
+
+    Parameters
+    ----------
+    effects : :func:`layerprobe.analysis.pairs.knob_pairs`' ``effects`` table (not empty at
+        ``shots``).
+    shots : the shot count drawn.
+    stem : output stem.
+    """
+    from layerprobe.analysis.pairs import MEASURES
+
+    part = effects[effects["shots"] == shots]
+    several = part["upstream_task"].nunique() > 1 or part["probe"].nunique() > 1
+    labels = part["task"].astype(str)
+    if several:
+        labels = labels + " (" + part["probe"].astype(str) + ")"
+        labels += np.where(part["upstream_task"].astype(str) != "", " from ", "")
+        labels += part["upstream_task"].astype(str)
+    part = part.assign(_label=labels.to_numpy())
+    comparisons = list(part.groupby(["knob", "low", "high"], sort=True, observed=True))
+    names = sorted(set(part["_label"]))
+    where = {name: i for i, name in enumerate(names)}
+    width, row_height = 15.0, 0.9 + 0.22 * len(names)
+    height = row_height * len(comparisons) + 0.6
+    fig = Figure(figsize=(width, height))
+    fig.subplots_adjust(
+        left=(1.0 + 0.06 * max(map(len, names))) / width,
+        right=1 - 0.2 / width,
+        top=1 - 0.9 / height,
+        bottom=0.5 / height,
+        wspace=0.12,
+        hspace=0.9 / row_height,
+    )
+    grid = fig.subplots(len(comparisons), len(MEASURES), squeeze=False, sharey=True)
+    for axes, ((knob, low, high), cell) in zip(grid, comparisons, strict=True):
+        y = cell["_label"].map(where).to_numpy(float)
+        for ax, (measure, label) in zip(axes, MEASURES.items(), strict=True):
+            x = cell[measure].to_numpy(float)
+            lo, hi = cell[f"{measure}_lo"].to_numpy(float), cell[f"{measure}_hi"].to_numpy(float)
+            known = np.isfinite(lo) & np.isfinite(hi)
+            ax.axvline(0.0, c="0.5", lw=0.8)
+            ax.errorbar(
+                x[known],
+                y[known],
+                xerr=np.abs(np.vstack([x[known] - lo[known], hi[known] - x[known]])),
+                fmt="o",
+                ms=4,
+                c="C0",
+                capsize=2,
+                lw=1,
+                label="mean difference",
+            )
+            ax.plot(x[~known], y[~known], "o", ms=4, mfc="none", c="C0", label="one pair")
+            ax.set_title(f"Δ {label}", fontsize=9)
+            ax.set_xlabel("higher minus lower" + (" (0–1)" if "depth" in measure else ""))
+        pairs = int(cell["pairs"].max())
+        head = f"{knob} {low:g} → {high:g} ({pairs} pair{'s' * (pairs != 1)}): "
+        axes[0].set_title(head + axes[0].get_title(), fontsize=9)
+    ax0 = grid[0][0]
+    ax0.set_yticks(range(len(names)), names, fontsize=8)
+    ax0.set_ylim(len(names) - 0.5, -0.5)
+    fig.suptitle(
+        f"Matched pairs, {shots_label(shots)}: paired differences per task "
+        "(95 % t-interval over pairs; hollow: one pair)"
+    )
     return save(fig, stem)
 
 

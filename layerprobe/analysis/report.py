@@ -25,7 +25,7 @@ from layerprobe import __version__
 from layerprobe.analysis import plots
 from layerprobe.analysis.config import AnalysisConfig
 from layerprobe.analysis.fit import fit_points, write_fits
-from layerprobe.analysis.knobs import HEAD_KNOBS, knob_effects, knob_information
+from layerprobe.analysis.knobs import knob_effects, knob_information
 from layerprobe.analysis.layersat import (
     chance_levels,
     layer_curves,
@@ -34,6 +34,7 @@ from layerprobe.analysis.layersat import (
     task_layer_summary,
     top_checkpoints,
 )
+from layerprobe.analysis.pairs import display, knob_pairs
 from layerprobe.analysis.points import GROUP, NO_US, checkpoint_points
 from layerprobe.analysis.similarity_plots import similarity_figures
 from layerprobe.analysis.tables import fit_display
@@ -47,6 +48,12 @@ from layerprobe.runtime.atomic import write_text_atomic
 REPORT_COLUMNS = tuple(c for c in ANALYSIS_SCHEMA.names if c != "val_accuracy")
 PER_CHECKPOINT_ROWS = 200  # above this, the layer table shows per-task means only
 LONG_TABLE = 12  # tables with more rows are collapsed in <details>
+# The summary's wording of "n of total" and of none (:func:`_listed`).
+DETERMINED = (
+    "the data determine {n} of {total}",
+    "the data determine none of the {total} fitted tasks",
+)
+BELOW = ("{n} of {total} tasks", "none of {total} tasks")
 
 
 @dataclass
@@ -65,6 +72,7 @@ def write_report(
     progress: Callable[[str], None] | None = None,
     skip_bad: bool = False,
     svg: bool = False,
+    all_shots: bool = False,
     **options,
 ) -> Path:
     """Analyse the store below ``results_dir`` and write ``out_dir/report.html``.
@@ -82,6 +90,8 @@ def write_report(
     skip_bad : leave out bad result parts with a warning instead of stopping
         (:func:`layerprobe.results.store.read`, the reader every command shares).
     svg : also write an SVG copy of every figure to ``plots/`` (the page embeds the PNGs).
+    all_shots : draw the per-task saturation and layer figures at every shot count (default:
+        at the largest few-shot count only, :func:`headline_shots`).
     **options : fields of ``config`` to replace (e.g. ``bootstrap=0``).
 
     Returns
@@ -127,20 +137,25 @@ def write_report(
             write_fits(fits, out / "fits.parquet")
             corr = saturation_correlation(saturation, fits, chance=chance)
 
+    pairs = knob_pairs(table)
+
     say("plots")
     with plots.vector_copies(svg):
-        figures = _figures(out / "plots", curves, pts, fits, summary, corr, saturation)
+        tables = (curves, pts, fits, summary, corr, saturation, pairs)
+        figures, notes = _figures(out / "plots", *tables, all_shots=all_shots)
         cka = similarity_figures(results_dir, out)  # only when `layerprobe similarity` was run
     # The page, top to bottom: the summary, the figures, then the tables (long ones collapsed).
     # A new section is one function returning a Section (or None) and one line here.
     sections = [
         _summary_section(table, fits, saturation, summary, corr),
-        Section("Figures", [_figure(path, caption) for path, caption in figures]),
+        Section(
+            "Figures", [*map(_p, notes), *(_figure(path, caption) for path, caption in figures)]
+        ),
         _cka_section(cka),
         _fit_section(fits, corr),
         _layer_section(saturation, summary),
         _knob_section(pts),
-        _knob_pairs_section(table),
+        _knob_pairs_section(pairs),
         _settings_section(results_dir, table, settings),
     ]
     path = out / "report.html"
@@ -216,21 +231,8 @@ def _ceilings(fits: pd.DataFrame) -> list[str]:
     items = []
     for label, part in _cells(fits.assign(_ok=good)):
         ok = part[part["_ok"]].sort_values("saturation", ascending=False)
-        determined = ", ".join(
-            f"{html.escape(str(r.task))} {r.saturation:.3f}"
-            + (
-                f" [{r.saturation_lo:.2f}, {r.saturation_hi:.2f}]"
-                if np.isfinite(r.saturation_lo) and np.isfinite(r.saturation_hi)
-                else ""
-            )
-            for r in ok.itertuples()
-        )
-        text = f"<b>Ceilings, {label}</b> (1 − e_IR, 95 % interval): "
-        text += (
-            f"the data determine {len(ok)} of {len(part)}: {determined}."
-            if len(ok)
-            else f"the data determine none of the {len(part)} fitted tasks."
-        )
+        head = f"<b>Ceilings, {label}</b> (1 − e_IR, 95 % interval): "
+        text = _listed(head, [_ceiling(r) for r in ok.itertuples()], len(part), *DETERMINED)
         rest = part[~part["_ok"]]
         if len(rest):
             reasons = rest.groupby("status", sort=True)["task"].apply(
@@ -248,6 +250,22 @@ def _ceilings(fits: pd.DataFrame) -> list[str]:
     return items
 
 
+def _listed(head: str, names: list[str], total: int, some: str, none: str) -> str:
+    """One summary line: ``head``, then ``some`` and the ``names`` (or ``none`` without names);
+    ``{n}`` is the number of names, ``{total}`` ``total``."""
+    if names:  # the names after formatting: a task may be called "{x}"
+        return head + some.format(n=len(names), total=total) + ": " + ", ".join(names) + "."
+    return head + none.format(total=total) + "."
+
+
+def _ceiling(r) -> str:
+    """A determined ceiling: the task, 1 − e_IR and its interval where there is one."""
+    text = f"{html.escape(str(r.task))} {r.saturation:.3f}"
+    if np.isfinite(r.saturation_lo) and np.isfinite(r.saturation_hi):
+        text += f" [{r.saturation_lo:.2f}, {r.saturation_hi:.2f}]"
+    return text
+
+
 def _peaks(saturation: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
     """Tasks whose best layer, over the top checkpoints by US accuracy, lies below the last
     layer by more than one standard error over seeds (near-chance tasks left out)."""
@@ -261,17 +279,13 @@ def _peaks(saturation: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
         usable = part[~part["near_chance"].astype(bool)]
         below = usable[(usable["gap"] > usable["noise"]) & (usable["best_depth"] < 1 - 1e-9)]
         below = below.sort_values("gap", ascending=False)
-        names = ", ".join(
+        peaks = [
             f"{html.escape(str(r.task))} (depth {r.best_depth:.2f}, {100 * r.gap:.1f} points "
             "above the last layer)"
             for r in below.itertuples()
-        )
-        text = f"<b>Peak below the last layer, {label}</b>: "
-        text += (
-            f"{len(below)} of {len(usable)} tasks: {names}."
-            if len(below)
-            else f"none of {len(usable)} tasks."
-        )
+        ]
+        head = f"<b>Peak below the last layer, {label}</b>: "
+        text = _listed(head, peaks, len(usable), *BELOW)
         near = part[part["near_chance"].astype(bool)]
         if len(near):
             text += (
@@ -443,7 +457,11 @@ def _knob_section(points: pd.DataFrame | None) -> Section | None:
     effects = knob_effects(points)
     if len(effects):
         section.html.append(
-            _p("Mean US and DS accuracy at each head weight decay / learning rate.")
+            _p(
+                "Mean US and DS accuracy at each head weight decay / learning rate, over "
+                "checkpoints that may also differ in other knobs: confounded, not an effect of "
+                "the knob (read the matched pairs below)."
+            )
         )
         section.html.append(_table(effects, "every knob value, task and shot count"))
     if not section.html:
@@ -451,11 +469,8 @@ def _knob_section(points: pd.DataFrame | None) -> Section | None:
     return section
 
 
-def _knob_pairs_section(table: pd.DataFrame) -> Section:
-    """Head-knob effects from matched pairs of checkpoints (:mod:`layerprobe.analysis.pairs`)."""
-    from layerprobe.analysis.pairs import display, knob_pairs
-
-    result = knob_pairs(table)
+def _knob_pairs_section(result) -> Section:
+    """Head-knob effects from matched pairs of checkpoints (:func:`knob_pairs`' result)."""
     section = Section("Head knobs: matched pairs")
     section.html.append(
         _p(
@@ -525,17 +540,38 @@ def _few(column: pd.Series, n: int = 12) -> str:
 # -- figures ------------------------------------------------------------------------------------
 
 
-def _figures(folder: Path, curves, pts, fits, summary, corr, saturation) -> list[tuple[Path, str]]:
-    """Write every figure; return (PNG, caption) pairs in page order: the headline figures
-    (saturation depth against e_IR, e_IR against shots), then per shot count the saturation
-    fits and the layer curves, then the task correlation and the knob figures."""
+def headline_shots(shot_counts) -> int:
+    """The shot count the report draws its per-task figures at: the largest few-shot count, or
+    the full train split (0) when the store has no other."""
+    return max(shot_counts, key=lambda s: (s != 0, s))
+
+
+def _figures(
+    folder: Path,
+    curves: pd.DataFrame,
+    pts: pd.DataFrame | None,
+    fits: pd.DataFrame | None,
+    summary: pd.DataFrame,
+    corr: pd.DataFrame | None,
+    saturation: pd.DataFrame,
+    pairs,
+    *,
+    all_shots: bool = False,
+) -> tuple[list[tuple[Path, str]], list[str]]:
+    """Write the figures, one per question; return (PNG, caption) pairs in page order and the
+    sentences that say what is not drawn. The questions: does saturation depth follow e_IR
+    (depth against e_IR, a panel per shot count), how e_IR changes with shots, how DS rises with
+    US towards its ceiling per task and where along the depth each task peaks (both at the
+    headline shot count, :func:`headline_shots`; every shot count with ``all_shots``), which
+    tasks rank the checkpoints alike, and what a head knob does in matched pairs."""
     written: list[tuple[list[Path], str]] = []
+    notes: list[str] = []
     shot_counts = sorted(set(curves["shots"]), key=lambda s: (s == 0, s))
+    headline = headline_shots(shot_counts)
     fitted = fits is not None and len(fits) > 0
     # The two headline figures draw only determined fits: with none they would be empty axes
     # (the summary says that no ceiling is determined, and why).
-    determined = fitted and bool((fits["status"] == "ok").any())
-    if determined:
+    if fitted and bool((fits["status"] == "ok").any()):
         written.append(
             (
                 plots.plot_depth_vs_eir(
@@ -548,7 +584,6 @@ def _figures(folder: Path, curves, pts, fits, summary, corr, saturation) -> list
                 "the interval from the seeds where one checkpoint is summarised).",
             )
         )
-    if determined:
         written.append(
             (
                 plots.plot_eir_vs_shots(fits, folder / "e_ir-vs-shots"),
@@ -556,31 +591,43 @@ def _figures(folder: Path, curves, pts, fits, summary, corr, saturation) -> list
                 "interval); only fits whose data determine e_IR are drawn.",
             )
         )
-    for shots in shot_counts:
+    for shots in shot_counts if all_shots else [headline]:
         name = plots.shots_label(shots).replace(" ", "-")
         label = plots.shots_label(shots)
+        if shots == headline and len(shot_counts) > 1:
+            label += " (the largest few-shot count)" if shots else ""
         if fitted:
             written.append(
                 (
                     plots.plot_saturation(pts, fits, shots, stem=folder / f"saturation-{name}"),
                     f"Read, per task at {label}, how DS accuracy rises with US accuracy towards its "
                     "ceiling (dashed, 95 % band), drawn only where the data determine it; grey "
-                    "panels say in red why they do not.",
+                    "panels show the fitted points without a curve and say in red why the data do "
+                    "not determine the ceiling.",
                 )
             )
         written.append(
             (
                 plots.plot_layer_curves(curves, shots, folder / f"layers-{name}"),
-                f"Read where along the depth each task's accuracy peaks at {label}, and whether "
-                "checkpoints of higher US accuracy (yellow) peak at a different depth than weaker "
-                "ones (purple).",
+                f"Read where along the depth each task's accuracy peaks at {label}: the mean over "
+                "the top third of checkpoints by US accuracy (orange) against the mean over the "
+                "rest (purple), each with its 95 % interval over checkpoints as a band, so a peak "
+                "that moves between them moves with pre-training quality.",
             )
+        )
+    others = [s for s in shot_counts if s != headline]
+    if others and not all_shots:
+        notes.append(
+            f"The per-task figures are drawn at {plots.shots_label(headline)}; e_IR against "
+            "shots and saturation depth against e_IR cover every shot count, and "
+            "layerprobe report --all-shots also draws the saturation and layer figures at "
+            f"{', '.join(map(plots.shots_label, others))}."
         )
     if pts is not None:
         counts = pts.groupby("shots")["task"].nunique()
         several = [s for s in shot_counts if counts.get(s, 0) >= 2]
         if several:  # one heat map: the largest few-shot count (the full split if only that)
-            shots = max(several, key=lambda s: (s != 0, s))
+            shots = headline_shots(several)
             label = plots.shots_label(shots)
             written.append(
                 (
@@ -591,17 +638,29 @@ def _figures(folder: Path, curves, pts, fits, summary, corr, saturation) -> list
                     "blue: the opposite) and which follow US accuracy (first row).",
                 )
             )
-        effects = knob_effects(pts, HEAD_KNOBS)
-        for knob in sorted(set(effects["knob"])):
-            written.append(
-                (
-                    plots.plot_knobs(effects, knob, folder / f"knob-{knob}"),
-                    f"Read whether DS accuracy (solid, a line per shot count) moves with {knob} "
-                    "while US accuracy (dashed) does not; means over checkpoints that may also "
-                    "differ in other knobs, so a difference here is not yet an effect of the knob.",
-                )
+    effects = pairs.effects
+    if len(effects):
+        shots = headline_shots(set(effects["shots"]))
+        label = plots.shots_label(shots)
+        written.append(
+            (
+                plots.plot_knob_pairs(
+                    effects, shots, folder / f"knob-pairs-{label.replace(' ', '-')}"
+                ),
+                f"Read whether raising a head knob moves US accuracy, DS accuracy or the best "
+                f"layer's depth at {label}: each point is a task's mean paired difference (higher "
+                "value minus lower) over checkpoints matched in everything else recorded, with "
+                "its 95 % t-interval, and an interval across the grey zero line cannot tell the "
+                "direction.",
             )
-    return [(paths[0], caption) for paths, caption in written]
+        )
+    else:
+        notes.append(
+            "No knob figure: no two checkpoints in this store differ in one head knob only, so "
+            "no effect of a knob can be read apart from what changed with it (the section "
+            "Head knobs: matched pairs says what was matched)."
+        )
+    return [(paths[0], caption) for paths, caption in written], notes
 
 
 def _figure(path: Path, caption: str) -> str:

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
             skip_bad=config.skip_bad,
             svg=config.svg,
+            all_shots=config.all_shots,
         )
     print(path)
     return 0

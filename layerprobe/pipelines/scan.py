@@ -142,6 +142,10 @@ def _report(out: Path, table: pd.DataFrame, quiet: bool) -> tuple[Path, list[Pat
     from layerprobe.analysis import write_report
 
     report = write_report(
-        out / "results", out, table=table, warn=(lambda msg: None) if quiet else None
+        out / "results",
+        out,
+        table=table,
+        warn=(lambda msg: None) if quiet else None,
+        all_shots=True,  # one checkpoint: a layer figure per shot count costs little
     )
     return report, sorted((out / "plots").glob("layers-*.png"))
