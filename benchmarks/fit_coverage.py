@@ -186,13 +186,21 @@ def main() -> None:
     print()
     print(f"{'measure':<62} {'value':>6} {'goal':>6} met")
     lines = [
-        ("coverage of the 95 % e_IR interval over fits reported ok", covered / max(n_ok, 1),
-         "≥ 90%", covered / max(n_ok, 1) >= 0.90),
+        (
+            "coverage of the 95 % e_IR interval over fits reported ok",
+            covered / max(n_ok, 1),
+            "≥ 90%",
+            covered / max(n_ok, 1) >= 0.90,
+        ),
         ("share reported ok where the curve determines e_IR", ok_det, "≥ 50%", ok_det >= 0.5),
-        ("non-identifiable replicates reported ok, interval < 0.2", false_ok, "≤ 10%",
-         false_ok <= 0.10),
+        (
+            "non-identifiable replicates reported ok, interval < 0.2",
+            false_ok,
+            "≤ 10%",
+            false_ok <= 0.10,
+        ),
         ("baseline: percentile bootstrap e_IR coverage (all fits)", boot, "", None),
-    ]  # fmt: skip
+    ]
     for name, value, goal, met in lines:
         flag = "" if met is None else ("yes" if met else "NO")
         print(f"{name:<62} {value:6.1%} {goal:>6} {flag}")

@@ -58,11 +58,17 @@ def hf_models(tmp_path_factory) -> dict[str, Path]:
     clip_config = T.CLIPConfig(
         vision_config=TINY,
         text_config=dict(
-            hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-            vocab_size=64, max_position_embeddings=16, bos_token_id=0, eos_token_id=1,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            vocab_size=64,
+            max_position_embeddings=16,
+            bos_token_id=0,
+            eos_token_id=1,
         ),
         projection_dim=16,
-    )  # fmt: skip
+    )
     return {
         "dinov2": _save(root / "dinov2", T.Dinov2Model(T.Dinov2Config(**TINY)), crop),
         "dinov2-reg": _save(
@@ -264,8 +270,12 @@ def test_hub_id_offline_fails_in_seconds_with_one_line(tmp_path):
     start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "layerprobe", "layers", "hf:no-such-org/no-such-model"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=HANG,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=HANG,
+    )
     assert proc.returncode == 2, proc.stderr
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1 and "HF_HUB_OFFLINE" in err and "Traceback" not in err

@@ -42,8 +42,12 @@ def test_cli_says_it_once_on_stderr():
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run(
         [sys.executable, "-m", "layerprobe", "layers", "vit_tiny_patch16_224", *TINY_ARGS],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=HANG,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=HANG,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("has random weights") == 1
     assert "add --pretrained or --checkpoint PATH" in proc.stderr

@@ -4,7 +4,8 @@
   arrays: its four arrays ``x_train, y_train, x_test, y_test``); the rest are keyword-only, so
   a call names what it passes.
 - No comment or docstring points at a markdown file the repository lacks.
-- No ``# fmt: skip`` anywhere in the package: ``ruff format`` lays out every table.
+- No ``# fmt: skip`` anywhere in the package, tests or benchmarks: ``ruff format`` lays out every
+  table.
 """
 
 from __future__ import annotations
@@ -108,11 +109,12 @@ def test_no_comment_points_at_a_missing_markdown_file():
     assert not missing, "point these at a file in the repository:\n" + "\n".join(missing)
 
 
-def test_no_fmt_skip_in_the_package():
+def test_no_fmt_skip_in_the_package_tests_and_benchmarks():
     marked = [
         f"{path.relative_to(ROOT)}:{number}"
-        for path in sorted(PACKAGE.rglob("*.py"))
+        for folder in ("layerprobe", "tests", "benchmarks")
+        for path in sorted((ROOT / folder).rglob("*.py"))
         for number, line in enumerate(path.read_text().splitlines(), 1)
-        if "fmt: skip" in line
+        if line.rstrip().endswith("# fmt: skip")
     ]
     assert not marked, "let ruff format lay these out:\n" + "\n".join(marked)

@@ -296,8 +296,14 @@ sys.exit(main(sys.argv[1:]))
 def test_kill_9_then_rerun_gives_the_uninterrupted_file(image_folder, tmp_path, vit_checkpoint):
     args = vit_args(image_folder, tmp_path / "cache", vit_checkpoint, "--batch-size", "2")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_WRITER, *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 240
     partial = None
     while time.time() < deadline and proc.poll() is None:

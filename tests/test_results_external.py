@@ -28,9 +28,14 @@ def published(n: int = 13) -> pd.DataFrame:
         for task, (k, alpha, e_ir) in TRUTH.items():
             ds = float(curve_ds(us, k, alpha, e_ir)) - (0.05 if i % 2 else 0.0)
             rows.append(
-                dict(model=f"net-{i}", family="vit" if i < n // 2 else "resnet",
-                     upstream_accuracy=round(float(us), 6), task=task, test_accuracy=ds)
-            )  # fmt: skip
+                dict(
+                    model=f"net-{i}",
+                    family="vit" if i < n // 2 else "resnet",
+                    upstream_accuracy=round(float(us), 6),
+                    task=task,
+                    test_accuracy=ds,
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -51,10 +56,22 @@ def run_cli(args, capsys) -> tuple[int, str, list[str]]:
 
 def test_csv_fit_end_to_end_from_the_shell(tables, tmp_path):
     run = subprocess.run(
-        [sys.executable, "-m", "layerprobe", "fit", "--results", tables / "paper.csv",
-         "--out", tmp_path, "--format", "json"],
-        capture_output=True, text=True, timeout=HANG,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "layerprobe",
+            "fit",
+            "--results",
+            tables / "paper.csv",
+            "--out",
+            tmp_path,
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
     assert run.returncode == 0, run.stderr
     fits = {r["task"]: r for r in json.loads(run.stdout)}
     for task, (_, _, e_ir) in TRUTH.items():
@@ -107,9 +124,14 @@ def test_results_show_and_report_read_a_table(tables, tmp_path, capsys):
 def test_defaults_of_a_minimal_table(tmp_path):
     path = tmp_path / "t.csv"
     pd.DataFrame(
-        dict(model=["a", "b"], upstream_accuracy=[0.5, 0.6], task=["x", "x"],
-             test_accuracy=[0.2, 0.3], params=[1e6, 2e6])
-    ).to_csv(path, index=False)  # fmt: skip
+        dict(
+            model=["a", "b"],
+            upstream_accuracy=[0.5, 0.6],
+            task=["x", "x"],
+            test_accuracy=[0.2, 0.3],
+            params=[1e6, 2e6],
+        )
+    ).to_csv(path, index=False)
     rows = read_table(path)
     assert list(rows["model_key"]) == ["a", "b"]
     assert set(rows["layer"]) == {"pre_logits"} and set(rows["depth"]) == {1.0}
