@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -14,7 +12,7 @@ from layerprobe.cli import main
 from layerprobe.errors import DataError
 from layerprobe.results.external import read_table
 from layerprobe.results.read import read_selected
-from tests.limits import HANG
+from tests.helpers_cli import layerprobe_shell
 from tests.results_data import curve_ds, curve_store
 
 TRUTH = {"near": (0.9, 1.5, 0.05), "far": (0.6, 2.5, 0.3)}  # task: k, α, e_IR
@@ -55,22 +53,8 @@ def run_cli(args, capsys) -> tuple[int, str, list[str]]:
 
 
 def test_csv_fit_end_to_end_from_the_shell(tables, tmp_path):
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "layerprobe",
-            "fit",
-            "--results",
-            tables / "paper.csv",
-            "--out",
-            tmp_path,
-            "--format",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=HANG,
+    run = layerprobe_shell(
+        "fit", "--results", tables / "paper.csv", "--out", tmp_path, "--format", "json"
     )
     assert run.returncode == 0, run.stderr
     fits = {r["task"]: r for r in json.loads(run.stdout)}

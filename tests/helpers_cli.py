@@ -1,0 +1,34 @@
+"""``layerprobe ARGS`` as a user runs it from a shell: a fresh process, output captured as text."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.limits import HANG
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shell_env(base: dict | None = None) -> dict:
+    """``base`` (default: this process's environment) with this checkout first on PYTHONPATH."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+def layerprobe_shell(
+    *args, env: dict | None = None, cwd: Path = ROOT, timeout: float = HANG
+) -> subprocess.CompletedProcess:
+    """``python -m layerprobe ARGS`` (each argument through ``str``) in ``cwd``; ``env``
+    defaults to ``shell_env()``. Waits at most ``timeout`` seconds (a hang, not a speed goal)."""
+    return subprocess.run(
+        [sys.executable, "-m", "layerprobe", *map(str, args)],
+        env=shell_env() if env is None else env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
