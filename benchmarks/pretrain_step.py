@@ -48,22 +48,18 @@ def bench_model(name: str, images, labels, batch: int, steps: int, repeats: int)
     xs = [normalize(torch.from_numpy(np.array(images[i : i + batch]))) for i in range(0, n, batch)]
     ys = [torch.from_numpy(np.array(labels[i : i + batch])) for i in range(0, n, batch)]
     schedule = Schedule(1e-3, 10**6, 10)
+    one_process = dict(seed=0, rank=0, world=1, device=CPU, normalize=normalize)
+
+    def batches(epoch: int):
+        """layerprobe's data path: gather, crop + flip, normalise."""
+        return data.train_batches(
+            images, labels, subset, batch_size=batch, epoch=epoch, **one_process
+        )
 
     def ours(epoch: int) -> float:
-        batches = data.train_batches(
-            images,
-            labels,
-            subset,
-            batch_size=batch,
-            epoch=epoch,
-            seed=0,
-            rank=0,
-            world=1,
-            device=CPU,
-            normalize=normalize,
-        )
+        loader = batches(epoch)
         start = time.perf_counter()
-        train_epoch(model, batches, optimizer, schedule=schedule, step0=0, device=CPU)
+        train_epoch(model, loader, optimizer, schedule=schedule, step0=0, device=CPU)
         return n / (time.perf_counter() - start)
 
     def bare() -> float:
@@ -79,18 +75,7 @@ def bench_model(name: str, images, labels, batch: int, steps: int, repeats: int)
     def data_only(epoch: int) -> float:
         """Milliseconds per batch of the data path alone (gather, crop + flip, normalise)."""
         start = time.perf_counter()
-        for _ in data.train_batches(
-            images,
-            labels,
-            subset,
-            batch_size=batch,
-            epoch=epoch,
-            seed=0,
-            rank=0,
-            world=1,
-            device=CPU,
-            normalize=normalize,
-        ):
+        for _ in batches(epoch):
             pass
         return 1000 * (time.perf_counter() - start) / steps
 
