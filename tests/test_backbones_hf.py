@@ -38,12 +38,17 @@ TINY = dict(
 )
 
 
-def _save(folder: Path, model, processor=None) -> Path:
+def _save(folder: Path, model_class, config, processor=None) -> Path:
+    """A seeded random ``model_class(config)`` and ``processor`` written with save_pretrained."""
     torch.manual_seed(0)
-    model.save_pretrained(folder)
+    model_class(config).save_pretrained(folder)
     if processor is not None:
         processor.save_pretrained(folder)
     return folder
+
+
+def _square() -> dict:
+    return {"height": 32, "width": 32}
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +56,7 @@ def hf_models(tmp_path_factory) -> dict[str, Path]:
     """Tiny random models written with save_pretrained (image processors beside most)."""
     T = transformers
     root = tmp_path_factory.mktemp("hf")
-    crop = T.BitImageProcessor(
-        size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32}, do_center_crop=True
-    )
+    crop = T.BitImageProcessor(size={"shortest_edge": 40}, crop_size=_square(), do_center_crop=True)
     torch.manual_seed(0)
     clip_config = T.CLIPConfig(
         vision_config=TINY,
@@ -69,48 +72,36 @@ def hf_models(tmp_path_factory) -> dict[str, Path]:
         ),
         projection_dim=16,
     )
-    return {
-        "dinov2": _save(root / "dinov2", T.Dinov2Model(T.Dinov2Config(**TINY)), crop),
-        "dinov2-reg": _save(
-            root / "dinov2-reg",
-            T.Dinov2WithRegistersModel(T.Dinov2WithRegistersConfig(**TINY, num_register_tokens=4)),
+    swin_config = T.SwinConfig(
+        image_size=32, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=4
+    )
+    convnext_config = T.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)
+    models = {  # name: (model class, its config, the image processor saved beside it)
+        "dinov2": (T.Dinov2Model, T.Dinov2Config(**TINY), crop),
+        "dinov2-reg": (
+            T.Dinov2WithRegistersModel,
+            T.Dinov2WithRegistersConfig(**TINY, num_register_tokens=4),
             crop,
         ),
-        "vit": _save(
-            root / "vit",
-            T.ViTModel(T.ViTConfig(**TINY)),
-            T.ViTImageProcessor(size={"height": 32, "width": 32}),
+        "vit": (T.ViTModel, T.ViTConfig(**TINY), T.ViTImageProcessor(size=_square())),
+        "clip": (
+            T.CLIPModel,
+            clip_config,
+            T.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size=_square()),
         ),
-        "clip": _save(
-            root / "clip",
-            T.CLIPModel(clip_config),
-            T.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-        ),
-        "convnext": _save(
-            root / "convnext",
-            T.ConvNextModel(T.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)),
+        "convnext": (
+            T.ConvNextModel,
+            convnext_config,
             T.ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=0.8),
         ),
-        "siglip": _save(
-            root / "siglip",
-            T.SiglipVisionModel(T.SiglipVisionConfig(**TINY)),
-            T.SiglipImageProcessor(size={"height": 32, "width": 32}),
+        "siglip": (
+            T.SiglipVisionModel,
+            T.SiglipVisionConfig(**TINY),
+            T.SiglipImageProcessor(size=_square()),
         ),
-        "swin": _save(
-            root / "swin",
-            T.SwinModel(
-                T.SwinConfig(
-                    image_size=32,
-                    patch_size=4,
-                    embed_dim=8,
-                    depths=[1, 1],
-                    num_heads=[1, 2],
-                    window_size=4,
-                )
-            ),
-            T.ViTImageProcessor(size={"height": 32, "width": 32}),
-        ),
+        "swin": (T.SwinModel, swin_config, T.ViTImageProcessor(size=_square())),
     }
+    return {name: _save(root / name, *entry) for name, entry in models.items()}
 
 
 def _rows(out: str) -> dict[str, list[str]]:
