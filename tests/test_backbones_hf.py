@@ -8,7 +8,6 @@ and the one-line errors (missing folder, offline hub id, --pretrained, missing e
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ transformers = pytest.importorskip(
 from layerprobe.backbones import load  # noqa: E402
 from layerprobe.backbones.factory import RandomWeightsWarning  # noqa: E402
 from layerprobe.cli import main  # noqa: E402
-from tests.limits import HANG  # noqa: E402
+from tests.helpers_cli import layerprobe_shell  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(
@@ -259,14 +258,7 @@ def test_hub_id_offline_fails_in_seconds_with_one_line(tmp_path):
         "HF_HUB_OFFLINE": "1",
     }
     start = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "layerprobe", "layers", "hf:no-such-org/no-such-model"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=HANG,
-    )
+    proc = layerprobe_shell("layers", "hf:no-such-org/no-such-model", env=env, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1 and "HF_HUB_OFFLINE" in err and "Traceback" not in err

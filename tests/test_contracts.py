@@ -104,39 +104,11 @@ def test_globs_mean_the_same_in_extract_and_probe(tmp_path, capsys):
         "layer4.0",
     ]
     extract(bb, TASK, cache_dir=tmp_path / "c", layers="layer*.*,pre_logits", quiet=True)
-    code = main(
-        [
-            "probe",
-            "--cache",
-            str(tmp_path / "c"),
-            "--results",
-            str(tmp_path / "r"),
-            "--layers",
-            "layer*",
-            "--shots",
-            "2",
-            "--seeds",
-            "1",
-            "--quiet",
-        ]
-    )
+    probe = ["probe", "--cache", str(tmp_path / "c"), "--results", str(tmp_path / "r")]
+    probe += ["--shots", "2", "--seeds", "1", "--quiet"]
+    code = main([*probe, "--layers", "layer*"])
     assert code == 2 and "has no layer 'layer*'" in capsys.readouterr().err
-    code = main(
-        [
-            "probe",
-            "--cache",
-            str(tmp_path / "c"),
-            "--results",
-            str(tmp_path / "r"),
-            "--layers",
-            "layer*.*",
-            "--shots",
-            "2",
-            "--seeds",
-            "1",
-            "--quiet",
-        ]
-    )
+    code = main([*probe, "--layers", "layer*.*"])
     assert code == 0
     assert sorted(set(results.load(tmp_path / "r").layer)) == [f"layer{i}.0" for i in range(1, 5)]
 

@@ -19,19 +19,9 @@ from layerprobe.errors import CheckpointError
 from tests.helpers_pretrain import ROOT, cli_env, lp_home_fixture, run_cli  # noqa: F401 - fixture
 from tests.limits import HANG
 
-TINY = [
-    "--model",
-    "resnet-tiny32",
-    "--data-fraction",
-    "0.02",
-    "--epochs",
-    "1",
-    "--batch-size",
-    "32",
-    "--device",
-    "cpu",
-    "--quiet",
-]
+TINY = (
+    "--model resnet-tiny32 --data-fraction 0.02 --epochs 1 --batch-size 32 --device cpu --quiet"
+).split()
 
 
 @pytest.fixture(scope="module")

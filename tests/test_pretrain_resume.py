@@ -17,21 +17,10 @@ from tests.helpers_pretrain import ROOT, cli_env, lp_home_fixture, tensors_equal
 from tests.limits import HANG
 
 RUN = dict(data_fraction=0.03, epochs=3, batch_size=32, warmup_epochs=0.5, device="cpu")
-ARGS = [
-    "--model",
-    "resnet-tiny32",
-    "--data-fraction",
-    "0.03",
-    "--epochs",
-    "3",
-    "--batch-size",
-    "32",
-    "--warmup-epochs",
-    "0.5",
-    "--device",
-    "cpu",
-    "--quiet",
-]
+ARGS = (
+    "--model resnet-tiny32 --data-fraction 0.03 --epochs 3 --batch-size 32 --warmup-epochs 0.5 "
+    "--device cpu --quiet"
+).split()
 
 
 def _weights(path):
@@ -75,34 +64,13 @@ def test_another_config_is_refused_unless_force(lp_home, tmp_path):
 
 def test_torchrun_two_processes_write_one_checkpoint(lp_home, tmp_path):
     out = tmp_path / "ddp"
-    args = [
-        "--model",
-        "vit-tiny32",
-        "--data-fraction",
-        "0.05",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "32",
-        "--device",
-        "cpu",
-        "--quiet",
-        "--out",
-        str(out),
-    ]
+    args = "--model vit-tiny32 --data-fraction 0.05 --epochs 1 --batch-size 32 --device cpu --quiet"
+    port = str(29500 + os.getpid() % 1000)
     proc = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            str(29500 + os.getpid() % 1000),
-            "-m",
-            "layerprobe",
-            "pretrain",
-            *args,
+            *(sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"),
+            *("--master-port", port, "-m", "layerprobe", "pretrain", *args.split()),
+            *("--out", str(out)),
         ],
         env=cli_env(lp_home),
         cwd=ROOT,

@@ -31,6 +31,14 @@ from tests.limits import HANG
 
 ROOT = Path(__file__).resolve().parents[1]
 VIT_ARGS = [f"--model-arg={k}={v!r}" for k, v in TINY_VIT_KWARGS.items()]
+
+
+def extract_vit(folder, cache) -> list[str]:
+    """``layerprobe extract`` arguments: the tiny ViT on the image folder ``folder``."""
+    model = ["--model", TINY_VIT, *VIT_ARGS]
+    return ["extract", *model, "--task", f"folder:{folder}", "--cache", str(cache)]
+
+
 PROBE = ProbeConfig(shots=[2], seeds=1, l2s=[1.0, 100.0])
 
 
@@ -120,19 +128,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_two_processes_racing_on_the_create_step_never_tear_a_file(split_folder, tmp_path):
-    args = [
-        "extract",
-        "--model",
-        TINY_VIT,
-        *VIT_ARGS,
-        "--task",
-        f"folder:{split_folder}",
-        "--split",
-        "train",
-        "--cache",
-        str(tmp_path / "cache"),
-        "--quiet",
-    ]
+    args = [*extract_vit(split_folder, tmp_path / "cache"), "--split", "train", "--quiet"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     procs = [
         subprocess.Popen(
@@ -172,17 +168,7 @@ def test_read_only_cache_and_results_folders_fail_before_the_work(
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
     os.chmod(locked, 0o555)
-    run = cli(
-        "extract",
-        "--model",
-        TINY_VIT,
-        *VIT_ARGS,
-        "--task",
-        f"folder:{split_folder}",
-        "--cache",
-        str(locked / "cache"),
-        as_plain_user=plain_user,
-    )
+    run = cli(*extract_vit(split_folder, locked / "cache"), as_plain_user=plain_user)
     assert "--cache" in one_line_exit_2(run) and "not writable" in run.stderr
     cache = tmp_path / "cache"
     extract(TINY_VIT_MODEL(), f"folder:{split_folder}", config(cache))
@@ -211,19 +197,7 @@ def _bomb_png(path: Path, side: int = 30000) -> None:
 
 def test_decompression_bomb_is_a_one_line_error_and_skip_bad_skips_it(image_folder, tmp_path):
     _bomb_png(image_folder / "class_a" / "img_99.png")
-    args = [
-        "extract",
-        "--model",
-        TINY_VIT,
-        *VIT_ARGS,
-        "--task",
-        f"folder:{image_folder}",
-        "--cache",
-        str(tmp_path / "c"),
-        "--layers",
-        "pre_logits",
-        "--quiet",
-    ]
+    args = [*extract_vit(image_folder, tmp_path / "c"), "--layers", "pre_logits", "--quiet"]
     err = one_line_exit_2(cli(*args))
     assert "img_99.png" in err and "decompression bomb" in err
     run = cli(*args, "--skip-bad")
@@ -284,16 +258,7 @@ def test_non_numeric_format_version_and_misplaced_files(
     blocked = tmp_path / "blocked"
     blocked.mkdir()
     (blocked / tiny_vit.model_key()).write_text("a file where a model-key folder belongs")
-    run = cli(
-        "extract",
-        "--model",
-        TINY_VIT,
-        *VIT_ARGS,
-        "--task",
-        f"folder:{split_folder}",
-        "--cache",
-        str(blocked),
-    )
+    run = cli(*extract_vit(split_folder, blocked))
     assert "is a file, not a folder" in one_line_exit_2(run)
     assert "is a file" in one_line_exit_2(
         cli("probe", "--cache", str(path), "--results", str(tmp_path / "r"))
@@ -301,18 +266,7 @@ def test_non_numeric_format_version_and_misplaced_files(
 
 
 def test_batch_size_beyond_indexing_is_a_one_line_error(split_folder, tmp_path):
-    run = cli(
-        "extract",
-        "--model",
-        TINY_VIT,
-        *VIT_ARGS,
-        "--task",
-        f"folder:{split_folder}",
-        "--cache",
-        str(tmp_path),
-        "--batch-size",
-        str(2**40),
-    )
+    run = cli(*extract_vit(split_folder, tmp_path), "--batch-size", str(2**40))
     assert "batch size must be a whole number from 1 to" in one_line_exit_2(run)
 
 
