@@ -5,6 +5,8 @@ Everything here runs on the CPU in well under a second per model and downloads n
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 import torch
 
@@ -73,3 +75,17 @@ def split_folder(tmp_path):
     for split, n in (("train", 6), ("val", 2), ("test", 2)):
         _write_class_folders(root / split, per_class=n, seed=len(split))
     return root
+
+
+# -- order of the files under `make test` ---------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with the most tests marked slow first; otherwise the collected order.
+
+    ``make test`` runs a file in one worker (``--dist loadfile``) and hands out files in this
+    order (``--no-loadscope-reorder``): the longest files start at once, and the many short ones
+    fill the other worker, instead of a long end-to-end file starting last and running alone.
+    """
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])  # stable: a file's tests stay together
