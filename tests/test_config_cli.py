@@ -115,20 +115,7 @@ def test_no_options_build_each_configs_defaults():
 def test_options_given_reach_the_config():
     args = _parse(
         "probe",
-        [
-            "--probe",
-            "ridge,knn",
-            "--shots",
-            "2,1",
-            "--seeds",
-            "2",
-            "--k",
-            "3,5",
-            "--device",
-            "cpu",
-            "--layers",
-            "a,b",
-        ],
+        "--probe ridge,knn --shots 2,1 --seeds 2 --k 3,5 --device cpu --layers a,b".split(),
     )
     ridge, knn = ProbeConfig.families(**given(ProbeConfig, args))
     assert (ridge.probe, knn.probe, ridge.shots, knn.seeds) == ("ridge", "knn", [1, 2], 2)
@@ -157,20 +144,7 @@ def test_a_job_file_and_the_cli_build_the_same_configs(tmp_path):
     job = load_job(write_job(tmp_path / "same.toml", text))
     cli = _parse(
         "probe",
-        [
-            "--probe",
-            "ridge,knn_weighted",
-            "--shots",
-            "5,1",
-            "--seeds",
-            "2",
-            "--l2",
-            "0.5,2",
-            "--k",
-            "3,7",
-            "--device",
-            "cpu",
-        ],
+        "--probe ridge,knn_weighted --shots 5,1 --seeds 2 --l2 0.5,2 --k 3,7 --device cpu".split(),
     )
     from_job = probe_configs(job)
     assert from_job == ProbeConfig.families(**given(ProbeConfig, cli))
