@@ -27,6 +27,7 @@ def _weights(path):
     return torch.load(path, weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow  # three pre-trainings, one killed: 100 s at load 17 on 2 cores
 def test_kill_9_then_resume_gives_the_same_weights(lp_home, tmp_path):
     """The killed run is a process of its own; the others run here (one thread, like it)."""
     out = tmp_path / "killed"
@@ -62,6 +63,7 @@ def test_another_config_is_refused_unless_force(lp_home, tmp_path):
     assert torch.load(ckpt, weights_only=True)["pretrain_info"]["head_wd"] == 1.0
 
 
+@pytest.mark.slow  # two processes pre-training: 46 s at load 17 on 2 cores
 def test_torchrun_two_processes_write_one_checkpoint(lp_home, tmp_path):
     out = tmp_path / "ddp"
     args = "--model vit-tiny32 --data-fraction 0.05 --epochs 1 --batch-size 32 --device cpu --quiet"

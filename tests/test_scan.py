@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import layerprobe.results as results
 from tests.limits import HANG
 
@@ -26,6 +28,7 @@ def scan(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # two scans end to end: 62 s at load 17 on 2 cores
 def test_scan_prints_best_layers_writes_a_report_and_reuses_everything(tmp_path):
     args = [
         *MODEL,
