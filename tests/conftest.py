@@ -81,11 +81,21 @@ def split_folder(tmp_path):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Files with the most tests marked slow first; otherwise the collected order.
+    """Order the files: those with slow tests first (most slow tests first; of as many, the one
+    with fewer fast tests first, as its time is mostly the slow ones'), then the files with the
+    most tests first.
 
     ``make test`` runs a file in one worker (``--dist loadfile``) and hands out files in this
-    order (``--no-loadscope-reorder``): the longest files start at once, and the many short ones
-    fill the other worker, instead of a long end-to-end file starting last and running alone.
+    order (``--no-loadscope-reorder``): the long end-to-end files start at once and short files
+    fill the workers at the end. xdist's own order (most tests first) starts the end-to-end
+    files, one or two long tests each, last, where they run alone. A file's tests stay
+    together, in their order.
     """
     slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
-    items.sort(key=lambda item: -slow[item.path])  # stable: a file's tests stay together
+    size = Counter(item.path for item in items)
+
+    def rank(item) -> tuple[int, int]:
+        n_slow, n = slow[item.path], size[item.path]
+        return (-n_slow, n if n_slow else -n)
+
+    items.sort(key=rank)  # stable: the order inside a file is kept
