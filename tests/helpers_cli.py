@@ -36,6 +36,19 @@ def python_shell(
     )
 
 
+def python_started(*args, env: dict | None = None) -> subprocess.Popen:
+    """``python ARGS`` started in the repository root (not waited for), stdout and stderr piped
+    as text; ``env`` defaults to ``shell_env()``."""
+    return subprocess.Popen(
+        [sys.executable, *map(str, args)],
+        env=shell_env() if env is None else env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def layerprobe_shell(
     *args, env: dict | None = None, cwd: Path = ROOT, timeout: float = HANG
 ) -> subprocess.CompletedProcess:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import torch
 
 from layerprobe.cli import main
 from layerprobe.extract.cache import FORMAT_VERSION, find_caches, read_arrays, read_info
-from tests.helpers_cli import python_shell, shell_env
+from tests.helpers_cli import python_shell, python_started, shell_env
 from tests.helpers_models import TINY_VIT_KWARGS
 from tests.limits import HANG
 
@@ -287,15 +286,7 @@ sys.exit(main(sys.argv[1:]))
 @pytest.mark.slow
 def test_kill_9_then_rerun_gives_the_uninterrupted_file(image_folder, tmp_path, vit_checkpoint):
     args = vit_args(image_folder, tmp_path / "cache", vit_checkpoint, "--batch-size", "2")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SLOW_WRITER, *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = python_started("-c", SLOW_WRITER, *args)
     deadline = time.time() + 240
     partial = None
     while time.time() < deadline and proc.poll() is None:

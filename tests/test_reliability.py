@@ -26,6 +26,7 @@ from layerprobe.cli import main
 from layerprobe.extract import ExtractConfig, extract, find_caches, read_arrays
 from layerprobe.probe import ProbeConfig, probe_cache
 from tests.conftest import _write_class_folders
+from tests.helpers_cli import python_started
 from tests.helpers_models import TINY_VIT, TINY_VIT_KWARGS
 from tests.limits import HANG
 
@@ -129,18 +130,7 @@ sys.exit(main(sys.argv[1:]))
 
 def test_two_processes_racing_on_the_create_step_never_tear_a_file(split_folder, tmp_path):
     args = [*extract_vit(split_folder, tmp_path / "cache"), "--split", "train", "--quiet"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", RACE, *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    procs = [python_started("-c", RACE, *args) for _ in range(2)]
     outcomes = sorted((p.wait(timeout=HANG), p.stderr.read()) for p in procs)
     assert [code for code, _ in outcomes] == [0, 2]
     assert "being written by another process" in outcomes[1][1]
