@@ -4,8 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Tests run in one worker process per core (pytest-xdist; a file stays in one worker, so its
-# module fixtures are built once). Per-test limit (seconds): catches a hung test; sized for a
-# loaded machine, not a speed goal.
+# module fixtures are built once). Files are handed out in tests/conftest.py's order, those with
+# slow tests first (--no-loadscope-reorder: xdist would otherwise start the files with the fewest
+# tests, the long end-to-end ones, last). Per-test limit (seconds): catches a hung test; sized for
+# a loaded machine, not a speed goal.
 TEST_TIMEOUT := 1800
 
 .PHONY: setup demo test test-fast bench lint format clean
@@ -27,10 +29,10 @@ demo: $(STAMP)
 	$(BIN)/layerprobe demo --out $(DEMO_DIR)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --dist loadfile --timeout=$(TEST_TIMEOUT)
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder --timeout=$(TEST_TIMEOUT)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --dist loadfile -m "not slow" --timeout=$(TEST_TIMEOUT)
+	$(BIN)/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder -m "not slow" --timeout=$(TEST_TIMEOUT)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/extract_overhead.py

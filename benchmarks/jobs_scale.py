@@ -118,6 +118,16 @@ MEASURE = (
 )
 
 
+def plan_command(path: Path) -> list[str]:
+    """A fresh Python that loads the job file ``path`` and expands it into units (the floor
+    under every job command's time)."""
+    code = (
+        "import sys; from layerprobe.jobs import load_job, make_plan; "
+        "print(len(make_plan(load_job(sys.argv[1])).units))"
+    )
+    return [sys.executable, "-c", code, str(path)]
+
+
 def measure(cmd: list[str]) -> tuple[float, float, float, str]:
     """(wall seconds, peak MiB, CPU seconds, output) of ``cmd`` in a fresh process; raises if
     it fails. CPU seconds (user + system) are what the wall time is on an idle machine for
@@ -186,12 +196,7 @@ def scale(root: Path) -> list[tuple]:
     print(f"fake state: {written} records in {time.perf_counter() - start:.1f} s", flush=True)
     del plan
     py = [sys.executable]
-    plan_cmd = py + [
-        "-c",
-        "import sys; from layerprobe.jobs import load_job, make_plan; "
-        "print(len(make_plan(load_job(sys.argv[1])).units))",
-        str(path),
-    ]
+    plan_cmd = plan_command(path)
     rows = []
     for name, cmd in (
         ("plan (load + expand)", plan_cmd),

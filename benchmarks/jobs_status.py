@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from jobs_scale import PAPER_JOB, measure  # noqa: E402
+from jobs_scale import PAPER_JOB, measure, plan_command  # noqa: E402
 
 GOAL_SECONDS = 10.0
 
@@ -122,12 +122,7 @@ def main() -> None:
         print(f"state: {files:,} files in {time.perf_counter() - start:.0f} s", flush=True)
         index = State(plan.job.dir).root / INDEX
         py = [sys.executable]
-        plan_cmd = py + [
-            "-c",
-            "import sys; from layerprobe.jobs import load_job, make_plan; "
-            "print(len(make_plan(load_job(sys.argv[1])).units))",
-            str(path),
-        ]
+        plan_cmd = plan_command(path)
         status_cmd = py + ["-m", "layerprobe", "status", str(path)]
         rows = [("plan (baseline)", *measure(plan_cmd)[:3])]
         index.unlink(missing_ok=True)

@@ -48,12 +48,18 @@ def bench_model(name: str, images, labels, batch: int, steps: int, repeats: int)
     xs = [normalize(torch.from_numpy(np.array(images[i : i + batch]))) for i in range(0, n, batch)]
     ys = [torch.from_numpy(np.array(labels[i : i + batch])) for i in range(0, n, batch)]
     schedule = Schedule(1e-3, 10**6, 10)
+    one_process = dict(seed=0, rank=0, world=1, device=CPU, normalize=normalize)
+
+    def batches(epoch: int):
+        """layerprobe's data path: gather, crop + flip, normalise."""
+        return data.train_batches(
+            images, labels, subset, batch_size=batch, epoch=epoch, **one_process
+        )
 
     def ours(epoch: int) -> float:
-        batches = data.train_batches(images, labels, subset, batch_size=batch, epoch=epoch, seed=0,
-                                     rank=0, world=1, device=CPU, normalize=normalize)  # fmt: skip
+        loader = batches(epoch)
         start = time.perf_counter()
-        train_epoch(model, batches, optimizer, schedule=schedule, step0=0, device=CPU)
+        train_epoch(model, loader, optimizer, schedule=schedule, step0=0, device=CPU)
         return n / (time.perf_counter() - start)
 
     def bare() -> float:
@@ -69,19 +75,8 @@ def bench_model(name: str, images, labels, batch: int, steps: int, repeats: int)
     def data_only(epoch: int) -> float:
         """Milliseconds per batch of the data path alone (gather, crop + flip, normalise)."""
         start = time.perf_counter()
-        for _ in data.train_batches(
-            images,
-            labels,
-            subset,
-            batch_size=batch,
-            epoch=epoch,
-            seed=0,
-            rank=0,
-            world=1,
-            device=CPU,
-            normalize=normalize,
-        ):
-            pass  # fmt: skip
+        for _ in batches(epoch):
+            pass
         return 1000 * (time.perf_counter() - start) / steps
 
     ours(0), bare()  # warm-up
@@ -114,15 +109,21 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     batch, steps, repeats = (64, 4, 2) if args.quick else (128, 8, 7)
     images, labels = data.split_arrays(get_task("builtin/upstream"), "train", 32)
-    print(f"batch {batch}, {steps} steps per timing, {repeats} repeats, "
-          f"{torch.get_num_threads()} torch threads, CPU")  # fmt: skip
-    print(f"{'model':<16}{'bare img/s':>12}{'layerprobe img/s':>18}{'ratio':>8}"
-          f"{'data ms/batch':>15}{'step ms':>9}  goal >= {GOAL}")  # fmt: skip
+    print(
+        f"batch {batch}, {steps} steps per timing, {repeats} repeats, "
+        f"{torch.get_num_threads()} torch threads, CPU"
+    )
+    print(
+        f"{'model':<16}{'bare img/s':>12}{'layerprobe img/s':>18}{'ratio':>8}"
+        f"{'data ms/batch':>15}{'step ms':>9}  goal >= {GOAL}"
+    )
     for name in args.models.split(","):
         row = bench_model(name, images, labels, batch, steps, repeats)
         verdict = "met" if row["ratio"] >= GOAL else "NOT met"
-        print(f"{row['model']:<16}{row['bare']:>12.0f}{row['ours']:>18.0f}{row['ratio']:>8.3f}"
-              f"{row['data_ms']:>15.2f}{row['step_ms']:>9.1f}  {verdict}")  # fmt: skip
+        print(
+            f"{row['model']:<16}{row['bare']:>12.0f}{row['ours']:>18.0f}{row['ratio']:>8.3f}"
+            f"{row['data_ms']:>15.2f}{row['step_ms']:>9.1f}  {verdict}"
+        )
 
 
 if __name__ == "__main__":

@@ -60,9 +60,13 @@ def write_caches(root: Path, checkpoints: int, layers: int, rows: int, width: in
             feats[f"blocks.{layer}"] = x
         key = f"ckpt{c:02d}-0123456789ab"
         write_cache_file(
-            cache_path(root, key, "synthetic", split="test"), feats, labels, model_key=key,
-            task="synthetic", split="test",
-        )  # fmt: skip
+            cache_path(root, key, "synthetic", split="test"),
+            feats,
+            labels,
+            model_key=key,
+            task="synthetic",
+            split="test",
+        )
 
 
 def numpy_hsic(k: np.ndarray, l: np.ndarray) -> float:  # noqa: E741

@@ -5,6 +5,8 @@ Everything here runs on the CPU in well under a second per model and downloads n
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 import torch
 
@@ -73,3 +75,27 @@ def split_folder(tmp_path):
     for split, n in (("train", 6), ("val", 2), ("test", 2)):
         _write_class_folders(root / split, per_class=n, seed=len(split))
     return root
+
+
+# -- order of the files under `make test` ---------------------------------------------------------
+
+
+def pytest_collection_modifyitems(config, items):
+    """Order the files: those with slow tests first (most slow tests first; of as many, the one
+    with fewer fast tests first, as its time is mostly the slow ones'), then the files with the
+    most tests first.
+
+    ``make test`` runs a file in one worker (``--dist loadfile``) and hands out files in this
+    order (``--no-loadscope-reorder``): the long end-to-end files start at once and short files
+    fill the workers at the end. xdist's own order (most tests first) starts the end-to-end
+    files, one or two long tests each, last, where they run alone. A file's tests stay
+    together, in their order.
+    """
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    size = Counter(item.path for item in items)
+
+    def rank(item) -> tuple[int, int]:
+        n_slow, n = slow[item.path], size[item.path]
+        return (-n_slow, n if n_slow else -n)
+
+    items.sort(key=rank)  # stable: the order inside a file is kept

@@ -23,40 +23,21 @@ def curve_ds(us: np.ndarray, k: float, alpha: float, e_ir: float) -> np.ndarray:
     return 1.0 - (k * (1.0 - np.asarray(us, float)) ** alpha + e_ir)
 
 
+# A row's value in every contract column a test does not name, one group of columns a line.
+ROW_DEFAULTS = (
+    dict(model="timm:toy", model_key="m0", upstream_task="builtin/upstream", upstream_accuracy=0.5)
+    | dict(params=1_000_000, data_fraction=1.0, epochs=10.0, head_wd=0.0, head_lr=1e-3)
+    | dict(task="t", layer="pre_logits", depth=1.0, shots=5, seed=0, l2=1.0)
+    | dict(val_accuracy=0.9, test_accuracy=0.5, n_train=50, n_test=200)
+    | dict(probe="ridge", l2_select="val", backend="torch", config="c0")
+    | dict(created_at=pd.Timestamp("2025-01-01", tz="UTC"), selected=True, schema_version=2)
+    | dict(k=pd.NA, converged=pd.NA)
+)
+
+
 def row(**values) -> dict:
-    """One store row with defaults for every contract column."""
-    base = dict(
-        model="timm:toy",
-        model_key="m0",
-        upstream_task="builtin/upstream",
-        upstream_accuracy=0.5,
-        params=1_000_000,
-        data_fraction=1.0,
-        epochs=10.0,
-        head_wd=0.0,
-        head_lr=1e-3,
-        task="t",
-        layer="pre_logits",
-        depth=1.0,
-        shots=5,
-        seed=0,
-        l2=1.0,
-        val_accuracy=0.9,
-        test_accuracy=0.5,
-        n_train=50,
-        n_test=200,
-        probe="ridge",
-        l2_select="val",
-        backend="torch",
-        config="c0",
-        created_at=pd.Timestamp("2025-01-01", tz="UTC"),
-        selected=True,
-        schema_version=2,
-        k=pd.NA,
-        converged=pd.NA,
-    )
-    base.update(values)
-    return base
+    """One store row: ``ROW_DEFAULTS`` with ``values`` in their place."""
+    return ROW_DEFAULTS | values
 
 
 def probe_rows(acc: float, seeds=(0, 1), spread: float = 0.0, **values) -> list[dict]:

@@ -8,7 +8,6 @@ and the one-line errors (missing folder, offline hub id, --pretrained, missing e
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ transformers = pytest.importorskip(
 from layerprobe.backbones import load  # noqa: E402
 from layerprobe.backbones.factory import RandomWeightsWarning  # noqa: E402
 from layerprobe.cli import main  # noqa: E402
-from tests.limits import HANG  # noqa: E402
+from tests.helpers_cli import layerprobe_shell  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(
@@ -38,12 +37,17 @@ TINY = dict(
 )
 
 
-def _save(folder: Path, model, processor=None) -> Path:
+def _save(folder: Path, model_class, config, processor=None) -> Path:
+    """A seeded random ``model_class(config)`` and ``processor`` written with save_pretrained."""
     torch.manual_seed(0)
-    model.save_pretrained(folder)
+    model_class(config).save_pretrained(folder)
     if processor is not None:
         processor.save_pretrained(folder)
     return folder
+
+
+def _square() -> dict:
+    return {"height": 32, "width": 32}
 
 
 @pytest.fixture(scope="module")
@@ -51,60 +55,52 @@ def hf_models(tmp_path_factory) -> dict[str, Path]:
     """Tiny random models written with save_pretrained (image processors beside most)."""
     T = transformers
     root = tmp_path_factory.mktemp("hf")
-    crop = T.BitImageProcessor(
-        size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32}, do_center_crop=True
-    )
+    crop = T.BitImageProcessor(size={"shortest_edge": 40}, crop_size=_square(), do_center_crop=True)
     torch.manual_seed(0)
     clip_config = T.CLIPConfig(
         vision_config=TINY,
         text_config=dict(
-            hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-            vocab_size=64, max_position_embeddings=16, bos_token_id=0, eos_token_id=1,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            vocab_size=64,
+            max_position_embeddings=16,
+            bos_token_id=0,
+            eos_token_id=1,
         ),
         projection_dim=16,
-    )  # fmt: skip
-    return {
-        "dinov2": _save(root / "dinov2", T.Dinov2Model(T.Dinov2Config(**TINY)), crop),
-        "dinov2-reg": _save(
-            root / "dinov2-reg",
-            T.Dinov2WithRegistersModel(T.Dinov2WithRegistersConfig(**TINY, num_register_tokens=4)),
+    )
+    swin_config = T.SwinConfig(
+        image_size=32, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=4
+    )
+    convnext_config = T.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)
+    models = {  # name: (model class, its config, the image processor saved beside it)
+        "dinov2": (T.Dinov2Model, T.Dinov2Config(**TINY), crop),
+        "dinov2-reg": (
+            T.Dinov2WithRegistersModel,
+            T.Dinov2WithRegistersConfig(**TINY, num_register_tokens=4),
             crop,
         ),
-        "vit": _save(
-            root / "vit",
-            T.ViTModel(T.ViTConfig(**TINY)),
-            T.ViTImageProcessor(size={"height": 32, "width": 32}),
+        "vit": (T.ViTModel, T.ViTConfig(**TINY), T.ViTImageProcessor(size=_square())),
+        "clip": (
+            T.CLIPModel,
+            clip_config,
+            T.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size=_square()),
         ),
-        "clip": _save(
-            root / "clip",
-            T.CLIPModel(clip_config),
-            T.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-        ),
-        "convnext": _save(
-            root / "convnext",
-            T.ConvNextModel(T.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)),
+        "convnext": (
+            T.ConvNextModel,
+            convnext_config,
             T.ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=0.8),
         ),
-        "siglip": _save(
-            root / "siglip",
-            T.SiglipVisionModel(T.SiglipVisionConfig(**TINY)),
-            T.SiglipImageProcessor(size={"height": 32, "width": 32}),
+        "siglip": (
+            T.SiglipVisionModel,
+            T.SiglipVisionConfig(**TINY),
+            T.SiglipImageProcessor(size=_square()),
         ),
-        "swin": _save(
-            root / "swin",
-            T.SwinModel(
-                T.SwinConfig(
-                    image_size=32,
-                    patch_size=4,
-                    embed_dim=8,
-                    depths=[1, 1],
-                    num_heads=[1, 2],
-                    window_size=4,
-                )
-            ),
-            T.ViTImageProcessor(size={"height": 32, "width": 32}),
-        ),
+        "swin": (T.SwinModel, swin_config, T.ViTImageProcessor(size=_square())),
     }
+    return {name: _save(root / name, *entry) for name, entry in models.items()}
 
 
 def _rows(out: str) -> dict[str, list[str]]:
@@ -262,10 +258,7 @@ def test_hub_id_offline_fails_in_seconds_with_one_line(tmp_path):
         "HF_HUB_OFFLINE": "1",
     }
     start = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "layerprobe", "layers", "hf:no-such-org/no-such-model"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=HANG,
-    )  # fmt: skip
+    proc = layerprobe_shell("layers", "hf:no-such-org/no-such-model", env=env, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1 and "HF_HUB_OFFLINE" in err and "Traceback" not in err

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 
 from layerprobe.backbones import factory, load
 from layerprobe.backbones.factory import RandomWeightsWarning
+from tests.helpers_cli import layerprobe_shell
 from tests.helpers_models import TINY_VIT_KWARGS
-from tests.limits import HANG
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY_ARGS = [arg for k, v in TINY_VIT_KWARGS.items() for arg in ("--model-arg", f"{k}={v}")]
 
 
@@ -39,11 +34,7 @@ def test_random_timm_model_warns_once_and_a_checkpoint_does_not(tmp_path):
 
 
 def test_cli_says_it_once_on_stderr():
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run(
-        [sys.executable, "-m", "layerprobe", "layers", "vit_tiny_patch16_224", *TINY_ARGS],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=HANG,
-    )  # fmt: skip
+    proc = layerprobe_shell("layers", "vit_tiny_patch16_224", *TINY_ARGS)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("has random weights") == 1
     assert "add --pretrained or --checkpoint PATH" in proc.stderr

@@ -45,7 +45,7 @@ GENERATED = {
                 "ks",
             ),
         },
-    ),  # fmt: skip
+    ),
     "pretrain": (["--model", "vit-ti32", "--out", "o"], {PretrainConfig: ()}),
     "finetune": (MODEL + ["--task", "builtin/textures", "--results", "r"], {FinetuneConfig: ()}),
 }
@@ -113,8 +113,10 @@ def test_no_options_build_each_configs_defaults():
 
 
 def test_options_given_reach_the_config():
-    args = _parse("probe", ["--probe", "ridge,knn", "--shots", "2,1", "--seeds", "2",
-                            "--k", "3,5", "--device", "cpu", "--layers", "a,b"])  # fmt: skip
+    args = _parse(
+        "probe",
+        "--probe ridge,knn --shots 2,1 --seeds 2 --k 3,5 --device cpu --layers a,b".split(),
+    )
     ridge, knn = ProbeConfig.families(**given(ProbeConfig, args))
     assert (ridge.probe, knn.probe, ridge.shots, knn.seeds) == ("ridge", "knn", [1, 2], 2)
     assert (knn.ks, ridge.ks, ridge.device, ridge.layers) == ([3, 5], None, "cpu", ["a", "b"])
@@ -140,14 +142,29 @@ def test_a_job_file_and_the_cli_build_the_same_configs(tmp_path):
     text = job_text("same", tmp_path, tasks=("builtin/textures",), models=CONVNET)
     text = text[: text.index("\n[probe]")] + tables
     job = load_job(write_job(tmp_path / "same.toml", text))
-    cli = _parse("probe", ["--probe", "ridge,knn_weighted", "--shots", "5,1", "--seeds", "2",
-                           "--l2", "0.5,2", "--k", "3,7", "--device", "cpu"])  # fmt: skip
+    cli = _parse(
+        "probe",
+        "--probe ridge,knn_weighted --shots 5,1 --seeds 2 --l2 0.5,2 --k 3,7 --device cpu".split(),
+    )
     from_job = probe_configs(job)
     assert from_job == ProbeConfig.families(**given(ProbeConfig, cli))
     assert [c.probe for c in from_job] == ["ridge", "knn_weighted"]
     root = ["--data-root", str(job.data_root)] if job.data_root else []
-    cli = _parse("extract", ["--batch-size", "16", "--dtype", "float32", "--resize", "squash",
-                             "--layers", "stem", "-q", *root])  # fmt: skip
+    cli = _parse(
+        "extract",
+        [
+            "--batch-size",
+            "16",
+            "--dtype",
+            "float32",
+            "--resize",
+            "squash",
+            "--layers",
+            "stem",
+            "-q",
+            *root,
+        ],
+    )
     assert extract_config(job) == extract_config_from_args(cli, cache_dir=job.cache)
     cli = _parse("finetune", ["--epochs", "2", "--lr", "0.01", "--seeds", "2", *root])
     assert finetune_config(job) == from_args(FinetuneConfig, cli)
@@ -166,9 +183,24 @@ def test_a_job_with_two_families_writes_the_parts_the_cli_writes(tmp_path):
     by_job = load(job.results)
     assert sorted(set(by_job["probe"])) == ["knn", "ridge"]
     other = tmp_path / "cli"
-    args = ["probe", "--cache", str(job.cache), "--results", str(other), "--probe", "ridge,knn",
-            "--k", "1,3", "--shots", ",".join(map(str, SHOTS)), "--seeds", str(SEEDS),
-            "--l2", ",".join(map(str, L2S)), "-q"]  # fmt: skip
+    args = [
+        "probe",
+        "--cache",
+        str(job.cache),
+        "--results",
+        str(other),
+        "--probe",
+        "ridge,knn",
+        "--k",
+        "1,3",
+        "--shots",
+        ",".join(map(str, SHOTS)),
+        "--seeds",
+        str(SEEDS),
+        "--l2",
+        ",".join(map(str, L2S)),
+        "-q",
+    ]
     assert main(args) == 0
     parts = sorted(p.name for p in Path(job.results).rglob("*.parquet"))
     assert len(parts) == 2 and parts == sorted(p.name for p in other.rglob("*.parquet"))

@@ -39,8 +39,21 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 def test_factory_arguments_named_like_layerprobe_options_reach_the_factory(tmp_path):
     args = ["pretrained=True", "layers=3", "device='cpu'", "dtype='x'", "mean=1.0", "quiet=True"]
     model_args = sum((["--model-arg", a] for a in args), [])
-    run = cli("extract", "--model", CLASHING, *model_args, "--image-size", "16", "--task", TASK,
-              "--split", "test", "--cache", str(tmp_path), "--quiet")  # fmt: skip
+    run = cli(
+        "extract",
+        "--model",
+        CLASHING,
+        *model_args,
+        "--image-size",
+        "16",
+        "--task",
+        TASK,
+        "--split",
+        "test",
+        "--cache",
+        str(tmp_path),
+        "--quiet",
+    )
     assert run.returncode == 0, run.stderr
     info = read_info(run.stdout.split()[-1])
     assert info.attrs["dtype"] == "float16"  # layerprobe's own dtype was untouched
@@ -91,11 +104,11 @@ def test_globs_mean_the_same_in_extract_and_probe(tmp_path, capsys):
         "layer4.0",
     ]
     extract(bb, TASK, cache_dir=tmp_path / "c", layers="layer*.*,pre_logits", quiet=True)
-    code = main(["probe", "--cache", str(tmp_path / "c"), "--results", str(tmp_path / "r"),
-                 "--layers", "layer*", "--shots", "2", "--seeds", "1", "--quiet"])  # fmt: skip
+    probe = ["probe", "--cache", str(tmp_path / "c"), "--results", str(tmp_path / "r")]
+    probe += ["--shots", "2", "--seeds", "1", "--quiet"]
+    code = main([*probe, "--layers", "layer*"])
     assert code == 2 and "has no layer 'layer*'" in capsys.readouterr().err
-    code = main(["probe", "--cache", str(tmp_path / "c"), "--results", str(tmp_path / "r"),
-                 "--layers", "layer*.*", "--shots", "2", "--seeds", "1", "--quiet"])  # fmt: skip
+    code = main([*probe, "--layers", "layer*.*"])
     assert code == 0
     assert sorted(set(results.load(tmp_path / "r").layer)) == [f"layer{i}.0" for i in range(1, 5)]
 
@@ -146,10 +159,22 @@ def pretrained_cache(tmp_path_factory):
     """A layerprobe checkpoint with pre-training metadata, extracted by the real extractor."""
     root = tmp_path_factory.mktemp("flow")
     bb = load(TINY_VIT, model_args=TINY_VIT_KWARGS)
-    info = {"upstream_task": "builtin/upstream", "upstream_accuracy": 0.42, "params": 12345,
-            "data_fraction": 0.5, "epochs": 3, "head_wd": 0.1, "head_lr": 0.003}  # fmt: skip
-    ckpt = save_checkpoint(root / "run.pt", TINY_VIT, bb.model.state_dict(),
-                           model_kwargs=TINY_VIT_KWARGS, pretrain_info=info)  # fmt: skip
+    info = {
+        "upstream_task": "builtin/upstream",
+        "upstream_accuracy": 0.42,
+        "params": 12345,
+        "data_fraction": 0.5,
+        "epochs": 3,
+        "head_wd": 0.1,
+        "head_lr": 0.003,
+    }
+    ckpt = save_checkpoint(
+        root / "run.pt",
+        TINY_VIT,
+        bb.model.state_dict(),
+        model_kwargs=TINY_VIT_KWARGS,
+        pretrain_info=info,
+    )
     extract(ModelConfig(str(ckpt)), TASK, cache_dir=root / "cache", quiet=True)
     return root
 
@@ -174,8 +199,18 @@ def test_extract_probe_results_carry_the_pretraining_knobs(pretrained_cache, cap
 
 def test_fixed_lambda_policy_reproduces_big_vision(pretrained_cache, capsys):
     out = pretrained_cache / "fixed"
-    args = ["probe", "--cache", str(pretrained_cache / "cache"), "--results", str(out),
-            "--shots", "5", "--seeds", "1", "--quiet"]  # fmt: skip
+    args = [
+        "probe",
+        "--cache",
+        str(pretrained_cache / "cache"),
+        "--results",
+        str(out),
+        "--shots",
+        "5",
+        "--seeds",
+        "1",
+        "--quiet",
+    ]
     assert main([*args, "--l2-select", "fixed:2**10"]) == 0
     table = results.load(out)
     assert set(table.l2) == {1024.0} and table.selected.all()

@@ -5,7 +5,8 @@
   a call names what it passes.
 - No comment or docstring points at a markdown file the repository lacks, and none in the
   package at a source file or ``layerprobe.<room>.<module>`` it lacks.
-- No ``# fmt: skip`` anywhere in the package: ``ruff format`` lays out every table.
+- No ``# fmt: skip`` anywhere in the package, tests or benchmarks: ``ruff format`` lays out every
+  table.
 """
 
 from __future__ import annotations
@@ -148,11 +149,12 @@ def test_the_reference_checker_sees_a_missing_module(tmp_path):
     assert found == ["results/points.py", "layerprobe.results.points", "layerprobe.probe.lasso"]
 
 
-def test_no_fmt_skip_in_the_package():
+def test_no_fmt_skip_in_the_package_tests_and_benchmarks():
     marked = [
         f"{path.relative_to(ROOT)}:{number}"
-        for path in sorted(PACKAGE.rglob("*.py"))
+        for folder in ("layerprobe", "tests", "benchmarks")
+        for path in sorted((ROOT / folder).rglob("*.py"))
         for number, line in enumerate(path.read_text().splitlines(), 1)
-        if "fmt: skip" in line
+        if line.rstrip().endswith("# fmt: skip")
     ]
     assert not marked, "let ruff format lay these out:\n" + "\n".join(marked)

@@ -51,7 +51,13 @@ def test_python_snippet_runs_as_written_when_saved_as_a_script(tmp_path):
     snippet = re.findall(r"```python\n(.*?)```", text, re.S)[0]
     (tmp_path / "snippet.py").write_text(snippet)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    run = subprocess.run([sys.executable, "snippet.py"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=HANG)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "snippet.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "pre_logits" in run.stdout and (tmp_path / "results" / "run1").is_dir()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import torch
 
 from layerprobe.cli import main
 from layerprobe.extract.cache import FORMAT_VERSION, find_caches, read_arrays, read_info
+from tests.helpers_cli import python_shell, python_started, shell_env
 from tests.helpers_models import TINY_VIT_KWARGS
 from tests.limits import HANG
 
@@ -57,12 +57,10 @@ def vit_args(folder, cache, checkpoint, *extra) -> list[str]:
 
 
 def cli(args, env=None, **kwargs) -> subprocess.Popen:
-    env = dict(os.environ, **(env or {}))
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.Popen(
         [sys.executable, "-m", "layerprobe", *args],
         cwd=ROOT,
-        env=env,
+        env=shell_env(**(env or {})),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -202,15 +200,8 @@ def test_bad_input_from_the_command_line(image_folder, tmp_path, vit_checkpoint)
     cases = _bad_cases(image_folder, tmp_path, vit_checkpoint)
     if torch.cuda.is_available():
         del cases["cuda without cuda"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    run = subprocess.run(
-        [sys.executable, "-c", FORK_DRIVER, json.dumps([args for args, _ in cases.values()])],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=HANG,
-    )
+    argvs = json.dumps([args for args, _ in cases.values()])
+    run = python_shell("-c", FORK_DRIVER, argvs, env=shell_env(OMP_NUM_THREADS="1"))
     assert run.returncode == 0, run.stderr[-3000:]
     results = [json.loads(line) for line in run.stdout.splitlines()]
     assert len(results) == len(cases)
@@ -295,9 +286,7 @@ sys.exit(main(sys.argv[1:]))
 @pytest.mark.slow
 def test_kill_9_then_rerun_gives_the_uninterrupted_file(image_folder, tmp_path, vit_checkpoint):
     args = vit_args(image_folder, tmp_path / "cache", vit_checkpoint, "--batch-size", "2")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = python_started("-c", SLOW_WRITER, *args)
     deadline = time.time() + 240
     partial = None
     while time.time() < deadline and proc.poll() is None:
@@ -332,25 +321,8 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_file(image_folder, tmp_path, 
 @pytest.mark.slow
 def test_torchrun_two_processes_equal_one(image_folder, tmp_path, vit_checkpoint):
     args = vit_args(image_folder, tmp_path / "two", vit_checkpoint, "--batch-size", "5")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
-            "-m",
-            "layerprobe",
-            *args,
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=HANG,
-    )
+    torchrun = ("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2")
+    run = python_shell(*torchrun, "-m", "layerprobe", *args, env=shell_env(OMP_NUM_THREADS="1"))
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Traceback" not in run.stderr
     assert main(vit_args(image_folder, tmp_path / "one", vit_checkpoint, "--batch-size", "5")) == 0

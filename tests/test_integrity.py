@@ -19,8 +19,9 @@ from layerprobe.errors import CheckpointError
 from tests.helpers_pretrain import ROOT, cli_env, lp_home_fixture, run_cli  # noqa: F401 - fixture
 from tests.limits import HANG
 
-TINY = ["--model", "resnet-tiny32", "--data-fraction", "0.02", "--epochs", "1", "--batch-size",
-        "32", "--device", "cpu", "--quiet"]  # fmt: skip
+TINY = (
+    "--model resnet-tiny32 --data-fraction 0.02 --epochs 1 --batch-size 32 --device cpu --quiet"
+).split()
 
 
 @pytest.fixture(scope="module")
@@ -117,10 +118,24 @@ def test_hash_costs_little_next_to_reading(checkpoint):
 def test_two_pretrain_runs_into_one_folder_do_not_mix(lp_home, tmp_path, checkpoint):
     out = tmp_path / "cc"
     first = subprocess.Popen(
-        [sys.executable, "-m", "layerprobe", "pretrain", *TINY[:-1], "--epochs", "3", "--quiet",
-         "--out", str(out)],
-        env=cli_env(lp_home), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "layerprobe",
+            "pretrain",
+            *TINY[:-1],
+            "--epochs",
+            "3",
+            "--quiet",
+            "--out",
+            str(out),
+        ],
+        env=cli_env(lp_home),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while not (out / ".lock").exists() or not (out / ".lock").read_text():
@@ -187,8 +202,10 @@ def _can_mount_tmpfs(tmp_path) -> str | None:
     try:
         proc = subprocess.run(
             ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {probe}"],
-            capture_output=True, text=True, timeout=HANG,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=HANG,
+        )
     except (OSError, subprocess.TimeoutExpired) as err:
         return f"unshare is not available ({err})"
     return None if proc.returncode == 0 else f"cannot mount a tmpfs here: {proc.stderr.strip()}"
@@ -208,16 +225,33 @@ def test_extract_into_a_full_tmpfs_is_one_line_exit_2_then_resumes(image_folder,
     torch.save(timm.create_model("vit_tiny_patch16_224", **kwargs).state_dict(), weights)
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    command = [sys.executable, "-m", "layerprobe", "extract", "--model", "vit_tiny_patch16_224",
-               "--checkpoint", str(weights), "--task", f"folder:{image_folder}", "--quiet",
-               "--batch-size", "4", "--dtype", "float32"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "layerprobe",
+        "extract",
+        "--model",
+        "vit_tiny_patch16_224",
+        "--checkpoint",
+        str(weights),
+        "--task",
+        f"folder:{image_folder}",
+        "--quiet",
+        "--batch-size",
+        "4",
+        "--dtype",
+        "float32",
+    ]
     for key, value in kwargs.items():
         command += ["--model-arg", f"{key}={value}"]
     proc = subprocess.run(
         ["unshare", "-rm", "sh", "-c", FULL_DISK_SCRIPT, "sh", *command],
-        env=dict(cli_env(tmp_path), MNT=str(mnt)), cwd=ROOT, capture_output=True, text=True,
+        env=dict(cli_env(tmp_path), MNT=str(mnt)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         timeout=HANG,
-    )  # fmt: skip
+    )
     out = proc.stdout.splitlines()
     assert "first=2" in out, proc.stderr[-3000:]
     (line,) = proc.stderr.strip().splitlines()  # the first run's one line; the second is silent
@@ -249,9 +283,15 @@ def test_huge_seeds_and_bootstrap_are_refused_at_once_with_the_estimate(capsys, 
 
     assert available_memory() > 0
     code, err, seconds = _main_one_line(
-        capsys, "probe", "--cache", str(tmp_path / "c"), "--results", str(tmp_path / "r"),
-        "--seeds", "1000000000",
-    )  # fmt: skip
+        capsys,
+        "probe",
+        "--cache",
+        str(tmp_path / "c"),
+        "--results",
+        str(tmp_path / "r"),
+        "--seeds",
+        "1000000000",
+    )
     assert code == 2 and seconds < 1, (err, seconds)
     assert "--seeds 1000000000" in err and "of memory, more than the" in err and "available" in err
     assert not (tmp_path / "r").exists()
@@ -260,9 +300,15 @@ def test_huge_seeds_and_bootstrap_are_refused_at_once_with_the_estimate(capsys, 
     )
     assert code == 2 and seconds < 1 and "--bootstrap 1000000000 needs at least" in err
     code, err, _ = _main_one_line(
-        capsys, "report", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "rep"),
-        "--bootstrap", "1000000000",
-    )  # fmt: skip
+        capsys,
+        "report",
+        "--results",
+        str(tmp_path / "r"),
+        "--out",
+        str(tmp_path / "rep"),
+        "--bootstrap",
+        "1000000000",
+    )
     assert code == 2 and "--bootstrap 1000000000 needs at least" in err
     assert not (tmp_path / "rep").exists()
 
@@ -295,9 +341,16 @@ def test_bad_whole_numbers_name_no_internal_function(capsys, argv):
 def test_scan_checks_its_options_before_it_extracts(capsys, tmp_path):
     out = tmp_path / "scan"
     code, err, _ = _main_one_line(
-        capsys, "scan", "timm:nonexistent_model_xyz", "--tasks", "builtin/shapes", "--out",
-        str(out), "--seeds", "0",
-    )  # fmt: skip
+        capsys,
+        "scan",
+        "timm:nonexistent_model_xyz",
+        "--tasks",
+        "builtin/shapes",
+        "--out",
+        str(out),
+        "--seeds",
+        "0",
+    )
     assert code == 2 and "--seeds must be a whole number >= 1" in err
     assert not out.exists()
     # A scan that fails after its checks (here: the model) leaves no empty folder either.
@@ -315,9 +368,14 @@ def test_output_places_are_checked_before_the_work_and_left_as_they_were(capsys,
     )
     assert code == 2 and "is a file, not a folder" in err
     code, err, _ = _main_one_line(
-        capsys, "report", "--results", str(tmp_path / "missing"), "--out", str(tmp_path / "a" / "b"),
+        capsys,
+        "report",
+        "--results",
+        str(tmp_path / "missing"),
+        "--out",
+        str(tmp_path / "a" / "b"),
         "--quiet",
-    )  # fmt: skip
+    )
     assert code == 2 and not (tmp_path / "a").exists()
 
 
@@ -342,9 +400,15 @@ def test_a_full_disk_is_found_before_the_work(tmp_path, monkeypatch):
 
 def test_failed_extract_and_probe_leave_no_empty_output_folder(capsys, tmp_path):
     code, err, _ = _main_one_line(
-        capsys, "extract", "--model", "timm:resnet18", "--task", "builtin/nope", "--cache",
+        capsys,
+        "extract",
+        "--model",
+        "timm:resnet18",
+        "--task",
+        "builtin/nope",
+        "--cache",
         str(tmp_path / "new" / "cache"),
-    )  # fmt: skip
+    )
     assert code == 2 and "unknown task" in err and not (tmp_path / "new").exists()
     code, err, _ = _main_one_line(
         capsys, "probe", "--cache", str(tmp_path / "none"), "--results", str(tmp_path / "res")

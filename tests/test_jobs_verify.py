@@ -96,9 +96,11 @@ def test_replaced_checkpoint_file_reruns_a_touched_one_does_not(tmp_path, capsys
         bb = load("python:tests.helpers_models:tiny_convnet", image_size=16)
         model = tiny_convnet()
         return save_checkpoint(
-            where, "python:tests.helpers_models:tiny_convnet", model.state_dict(),
+            where,
+            "python:tests.helpers_models:tiny_convnet",
+            model.state_dict(),
             preprocess=bb.preprocess,
-        )  # fmt: skip
+        )
 
     ckpt = checkpoint(tmp_path / "ckpt" / "checkpoint.pt", 0)
     other = checkpoint(tmp_path / "other" / "checkpoint.pt", 1)

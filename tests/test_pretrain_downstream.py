@@ -23,8 +23,16 @@ from layerprobe.probe import ProbeConfig, probe_cache
 from layerprobe.results import load as load_results
 from tests.helpers_pretrain import CHANCE, lp_home_fixture  # noqa: F401 - fixture
 
-RUN = dict(data_fraction=0.2, epochs=2, batch_size=32, lr=5e-3, warmup_epochs=0.1, head_wd=0.5,
-           head_lr_mult=2.0, device="cpu")  # fmt: skip
+RUN = dict(
+    data_fraction=0.2,
+    epochs=2,
+    batch_size=32,
+    lr=5e-3,
+    warmup_epochs=0.1,
+    head_wd=0.5,
+    head_lr_mult=2.0,
+    device="cpu",
+)
 TASK = "builtin/objects-colour"  # 10 classes, 500 train / 200 val / 500 test
 
 
@@ -57,9 +65,15 @@ def test_checkpoint_knobs_reach_cache_and_results_rows(ckpt, probed):
     assert read_info(paths[0]).pretrain["head_wd"] == 0.5
     rows = load_results(root / "results")
     assert len(rows) and (rows["probe"] == "ridge").all()
-    expect = {"upstream_task": "builtin/upstream", "data_fraction": 0.2, "epochs": 2.0,
-              "head_wd": 0.5, "head_lr": 1e-2, "params": info["params"],
-              "upstream_accuracy": info["upstream_accuracy"]}  # fmt: skip
+    expect = {
+        "upstream_task": "builtin/upstream",
+        "data_fraction": 0.2,
+        "epochs": 2.0,
+        "head_wd": 0.5,
+        "head_lr": 1e-2,
+        "params": info["params"],
+        "upstream_accuracy": info["upstream_accuracy"],
+    }
     for column, value in expect.items():
         assert rows[column].nunique() == 1 and rows[column].iloc[0] == pytest.approx(value), column
 
@@ -79,8 +93,19 @@ def test_upstream_reproduces_the_recorded_accuracy(ckpt, tmp_path, capsys):
     assert record["upstream_accuracy"] == measured
     # and from the command line: the same figure, printed
     capsys.readouterr()
-    code = main(["upstream", "--model", str(ckpt), "--task", "builtin/upstream", "--cache",
-                 str(tmp_path / "c2"), "--device", "cpu"])  # fmt: skip
+    code = main(
+        [
+            "upstream",
+            "--model",
+            str(ckpt),
+            "--task",
+            "builtin/upstream",
+            "--cache",
+            str(tmp_path / "c2"),
+            "--device",
+            "cpu",
+        ]
+    )
     out = capsys.readouterr().out.strip()  # labelled: model, task, split, images; 6 decimals
     head, value = out.rsplit(": ", 1)
     n = read_upstream(tmp_path / "c2", key)["n"]
@@ -124,8 +149,11 @@ def test_finetune_beats_chance_and_sits_beside_probe_rows(ckpt, probed):
 def test_finetune_cli_bad_input_is_exit_2(ckpt, tmp_path, capsys):
     from layerprobe.cli import main
 
-    for args in (["--task", "builtin/nope"], ["--task", TASK, "--epochs", "0"],
-                 ["--task", TASK, "--lr", "-1"]):  # fmt: skip
+    for args in (
+        ["--task", "builtin/nope"],
+        ["--task", TASK, "--epochs", "0"],
+        ["--task", TASK, "--lr", "-1"],
+    ):
         capsys.readouterr()
         code = main(["finetune", "--model", str(ckpt), "--results", str(tmp_path), *args])
         err = capsys.readouterr().err

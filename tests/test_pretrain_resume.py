@@ -17,19 +17,25 @@ from tests.helpers_pretrain import ROOT, cli_env, lp_home_fixture, tensors_equal
 from tests.limits import HANG
 
 RUN = dict(data_fraction=0.03, epochs=3, batch_size=32, warmup_epochs=0.5, device="cpu")
-ARGS = ["--model", "resnet-tiny32", "--data-fraction", "0.03", "--epochs", "3", "--batch-size",
-        "32", "--warmup-epochs", "0.5", "--device", "cpu", "--quiet"]  # fmt: skip
+ARGS = (
+    "--model resnet-tiny32 --data-fraction 0.03 --epochs 3 --batch-size 32 --warmup-epochs 0.5 "
+    "--device cpu --quiet"
+).split()
 
 
 def _weights(path):
     return torch.load(path, weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow  # three pre-trainings, one killed: 100 s at load 17 on 2 cores
 def test_kill_9_then_resume_gives_the_same_weights(lp_home, tmp_path):
     """The killed run is a process of its own; the others run here (one thread, like it)."""
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "layerprobe", "pretrain", *ARGS, "--out", str(out)],
-                            env=cli_env(lp_home), cwd=ROOT)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "layerprobe", "pretrain", *ARGS, "--out", str(out)],
+        env=cli_env(lp_home),
+        cwd=ROOT,
+    )
     deadline = time.monotonic() + 240
     while not (out / "state.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -57,15 +63,23 @@ def test_another_config_is_refused_unless_force(lp_home, tmp_path):
     assert torch.load(ckpt, weights_only=True)["pretrain_info"]["head_wd"] == 1.0
 
 
+@pytest.mark.slow  # two processes pre-training: 46 s at load 17 on 2 cores
 def test_torchrun_two_processes_write_one_checkpoint(lp_home, tmp_path):
     out = tmp_path / "ddp"
-    args = ["--model", "vit-tiny32", "--data-fraction", "0.05", "--epochs", "1", "--batch-size",
-            "32", "--device", "cpu", "--quiet", "--out", str(out)]  # fmt: skip
+    args = "--model vit-tiny32 --data-fraction 0.05 --epochs 1 --batch-size 32 --device cpu --quiet"
+    port = str(29500 + os.getpid() % 1000)
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-         "--master-port", str(29500 + os.getpid() % 1000), "-m", "layerprobe", "pretrain", *args],
-        env=cli_env(lp_home), cwd=ROOT, capture_output=True, text=True, timeout=HANG,
-    )  # fmt: skip
+        [
+            *(sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"),
+            *("--master-port", port, "-m", "layerprobe", "pretrain", *args.split()),
+            *("--out", str(out)),
+        ],
+        env=cli_env(lp_home),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines() == [str(out / "checkpoint.pt")]  # rank 0 alone prints
     files = sorted(p.name for p in out.iterdir())

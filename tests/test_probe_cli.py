@@ -154,21 +154,10 @@ def test_nan_features_name_the_layer_and_row(tmp_path, cache, capsys):
 def test_train_and_test_widths_differ(tmp_path, capsys):
     labels = np.repeat([0, 1], 10)
     root = tmp_path / "cache"
-    write_cache_file(
-        cache_path(root, "k", "t", split="train"),
-        {"f": np.ones((20, 4))},
-        labels,
-        model_key="k",
-        task="t",
-    )
-    write_cache_file(
-        cache_path(root, "k", "t", split="test"),
-        {"f": np.ones((20, 3))},
-        labels,
-        model_key="k",
-        task="t",
-        split="test",
-    )
+    for split, width in (("train", 4), ("test", 3)):
+        features = {"f": np.ones((20, width))}
+        path = cache_path(root, "k", "t", split=split)
+        write_cache_file(path, features, labels, model_key="k", task="t", split=split)
     err = run_error(tmp_path, capsys)
     assert "4 wide in train but 3 in test" in err
 

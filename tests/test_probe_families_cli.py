@@ -19,8 +19,19 @@ def cache(tmp_path):
 
 
 def probe(tmp_path, cache_dir, *args) -> int:
-    return main(["probe", "--cache", str(cache_dir), "--results", str(tmp_path / "r"),
-                 "--shots", "0", "--quiet", *args])  # fmt: skip
+    return main(
+        [
+            "probe",
+            "--cache",
+            str(cache_dir),
+            "--results",
+            str(tmp_path / "r"),
+            "--shots",
+            "0",
+            "--quiet",
+            *args,
+        ]
+    )
 
 
 def test_every_family_writes_its_rows_beside_the_others(tmp_path, cache, capsys):

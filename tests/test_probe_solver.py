@@ -29,6 +29,15 @@ def blobs(n, dim, classes=4, seed=0, shift=1.5):
     return x.astype(np.float32), y
 
 
+def two_layers(seed: int):
+    """Two layers of 12-dim blobs: 90 train rows (layer seeds ``seed``, ``seed + 1``), 70 test
+    rows (``seed + 2``, ``seed + 3``), their labels, and 8-, 40- and 90-row few-shot subsets."""
+    layers = [blobs(90, 12, seed=s)[0] for s in (seed, seed + 1)]
+    tests = [blobs(70, 12, seed=s)[0] for s in (seed + 2, seed + 3)]
+    subsets = [np.arange(8), np.arange(40), np.arange(90)]
+    return layers, blobs(90, 12)[1], tests, blobs(70, 12)[1], subsets
+
+
 def direct_scores(x, y, z, l2s, classes):
     """The recipe solved per λ with numpy.linalg.solve: (XᵀX + λI) W = XᵀY, standardised + bias."""
     x, z = x.astype(np.float64), z.astype(np.float64)
@@ -116,11 +125,7 @@ def test_accuracy_count_has_argmax_tie_semantics(monkeypatch, many_classes):
 def test_near_ties_are_settled_in_float64(monkeypatch):
     from layerprobe.probe import torch_backend
 
-    layers = [blobs(90, 12, seed=s)[0] for s in (21, 22)]
-    y = blobs(90, 12)[1]
-    tests = [blobs(70, 12, seed=s)[0] for s in (23, 24)]
-    yt = blobs(70, 12)[1]
-    subsets = [np.arange(8), np.arange(40), np.arange(90)]
+    layers, y, tests, yt, subsets = two_layers(seed=21)
     expected = np.stack(
         [
             [
@@ -235,11 +240,7 @@ def test_cuda_and_cuml_agree_with_cpu():
 def test_row_blocks_and_argmax_counting_give_the_same_counts(monkeypatch):
     from layerprobe.probe import accuracy, torch_backend
 
-    layers = [blobs(90, 12, seed=s)[0] for s in (15, 16)]
-    y = blobs(90, 12)[1]
-    tests = [blobs(70, 12, seed=s)[0] for s in (17, 18)]
-    yt = blobs(70, 12)[1]
-    subsets = [np.arange(8), np.arange(40), np.arange(90)]
+    layers, y, tests, yt, subsets = two_layers(seed=15)
     expected = ridge_accuracy_batch(layers, y, tests, yt, l2s=L2S, subsets=subsets)
     monkeypatch.setattr(torch_backend, "SCORES_BYTES", 3 * 4 * 4 * len(L2S) * 7)  # 7-row blocks
     np.testing.assert_array_equal(

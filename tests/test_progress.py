@@ -78,8 +78,12 @@ def test_terminal_gets_a_bar_not_lines(monkeypatch):
 
 
 def test_duration_reads_as_people_write_it():
-    assert [duration(s) for s in (0.4, 42, 185, 3725)] == ["0 s", "42 s", "3 min 05 s",
-                                                          "1 h 02 min"]  # fmt: skip
+    assert [duration(s) for s in (0.4, 42, 185, 3725)] == [
+        "0 s",
+        "42 s",
+        "3 min 05 s",
+        "1 h 02 min",
+    ]
 
 
 # ------------------------------------------------------------------ extraction and probing
@@ -213,8 +217,11 @@ def test_run_relays_the_epochs_of_a_pretraining_worker(lp_home, tmp_path, capsys
         f"layerprobe: run one: unit {i}/5 ({20 * i}%)" for i in (1, 2, 3, 4, 5)
     ]
     # while the pre-training unit runs, its epochs reach the run's stderr from its log
-    epochs = re.findall(r"layerprobe: running pretrain \S+ \(for [^)]+\): pre-training \S+ "
-                        r"epoch (\d)/2 \(step \d+\) +loss .* img/s +ETA ", err)  # fmt: skip
+    epochs = re.findall(
+        r"layerprobe: running pretrain \S+ \(for [^)]+\): pre-training \S+ "
+        r"epoch (\d)/2 \(step \d+\) +loss .* img/s +ETA ",
+        err,
+    )
     assert epochs, err  # an epoch line, relayed while the unit still runs
 
 
@@ -228,7 +235,10 @@ def test_demo_help_and_readme_quote_the_same_times():
     readme = " ".join((ROOT / "README.md").read_text().split())
     full = float(re.search(r"([0-9.]+) minutes for `make demo` on a quiet 2-core", readme)[1])
     quick = float(re.search(r"([0-9.]+) s for `--quick`", readme)[1]) / 60
-    said = re.search(r"About ([0-9.]+) minutes on a quiet 2-core CPU, longer on a busy one "
-                     r"\(--quick: about ([0-9.]+) minutes\)", help_text)  # fmt: skip
+    said = re.search(
+        r"About ([0-9.]+) minutes on a quiet 2-core CPU, longer on a busy one "
+        r"\(--quick: about ([0-9.]+) minutes\)",
+        help_text,
+    )
     assert said, help_text
     assert abs(float(said[1]) - full) <= 0.6 and abs(float(said[2]) - quick) <= 0.2

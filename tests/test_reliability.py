@@ -26,11 +26,20 @@ from layerprobe.cli import main
 from layerprobe.extract import ExtractConfig, extract, find_caches, read_arrays
 from layerprobe.probe import ProbeConfig, probe_cache
 from tests.conftest import _write_class_folders
+from tests.helpers_cli import python_started
 from tests.helpers_models import TINY_VIT, TINY_VIT_KWARGS
 from tests.limits import HANG
 
 ROOT = Path(__file__).resolve().parents[1]
 VIT_ARGS = [f"--model-arg={k}={v!r}" for k, v in TINY_VIT_KWARGS.items()]
+
+
+def extract_vit(folder, cache) -> list[str]:
+    """``layerprobe extract`` arguments: the tiny ViT on the image folder ``folder``."""
+    model = ["--model", TINY_VIT, *VIT_ARGS]
+    return ["extract", *model, "--task", f"folder:{folder}", "--cache", str(cache)]
+
+
 PROBE = ProbeConfig(shots=[2], seeds=1, l2s=[1.0, 100.0])
 
 
@@ -48,8 +57,11 @@ def one_line_exit_2(run: subprocess.CompletedProcess) -> str:
     """The error line of a run that must end with one line and exit 2. Warnings (such as the
     notice that a tiny test model has random weights) are lines of their own and may precede it."""
     assert run.returncode == 2, run.stderr
-    lines = [line for line in run.stderr.strip().splitlines()
-             if not line.startswith("layerprobe: warning:")]  # fmt: skip
+    lines = [
+        line
+        for line in run.stderr.strip().splitlines()
+        if not line.startswith("layerprobe: warning:")
+    ]
     assert "Traceback" not in run.stderr and len(lines) == 1, run.stderr
     return lines[0]
 
@@ -117,20 +129,8 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_two_processes_racing_on_the_create_step_never_tear_a_file(split_folder, tmp_path):
-    args = ["extract", "--model", TINY_VIT, *VIT_ARGS, "--task", f"folder:{split_folder}",
-            "--split", "train", "--cache", str(tmp_path / "cache"), "--quiet"]  # fmt: skip
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", RACE, *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )  # fmt: skip
-        for _ in range(2)
-    ]
+    args = [*extract_vit(split_folder, tmp_path / "cache"), "--split", "train", "--quiet"]
+    procs = [python_started("-c", RACE, *args) for _ in range(2)]
     outcomes = sorted((p.wait(timeout=HANG), p.stderr.read()) for p in procs)
     assert [code for code, _ in outcomes] == [0, 2]
     assert "being written by another process" in outcomes[1][1]
@@ -158,13 +158,13 @@ def test_read_only_cache_and_results_folders_fail_before_the_work(
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
     os.chmod(locked, 0o555)
-    run = cli("extract", "--model", TINY_VIT, *VIT_ARGS, "--task", f"folder:{split_folder}",
-              "--cache", str(locked / "cache"), as_plain_user=plain_user)  # fmt: skip
+    run = cli(*extract_vit(split_folder, locked / "cache"), as_plain_user=plain_user)
     assert "--cache" in one_line_exit_2(run) and "not writable" in run.stderr
     cache = tmp_path / "cache"
     extract(TINY_VIT_MODEL(), f"folder:{split_folder}", config(cache))
-    run = cli("probe", "--cache", str(cache), "--results", str(locked / "res"),
-              as_plain_user=plain_user)  # fmt: skip
+    run = cli(
+        "probe", "--cache", str(cache), "--results", str(locked / "res"), as_plain_user=plain_user
+    )
     assert "--results" in one_line_exit_2(run) and "not writable" in run.stderr
 
 
@@ -187,8 +187,7 @@ def _bomb_png(path: Path, side: int = 30000) -> None:
 
 def test_decompression_bomb_is_a_one_line_error_and_skip_bad_skips_it(image_folder, tmp_path):
     _bomb_png(image_folder / "class_a" / "img_99.png")
-    args = ["extract", "--model", TINY_VIT, *VIT_ARGS, "--task", f"folder:{image_folder}",
-            "--cache", str(tmp_path / "c"), "--layers", "pre_logits", "--quiet"]  # fmt: skip
+    args = [*extract_vit(image_folder, tmp_path / "c"), "--layers", "pre_logits", "--quiet"]
     err = one_line_exit_2(cli(*args))
     assert "img_99.png" in err and "decompression bomb" in err
     run = cli(*args, "--skip-bad")
@@ -212,8 +211,18 @@ def test_a_cache_missing_a_layer_dataset_is_named_and_skip_bad_skips_the_unit(tw
     damaged = sorted(two_units.rglob("train.h5"))[0]
     with h5py.File(damaged, "r+") as f:
         del f["features/blocks.2"]
-    args = ["probe", "--cache", str(two_units), "--results", str(tmp_path / "r"), "--shots", "2",
-            "--seeds", "1", "--quiet"]  # fmt: skip
+    args = [
+        "probe",
+        "--cache",
+        str(two_units),
+        "--results",
+        str(tmp_path / "r"),
+        "--shots",
+        "2",
+        "--seeds",
+        "1",
+        "--quiet",
+    ]
     err = one_line_exit_2(cli(*args))
     assert str(damaged) in err and "blocks.2 has no dataset" in err and "--force" in err
     assert cli(*args, "--skip-bad").returncode == 0
@@ -239,8 +248,7 @@ def test_non_numeric_format_version_and_misplaced_files(
     blocked = tmp_path / "blocked"
     blocked.mkdir()
     (blocked / tiny_vit.model_key()).write_text("a file where a model-key folder belongs")
-    run = cli("extract", "--model", TINY_VIT, *VIT_ARGS, "--task", f"folder:{split_folder}",
-              "--cache", str(blocked))  # fmt: skip
+    run = cli(*extract_vit(split_folder, blocked))
     assert "is a file, not a folder" in one_line_exit_2(run)
     assert "is a file" in one_line_exit_2(
         cli("probe", "--cache", str(path), "--results", str(tmp_path / "r"))
@@ -248,8 +256,7 @@ def test_non_numeric_format_version_and_misplaced_files(
 
 
 def test_batch_size_beyond_indexing_is_a_one_line_error(split_folder, tmp_path):
-    run = cli("extract", "--model", TINY_VIT, *VIT_ARGS, "--task", f"folder:{split_folder}",
-              "--cache", str(tmp_path), "--batch-size", str(2**40))  # fmt: skip
+    run = cli(*extract_vit(split_folder, tmp_path), "--batch-size", str(2**40))
     assert "batch size must be a whole number from 1 to" in one_line_exit_2(run)
 
 

@@ -8,11 +8,11 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from tests.helpers_cli import layerprobe_shell
 from tests.limits import HANG
 from tests.results_data import DEPTHS, LAYERS, curve_store, probe_rows, write_store
 
@@ -159,43 +159,14 @@ def test_report_without_upstream_accuracy_shows_the_layers(tmp_path):
 
 def test_report_command(tmp_path):
     store = curve_store(tmp_path / "res", {"near": TASKS["near"]})
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "layerprobe",
-            "report",
-            "--results",
-            str(store),
-            "--out",
-            str(tmp_path / "o"),
-            "--bootstrap",
-            "0",
-            "--svg",
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=HANG,
+    out = tmp_path / "o"
+    run = layerprobe_shell(
+        "report", "--results", store, "--out", out, "--bootstrap", "0", "--svg", "--quiet"
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == str(tmp_path / "o" / "report.html") and run.stderr == ""
     pngs = sorted(p.stem for p in (tmp_path / "o" / "plots").glob("*.png"))
     assert pngs and pngs == sorted(p.stem for p in (tmp_path / "o" / "plots").glob("*.svg"))
     (tmp_path / "file").write_text("")
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "layerprobe",
-            "report",
-            "--results",
-            str(store),
-            "--out",
-            str(tmp_path / "file" / "x"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=HANG,
-    )
+    bad = layerprobe_shell("report", "--results", store, "--out", tmp_path / "file" / "x")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "is a file" in bad.stderr

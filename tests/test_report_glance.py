@@ -39,10 +39,18 @@ def peaked_store(folder):
             top = float(curve_ds(us, k, alpha, e_ir)) - (0.04 if i % 2 else 0.0)
             for shots in SHOTS:
                 for j, (layer, depth) in enumerate(zip(LAYERS, DEPTHS, strict=True)):
-                    rows += probe_rows(top - 0.05 * abs(j - peak), spread=0.005,
-                                       model_key=f"m{i:02d}", upstream_accuracy=float(us),
-                                       head_wd=(0.0, 0.05)[i % 2], task=task, shots=shots,
-                                       layer=layer, depth=depth, n_train=shots * 10)  # fmt: skip
+                    rows += probe_rows(
+                        top - 0.05 * abs(j - peak),
+                        spread=0.005,
+                        model_key=f"m{i:02d}",
+                        upstream_accuracy=float(us),
+                        head_wd=(0.0, 0.05)[i % 2],
+                        task=task,
+                        shots=shots,
+                        layer=layer,
+                        depth=depth,
+                        n_train=shots * 10,
+                    )
     return write_store(rows, folder)
 
 
@@ -113,9 +121,16 @@ def test_summary_gives_the_correlation_with_intervals_and_a_verdict(report):
         assert f"over {len(TASKS)} tasks" in line and "over checkpoints" in line
         assert "supports the paper's claim" in line
     row = pd.Series(
-        dict(rho=0.1, rho_lo=-0.4, rho_hi=0.5, rho_ckpt_lo=-0.3, rho_ckpt_hi=0.4,
-             partial_rho=0.0, partial_p=0.9)
-    )  # fmt: skip
+        dict(
+            rho=0.1,
+            rho_lo=-0.4,
+            rho_hi=0.5,
+            rho_ckpt_lo=-0.3,
+            rho_ckpt_hi=0.4,
+            partial_rho=0.0,
+            partial_p=0.9,
+        )
+    )
     assert verdict(row).startswith("cannot decide")
     above = row.copy()
     above[["rho_lo", "rho_ckpt_lo"]] = 0.2, 0.1
@@ -129,13 +144,22 @@ def test_summary_gives_the_correlation_with_intervals_and_a_verdict(report):
 
 def test_every_figure_has_a_caption_that_says_what_to_read(report):
     page = report.read_text()
-    figures = re.findall(r'<figure><img src="data:image/png;base64,[^"]+" alt="([^"]+)">'
-                         r"<figcaption>([^<]+)</figcaption></figure>", page)  # fmt: skip
+    figures = re.findall(
+        r'<figure><img src="data:image/png;base64,[^"]+" alt="([^"]+)">'
+        r"<figcaption>([^<]+)</figcaption></figure>",
+        page,
+    )
     pngs = sorted(p.stem for p in (report.parent / "plots").glob("*.png"))
     assert sorted(alt for alt, _ in figures) == pngs and page.count("<figure>") == len(pngs)
     # one figure per question: the per-task figures at the headline shot count (5) only
-    names = {"depth-vs-e_ir", "e_ir-vs-shots", "saturation-5-shot", "layers-5-shot",
-             "knob-pairs-5-shot", "correlation-5-shot"}  # fmt: skip
+    names = {
+        "depth-vs-e_ir",
+        "e_ir-vs-shots",
+        "saturation-5-shot",
+        "layers-5-shot",
+        "knob-pairs-5-shot",
+        "correlation-5-shot",
+    }
     assert set(pngs) == names
     for alt, caption in figures:
         caption = html.unescape(caption)
@@ -149,8 +173,12 @@ def test_long_tables_are_collapsed_and_every_table_scrolls_inside_its_container(
     from layerprobe.analysis.report import LONG_TABLE
 
     page = report.read_text()
-    tables = re.findall(r"(<details>)?(?:<summary>[^<]*</summary>)?<div class=\"table\">"
-                        r"(<table.*?</table>)</div>", page, re.S)  # fmt: skip
+    tables = re.findall(
+        r"(<details>)?(?:<summary>[^<]*</summary>)?<div class=\"table\">"
+        r"(<table.*?</table>)</div>",
+        page,
+        re.S,
+    )
     assert len(tables) == page.count("<table")  # every table inside its scrolling container
     collapsed = 0
     for details, table in tables:
@@ -292,8 +320,10 @@ def test_report_of_many_tasks_stays_small(tmp_path):
     from tests.results_data import curve_store
 
     rng = np.random.default_rng(0)
-    tasks = {f"task-{i:02d}": (rng.uniform(0.5, 1), rng.uniform(1, 3), rng.uniform(0.02, 0.4))
-             for i in range(10)}  # fmt: skip
+    tasks = {
+        f"task-{i:02d}": (rng.uniform(0.5, 1), rng.uniform(1, 3), rng.uniform(0.02, 0.4))
+        for i in range(10)
+    }
     store = curve_store(tmp_path / "res", tasks, n=25, us_range=(0.1, 0.95))
     page = write_report(store, tmp_path / "o", bootstrap=0)
     # depth vs e_IR, e_IR vs shots (both: some ceilings are determined over this US range),

@@ -14,7 +14,7 @@ from layerprobe.cli import main
 from layerprobe.errors import DataError
 from layerprobe.results import layer_summary, load, selected
 from layerprobe.results.parts import write_part
-from layerprobe.results.schema import COLUMNS, SCHEMA_VERSION
+from layerprobe.results.schema import COLUMNS, PRETRAIN_COLUMNS, SCHEMA_VERSION
 from tests.results_data import row
 
 
@@ -31,13 +31,7 @@ def rows(
                     row(
                         model="timm:m",
                         model_key=model_key,
-                        upstream_task=None,
-                        upstream_accuracy=None,
-                        params=None,
-                        data_fraction=None,
-                        epochs=None,
-                        head_wd=None,
-                        head_lr=None,
+                        **dict.fromkeys(PRETRAIN_COLUMNS),  # nothing known of pre-training
                         task=task,
                         layer=layer,
                         depth=float(depth),

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -14,7 +12,7 @@ from layerprobe.cli import main
 from layerprobe.errors import DataError
 from layerprobe.results.external import read_table
 from layerprobe.results.read import read_selected
-from tests.limits import HANG
+from tests.helpers_cli import layerprobe_shell
 from tests.results_data import curve_ds, curve_store
 
 TRUTH = {"near": (0.9, 1.5, 0.05), "far": (0.6, 2.5, 0.3)}  # task: k, α, e_IR
@@ -28,9 +26,14 @@ def published(n: int = 13) -> pd.DataFrame:
         for task, (k, alpha, e_ir) in TRUTH.items():
             ds = float(curve_ds(us, k, alpha, e_ir)) - (0.05 if i % 2 else 0.0)
             rows.append(
-                dict(model=f"net-{i}", family="vit" if i < n // 2 else "resnet",
-                     upstream_accuracy=round(float(us), 6), task=task, test_accuracy=ds)
-            )  # fmt: skip
+                dict(
+                    model=f"net-{i}",
+                    family="vit" if i < n // 2 else "resnet",
+                    upstream_accuracy=round(float(us), 6),
+                    task=task,
+                    test_accuracy=ds,
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -50,11 +53,9 @@ def run_cli(args, capsys) -> tuple[int, str, list[str]]:
 
 
 def test_csv_fit_end_to_end_from_the_shell(tables, tmp_path):
-    run = subprocess.run(
-        [sys.executable, "-m", "layerprobe", "fit", "--results", tables / "paper.csv",
-         "--out", tmp_path, "--format", "json"],
-        capture_output=True, text=True, timeout=HANG,
-    )  # fmt: skip
+    run = layerprobe_shell(
+        "fit", "--results", tables / "paper.csv", "--out", tmp_path, "--format", "json"
+    )
     assert run.returncode == 0, run.stderr
     fits = {r["task"]: r for r in json.loads(run.stdout)}
     for task, (_, _, e_ir) in TRUTH.items():
@@ -107,9 +108,14 @@ def test_results_show_and_report_read_a_table(tables, tmp_path, capsys):
 def test_defaults_of_a_minimal_table(tmp_path):
     path = tmp_path / "t.csv"
     pd.DataFrame(
-        dict(model=["a", "b"], upstream_accuracy=[0.5, 0.6], task=["x", "x"],
-             test_accuracy=[0.2, 0.3], params=[1e6, 2e6])
-    ).to_csv(path, index=False)  # fmt: skip
+        dict(
+            model=["a", "b"],
+            upstream_accuracy=[0.5, 0.6],
+            task=["x", "x"],
+            test_accuracy=[0.2, 0.3],
+            params=[1e6, 2e6],
+        )
+    ).to_csv(path, index=False)
     rows = read_table(path)
     assert list(rows["model_key"]) == ["a", "b"]
     assert set(rows["layer"]) == {"pre_logits"} and set(rows["depth"]) == {1.0}

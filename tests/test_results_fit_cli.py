@@ -1,16 +1,16 @@
-"""`layerprobe fit` from the shell: exit codes, one-line errors, outputs."""
+"""`layerprobe fit` as a user runs it: exit codes, one-line errors, outputs."""
 
 from __future__ import annotations
 
 import io
 import json
 import subprocess
-import sys
+from contextlib import redirect_stderr, redirect_stdout
 
 import pandas as pd
 import pytest
 
-from tests.limits import HANG
+from layerprobe.cli import main
 from tests.results_data import curve_store, probe_rows, write_store
 
 
@@ -21,13 +21,18 @@ def store(tmp_path_factory):
     )
 
 
-def fit(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "layerprobe", "fit", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=HANG,
-        cwd=cwd,
+def fit(*args) -> subprocess.CompletedProcess:
+    """``layerprobe fit ARGS``: its exit status and what it wrote to stdout and stderr. It runs
+    in this process (a fresh Python per call cost ten times the file's time); the shell's own
+    run of ``layerprobe fit`` is test_results_external.py's."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main(["fit", *map(str, args)])
+        except SystemExit as exit_:  # argparse's own exit
+            code = exit_.code
+    return subprocess.CompletedProcess(
+        ["layerprobe", "fit", *args], code, out.getvalue(), err.getvalue()
     )
 
 

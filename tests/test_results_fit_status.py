@@ -14,9 +14,12 @@ from tests.results_data import curve_ds, probe_rows, write_store
 
 def status(us, ds, se, **options):
     row = fit_group(
-        np.asarray(us, float), np.asarray(ds, float), ds_se=np.full(len(us), se), holdout_top=0,
+        np.asarray(us, float),
+        np.asarray(ds, float),
+        ds_se=np.full(len(us), se),
+        holdout_top=0,
         **options,
-    )  # fmt: skip
+    )
     return row
 
 

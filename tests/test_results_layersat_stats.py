@@ -27,9 +27,17 @@ def store(folder, tasks, us_values=(0.1, 0.5, 0.9), spread=0.01):
         for task, accs in tasks.items():
             for layer, depth, acc in zip(LAYERS, DEPTHS, accs(i), strict=True):
                 rows += probe_rows(
-                    acc, seeds=(0, 1, 2), spread=spread, task=task, layer=layer, depth=depth,
-                    model_key=f"m{i}", upstream_accuracy=u, n_train=50, n_test=200,
-                )  # fmt: skip
+                    acc,
+                    seeds=(0, 1, 2),
+                    spread=spread,
+                    task=task,
+                    layer=layer,
+                    depth=depth,
+                    model_key=f"m{i}",
+                    upstream_accuracy=u,
+                    n_train=50,
+                    n_test=200,
+                )
     return read_selected(write_store(rows, folder))
 
 
@@ -90,10 +98,19 @@ def test_tasks_near_chance_are_left_out_of_the_correlation_and_named():
         key = dict(upstream_task="up", task=f"t{i}", shots=5, probe="ridge")
         best = 0.1 if i == 3 else 0.7  # t3 is at chance
         sat.append(
-            dict(key, model_key="a", us=0.5, best_layer="x", best_depth=depth,
-                 saturation_depth=depth, gap=0.0, best_accuracy=best, best_se=0.01,
-                 last_accuracy=best)
-        )  # fmt: skip
+            dict(
+                key,
+                model_key="a",
+                us=0.5,
+                best_layer="x",
+                best_depth=depth,
+                saturation_depth=depth,
+                gap=0.0,
+                best_accuracy=best,
+                best_se=0.01,
+                last_accuracy=best,
+            )
+        )
         fits.append(dict(key, converged=True, e_ir=e_ir))
     chance = pd.DataFrame(
         {"task": [f"t{i}" for i in range(4)], "shots": 5, "chance": 0.1, "n_test": 1000.0}

@@ -38,9 +38,17 @@ def pair_rows(matched: bool = True, seed: int = 0) -> list[dict]:
                     if wd and task == "early" and layer == "blocks.2":
                         acc = ds + 0.02  # the best layer moved down
                     rows += probe_rows(
-                        acc, spread=0.005, model_key=key, upstream_accuracy=us, params=params,
-                        epochs=epochs, head_wd=wd, task=task, layer=layer, depth=depth,
-                    )  # fmt: skip
+                        acc,
+                        spread=0.005,
+                        model_key=key,
+                        upstream_accuracy=us,
+                        params=params,
+                        epochs=epochs,
+                        head_wd=wd,
+                        task=task,
+                        layer=layer,
+                        depth=depth,
+                    )
     return rows
 
 
@@ -105,8 +113,12 @@ def test_cli_results_knobs(matched, capsys):
     assert main(["results", "knobs", "--results", str(matched), "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["matched_on"]["head_wd"] == [
-        "upstream_task", "params", "data_fraction", "epochs", "head_lr"
-    ]  # fmt: skip
+        "upstream_task",
+        "params",
+        "data_fraction",
+        "epochs",
+        "head_lr",
+    ]
     early = next(e for e in out["effects"] if e["task"] == "early")
     assert early["d_best_depth"] == pytest.approx(D_DEPTH)
     assert main(["results", "knobs", "--results", str(matched), "--knob", "head_wd"]) == 0
@@ -120,9 +132,16 @@ def test_cli_match_on_an_external_column(tmp_path, capsys):
     for arch, shift in (("vit", 0.0), ("mixer", 0.1)):
         for wd, d in ((0.0, 0.0), (0.1, 0.04)):
             rows.append(
-                dict(model=f"{arch}-{wd}", arch=arch, params=1e6, head_wd=wd,
-                     upstream_accuracy=0.5, task="t", test_accuracy=0.4 + shift + d)
-            )  # fmt: skip
+                dict(
+                    model=f"{arch}-{wd}",
+                    arch=arch,
+                    params=1e6,
+                    head_wd=wd,
+                    upstream_accuracy=0.5,
+                    task="t",
+                    test_accuracy=0.4 + shift + d,
+                )
+            )
     path = tmp_path / "zoo.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     args = ["results", "knobs", "--results", str(path), "--format", "json"]

@@ -66,12 +66,20 @@ def _store_of(tasks: int, checkpoints: int, rng):
                     best_accuracy=0.9,
                     last_accuracy=0.5 + 0.4 * depth,
                     best_se=0.0,
-                )  # fmt: skip
+                )
             )
         status = "ok" if t % 5 else "few_points"  # every fifth task: undetermined
-        fits.append(dict(upstream_task="up", task=f"t{t}", shots=5, probe="ridge",
-                         e_ir=0.6 - 0.5 * depth + 0.02 * rng.standard_normal(),
-                         converged=True, status=status))  # fmt: skip
+        fits.append(
+            dict(
+                upstream_task="up",
+                task=f"t{t}",
+                shots=5,
+                probe="ridge",
+                e_ir=0.6 - 0.5 * depth + 0.02 * rng.standard_normal(),
+                converged=True,
+                status=status,
+            )
+        )
     return pd.DataFrame(rows), pd.DataFrame(fits)
 
 

@@ -109,8 +109,9 @@ def test_one_pass_reader_gives_the_rows_of_a_plain_read(tmp_path, monkeypatch):
     lean = pq.read_table(files[7])  # without the optional params, k and converged columns
     pq.write_table(lean.drop_columns(["params", "k", "converged"]), files[7])
     # A superseded generation of one unit (other seeds, older): never served.
-    old = probe_rows(0.99, seeds=(7,), model_key="m0", task="t0",
-                     created_at=pd.Timestamp("2024-01-01", tz="UTC"))  # fmt: skip
+    old = probe_rows(
+        0.99, seeds=(7,), model_key="m0", task="t0", created_at=pd.Timestamp("2024-01-01", tz="UTC")
+    )
     write_store(old, tmp_path / "old")
     old_part = next((tmp_path / "old").rglob("*.parquet"))
     (folder / "m0" / "extra").mkdir()

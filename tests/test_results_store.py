@@ -59,8 +59,25 @@ def test_seeds_3_then_2_after_new_test_images_serves_only_the_new_rows(tmp_path,
     assert set(served.seed) == {0, 1}
     # exactly the rows a fresh store probed from the new caches holds
     fresh = tmp_path / "fresh"
-    assert main(["probe", "--cache", str(cache), "--results", str(fresh), "--l2", L2,
-                 "--shots", "5", "--seeds", "2", "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "probe",
+                "--cache",
+                str(cache),
+                "--results",
+                str(fresh),
+                "--l2",
+                L2,
+                "--shots",
+                "5",
+                "--seeds",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     pd.testing.assert_frame_equal(accuracies(served), accuracies(load(fresh)))
     assert main(["results", "show", "--results", str(tmp_path / "res")]) == 0
     out = capsys.readouterr().out
@@ -125,7 +142,7 @@ def commands(store, tmp_path) -> dict[str, list]:
             "--out",
             tmp_path / "rep",
             "--quiet",
-        ],  # fmt: skip
+        ],
     }
 
 
@@ -206,8 +223,20 @@ def test_a_damaged_or_absurd_upstream_json_is_refused_naming_it(tmp_path, capsys
     write_task(tmp_path / "cache")
     record = tmp_path / "cache" / KEY / "upstream.json"
     record.write_text(text)
-    code, _, err = run(capsys, *["probe", "--cache", tmp_path / "cache", "--results",
-                                 tmp_path / "res", "--shots", "1", "--seeds", "1"])  # fmt: skip
+    code, _, err = run(
+        capsys,
+        *[
+            "probe",
+            "--cache",
+            tmp_path / "cache",
+            "--results",
+            tmp_path / "res",
+            "--shots",
+            "1",
+            "--seeds",
+            "1",
+        ],
+    )
     assert code == 2 and f"upstream record {record}" in err and says in err
     assert err.count("\n") == 1 and parts(tmp_path) == []
 

@@ -136,8 +136,13 @@ def test_part_file_names_and_unit_ids_are_pinned():
     assert slug("builtin/count") == "builtin__count"
     assert slug("  weird name:é/x..", 20) == "__weird_name____x"
     assert slug("...") == "_"
-    point = {"model": "layerprobe:vit-s", "data_fraction": 0.1, "epochs": 7, "seed": 0,
-             "head_wd": 1e-4}  # fmt: skip
+    point = {
+        "model": "layerprobe:vit-s",
+        "data_fraction": 0.1,
+        "epochs": 7,
+        "seed": 0,
+        "head_wd": 1e-4,
+    }
     axes = ["model", "data_fraction", "epochs", "seed"]
     assert run_name(point, axes) == "vit-s_df0.1_ep7_s0-016595aa"
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import layerprobe.results as results
 from tests.limits import HANG
 
@@ -16,13 +18,29 @@ MODEL = ["python:tests.helpers_models:tiny_resnet", "--image-size", "32"]
 
 def scan(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "layerprobe", "scan", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=HANG)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "layerprobe", "scan", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG,
+    )
 
 
+@pytest.mark.slow  # two scans end to end: 62 s at load 17 on 2 cores
 def test_scan_prints_best_layers_writes_a_report_and_reuses_everything(tmp_path):
-    args = [*MODEL, "--tasks", "builtin/faces", "--out", str(tmp_path / "s"), "--shots", "2,5",
-            "--seeds", "2"]  # fmt: skip
+    args = [
+        *MODEL,
+        "--tasks",
+        "builtin/faces",
+        "--out",
+        str(tmp_path / "s"),
+        "--shots",
+        "2,5",
+        "--seeds",
+        "2",
+    ]
     first = scan(*args)
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()

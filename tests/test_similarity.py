@@ -111,9 +111,15 @@ def _two_checkpoints(root, n=40, shuffle_b=True):
     labels = np.zeros(n, dtype=np.int64)
     for key, feats, index in [("a-1", feats_a, np.arange(n)), ("b-2", feats_b, order)]:
         write_cache_file(
-            cache_path(root, key, "toy", split="test"), feats, labels, model_key=key, task="toy",
-            split="test", dtype="float32", index=index,
-        )  # fmt: skip
+            cache_path(root, key, "toy", split="test"),
+            feats,
+            labels,
+            model_key=key,
+            task="toy",
+            split="test",
+            dtype="float32",
+            index=index,
+        )
     return feats_a, feats_b
 
 
@@ -205,16 +211,36 @@ def test_cli_formats_and_parquet(tmp_path, capsys):
     assert "CKA on 40 images, 2 checkpoint(s)" in err and "wrote" in err
     assert not [p for p in (tmp_path / "analysis").iterdir() if p.name != "similarity.parquet"]
 
-    code, out, _ = _cli(capsys, "--cache", tmp_path / "cache", "--format", "csv", "--model",
-                        "a-1", "--out", tmp_path / "o")  # fmt: skip
+    code, out, _ = _cli(
+        capsys,
+        "--cache",
+        tmp_path / "cache",
+        "--format",
+        "csv",
+        "--model",
+        "a-1",
+        "--out",
+        tmp_path / "o",
+    )
     assert code == 0
     csv = pd.read_csv(io.StringIO(out))
     assert list(csv.columns) == COLUMNS and set(csv["model_key"]) == {"a-1"} and len(csv) == 9
     got = csv.set_index(["layer_a", "layer_b"])["cka"]
     assert got["h", "h2"] == pytest.approx(numpy_cka(feats_a["h"], feats_a["h2"]), abs=1e-6)
 
-    code, out, _ = _cli(capsys, "--cache", tmp_path / "cache", "--format", "json", "--task", "toy",
-                        "--out", tmp_path / "o", "--rows", 30)  # fmt: skip
+    code, out, _ = _cli(
+        capsys,
+        "--cache",
+        tmp_path / "cache",
+        "--format",
+        "json",
+        "--task",
+        "toy",
+        "--out",
+        tmp_path / "o",
+        "--rows",
+        30,
+    )
     assert code == 0
     records = json.loads(out)
     assert len(records) == 20 and {r["n_rows"] for r in records} == {30}
@@ -235,17 +261,29 @@ def test_cli_bad_inputs_one_line_exit_2(tmp_path, capsys):
 
     one = tmp_path / "one"
     labels = np.zeros(10, dtype=np.int64)
-    write_cache_file(cache_path(one, "k", "t", split="test"), {"pre_logits": np.eye(10)}, labels,
-                     model_key="k", task="t", split="test")  # fmt: skip
+    write_cache_file(
+        cache_path(one, "k", "t", split="test"),
+        {"pre_logits": np.eye(10)},
+        labels,
+        model_key="k",
+        task="t",
+        split="test",
+    )
     code, _, err = _cli(capsys, "--cache", one)
     assert code == 2 and "holds one layer (pre_logits)" in err and err.count("\n") == 1
 
     other = tmp_path / "other"
     rng = np.random.default_rng(0)
     for key, index in [("a", np.arange(10)), ("b", np.arange(5, 15))]:
-        write_cache_file(cache_path(other, key, "t", split="test"),
-                         {"x": rng.normal(size=(10, 3)), "y": rng.normal(size=(10, 3))}, labels,
-                         model_key=key, task="t", split="test", index=index)  # fmt: skip
+        write_cache_file(
+            cache_path(other, key, "t", split="test"),
+            {"x": rng.normal(size=(10, 3)), "y": rng.normal(size=(10, 3))},
+            labels,
+            model_key=key,
+            task="t",
+            split="test",
+            index=index,
+        )
     code, _, err = _cli(capsys, "--cache", other)
     assert code == 2 and "hold different images (10 and 10 rows, 5 in common)" in err
     assert err.count("\n") == 1
@@ -277,8 +315,9 @@ def test_report_shows_cka_when_similarity_was_run(tmp_path, capsys):
     rows = []
     for key in ("a-1", "b-2"):
         for layer, depth, acc in [("h", 0.0, 0.6), ("h2", 0.5, 0.7), ("noise", 1.0, 0.5)]:
-            rows += probe_rows(acc, model_key=key, task="toy", layer=layer, depth=depth,
-                               upstream_accuracy=None)  # fmt: skip
+            rows += probe_rows(
+                acc, model_key=key, task="toy", layer=layer, depth=depth, upstream_accuracy=None
+            )
     write_store(rows, root / "results")
     assert similarity_figures(root / "results", root / "report") is None  # nothing to show yet
 

@@ -320,8 +320,12 @@ def test_timing_command_prints_a_table_and_rejects_bad_input(monkeypatch, capsys
 
 def test_cache_folder_choices(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    for raw, expected in [("", None), ("off", None), ("1", tmp_path / "layerprobe" / "builtin"),
-                          (str(tmp_path / "mine"), tmp_path / "mine")]:  # fmt: skip
+    for raw, expected in [
+        ("", None),
+        ("off", None),
+        ("1", tmp_path / "layerprobe" / "builtin"),
+        (str(tmp_path / "mine"), tmp_path / "mine"),
+    ]:
         monkeypatch.setenv("LAYERPROBE_BUILTIN_CACHE", raw)
         assert builtin.settings().cache_dir == expected
     assert configure(cache_dir=None).cache_dir is None  # configure() beats the environment

@@ -84,19 +84,34 @@ def sizes(splits: dict) -> dict:
 # --------------------------------------------------------------------------- the machinery
 def test_every_vtab_task_is_registered_with_its_group_and_classes():
     expected = {
-        "cifar100": ("natural", 100), "caltech101": ("natural", 102), "dtd": ("natural", 47),
-        "flowers102": ("natural", 102), "pets": ("natural", 37), "svhn": ("natural", 10),
-        "sun397": ("natural", 397), "pcam": ("specialized", 2), "eurosat": ("specialized", 10),
-        "resisc45": ("specialized", 45), "retinopathy": ("specialized", 5),
-        "clevr_count": ("structured", 8), "clevr_distance": ("structured", 6), "dmlab": ("structured", 6),
-        "kitti_distance": ("structured", 4), "dsprites_location": ("structured", 16),
-        "dsprites_orientation": ("structured", 16), "smallnorb_azimuth": ("structured", 18),
+        "cifar100": ("natural", 100),
+        "caltech101": ("natural", 102),
+        "dtd": ("natural", 47),
+        "flowers102": ("natural", 102),
+        "pets": ("natural", 37),
+        "svhn": ("natural", 10),
+        "sun397": ("natural", 397),
+        "pcam": ("specialized", 2),
+        "eurosat": ("specialized", 10),
+        "resisc45": ("specialized", 45),
+        "retinopathy": ("specialized", 5),
+        "clevr_count": ("structured", 8),
+        "clevr_distance": ("structured", 6),
+        "dmlab": ("structured", 6),
+        "kitti_distance": ("structured", 4),
+        "dsprites_location": ("structured", 16),
+        "dsprites_orientation": ("structured", 16),
+        "smallnorb_azimuth": ("structured", 18),
         "smallnorb_elevation": ("structured", 9),
-    }  # fmt: skip
+    }
     others = {
-        "imagenet": ("natural", 1000), "cars": ("natural", 196), "birds": ("natural", 200),
-        "cifar10": ("natural", 10), "col_hist": ("specialized", 8), "uc_merced": ("specialized", 21),
-    }  # fmt: skip
+        "imagenet": ("natural", 1000),
+        "cars": ("natural", 196),
+        "birds": ("natural", 200),
+        "cifar10": ("natural", 10),
+        "col_hist": ("specialized", 8),
+        "uc_merced": ("specialized", 21),
+    }
     names = {t.name for t in list_tasks(builtin=False)}
     for name, (group, n) in {**expected, **others}.items():
         for full in [name] + ([f"vtab1k/{name}"] if name in expected else []):
