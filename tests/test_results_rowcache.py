@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import pytest
@@ -278,3 +279,23 @@ def test_fit_gives_the_same_bytes_with_and_without_the_cache(tmp_path):
     assert b'"near"' in runs[0].stdout
     parquet = [(tmp_path / n / "fits.parquet").read_bytes() for n in "abc"]
     assert parquet[0] == parquet[1] == parquet[2]
+
+
+def test_two_readers_at_once_both_finish_and_leave_a_valid_cache(tmp_path, monkeypatch):
+    folder = make_store(tmp_path / "s")
+    direct = read_selected(folder, row_cache=False)
+    write_store(rows_of("m9", "alpha", 0.9), folder)  # racy: each reader opens it, and writes
+    direct_now = read_selected(folder, row_cache=False)
+    said = []  # the warnings of both (not warnings.catch_warnings: it is not thread-safe)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: read_selected(folder, warn=said.append), range(2)))
+    assert said == []
+    for rows in results:
+        assert_frame_equal(rows, direct_now)
+    assert len(direct_now) > len(direct)
+    assert os.listdir(folder / ".layerprobe") == [rowcache.CACHE_NAME]
+    settle()
+    read_selected(folder)
+    opened = Opened(monkeypatch)
+    assert_frame_equal(read_selected(folder), direct_now)
+    assert opened.take() == []
