@@ -208,7 +208,7 @@ def test_a_store_the_cache_cannot_be_written_to_is_read_directly(tmp_path, monke
     def full(*args, **kw):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(rowcache.pq, "write_table", full)
+    monkeypatch.setattr(rowcache.pq, "ParquetWriter", full)
     rows, said = warnings_of(lambda: read_selected(folder))
     assert_frame_equal(rows, direct)
     assert len(said) == 1 and "No space left on device" in said[0], said
@@ -233,13 +233,16 @@ KILLED = """
 import os, signal, sys
 import layerprobe.results.rowcache as rowcache
 from layerprobe.results import read_selected
-real = rowcache.pq.write_table
-def write_then_die(table, where, **kw):
-    real(table, where, **kw)
-    with open(where, "r+b") as f:  # a torn file: half of it
-        f.truncate(os.path.getsize(where) // 2)
-    os.kill(os.getpid(), signal.SIGKILL)
-rowcache.pq.write_table = write_then_die
+class Writer(rowcache.pq.ParquetWriter):
+    def close(self):
+        super().close()
+        with open(self.where, "r+b") as f:  # a torn file: half of it
+            f.truncate(os.path.getsize(self.where) // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+    def __init__(self, where, *args, **kw):
+        self.where = where
+        super().__init__(where, *args, **kw)
+rowcache.pq.ParquetWriter = Writer
 read_selected(sys.argv[1])
 """
 

@@ -235,7 +235,7 @@ def _load(path: Path, warn: Callable[[str], None]) -> _Cache | None:
         return None
     try:
         file = pq.ParquetFile(path)
-        raw = (file.schema_arrow.metadata or {}).get(MANIFEST_KEY)
+        raw = (file.metadata.metadata or {}).get(MANIFEST_KEY)
         if raw is None:
             raise ValueError("it has no manifest")
         manifest = json.loads(raw)
@@ -275,12 +275,15 @@ def _manifest(infos, rels, stats, rows, started: int) -> dict:
 
 def _write(path: Path, table: pa.Table, *, manifest: dict, warn) -> None:
     """Write the cache atomically; where that fails (read-only store, disk full), warn once."""
-    meta = dict(table.schema.metadata or {})
-    meta[MANIFEST_KEY] = json.dumps(manifest, separators=(",", ":"), default=str).encode()
-    table = table.replace_schema_metadata(meta)
+    # In the Parquet footer only (not in the Arrow schema it also stores, where it would be
+    # kept a second time and decoded with the schema).
+    manifest = json.dumps(manifest, separators=(",", ":"), default=str)
+    table = table.replace_schema_metadata(None)
     try:
         with atomic_path(path, fsync=True) as tmp:
-            pq.write_table(table, tmp, row_group_size=ROW_GROUP, compression="zstd")
+            with pq.ParquetWriter(tmp, table.schema, compression="zstd") as writer:
+                writer.write_table(table, row_group_size=ROW_GROUP)
+                writer.add_key_value_metadata({MANIFEST_KEY.decode(): manifest})
     except OSError as err:
         warn(_not_written(path, f"{type(err).__name__}: {err.strerror or err}"))
 
