@@ -122,8 +122,9 @@ def read_parts(
         for i in kept:
             infos[int(i)] = cached.info(int(reuse[i]), files[i])
         tables.append(cached.take(reuse[kept], kept, tables[0].schema, PART))
-    table = pa.concat_tables(tables)
-    table = table.take(pc.sort_indices(table[PART]))  # stable: each part's rows in its order
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    if (np.diff(table[PART].to_numpy()) < 0).any():  # cached and read parts: back in file order
+        table = table.take(pc.sort_indices(table[PART]))  # stable: each part's rows in order
     good = np.asarray([not isinstance(info, BadPart) for info in infos], bool)
     counts = np.bincount(table[PART].to_numpy(), minlength=len(files))
     if cached is not None:
