@@ -13,6 +13,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from pandas.testing import assert_frame_equal
 
@@ -165,7 +166,9 @@ def test_changed_deleted_added_and_superseded_parts_are_seen(tmp_path, monkeypat
     assert opened.take() == []  # everything cached again
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "no manifest", "other format"])
+@pytest.mark.parametrize(
+    "damage", ["truncated", "garbage", "no manifest", "flipped byte", "other format"]
+)
 def test_a_damaged_cache_is_ignored_and_rebuilt(tmp_path, monkeypatch, damage):
     folder = make_store(tmp_path / "s")
     direct = read_selected(folder, row_cache=False)
@@ -177,6 +180,12 @@ def test_a_damaged_cache_is_ignored_and_rebuilt(tmp_path, monkeypatch, damage):
         cache.write_bytes(b"PAR1" + os.urandom(500) + b"PAR1")
     elif damage == "no manifest":
         pd.DataFrame({"x": [1]}).to_parquet(cache)
+    elif damage == "flipped byte":  # in the accuracies' page data, the footer intact
+        meta = pq.ParquetFile(cache).metadata
+        chunk = meta.row_group(0).column(meta.schema.names.index("test_accuracy"))
+        data = bytearray(cache.read_bytes())
+        data[chunk.data_page_offset + chunk.total_compressed_size - 1] ^= 0xFF
+        cache.write_bytes(bytes(data))
     else:
         monkeypatch.setattr(rowcache, "FORMAT", rowcache.FORMAT + 1)
     rows, said = warnings_of(lambda: read_selected(folder))

@@ -69,6 +69,7 @@ def read_parts(
     layers: Sequence[str] | None,
     results_dir: str | Path,
     warn: Callable[[str], None],
+    trust_cache: bool = True,
 ) -> tuple[list[PartInfo | BadPart], pa.Table]:
     """What :func:`layerprobe.results.store._read_parts` returns for ``selected_only``, served
     from the cache where the parts are unchanged, and the cache brought up to date.
@@ -80,6 +81,7 @@ def read_parts(
     layers : only the rows of these layers (None: all).
     results_dir : the store folder (``files`` lie below it).
     warn : where the one-line warnings about the cache go.
+    trust_cache : False: read every part (a cache found damaged while its rows were read).
 
     Returns
     -------
@@ -93,7 +95,7 @@ def read_parts(
     started = time.time_ns()
     rels = _relative(files, root)
     stats = [_stat(f) for f in files]
-    cached = _load(path, warn)
+    cached = _load(path, warn) if trust_cache else None
     reuse = np.full(len(files), -1, np.int64)  # file -> manifest entry, -1: read the part
     if cached is not None:
         index = {rel: j for j, rel in enumerate(cached.manifest["path"])}
@@ -103,7 +105,15 @@ def read_parts(
                 reuse[i] = j
         if (reuse == np.arange(len(files))).all() and len(files) == cached.count:
             infos = [cached.info(j, f) for j, f in enumerate(files)]
-            return infos, cached.rows(schema, layers, PART)
+            try:
+                return infos, cached.rows(schema, layers, PART)
+            except Exception as err:  # damaged pages (checksums): never an answer from it
+                warn(_damaged(path, err))
+                return read_parts(
+                    files, schema, layers=layers, results_dir=root, warn=warn, trust_cache=False
+                )
+            finally:
+                cached.close()
 
     if cached is None and not _writable(path):  # nothing to reuse nor to keep: read directly
         warn(_not_written(path, "the folder is not writable"))
@@ -121,7 +131,14 @@ def read_parts(
     if len(kept):
         for i in kept:
             infos[int(i)] = cached.info(int(reuse[i]), files[i])
-        tables.append(cached.take(reuse[kept], kept, tables[0].schema, PART))
+        try:
+            tables.append(cached.take(reuse[kept], kept, tables[0].schema, PART))
+        except Exception as err:  # damaged pages (checksums): never an answer from it
+            cached.close()
+            warn(_damaged(path, err))
+            return read_parts(
+                files, schema, layers=layers, results_dir=root, warn=warn, trust_cache=False
+            )
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     if (np.diff(table[PART].to_numpy()) < 0).any():  # cached and read parts: back in file order
         table = table.take(pc.sort_indices(table[PART]))  # stable: each part's rows in order
@@ -251,7 +268,7 @@ def _load(path: Path, warn: Callable[[str], None]) -> _Cache | None:
     if not path.exists():
         return None
     try:
-        file = pq.ParquetFile(path)
+        file = pq.ParquetFile(path, page_checksum_verification=True)
         raw = (file.metadata.metadata or {}).get(MANIFEST_KEY)
         if raw is None:
             raise ValueError("it has no manifest")
@@ -269,11 +286,16 @@ def _load(path: Path, warn: Callable[[str], None]) -> _Cache | None:
             )
         return cache
     except Exception as err:  # truncated, damaged or foreign: never an answer from it
-        warn(
-            f"ignoring the row cache {path}: it cannot be read ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}); it is rebuilt from the parts"
-        )
+        warn(_damaged(path, err))
         return None
+
+
+def _damaged(path: Path, err: Exception) -> str:
+    what = str(err).splitlines()[0] if str(err) else ""
+    return (
+        f"ignoring the row cache {path}: it cannot be read ({type(err).__name__}: {what}); "
+        "it is rebuilt from the parts"
+    )
 
 
 def _manifest(infos, rels, stats, rows, started: int) -> dict:
@@ -281,7 +303,8 @@ def _manifest(infos, rels, stats, rows, started: int) -> dict:
         "fingerprint": fingerprint(),
         "made_ns": started,
         "path": list(rels),
-        **{name: [s[k] for s in stats] for k, name in enumerate(STAT_FIELDS)},
+        # a part that could not be stat'ed (it appeared while it was listed) matches no stat
+        **{name: [-1 if s is None else s[k] for s in stats] for k, name in enumerate(STAT_FIELDS)},
         "identity": [info.identity for info in infos],
         "generation": [None if info.generation[0] == "part" else info.generation for info in infos],
         "created": [None if info.created is None else info.created.isoformat() for info in infos],
@@ -298,7 +321,9 @@ def _write(path: Path, table: pa.Table, *, manifest: dict, warn) -> None:
     table = table.replace_schema_metadata(None)
     try:
         with atomic_path(path, fsync=True) as tmp:
-            with pq.ParquetWriter(tmp, table.schema, compression="zstd") as writer:
+            with pq.ParquetWriter(
+                tmp, table.schema, compression="zstd", write_page_checksum=True
+            ) as writer:
                 writer.write_table(table, row_group_size=ROW_GROUP)
                 writer.add_key_value_metadata({MANIFEST_KEY.decode(): manifest})
     except OSError as err:
