@@ -20,6 +20,11 @@ printed as a ratio to it, since on a shared machine the ratio moves less than th
     python benchmarks/analysis_scale.py                        # the paper's scale (once: slow)
     python benchmarks/analysis_scale.py --dir D --keep         # generate once into D, re-run
 
+Each command runs twice: cold (the selected-rows cache beside the store, results/rowcache.py,
+removed first: the command reads every part and builds it) and warm (the cache valid: one file
+read). The goals apply to the warm runs. The store is written by --workers processes (each
+checkpoint's draws from its own seed, so any number of workers writes the same store).
+
 Goals (issue #20): `fit` ≤ 10 s, `fit --layer best` ≤ 20 s, `report` ≤ 60 s, each under 2 GiB.
 """
 
