@@ -91,6 +91,8 @@ class AnalysisConfig:
     seed : seed of the bootstrap (and of the report's layer-saturation draws).
     group_by : a checkpoint column (e.g. ``model``): each of its values gets its own hull.
     max_width : the widest e_IR interval that still determines e_IR (status ``wide_interval``).
+    no_row_cache : read every part file, not the selected-rows cache beside the store
+        (:mod:`layerprobe.results.rowcache`; same rows, the cache only saves time).
 
     Raises :class:`~layerprobe.errors.ConfigError` (at construction) for a value the analysis
     refuses, with the same one-line messages the CLI prints.
@@ -143,6 +145,11 @@ class AnalysisConfig:
         type=float,
         metavar="W",
         help="an e_IR interval wider than this does not determine e_IR (status wide_interval)",
+    )
+    no_row_cache: bool = option(
+        False,
+        help="read every result part file instead of the selected-rows cache beside the store "
+        "(<results>/.layerprobe/selected-rows.cache, kept up to date by each read)",
     )
 
     def __post_init__(self) -> None:

@@ -713,10 +713,21 @@ def fit_store(
             extra = extra_columns(results) if is_table(results) else []
             check_group_by(config.group_by, [*group_by_columns(), *extra])
         columns = list(dict.fromkeys([*columns, config.group_by]))
-    table = read_selected(results, columns=columns, layers=layers, skip_bad=skip_bad, warn=warn)
+    table = read_selected(
+        results,
+        columns=columns,
+        layers=layers,
+        skip_bad=skip_bad,
+        warn=warn,
+        row_cache=not config.no_row_cache,
+    )
     if layers and table.empty:  # name the layers there are (the warnings were given above)
         every = read_selected(
-            results, columns=["layer"], skip_bad=skip_bad, warn=lambda message: None
+            results,
+            columns=["layer"],
+            skip_bad=skip_bad,
+            warn=lambda message: None,
+            row_cache=not config.no_row_cache,
         )
         raise unknown_layer(config.layer, set(every["layer"]))
     check_shots(table, config.shots)

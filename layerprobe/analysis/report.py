@@ -112,7 +112,13 @@ def write_report(
     say = progress or (lambda message: None)
     say("reading the results")
     if table is None:
-        table = read_selected(results_dir, columns=REPORT_COLUMNS, skip_bad=skip_bad, warn=warn)
+        table = read_selected(
+            results_dir,
+            columns=REPORT_COLUMNS,
+            skip_bad=skip_bad,
+            warn=warn,
+            row_cache=not config.no_row_cache,
+        )
     check_shots(table, shots)
     if shots:
         table = table[table["shots"].isin(shots)]

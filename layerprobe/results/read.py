@@ -31,6 +31,7 @@ def read_selected(
     *,
     skip_bad: bool = False,
     warn: Callable[[str], None] | None = None,
+    row_cache: bool = True,
 ) -> pd.DataFrame:
     """The selected-λ rows of the store below ``results_dir``: :func:`~layerprobe.results.store.read`
     with ``selected_only=True`` (see its contract).
@@ -43,6 +44,8 @@ def read_selected(
     layers : only these layers (filtered as the parts are read, like ``selected``).
     skip_bad, warn : leave out bad parts with a warning (to ``warn``; default: a
         ``LayerprobeWarning``).
+    row_cache : serve unchanged parts' rows from the selected-rows cache beside the store
+        (:mod:`layerprobe.results.rowcache`); False opens every part.
 
     Returns
     -------
@@ -56,4 +59,5 @@ def read_selected(
         layers=layers,
         skip_bad=skip_bad,
         warn=warn,
+        row_cache=row_cache,
     )

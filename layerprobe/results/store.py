@@ -49,6 +49,7 @@ def read(
     layers: Sequence[str] | None = None,
     skip_bad: bool = False,
     warn: Callable[[str], None] | None = None,
+    row_cache: bool = True,
 ) -> pd.DataFrame:
     """The rows of the results store below ``results_dir``: every reader's one entry point.
 
@@ -73,7 +74,10 @@ def read(
        row groups whose statistics hold a selected row (with the selected-first layout of
        :mod:`layerprobe.results.layout` the unselected row group is skipped). Parts are read
        on a few threads and their rows filtered (``selected`` / ``layers``) and cast to the
-       schema per batch of :data:`BATCH` parts.
+       schema per batch of :data:`BATCH` parts. With ``selected_only`` (and ``row_cache``),
+       the selected rows of unchanged parts come from one file beside the store
+       (:mod:`layerprobe.results.rowcache`): only new or changed parts are opened, and validated
+       as above; the rows served are the same.
 
     Parameters
     ----------
@@ -89,6 +93,8 @@ def read(
     layers : only these layers (filtered as the parts are read).
     skip_bad : leave out bad parts (with a warning naming each) instead of raising.
     warn : where warnings go (default: a :class:`~layerprobe.runtime.warn.LayerprobeWarning`).
+    row_cache : with ``selected_only``, use (and bring up to date) the selected-rows cache
+        ``<results_dir>/.layerprobe/selected-rows.cache``; False reads every part directly.
 
     Returns
     -------
@@ -119,7 +125,12 @@ def read(
         raise ValueError(f"read: unknown column(s) {unknown}")
     schema = pa.schema([base.field(c) for c in want])
 
-    infos, table = _read_parts(files, schema, selected_only, layers, results_dir)
+    if selected_only and row_cache:  # the selected rows of unchanged parts from one file
+        from layerprobe.results.rowcache import read_parts
+
+        infos, table = read_parts(files, schema, layers=layers, results_dir=results_dir, warn=say)
+    else:
+        infos, table = _read_parts(files, schema, selected_only, layers, results_dir)
     for info in infos:
         if isinstance(info, BadPart):
             if not skip_bad:
@@ -208,17 +219,7 @@ def _read_parts(
     wanted = set(schema.names)
 
     def one(path: Path) -> tuple[PartInfo | BadPart, pa.Table | None]:
-        try:
-            file = pq.ParquetFile(path)
-        except Exception as err:  # pyarrow raises several types for truncated or foreign files
-            return _unreadable(path, err), None
-        try:
-            info = part_info(path, file=file)
-            return info, _part_rows(file, path, wanted, selected_only)
-        except BadPart as err:
-            return err, None
-        finally:
-            file.close()
+        return read_part(path, wanted, selected_only)
 
     infos: list[PartInfo | BadPart] = []
     chunks, pending = [], []
@@ -243,6 +244,24 @@ def _read_parts(
     if pending or not chunks:
         chunks.append(_combine(pending, schema, results_dir, selected_only, layers))
     return infos, pa.concat_tables(chunks)
+
+
+def read_part(
+    path: Path, wanted: set[str], selected_only: bool
+) -> tuple[PartInfo | BadPart, pa.Table | None]:
+    """One part validated (:func:`part_info`) and its wanted rows read (:func:`_part_rows`),
+    opening the file once: (its PartInfo, its rows) or (the BadPart, None)."""
+    try:
+        file = pq.ParquetFile(path)
+    except Exception as err:  # pyarrow raises several types for truncated or foreign files
+        return _unreadable(path, err), None
+    try:
+        info = part_info(path, file=file)
+        return info, _part_rows(file, path, wanted, selected_only)
+    except BadPart as err:
+        return err, None
+    finally:
+        file.close()
 
 
 def _part_rows(file: pq.ParquetFile, path: Path, wanted: set[str], selected_only: bool) -> pa.Table:
