@@ -115,7 +115,7 @@ def pretrain_columns(info: Mapping | None) -> dict:
     """
     info = info or {}
     out = {"upstream_task": _text(info.get("upstream_task"))}
-    for key in KNOBS:
+    for key in ("upstream_accuracy", *KNOBS):
         out[key] = _number(info.get(key), integer=key == "params")
     out.update(pretrain_identity(info))
     return out
