@@ -304,3 +304,19 @@ def test_pretrained_checkpoints_carry_their_identity_into_the_parts(lp_home, tmp
         result.matched_on["head_wd"]
     )
     assert "may also differ" not in result.notes[0]
+
+
+def test_an_external_table_with_a_seed_column_is_matched_on_it(tmp_path):
+    """A published table's pretrain_seed column is a schema column: pairs must share it."""
+    base = dict(params=1e6, upstream_accuracy=0.5, task="t")
+    rows = [
+        dict(base, model=m, head_wd=wd, pretrain_seed=s, test_accuracy=0.4 + wd)
+        for m, wd, s in (("a", 0.0, 0), ("b", 0.1, 1), ("c", 0.1, 0))
+    ]
+    path = tmp_path / "zoo.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    result = knob_pairs(read_selected(path))
+    assert result.pairs[["low_checkpoints", "high_checkpoints"]].values.tolist() == [["a", "c"]]
+    assert "pretrain_seed" in result.matched_on["head_wd"]
+    assert "the architecture (pretrain_model), the pre-training seed" not in result.notes[0]
+    assert "the architecture (pretrain_model) or the schedule" in result.notes[0]
