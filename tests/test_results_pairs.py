@@ -6,11 +6,16 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from layerprobe.analysis.pairs import knob_pairs, t_interval
 from layerprobe.cli import main
+from layerprobe.results import load
 from layerprobe.results.read import read_selected
+from layerprobe.results.schema import PRETRAIN_IDENTITY, SCHEMA_VERSION
+from tests.helpers_pretrain import lp_home_fixture  # noqa: F401 - fixture
 from tests.results_data import DEPTHS, LAYERS, probe_rows, write_store
 
 D_US, D_DS, D_DEPTH = -0.02, 0.05, -1 / 3  # head_wd 0 → 0.1: the true paired effects
@@ -171,3 +176,166 @@ def test_cli_bad_options_are_one_line_exit_2(matched, extra, expect, capsys):
     assert main(["results", "knobs", "--results", str(matched), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expect in err[0], err
+
+
+# -- matched on the pre-training identity (results schema 3) ----------------------------------
+SCHEDULE = "lr=0.01 wd=0.05 warmup_epochs=0.1 label_smoothing=0 batch_size=128 schedule_epochs=4"
+
+
+def identity_rows(checkpoints: dict[str, dict]) -> list[dict]:
+    """One (model key → head_wd, pretrain_seed, ...) checkpoint per entry, all of one model and
+    schedule unless the entry says otherwise; DS accuracy 0.4 + head_wd / 10 on one task."""
+    rows = []
+    for key, ckpt in checkpoints.items():
+        ident = dict(pretrain_model="resnet-tiny32", pretrain_schedule=SCHEDULE, pretrain_seed=0)
+        ident.update(ckpt)
+        for layer, depth in zip(LAYERS, DEPTHS, strict=True):
+            acc = (0.4 + ident["head_wd"] / 10) * (0.7 + 0.3 * depth)
+            rows += probe_rows(acc, model_key=key, layer=layer, depth=depth, **ident)
+    return rows
+
+
+def test_a_pair_differing_also_in_seed_is_not_matched(tmp_path):
+    """a (wd 0, seed 0), b (wd 0.1, seed 1), c (wd 0.1, seed 0): only a–c is a pair."""
+    store = write_store(
+        identity_rows(
+            dict(a=dict(head_wd=0.0), b=dict(head_wd=0.1, pretrain_seed=1), c=dict(head_wd=0.1))
+        ),
+        tmp_path / "res",
+    )
+    table = read_selected(store)
+    assert set(table["pretrain_seed"]) == {0, 1} and set(table["pretrain_model"]) == {
+        "resnet-tiny32"
+    }
+    result = knob_pairs(table)
+    assert list(result.pairs["low_checkpoints"]) == ["a"]
+    assert list(result.pairs["high_checkpoints"]) == ["c"]  # b differs in its seed too
+    assert result.pairs["pretrain_seed"].tolist() == [0]
+    assert result.matched_on["head_wd"][-3:] == [
+        "pretrain_model",
+        "pretrain_seed",
+        "pretrain_schedule",
+    ]
+    assert result.effects["d_ds"].iloc[0] == pytest.approx(0.01)
+    first = result.notes[0]
+    assert "pre-training architecture, seed and schedule" in first
+    assert "may also differ" not in first  # every checkpoint records them: nothing to confess
+    assert "1 matched pair(s) of 2 checkpoints" in result.notes[1]
+
+
+def test_differing_in_head_wd_and_seed_only_is_no_pair(tmp_path):
+    store = write_store(
+        identity_rows(dict(a=dict(head_wd=0.0), b=dict(head_wd=0.1, pretrain_seed=1))),
+        tmp_path / "res",
+    )
+    result = knob_pairs(read_selected(store))
+    assert result.effects.empty and result.pairs.empty
+    assert "cannot be separated from pretrain_seed" in result.notes[1]
+
+
+@pytest.mark.parametrize("column", ["pretrain_schedule", "pretrain_model"])
+def test_a_pair_differing_in_schedule_or_architecture_is_not_matched(tmp_path, column):
+    other = "lr=0.02" if column == "pretrain_schedule" else "vit-tiny32"
+    store = write_store(
+        identity_rows(dict(a=dict(head_wd=0.0), b=dict(head_wd=0.1, **{column: other}))),
+        tmp_path / "res",
+    )
+    result = knob_pairs(read_selected(store))
+    assert result.pairs.empty and f"cannot be separated from {column}" in result.notes[1]
+
+
+def old_schema(path) -> None:
+    """Rewrite a part as results schema 2 wrote it: no pre-training identity columns."""
+    table = pq.read_table(path)
+    meta = dict(table.schema.metadata) | {b"layerprobe_schema_version": b"2"}
+    table = table.drop_columns([c for c in PRETRAIN_IDENTITY if c in table.column_names])
+    version = table.schema.get_field_index("schema_version")
+    table = table.set_column(version, "schema_version", pa.array([2] * len(table), pa.int64()))
+    pq.write_table(table.replace_schema_metadata(meta), path)
+
+
+def test_old_schema_parts_are_read_and_pairs_fall_back(tmp_path, capsys):
+    """A part of schema 2 (before the identity columns) is read with them unknown; where one
+    compared checkpoint lacks the seed, pairs are not matched on it and the first note says so."""
+    store = write_store(
+        identity_rows(
+            dict(a=dict(head_wd=0.0), b=dict(head_wd=0.1, pretrain_seed=1), c=dict(head_wd=0.1))
+        ),
+        tmp_path / "res",
+    )
+    old = next(
+        p for p in store.rglob("*.parquet") if pq.read_table(p)["model_key"][0].as_py() == "b"
+    )
+    old_schema(old)
+    assert pq.read_metadata(old).metadata[b"layerprobe_schema_version"] == b"2"
+    rows = load(store)
+    b = rows[rows["model_key"] == "b"]
+    assert len(b) and b["pretrain_seed"].isna().all() and b["pretrain_model"].isna().all()
+    assert set(rows["schema_version"]) == {2, SCHEMA_VERSION}
+    result = knob_pairs(read_selected(store))
+    first = result.notes[0]
+    assert "do not record the architecture (pretrain_model)" in first
+    assert "for 1 of the 3 checkpoint(s) compared" in first and "may also differ" in first
+    assert "pretrain_seed" not in result.matched_on["head_wd"]
+    assert sorted(result.pairs["high_checkpoints"]) == ["b;c"]  # b and c share the high side
+    assert main(["results", "knobs", "--results", str(store)]) == 0
+    assert "for 1 of the 3 checkpoint(s) compared" in capsys.readouterr().out
+    for part in store.rglob("*.parquet"):
+        old_schema(part)  # a store of schema 2 only: still read, every identity unknown
+    assert knob_pairs(read_selected(store)).pairs["high_checkpoints"].tolist() == ["b;c"]
+
+
+# -- the real flow: pretrain → extract → probe → matched pairs ---------------------------------
+TINY_RUN = dict(
+    data_fraction=0.05, epochs=1, batch_size=32, lr=5e-3, warmup_epochs=0.1, device="cpu"
+)
+
+
+@pytest.mark.slow
+def test_pretrained_checkpoints_carry_their_identity_into_the_parts(lp_home, tmp_path):
+    """Two tiny `layerprobe pretrain` runs that differ in head_wd alone: their parts hold the
+    model, seed and schedule, and the pair is matched on all of them."""
+    from layerprobe.backbones import ModelConfig
+    from layerprobe.extract import ExtractConfig, extract
+    from layerprobe.pretrain import PretrainConfig, pretrain
+    from layerprobe.probe import ProbeConfig, probe_cache
+
+    config = ExtractConfig(cache_dir=tmp_path / "cache", splits="train,test", quiet=True)
+    for wd in (0.0, 1.0):
+        run = PretrainConfig("resnet-tiny32", head_wd=wd, **TINY_RUN)
+        ckpt = pretrain(run, tmp_path / f"wd{wd:g}", quiet=True)
+        extract(ModelConfig(str(ckpt)), "builtin/objects-colour", config)
+    probe_cache(tmp_path / "cache", tmp_path / "results", ProbeConfig(shots=[5], seeds=1))
+    parts = sorted((tmp_path / "results").rglob("*.parquet"))
+    assert len(parts) == 2
+    for part in parts:
+        table = pq.read_table(part, columns=[*PRETRAIN_IDENTITY, "schema_version"]).to_pandas()
+        assert (table["schema_version"] == SCHEMA_VERSION).all()
+        assert set(table["pretrain_model"]) == {"resnet-tiny32"}
+        assert set(table["pretrain_seed"]) == {0}
+        assert table["pretrain_schedule"].nunique() == 1
+        schedule = table["pretrain_schedule"].iloc[0]
+        assert "lr=0.005 " in schedule and "batch_size=32 " in schedule
+        assert "schedule_epochs=1 " in schedule and "precision=fp32" in schedule
+    result = knob_pairs(read_selected(tmp_path / "results"))
+    assert len(result.pairs) == 1
+    assert {"pretrain_model", "pretrain_seed", "pretrain_schedule"} <= set(
+        result.matched_on["head_wd"]
+    )
+    assert "may also differ" not in result.notes[0]
+
+
+def test_an_external_table_with_a_seed_column_is_matched_on_it(tmp_path):
+    """A published table's pretrain_seed column is a schema column: pairs must share it."""
+    base = dict(params=1e6, upstream_accuracy=0.5, task="t")
+    rows = [
+        dict(base, model=m, head_wd=wd, pretrain_seed=s, test_accuracy=0.4 + wd)
+        for m, wd, s in (("a", 0.0, 0), ("b", 0.1, 1), ("c", 0.1, 0))
+    ]
+    path = tmp_path / "zoo.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    result = knob_pairs(read_selected(path))
+    assert result.pairs[["low_checkpoints", "high_checkpoints"]].values.tolist() == [["a", "c"]]
+    assert "pretrain_seed" in result.matched_on["head_wd"]
+    assert "the architecture (pretrain_model), the pre-training seed" not in result.notes[0]
+    assert "the architecture (pretrain_model) or the schedule" in result.notes[0]

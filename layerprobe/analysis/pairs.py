@@ -5,8 +5,9 @@ the knob with whatever else changed with it: where every ViT was trained with on
 rate and every ResNet with another, the "effect" of the learning rate is the architecture's.
 :func:`knob_pairs` reads the effect of a head knob (``head_wd``, ``head_lr``; the paper's
 Appendix C) only from **matched pairs**: two checkpoints whose upstream task, parameter count,
-data fraction, epochs and other head knob are equal (and any ``match`` columns, e.g. an
-architecture or pre-training seed column of an external table), and whose knob differs.
+data fraction, epochs, other head knob, and pre-training architecture, seed and schedule
+(``pretrain_model``, ``pretrain_seed``, ``pretrain_schedule``: results schema 3) are equal (and
+any ``match`` columns, e.g. a family column of an external table), and whose knob differs.
 
 Per pair and downstream task (and shots, probe) it takes the paired differences (higher knob
 value minus lower) of the US accuracy, of the DS accuracy at ``pre_logits`` and at the best
@@ -15,10 +16,11 @@ accuracy over seeds: does the head's weight decay move information into lower la
 the pairs of one comparison it reports the mean difference with a two-sided t-interval
 (``mean ± t(level; n − 1) · sd / √n``; none from a single pair).
 
-What the store cannot match on is said, not assumed: a checkpoint's pre-training seed, its
-architecture beyond the parameter count and its learning-rate schedule are not columns of the
-results schema (:data:`NOT_RECORDED`), so pairs may differ in them; give such columns in an
-external table and name them in ``match``.
+What the store cannot match on is said, not assumed: the pre-training identity columns are
+known only for checkpoints made by ``layerprobe pretrain`` and probed into schema 3 parts. Where
+one of them is unknown for some of the checkpoints a knob is compared over, pairs are not
+matched on it (as before schema 3: the parameter count stands in for the architecture), and the
+first note says which column, for how many checkpoints, and that pairs may differ in it.
 """
 
 from __future__ import annotations
@@ -44,14 +46,15 @@ from layerprobe.analysis.points import (
     with_upstream_task,
 )
 from layerprobe.errors import ConfigError, DataError
+from layerprobe.results.schema import PRETRAIN_IDENTITY
 from layerprobe.results.show import check_shots
 
-# What a checkpoint records about itself (``pretrain_info``) but the results schema does not keep.
-NOT_RECORDED = (
-    "the pre-training seed",
-    "the architecture beyond its parameter count (params)",
-    "the learning-rate schedule (only the epochs trained)",
-)
+# The pre-training identity columns in words (for the notes).
+IDENTITY_WORDS = {
+    "pretrain_model": "the architecture (pretrain_model)",
+    "pretrain_seed": "the pre-training seed (pretrain_seed)",
+    "pretrain_schedule": "the schedule (pretrain_schedule)",
+}
 MEASURES = {
     "d_us": "US accuracy",
     "d_ds": "DS accuracy at pre_logits",
@@ -75,8 +78,9 @@ class KnobPairs:
         ``*_lo`` / ``*_hi`` (NaN from one pair).
     pairs : one row per matched pair: knob, low, high, the matched columns' values, and the
         checkpoints (model keys, ``;``-joined where several share a value) on each side.
-    notes : plain sentences: what was matched on, what could not be, and, per knob, either the
-        comparisons found or why there are none.
+    notes : plain sentences: what was matched on (the first says which pre-training identity
+        column is unknown for some checkpoints, so not matched, only where one is), and, per
+        knob, either the comparisons found or why there are none.
     matched_on : the columns pairs are equal in (per knob).
     """
 
@@ -100,7 +104,9 @@ def knob_pairs(
     ----------
     table : selected-λ store rows (``read_selected``; rows of other λ are ignored), with the
         columns model_key, upstream_task, upstream_accuracy, the knobs, task, layer, depth,
-        shots, seed, probe, test_accuracy and the ``match`` columns.
+        shots, seed, probe, test_accuracy and the ``match`` columns; the pre-training identity
+        columns (``pretrain_model``, ``pretrain_seed``, ``pretrain_schedule``) where it has
+        them (a table without them is matched as if they were unknown).
     knobs : the knobs to compare (each a column; default head_wd and head_lr).
     match : further columns a pair must agree on (each must describe the checkpoint).
     shots : only these shot counts.
@@ -128,13 +134,21 @@ def knob_pairs(
         table = table[table["shots"].isin(list(shots))]
     if table.empty:
         raise DataError("no results to compare: the results have no rows")
-    info = _checkpoints(table, [*KNOBS, *match])
+    present = [c for c in PRETRAIN_IDENTITY if c in table.columns]
+    info = _checkpoints(table, [*KNOBS, *present, *match])
+    for name in PRETRAIN_IDENTITY:
+        if name not in info.columns:
+            info[name] = None
     values = _values(table)
-    effects, pairs = [], []
-    notes = [_unrecorded_note(match)]
+    effects, pairs, notes = [], [], []
     matched_on = {}
+    compared: set[str] = set()  # the checkpoints of the knobs compared
     for knob in knobs:
-        identity = ["upstream_task", *(k for k in KNOBS if k != knob), *match]
+        have = info[info[knob].notna()]
+        whole = [c for c in PRETRAIN_IDENTITY if len(have) and have[c].notna().all()]
+        if have[knob].nunique() > 1:
+            compared |= set(have["model_key"])
+        identity = ["upstream_task", *(k for k in KNOBS if k != knob), *whole, *match]
         identity = list(dict.fromkeys(c for c in identity if c != knob))
         known = [c for c in identity if info[c].notna().any()]
         matched_on[knob] = known
@@ -144,7 +158,11 @@ def knob_pairs(
             continue
         pairs.append(_pairs_frame(units, knob, known))
         effects.append(_effects(units, values, knob, level))
-    notes += _depth_notes(effects)
+    notes = [
+        _identity_note(info[info["model_key"].isin(compared)], match),
+        *notes,
+        *_depth_notes(effects),
+    ]
     effect_frame = (
         pd.concat(effects, ignore_index=True) if effects else pd.DataFrame(columns=PAIR_COLUMNS)
     )
@@ -317,18 +335,41 @@ def t_interval(diffs: np.ndarray, level: float = 0.95) -> tuple[float, float, fl
     return mean, mean - half, mean + half
 
 
-def _unrecorded_note(match: Sequence[str]) -> str:
-    text = (
+def _identity_note(compared: pd.DataFrame, match: Sequence[str]) -> str:
+    """What pairs are matched on; where a pre-training identity column is unknown for some of
+    the ``compared`` checkpoints (one row each), which, for how many, and that pairs are not
+    matched on it, so may differ in it."""
+    also = f" (also matched on {', '.join(match)})" if match else ""
+    unknown = {c: int(compared[c].isna().sum()) for c in PRETRAIN_IDENTITY}
+    unknown = {c: n for c, n in unknown.items() if n}
+    if not unknown:
+        return (
+            "Pairs are equal in the upstream task, params, data_fraction, epochs, the other head "
+            "knob and the pre-training architecture, seed and schedule (pretrain_model, "
+            f"pretrain_seed, pretrain_schedule) where the results record them{also}."
+        )
+    matched = [c for c in PRETRAIN_IDENTITY if c not in unknown]
+    total = len(compared)
+    if len(set(unknown.values())) == 1:
+        missing = (
+            f"{_join([IDENTITY_WORDS[c] for c in unknown])} for {next(iter(unknown.values()))}"
+        )
+    else:
+        missing = _join([f"{IDENTITY_WORDS[c]} for {n}" for c, n in unknown.items()])
+    one = len(unknown) == 1
+    return (
         "Pairs are equal in the upstream task, params, data_fraction, epochs and the other head "
-        "knob where the results record them; the results schema does not record "
-        + ", ".join(NOT_RECORDED[:-1])
-        + " or "
-        + NOT_RECORDED[-1]
-        + ", so a pair may also differ in those"
+        "knob" + "".join(f", {c}" for c in matched) + f" where the results record them{also}; "
+        f"the results do not record {missing} of the {total} checkpoint(s) compared "
+        "(checkpoints not made by `layerprobe pretrain` have none; parts probed before results "
+        "schema 3 get them when probed again with --force), so pairs are not matched on "
+        f"{'it' if one else 'those'} and a pair may also differ in {'it' if one else 'them'}"
+        + (" (params stands in for the architecture)." if "pretrain_model" in unknown else ".")
     )
-    if match:
-        text += f" (also matched on {', '.join(match)})"
-    return text + "."
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
 
 
 def _depth_notes(effects: list[pd.DataFrame]) -> list[str]:
@@ -357,7 +398,7 @@ def _depth_notes(effects: list[pd.DataFrame]) -> list[str]:
     return notes
 
 
-READ_COLUMNS = POINT_COLUMNS
+READ_COLUMNS = (*POINT_COLUMNS, *PRETRAIN_IDENTITY)
 
 
 def read_for_pairs(

@@ -27,7 +27,8 @@ def add_parser(subparsers) -> None:
         help="head weight decay / learning rate effects from matched pairs of checkpoints",
         description=(
             "Pair checkpoints that differ in one head knob only (equal upstream task, params, "
-            "data fraction, epochs, other head knob and any --match columns) and print, per "
+            "data fraction, epochs, other head knob, pre-training model, seed and schedule where "
+            "recorded, and any --match columns) and print, per "
             "task and shot count, the mean paired difference (higher knob value minus lower) of "
             "US accuracy, DS accuracy at pre_logits and at the best layer, and the best layer's "
             "depth, with t-intervals over pairs. Says so when there are no matched pairs."

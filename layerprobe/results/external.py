@@ -23,7 +23,13 @@ import numpy as np
 import pandas as pd
 
 from layerprobe.errors import ConfigError, DataError
-from layerprobe.results.schema import COLUMNS, KNOBS, ROW_KEY, SCHEMA_VERSION
+from layerprobe.results.schema import (
+    COLUMNS,
+    KNOBS,
+    PRETRAIN_IDENTITY,
+    ROW_KEY,
+    SCHEMA_VERSION,
+)
 
 SUFFIXES = (".csv", ".parquet", ".pq")
 REQUIRED = ("model", "upstream_accuracy", "task", "test_accuracy")
@@ -190,6 +196,14 @@ def complete(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
         if name not in out.columns:
             out[name] = DEFAULTS.get(name, math.nan)
         out[name] = _numbers(out[name], name, path)
+    for name in PRETRAIN_IDENTITY:  # optional; blank = unknown
+        if name not in out.columns:
+            out[name] = None
+        elif name == "pretrain_seed":
+            out[name] = _numbers(out[name], name, path)
+        else:
+            text = out[name].astype(object).where(out[name].notna(), None)
+            out[name] = [None if v is None or not str(v).strip() else str(v).strip() for v in text]
     for name in ACCURACY_COLUMNS:
         _check_accuracy(out, name, path, null_ok=name == "val_accuracy")
     for name in ("depth", *INTEGER_COLUMNS):
@@ -299,7 +313,7 @@ def _check_unique(frame: pd.DataFrame, path) -> None:
 def _check_per_checkpoint(frame: pd.DataFrame, path) -> None:
     """What describes a checkpoint (US accuracy, upstream task, knobs) is one value per model key."""
     per = frame.groupby("model_key", sort=False)
-    for name in ("upstream_task", "upstream_accuracy", *KNOBS):
+    for name in ("upstream_task", "upstream_accuracy", *KNOBS, *PRETRAIN_IDENTITY):
         counts = per[name].nunique(dropna=False)
         if (counts > 1).any():
             model = counts.index[counts.to_numpy() > 1][0]

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from layerprobe.errors import DataError, check_writable
 from layerprobe.results.layout import write_part_table
-from layerprobe.results.schema import NUMERIC, SCHEMA_VERSION, to_table
+from layerprobe.results.schema import NUMERIC, READABLE_VERSIONS, SCHEMA_VERSION, to_table
 from layerprobe.runtime.ids import canonical_json, short_hash, slug
 
 PART_SUFFIX = ".parquet"
@@ -193,8 +193,9 @@ def read_metadata(path: Path, file: pq.ParquetFile | None = None) -> tuple[int |
 
 
 def check_version(path: Path, version: int | None) -> None:
-    """Refuse a part of another schema version, saying how to go on."""
-    if version == SCHEMA_VERSION:
+    """Refuse a part of a schema version this layerprobe does not read, saying how to go on
+    (older versions of ``READABLE_VERSIONS`` are read, the columns they lack as nulls)."""
+    if version in READABLE_VERSIONS:
         return
     if version is None:
         raise BadPart(
@@ -204,7 +205,8 @@ def check_version(path: Path, version: int | None) -> None:
         )
     raise BadPart(
         path,
-        f"has results schema {version}, this layerprobe reads schema {SCHEMA_VERSION}",
+        f"has results schema {version}, this layerprobe reads schema "
+        + " and ".join(map(str, READABLE_VERSIONS)),
         "probe again into a new --results folder (the feature caches are reused), or delete "
         "the old parts",
         skippable=False,

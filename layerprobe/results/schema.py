@@ -2,18 +2,26 @@
 
 One row per (model key, task, layer, shots, seed, regularisation value, probe configuration).
 A new column comes with a ``SCHEMA_VERSION`` bump (docs/contracts.md): readers refuse
-parts of another version instead of guessing what their columns mean.
+parts of a version they do not know instead of guessing what their columns mean, and read the
+older versions of :data:`READABLE_VERSIONS` with the columns added since as unknown (null).
+
+Versions: 2 — the columns up to ``schema_version``; 3 — the pre-training identity
+(``pretrain_model``, ``pretrain_seed``, ``pretrain_schedule``), so matched knob pairs are
+matched on the architecture, seed and schedule, not on the parameter count alone.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 
 import pandas as pd
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Versions whose parts are read (columns a version lacks come as nulls: unknown).
+READABLE_VERSIONS = (2, 3)
 
 # What pre-training recorded about a checkpoint: the keys of a checkpoint's `pretrain_info`
 # (and of a cache's `pretrain` attribute) that become columns of every row of its model.
@@ -25,8 +33,30 @@ PRETRAIN_COLUMNS = (
     "epochs",
     "head_wd",
     "head_lr",
+    "pretrain_model",
+    "pretrain_seed",
+    "pretrain_schedule",
 )
 KNOBS = ("params", "data_fraction", "epochs", "head_wd", "head_lr")
+# What else a pre-training run is (schema 3): the architecture (``model`` of the record, with
+# its constructor arguments), the seed, and the schedule (:data:`SCHEDULE_KEYS`). Null for
+# checkpoints not made by ``layerprobe pretrain`` and in parts of schema 2.
+PRETRAIN_IDENTITY = ("pretrain_model", "pretrain_seed", "pretrain_schedule")
+# The training settings of a ``layerprobe pretrain`` record besides the knobs and the seed, in
+# the order ``pretrain_schedule`` spells them (``key=value``, space-separated): the body's peak
+# learning rate and weight decay (the head's are the knobs), warm-up, label smoothing, batch
+# size, input size, the length of the cosine schedule (a snapshot after 2 of 4 epochs is not a
+# 2-epoch run) and the precision.
+SCHEDULE_KEYS = (
+    "lr",
+    "wd",
+    "warmup_epochs",
+    "label_smoothing",
+    "batch_size",
+    "image_size",
+    "schedule_epochs",
+    "precision",
+)
 
 SCHEMA = pa.schema(
     [
@@ -39,6 +69,9 @@ SCHEMA = pa.schema(
         ("epochs", pa.float64()),
         ("head_wd", pa.float64()),
         ("head_lr", pa.float64()),
+        ("pretrain_model", pa.string()),  # the architecture pre-trained (with its arguments)
+        ("pretrain_seed", pa.int64()),
+        ("pretrain_schedule", pa.string()),  # SCHEDULE_KEYS as key=value
         ("task", pa.string()),
         ("layer", pa.string()),
         ("depth", pa.float64()),
@@ -74,12 +107,52 @@ NUMERIC = ("depth", "shots", "seed", "val_accuracy", "test_accuracy", "n_train",
 
 
 def pretrain_columns(info: Mapping | None) -> dict:
-    """The pre-training columns of a checkpoint's ``pretrain_info`` (null where unknown)."""
+    """The pre-training columns of a checkpoint's ``pretrain_info`` (null where unknown).
+
+    The knobs are numbers; ``pretrain_model``, ``pretrain_seed`` and ``pretrain_schedule`` come
+    from a ``layerprobe pretrain`` record only (its ``model``, ``seed`` and schedule settings,
+    from the record or the run ``config`` it keeps), so they are null for anything else.
+    """
     info = info or {}
     out = {"upstream_task": _text(info.get("upstream_task"))}
-    for key in PRETRAIN_COLUMNS[1:]:
+    for key in ("upstream_accuracy", *KNOBS):
         out[key] = _number(info.get(key), integer=key == "params")
+    out.update(pretrain_identity(info))
     return out
+
+
+def pretrain_identity(info: Mapping) -> dict:
+    """``pretrain_model``, ``pretrain_seed`` and ``pretrain_schedule`` of a pre-training record.
+
+    A record is a ``layerprobe pretrain`` one when it names its ``model`` and keeps its run
+    ``config`` (a mapping); otherwise all three are None. The model is the name, followed by its
+    constructor arguments as sorted JSON when it had any (``vit-tiny32 {"depth": 6}``); the
+    schedule is :data:`SCHEDULE_KEYS` as ``key=value`` (numbers to 12 significant digits), each
+    from the record or else its config, leaving out what neither holds.
+    """
+    config = info.get("config")
+    if not isinstance(config, Mapping) or not isinstance(info.get("model"), str):
+        return dict.fromkeys(PRETRAIN_IDENTITY)
+    model = info["model"]
+    if config.get("model_args"):
+        model += " " + json.dumps(config["model_args"], sort_keys=True, default=str)
+    seed = _number(info.get("seed", config.get("seed")), integer=True)
+    settings = []
+    for key in SCHEDULE_KEYS:
+        value = info.get(key, config.get("epochs") if key == "schedule_epochs" else config.get(key))
+        if value is not None:
+            settings.append(f"{key}={_setting(value)}")
+    return {
+        "pretrain_model": model,
+        "pretrain_seed": seed,
+        "pretrain_schedule": " ".join(settings) or None,
+    }
+
+
+def _setting(value) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:.12g}"
 
 
 def to_table(rows: pd.DataFrame) -> pa.Table:

@@ -35,7 +35,17 @@ ANALYSIS_SCHEMA = pa.schema(
         if name not in ("k", "converged", "l2_select")
     ]
 )
-TEXT = ("model", "model_key", "upstream_task", "task", "layer", "probe", "backend")
+TEXT = (
+    "model",
+    "model_key",
+    "upstream_task",
+    "pretrain_model",
+    "pretrain_schedule",
+    "task",
+    "layer",
+    "probe",
+    "backend",
+)
 # Accuracies served must be finite; a null val_accuracy means "not measured" (a fine-tune with
 # a given learning rate), a null test_accuracy is refused like NaN.
 ACCURACIES = {"test_accuracy": False, "val_accuracy": True}  # column: null allowed
