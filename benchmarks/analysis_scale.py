@@ -85,7 +85,18 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--lambdas", type=int, default=30, help="λ rows kept per probe (30: all)")
     p.add_argument("--dir", type=Path, default=Path("/tmp/layerprobe-analysis-scale"))
-    p.add_argument("--bootstrap", type=int, default=100, help="passed to fit and report")
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        help="passed to fit and report (default 0: the commands' own default, what a user runs)",
+    )
+    p.add_argument(
+        "--states",
+        default="cold,warm",
+        help="which runs of each command: cold (no row cache; it builds one), warm (the cache "
+        "is valid), or both (default); warm alone builds the cache first, untimed",
+    )
     p.add_argument("--baseline-max-rows", type=float, default=40e6)
     p.add_argument("--keep", action="store_true", help="keep the generated store for a re-run")
     p.add_argument(
@@ -327,8 +338,12 @@ def main() -> int:
     # Each command cold (no row cache: it reads every part and builds the cache) and then warm
     # (the cache is valid: it reads one file); each run writes its own --out folder.
     timed = {FLOOR: [sys.executable, "-c", FLOOR_CODE, str(store)]}
+    states = [state for state in ("cold", "warm") if state in args.states.split(",")]
+    if states == ["warm"] and not cache_path(store).is_file():
+        warm_up = "import sys; from layerprobe.results.read import read_selected; read_selected(sys.argv[1])"
+        subprocess.run([sys.executable, "-c", warm_up, str(store)], check=True, env=env(), cwd=ROOT)
     for name, cmd in runs.items():
-        for state in ("cold", "warm"):
+        for state in states:
             timed[f"{name}, {state}"] = [
                 f"{a}-{state}" if a.startswith(str(out)) else a for a in cmd
             ]
