@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from layerprobe.cli import build_parser, main
+from layerprobe.cli import COMMANDS, build_parser, main
 
 HEAVY = ("torch", "pandas", "pyarrow", "h5py", "matplotlib", "scipy", "sklearn", "timm")
 
@@ -33,9 +33,14 @@ def _subparser(parser, name):
     return action.choices[name]
 
 
-@pytest.mark.parametrize("name", ["probe", "fit", "extract"])
-def test_a_named_command_gets_the_same_parser_as_the_full_one(name):
-    alone, full = build_parser(name), build_parser()
+@pytest.fixture(scope="module")
+def full_parser():
+    return build_parser()
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_a_named_command_gets_the_same_parser_as_the_full_one(name, full_parser):
+    alone, full = build_parser(name), full_parser
     action = next(a for a in alone._actions if a.dest == "command")
     assert list(action.choices) == [name]  # only this command's module was asked for
     assert _subparser(alone, name).format_help() == _subparser(full, name).format_help()
