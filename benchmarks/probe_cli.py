@@ -7,6 +7,8 @@ The standard sweep as a user runs it: 20 tasks of float16 caches on disk (12 lay
   process start to exit (the last Parquet part renamed);
 - engine: the torch backend in this process on the same features, already in memory
   (float32), one call per task, as ``benchmarks/probe_sweep.py`` times it;
+- start-up: a fresh interpreter importing what the CLI imports before its first unit, then
+  exiting (the part of the CLI's time no engine change can reach);
 - numpy: the recipe written plainly (``probe_sweep.numpy_recipe``), in memory, at its faster
   BLAS thread count (tried on the first task).
 
@@ -148,6 +150,17 @@ def run_cli(cache_dir: Path, results: Path, source: Path = ROOT) -> Clock:
     return clock
 
 
+def run_startup(source: Path = ROOT) -> Clock:
+    """The probe command's start-up alone: a fresh interpreter importing what ``layerprobe
+    probe`` imports before its first unit (the CLI, the probe runner, torch, pandas, pyarrow,
+    h5py), then exiting."""
+    env = os.environ | {"PYTHONPATH": str(source)}
+    code = "import layerprobe.cli, layerprobe.commands.probe, layerprobe.probe.run"
+    with Clock() as clock:
+        subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=source)
+    return clock
+
+
 def run_engine(tasks, l2s) -> tuple[Clock, list[np.ndarray]]:
     counts, clock = [], Clock()
     for _, probes, _ in tasks:
@@ -283,9 +296,10 @@ def main() -> None:
     run_engine(tasks[:1], l2s)  # warm-up (thread pools, allocator)
     inputs = floor_inputs(tasks)
     time_floor(inputs[:1], l2s)  # warm-up
-    cli, engine, floor, before = [], [], [], []
+    cli, engine, floor, before, startup = [], [], [], [], []
     for r in range(args.repeats):
         cli.append(run_cli(cache, work / f"results{r}"))
+        startup.append(run_startup())
         clock, counts = run_engine(tasks, l2s)
         engine.append(clock)
         floor.append(time_floor(inputs, l2s))
@@ -313,6 +327,13 @@ def main() -> None:
             numpy_clock.cpu * scale,
         ),
     ]
+    rows.append(
+        (
+            "start-up: the probe path's imports alone",
+            median(startup, "wall"),
+            median(startup, "cpu"),
+        )
+    )
     if before:
         rows.append((f"CLI of {args.compare_with}", median(before, "wall"), median(before, "cpu")))
     print()
@@ -326,7 +347,13 @@ def main() -> None:
         f"(goal <= 1.3); engine / floor {rows[1][1] / rows[2][1]:.2f}x wall, "
         f"{rows[1][2] / rows[2][2]:.2f}x CPU (goal <= 1.3); load {os.getloadavg()[0]:.1f}"
     )
-    runs = [("CLI", cli), ("engine", engine), ("floor", floor), ("before", before)]
+    start_s = rows[4][1]
+    print(
+        f"start-up {start_s:.2f} s of the CLI's {rows[0][1]:.2f} s; the CLI without it / engine "
+        f"{(rows[0][1] - start_s) / rows[1][1]:.2f}x wall"
+    )
+    runs = [("CLI", cli), ("engine", engine), ("floor", floor), ("start-up", startup)]
+    runs.append(("before", before))
     print(
         "runs, wall (s): "
         + "; ".join(f"{n} {', '.join(f'{c.wall:.2f}' for c in cs)}" for n, cs in runs if cs)

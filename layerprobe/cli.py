@@ -45,7 +45,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"layerprobe: error: {message}; see `{self.prog} --help`\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``layerprobe`` parser with every sub-command, or with ``only`` that one: a command's
+    run then imports its own module alone, not every command's options and their rooms."""
     parser = _Parser(
         prog="layerprobe",
         description="How good is every layer of a vision backbone for every downstream task?",
@@ -55,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"layerprobe {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else [only]:
         importlib.import_module(COMMANDS.get(name)).add_parser(sub)
     return parser
 
@@ -68,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    # `layerprobe probe ...` needs only the probe command's parser; anything else (no command,
+    # an unknown one, top-level options) gets them all, for the full help and did-you-mean.
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
