@@ -73,7 +73,18 @@ class ReadOptions:
 
 
 @dataclass(kw_only=True)
-class AnalysisConfig:
+class RowCacheOption:
+    """Whether a command that reads the selected rows may use the cache beside the store."""
+
+    no_row_cache: bool = option(
+        False,
+        help="read every result part file instead of the selected-rows cache beside the store "
+        "(<results>/.layerprobe/selected-rows.cache, kept up to date by each read)",
+    )
+
+
+@dataclass(kw_only=True)
+class AnalysisConfig(RowCacheOption):
     """What the saturation fit (and the report's fit) computes.
 
     Parameters
@@ -145,11 +156,6 @@ class AnalysisConfig:
         type=float,
         metavar="W",
         help="an e_IR interval wider than this does not determine e_IR (status wide_interval)",
-    )
-    no_row_cache: bool = option(
-        False,
-        help="read every result part file instead of the selected-rows cache beside the store "
-        "(<results>/.layerprobe/selected-rows.cache, kept up to date by each read)",
     )
 
     def __post_init__(self) -> None:
@@ -325,7 +331,7 @@ class ShowConfig(ReadOptions):
 
 
 @dataclass(kw_only=True)
-class KnobsConfig(ReadOptions):
+class KnobsConfig(RowCacheOption, ReadOptions):
     """``layerprobe results knobs``: which knobs to pair checkpoints on, and how to print."""
 
     knob: list[str] | None = option(

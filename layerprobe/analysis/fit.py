@@ -403,7 +403,7 @@ def _free_left_end(iv: dict, x: np.ndarray, y: np.ndarray, *, form: Form, noise_
     honest error model gives that one point a one-sided term (on the frontier or below it); the
     union of the profile regions with and without the point is a conservative stand-in for it.
     Chosen by measurement (benchmarks/fit_coverage.py, seeds 0 and 1, its main and held-out panels; see
-    docs/coverage.md): k coverage over ``ok`` fits went from 75–76 % to 93–95 % and α from 85–87 %
+    docs/fit-coverage.md): k coverage over ``ok`` fits went from 75–76 % to 93–95 % and α from 85–87 %
     to 94–96 %, at the cost of 8–10 points of ``ok`` where e_IR is determined (63 % left on the
     main panel, 75–80 % on the held-out one). Uniting only where the point lies below the curve
     of the others kept 2–4 points more ``ok`` but covered k 90–93 % (one run 89.6 %); also

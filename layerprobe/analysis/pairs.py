@@ -407,16 +407,20 @@ def read_for_pairs(
     match: Sequence[str] = (),
     skip_bad: bool = False,
     warn: Callable[[str], None] | None = None,
+    row_cache: bool = True,
 ) -> pd.DataFrame:
     """The selected-λ rows :func:`knob_pairs` needs, from a results folder or an external table
-    (with its ``match`` columns; an unknown one is a :class:`ConfigError`)."""
+    (with its ``match`` columns; an unknown one is a :class:`ConfigError`); ``row_cache`` as for
+    :func:`~layerprobe.results.read.read_selected`."""
     from layerprobe.results.external import extra_columns, is_table
     from layerprobe.results.read import ANALYSIS_SCHEMA, read_selected
 
     extra = extra_columns(results) if is_table(results) else []
     check_match(match, [*ANALYSIS_SCHEMA.names, *extra])
     columns = list(dict.fromkeys([*READ_COLUMNS, *match]))
-    return read_selected(results, columns=columns, skip_bad=skip_bad, warn=warn)
+    return read_selected(
+        results, columns=columns, skip_bad=skip_bad, warn=warn, row_cache=row_cache
+    )
 
 
 def check_match(match: Sequence[str], available: Sequence[str]) -> None:

@@ -53,7 +53,12 @@ def run_knobs(args: argparse.Namespace) -> int:
     from layerprobe.analysis.pairs import format_pairs, knob_pairs, read_for_pairs
 
     config = from_args(KnobsConfig, args)
-    table = read_for_pairs(config.results, match=config.match, skip_bad=config.skip_bad)
+    table = read_for_pairs(
+        config.results,
+        match=config.match,
+        skip_bad=config.skip_bad,
+        row_cache=not config.no_row_cache,
+    )
     result = knob_pairs(
         table, knobs=config.knobs(), match=config.match, shots=config.shots, level=config.level
     )
