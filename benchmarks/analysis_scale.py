@@ -147,7 +147,10 @@ def _checkpoint_writer(args: argparse.Namespace, store: Path):
         "probe": "ridge",
         "backend": "torch",
         "created_at": pa.scalar(1_735_689_600_000_000, pa.timestamp("us", tz="UTC")),
-        "schema_version": 2,
+        "schema_version": SCHEMA_VERSION,
+        # one schedule for every run (SCHEDULE_KEYS spelt as the pre-training record spells it)
+        "pretrain_schedule": "lr=0.001 wd=0.0001 warmup_epochs=1 label_smoothing=0.0 "
+        "batch_size=4096 image_size=224 schedule_epochs=21 precision=bf16",
     }
 
     def write(c: int) -> tuple[int, int]:
@@ -204,7 +207,16 @@ def _checkpoint_writer(args: argparse.Namespace, store: Path):
                 np.full(n, fixed["created_at"].value), pa.timestamp("us", tz="UTC")
             ),
             "selected": selected.ravel(),
-            "schema_version": np.full(n, 2, np.int64),
+            "schema_version": np.full(n, SCHEMA_VERSION, np.int64),
+            # what the run was: the knob pairs match checkpoints on these (three seeds of each
+            # pre-training configuration)
+            "pretrain_model": pa.DictionaryArray.from_arrays(
+                np.zeros(n, np.int32), [f"vit-{c % 4}"]
+            ),
+            "pretrain_seed": np.full(n, (c // 36) % 3, np.int64),
+            "pretrain_schedule": pa.DictionaryArray.from_arrays(
+                np.zeros(n, np.int32), [fixed["pretrain_schedule"]]
+            ),
             "k": pa.nulls(n, pa.int64()),
             "converged": pa.nulls(n, pa.bool_()),
         }
