@@ -260,3 +260,25 @@ def test_upstream_measured_after_probe_reaches_the_rows_without_force(tmp_path, 
     assert (rows["upstream_accuracy"] == acc).all() and (rows["upstream_task"] == task).all()
     assert len(parts(results)) == 1
     assert probe_cache(cache, results, config).written == []  # and then it is done
+
+
+def test_the_duplicate_check_answers_as_pandas_on_every_kind_of_key_column():
+    """The reader's fast duplicate check (codes in mixed radix) against pandas' own, on key
+    columns of each kind the store has: categoricals with missing values, integers, text,
+    floats with NaN — with and without a duplicated row."""
+    from layerprobe.results.store import _any_duplicate
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(1, 40))
+        frame = pd.DataFrame(
+            {
+                "model_key": pd.Categorical(rng.choice(["a", "b", None], n)),
+                "shots": rng.integers(1, 4, n),
+                "config": rng.choice(["c0", "c1"], n).astype(object),
+                "l2": rng.choice([0.5, 1.0, np.nan], n),
+                "seed": rng.integers(0, 1000 if trial % 2 else 3, n),
+            }
+        )
+        for key in (["model_key", "shots"], ["model_key", "shots", "config", "l2", "seed"]):
+            assert _any_duplicate(frame, key) == frame.duplicated(key).any(), (trial, key)

@@ -173,8 +173,11 @@ def knob_pairs(
 def _checkpoints(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """One row per checkpoint: upstream task, US accuracy and ``columns`` (each must be one value
     per checkpoint)."""
-    frame = with_upstream_task(table)
     cols = list(dict.fromkeys(["upstream_task", "upstream_accuracy", *columns]))
+    # Distinct rows first (a few per checkpoint, in order of first appearance, so each
+    # column's first non-missing value and its count of values are those of every row).
+    present = [c for c in ["model_key", *cols] if c in table.columns]
+    frame = with_upstream_task(table[present].drop_duplicates())
     frame = frame[["model_key", *cols]].copy()
     frame["model_key"] = frame["model_key"].astype(str)
     for col in cols:

@@ -49,6 +49,15 @@ def only_selected(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def as_text(column: pd.Series) -> pd.Series:
+    """``column.astype(str)``; for a categorical without missing values, its categories are
+    converted and then taken by code, instead of every row converted (seconds at 10 M rows)."""
+    if isinstance(column.dtype, pd.CategoricalDtype) and not column.isna().any():
+        text = column.cat.categories.astype(str).take(column.cat.codes.to_numpy())
+        return pd.Series(text, index=column.index, name=column.name)
+    return column.astype(str)
+
+
 def with_upstream_task(table: pd.DataFrame) -> pd.DataFrame:
     """``upstream_task`` as plain text, '' where unknown (so it can be a group key)."""
     if "upstream_task" not in table.columns:
@@ -80,7 +89,7 @@ def seed_means(table: pd.DataFrame) -> pd.DataFrame:
     ).reset_index()
     stats["se"] = (stats.pop("std") / np.sqrt(stats["seeds"])).fillna(0.0)
     for col in ("model_key", "task", "layer", "probe"):
-        stats[col] = stats[col].astype(str)
+        stats[col] = as_text(stats[col])
     return stats
 
 
@@ -124,10 +133,11 @@ def checkpoint_points(
         idx = means.groupby(["model_key", *GROUP], sort=False)["accuracy"].idxmax()
         chosen = means.loc[idx]
     else:
-        if layer not in set(means["layer"]):
-            raise unknown_layer(layer, set(means["layer"]))
+        layers = set(means["layer"].unique())  # distinct values first: millions of rows
+        if layer not in layers:
+            raise unknown_layer(layer, layers)
         chosen = means[means["layer"] == layer]
-        lacking = sorted(set(means["model_key"]) - set(chosen["model_key"]))
+        lacking = sorted(set(means["model_key"].unique()) - set(chosen["model_key"].unique()))
         if lacking:
             _warn(warn, f"{len(lacking)} checkpoint(s) have no layer {layer!r} and are left out")
     points = chosen.rename(columns={"accuracy": "ds", "se": "ds_se"})

@@ -197,7 +197,7 @@ def _summary_section(
 
 
 def _store_facts(table: pd.DataFrame) -> str:
-    shot_counts = sorted(set(table["shots"].astype(int)), key=lambda s: (s == 0, s))
+    shot_counts = sorted({int(s) for s in table["shots"].unique()}, key=lambda s: (s == 0, s))
     us = table.groupby("model_key", observed=True)["upstream_accuracy"].first().astype(float)
     text = (
         f"<b>The store</b>: {_count(table['model_key'].nunique(), 'checkpoint')}, "
@@ -538,7 +538,8 @@ def probe_settings(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _few(column: pd.Series, n: int = 12) -> str:
-    values = sorted(str(v) for v in pd.unique(column.dropna().astype(str)) if str(v))
+    # distinct values first, then text: one conversion per value, not per row
+    values = sorted({str(v) for v in pd.unique(column.dropna())} - {""})
     head = ", ".join(values[:n])
     return head + (f" … ({len(values)} in all)" if len(values) > n else "") if values else "–"
 
