@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from layerprobe.analysis.points import GROUP, checkpoint_info, seed_means
+from layerprobe.analysis.points import GROUP, as_text, checkpoint_info, seed_means
 from layerprobe.analysis.rankcorr import (
     bootstrap_rho,
     partial_spearman,
@@ -172,7 +172,7 @@ def chance_levels(table: pd.DataFrame) -> pd.DataFrame:
     """
     cols = [c for c in ("task", "shots", "n_train", "n_test") if c in table.columns]
     frame = table[cols].copy()
-    frame["task"] = frame["task"].astype(str)
+    frame["task"] = as_text(frame["task"])  # every row: convert the categories once
     for col in ("n_train", "n_test"):
         frame[col] = frame[col].astype(float) if col in frame.columns else np.nan
     shots = frame["shots"].astype(float)

@@ -168,18 +168,15 @@ def read(
     if not served:
         raise DataError(f"no readable results in {results_dir}; re-run `layerprobe probe`")
     if selected_only:
-        owned = [_categorical(table)]
-        del table  # the only other reference: now the conversion can free each column
-        frame = _pandas(owned)
+        table = _categorical(table)  # the table before it is dropped: its columns can be freed
+        frame = _pandas(table)
         if frame.empty and not layers:
             raise DataError(
                 f"no rows of {results_dir} have selected == true (the λ chosen on validation); "
                 "re-run `layerprobe probe` to write them"
             )
         return _newest(frame, list(key))
-    owned = [table]
-    del table
-    frame = _newest(_pandas(owned), list(key))
+    frame = _newest(_pandas(table), list(key))
     order = ["model_key", "task", "probe", "shots", "seed", "depth", "l2", "k"]
     frame = frame.sort_values(order if columns is None else list(key), kind="stable")
     frame = frame.reset_index(drop=True)
@@ -455,12 +452,12 @@ def _non_finite_parts(served, schema, keep, results_dir) -> list[BadPart]:
     return bad
 
 
-def _pandas(owned: list[pa.Table]) -> pd.DataFrame:
-    """The one table in ``owned`` as a DataFrame, freeing each Arrow column as it is converted,
-    so a large read does not hold both copies at once. The table is taken out of the list:
-    ``self_destruct`` frees a column only when no other table holds it, so the caller keeps
-    no reference of its own (numeric columns without nulls stay shared, not copied)."""
-    return owned.pop().to_pandas(split_blocks=True, self_destruct=True)
+def _pandas(table: pa.Table) -> pd.DataFrame:
+    """``table`` as a DataFrame, freeing each Arrow column as it is converted, so a large read
+    does not hold both copies at once. A column is freed only when no other table holds it:
+    the caller keeps no earlier table that shares ``table``'s columns (numeric columns without
+    nulls are shared with the frame, not copied)."""
+    return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
 def _categorical(table: pa.Table) -> pa.Table:
