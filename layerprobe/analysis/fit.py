@@ -618,6 +618,7 @@ def fit_saturation(
     *,
     warn: Callable[[str], None] | None = None,
     max_evals: int | None = None,
+    checkpoints: pd.DataFrame | None = None,
     **options,
 ) -> pd.DataFrame:
     """The saturation fit of every (upstream task, DS task, shots, probe[, group]) in ``table``.
@@ -625,6 +626,8 @@ def fit_saturation(
     Parameters
     ----------
     table : store rows (``read_selected`` or ``load``); only the selected-λ rows are used.
+    checkpoints : the checkpoints' US accuracy and knobs, one row per model_key, when ``table``
+        was read without them (``read_selected_apart``); default: taken from ``table``.
     config : the analysis options (:class:`~layerprobe.analysis.config.AnalysisConfig`, whose
         fields follow; default: its defaults). Any of its fields may also be given as a keyword
         (``fit_saturation(table, points="all")``), replacing the config's.
@@ -664,10 +667,10 @@ def fit_saturation(
         table = table[table["shots"].isin(config.shots)]
     if config.group_by is not None:
         check_group_by(config.group_by, table.columns)
-    checkpoints = checkpoint_points(table, config.layer, warn=warn)
+    points = checkpoint_points(table, config.layer, warn=warn, checkpoints=checkpoints)
     if config.group_by is not None:
-        checkpoints = with_groups(checkpoints, table, config.group_by)
-    return fit_points(checkpoints, config, warn=warn, max_evals=max_evals)
+        points = with_groups(points, table, config.group_by)
+    return fit_points(points, config, warn=warn, max_evals=max_evals)
 
 
 def fit_store(
@@ -702,7 +705,12 @@ def fit_store(
     """
     from layerprobe.analysis.points import unknown_layer
     from layerprobe.results.external import extra_columns, is_table
-    from layerprobe.results.read import ANALYSIS_SCHEMA, read_selected
+    from layerprobe.results.read import (
+        ANALYSIS_SCHEMA,
+        CHECKPOINT_NUMBERS,
+        read_selected,
+        read_selected_apart,
+    )
     from layerprobe.results.show import check_shots
 
     config = AnalysisConfig.build(config, **options)
@@ -713,10 +721,13 @@ def fit_store(
             extra = extra_columns(results) if is_table(results) else []
             check_group_by(config.group_by, [*group_by_columns(), *extra])
         columns = list(dict.fromkeys([*columns, config.group_by]))
-    table = read_selected(
+    # The checkpoints' numbers once per checkpoint, not on each of its rows (less memory).
+    apart = [c for c in CHECKPOINT_NUMBERS if c in columns and c != config.group_by]
+    table, checkpoints = read_selected_apart(
         results,
-        columns=columns,
-        layers=layers,
+        [c for c in columns if c not in apart],
+        layers,
+        apart=apart,
         skip_bad=skip_bad,
         warn=warn,
         row_cache=not config.no_row_cache,
@@ -731,7 +742,7 @@ def fit_store(
         )
         raise unknown_layer(config.layer, set(every["layer"]))
     check_shots(table, config.shots)
-    fits = fit_saturation(table, config, warn=warn)
+    fits = fit_saturation(table, config, warn=warn, checkpoints=checkpoints)
     if fits.empty:
         raise DataError(
             "nothing to fit: every task and shot count has fewer than 3 points on the hull; "

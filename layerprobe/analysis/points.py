@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from layerprobe.errors import DataError, UnknownNameError, did_you_mean
+from layerprobe.results.frames import first_values, key_codes
 from layerprobe.results.schema import KNOBS
 from layerprobe.runtime.warn import warn as warn_user
 
@@ -80,25 +81,56 @@ def seed_means(table: pd.DataFrame) -> pd.DataFrame:
     """
     table = with_upstream_task(only_selected(table))
     keys = ["model_key", *GROUP, "layer"]
-    grouped = table.groupby(keys, observed=True, sort=False)
+    if table[keys].isna().any(axis=None):
+        table = table.dropna(subset=keys)  # as groupby drops rows with a missing key
+    # Grouped on one int64 code per row instead of six key columns: pandas' multi-key grouping
+    # holds several 8-byte arrays per key (GiB at 10 M rows); the groups, their order (first
+    # appearance) and the arithmetic (the same aggregations, rows in the same order) are the same.
+    codes, _ = key_codes(table, keys)
+    grouped = table.groupby(keys if codes is None else codes, observed=True, sort=False)
     stats = grouped.agg(
         depth=("depth", "first"),
         accuracy=("test_accuracy", "mean"),
         std=("test_accuracy", "std"),
         seeds=("test_accuracy", "count"),
-    ).reset_index()
+    )
+    if codes is None:
+        stats = stats.reset_index()
+    else:
+        # A group's keys are those of its first row: first appearances are where the
+        # running maximum of the (first-appearance ordered) group numbers steps up.
+        number = grouped.ngroup().to_numpy()
+        rises = np.diff(np.maximum.accumulate(number), prepend=-1) > 0
+        first = table[keys].take(np.flatnonzero(rises))
+        stats = pd.concat([first.reset_index(drop=True), stats.reset_index(drop=True)], axis=1)
     stats["se"] = (stats.pop("std") / np.sqrt(stats["seeds"])).fillna(0.0)
     for col in ("model_key", "task", "layer", "probe"):
         stats[col] = as_text(stats[col])
     return stats
 
 
-def checkpoint_info(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per model_key: model, upstream accuracy and the pre-training knobs (first value)."""
-    cols = [c for c in ["model", "upstream_accuracy", *KNOBS] if c in table.columns]
-    info = table.groupby("model_key", observed=True, sort=False)[cols].first().reset_index()
+def checkpoint_info(table: pd.DataFrame, checkpoints: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per model_key: model, upstream accuracy and the pre-training knobs (first value).
+
+    Parameters
+    ----------
+    table : store rows.
+    checkpoints : columns of the checkpoints read apart from ``table``'s rows
+        (:func:`~layerprobe.results.read.read_selected_apart`), one row per model_key.
+    """
+    names = ["model", "upstream_accuracy", *KNOBS]
+    cols = [c for c in names if c in table.columns]
+    key = table["model_key"]
+    if isinstance(key.dtype, pd.CategoricalDtype) and not key.isna().any():
+        info = first_values(key, table[cols])
+    else:
+        info = table.groupby("model_key", observed=True, sort=False)[cols].first().reset_index()
+    if checkpoints is not None:  # the columns read apart, in the order a full read has them
+        more = [c for c in names if c in checkpoints.columns and c not in cols]
+        info = info.merge(checkpoints[["model_key", *more]], on="model_key", how="left")
+        info = info[["model_key", *[c for c in names if c in cols or c in more]]]
     info["model_key"] = info["model_key"].astype(str)
-    for col in ["model", "upstream_accuracy", *KNOBS]:
+    for col in names:
         if col not in info.columns:
             info[col] = np.nan
     if "model" in info.columns:
@@ -112,6 +144,7 @@ def checkpoint_points(
     *,
     warn: Callable[[str], None] | None = None,
     require_us: bool = True,
+    checkpoints: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One point per checkpoint and (upstream task, task, shots, probe).
 
@@ -120,6 +153,8 @@ def checkpoint_points(
     table : store rows (all λ or only the selected ones).
     layer : ``pre_logits``, ``best`` or a layer name.
     require_us : raise :class:`DataError` when no row has an upstream accuracy.
+    checkpoints : the checkpoints' US accuracy and knobs when they were read apart from
+        ``table`` (:func:`~layerprobe.results.read.read_selected_apart`).
 
     Returns
     -------
@@ -141,7 +176,7 @@ def checkpoint_points(
         if lacking:
             _warn(warn, f"{len(lacking)} checkpoint(s) have no layer {layer!r} and are left out")
     points = chosen.rename(columns={"accuracy": "ds", "se": "ds_se"})
-    points = points.merge(checkpoint_info(table), on="model_key", how="left")
+    points = points.merge(checkpoint_info(table, checkpoints), on="model_key", how="left")
     points = points.rename(columns={"upstream_accuracy": "us"})
     if require_us:
         has = points["us"].notna()

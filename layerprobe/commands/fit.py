@@ -7,6 +7,7 @@ import sys
 
 from layerprobe.analysis.config import FitConfig
 from layerprobe.options import add_options, from_args
+from layerprobe.runtime.memory import return_freed_memory
 
 
 def add_parser(subparsers) -> None:
@@ -32,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from layerprobe.errors import check_writable
 
     config = from_args(FitConfig, args)
+    return_freed_memory()  # the store is read in bulk: keep the peak to what is live
     out = check_writable(config.out_dir(), "--out", create=False)  # made when the fits are
     fits = fit_store(config.results, config, skip_bad=config.skip_bad)
     path = write_fits(fits, out / "fits.parquet")

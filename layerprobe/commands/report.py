@@ -7,6 +7,7 @@ import sys
 
 from layerprobe.analysis.config import REPORT_EXCLUDES, ReportConfig
 from layerprobe.options import add_options, from_args
+from layerprobe.runtime.memory import return_freed_memory
 
 
 def add_parser(subparsers) -> None:
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from layerprobe.errors import check_writable, removed_if_failed
 
     config = from_args(ReportConfig, args)
+    return_freed_memory()  # the store is read in bulk: keep the peak to what is live
 
     def progress(message: str) -> None:
         if not config.quiet:

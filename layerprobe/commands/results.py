@@ -7,6 +7,7 @@ import sys
 
 from layerprobe.analysis.config import KnobsConfig, ShowConfig
 from layerprobe.options import add_options, from_args
+from layerprobe.runtime.memory import return_freed_memory
 
 
 def add_parser(subparsers) -> None:
@@ -43,6 +44,7 @@ def run_show(args: argparse.Namespace) -> int:
     from layerprobe.results import filter_table, format_summary, layer_summary, load
 
     config = from_args(ShowConfig, args)
+    return_freed_memory()
     table = load(config.results, skip_bad=config.skip_bad)
     table = filter_table(table, tasks=config.task, models=config.model, shots=config.shots)
     sys.stdout.write(format_summary(layer_summary(table), config.format))
@@ -53,6 +55,7 @@ def run_knobs(args: argparse.Namespace) -> int:
     from layerprobe.analysis.pairs import format_pairs, knob_pairs, read_for_pairs
 
     config = from_args(KnobsConfig, args)
+    return_freed_memory()
     table = read_for_pairs(
         config.results,
         match=config.match,

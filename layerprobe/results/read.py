@@ -15,13 +15,24 @@ from pathlib import Path
 
 import pandas as pd
 
+from layerprobe.results.schema import KNOBS
 from layerprobe.results.schema import PROBE_KEY as SCHEMA_PROBE_KEY
-from layerprobe.results.store import ANALYSIS_SCHEMA, TEXT, read
+from layerprobe.results.store import ANALYSIS_SCHEMA, TEXT, read, read_apart
 
-__all__ = ["ANALYSIS_SCHEMA", "PROBE_KEY", "TEXT", "read_selected"]
+__all__ = [
+    "ANALYSIS_SCHEMA",
+    "CHECKPOINT_NUMBERS",
+    "PROBE_KEY",
+    "TEXT",
+    "read_selected",
+    "read_selected_apart",
+]
 
 # One probe result; a re-run's newer selected row replaces the older one.
 PROBE_KEY = list(SCHEMA_PROBE_KEY)
+# Numbers that describe a checkpoint, one value per model key: what ``read_selected_apart``
+# returns once per checkpoint instead of on each of its rows.
+CHECKPOINT_NUMBERS = ("upstream_accuracy", *KNOBS, "pretrain_seed")
 
 
 def read_selected(
@@ -56,6 +67,34 @@ def read_selected(
         results_dir,
         columns=columns,
         selected_only=True,
+        layers=layers,
+        skip_bad=skip_bad,
+        warn=warn,
+        row_cache=row_cache,
+    )
+
+
+def read_selected_apart(
+    results_dir: str | Path,
+    columns: Sequence[str],
+    layers: Sequence[str] | None = None,
+    *,
+    apart: Sequence[str] = CHECKPOINT_NUMBERS,
+    skip_bad: bool = False,
+    warn: Callable[[str], None] | None = None,
+    row_cache: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`read_selected`, with the columns ``apart`` once per checkpoint instead of on every
+    row (:func:`~layerprobe.results.store.read_apart`): the same rows in less memory.
+
+    Returns
+    -------
+    (rows with ``columns`` but not ``apart``, one row per model_key with ``apart``'s columns).
+    """
+    return read_apart(
+        results_dir,
+        columns=columns,
+        apart=apart,
         layers=layers,
         skip_bad=skip_bad,
         warn=warn,

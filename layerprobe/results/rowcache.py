@@ -70,7 +70,8 @@ def read_parts(
     results_dir: str | Path,
     warn: Callable[[str], None],
     trust_cache: bool = True,
-) -> tuple[list[PartInfo | BadPart], pa.Table]:
+    apart: Sequence[str] = (),
+) -> tuple[list[PartInfo | BadPart], pa.Table, pa.Table | None]:
     """What :func:`layerprobe.results.store._read_parts` returns for ``selected_only``, served
     from the cache where the parts are unchanged, and the cache brought up to date.
 
@@ -82,11 +83,14 @@ def read_parts(
     results_dir : the store folder (``files`` lie below it).
     warn : where the one-line warnings about the cache go.
     trust_cache : False: read every part (a cache found damaged while its rows were read).
+    apart : columns of ``schema`` taken apart as they are read from the cache (see
+        :func:`layerprobe.results.store.take_apart`); where the parts are read, they stay.
 
     Returns
     -------
     (per file in order its PartInfo or BadPart, the selected rows of the good parts as one table
-    of ``schema`` — text columns dictionary-encoded — plus the reader's part-number column)
+    of ``schema`` — text columns dictionary-encoded — plus the reader's part-number column,
+    and the rows of ``apart`` taken apart or None where they are still in the table)
     """
     from layerprobe.results.store import ANALYSIS_SCHEMA, PART, _read_parts
 
@@ -105,19 +109,27 @@ def read_parts(
                 reuse[i] = j
         if (reuse == np.arange(len(files))).all() and len(files) == cached.count:
             infos = [cached.info(j, f) for j, f in enumerate(files)]
+            del index, rels, stats  # a third of a GiB at 120,000 parts: not held while rows
+            cached.drop_manifest()  # become a table (the offsets are all that is left to use)
             try:
-                return infos, cached.rows(schema, layers, PART)
+                return infos, *cached.rows(schema, layers, PART, apart)
             except Exception as err:  # damaged pages (checksums): never an answer from it
                 warn(_damaged(path, err))
                 return read_parts(
-                    files, schema, layers=layers, results_dir=root, warn=warn, trust_cache=False
+                    files,
+                    schema,
+                    layers=layers,
+                    results_dir=root,
+                    warn=warn,
+                    trust_cache=False,
+                    apart=apart,
                 )
             finally:
                 cached.close()
 
     if cached is None and not _writable(path):  # nothing to reuse nor to keep: read directly
         warn(_not_written(path, "the folder is not writable"))
-        return _read_parts(files, schema, True, layers, results_dir)
+        return (*_read_parts(files, schema, True, layers, results_dir), None)
     fresh = np.flatnonzero(reuse < 0)
     fresh_infos, fresh_rows = _read_parts(
         [files[i] for i in fresh], ANALYSIS_SCHEMA, True, None, results_dir
@@ -137,7 +149,13 @@ def read_parts(
             cached.close()
             warn(_damaged(path, err))
             return read_parts(
-                files, schema, layers=layers, results_dir=root, warn=warn, trust_cache=False
+                files,
+                schema,
+                layers=layers,
+                results_dir=root,
+                warn=warn,
+                trust_cache=False,
+                apart=apart,
             )
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     if (np.diff(table[PART].to_numpy()) < 0).any():  # cached and read parts: back in file order
@@ -164,7 +182,7 @@ def read_parts(
         PART,
         pa.array(number[table[PART].to_numpy()], pa.int32()),
     )
-    return infos, _project(table, schema, layers, PART)
+    return infos, _project(table, schema, layers, PART), None
 
 
 def _relative(files: Sequence[Path], root: Path) -> list[str]:
@@ -220,27 +238,32 @@ class _Cache:
             created = self.times[created]
         return PartInfo(path, m["identity"][j], generation, created, m["num_rows"][j])
 
-    def rows(self, schema: pa.Schema, layers, part: str) -> pa.Table:
+    def rows(
+        self, schema: pa.Schema, layers, part: str, apart: Sequence[str] = ()
+    ) -> tuple[pa.Table, pa.Table | None]:
         """The cached rows of every entry, as :func:`read_parts` returns them (entry j is part
-        number j), read one row group at a time and filtered to ``layers`` as they come."""
+        number j), read one row group at a time, filtered to ``layers`` and with the columns
+        ``apart`` taken apart (:func:`~layerprobe.results.store.take_apart`) as they come:
+        (rows, the rows of ``apart`` or None)."""
+        from layerprobe.results.store import take_apart
+
         names = list(dict.fromkeys([*schema.names, "layer"]))
-        numbers = np.repeat(np.arange(self.count, dtype=np.int32), self.manifest["rows"])
-        out, start = [], 0
+        numbers = np.repeat(np.arange(self.count, dtype=np.int32), np.diff(self.offsets))
+        out, sides, start = [], [], 0
         for g in range(self.file.metadata.num_row_groups):
             table = self.file.read_row_group(g, columns=names, use_threads=False)
             table = table.append_column(
                 part, pa.array(numbers[start : start + len(table)], pa.int32())
             )
             start += len(table)
-            out.append(_project(table, schema, layers, part))
+            table, side = take_apart(_project(table, schema, layers, part), apart, part)
+            out.append(table)
+            sides.append(side)
         if not out:
-            return _project(
-                self._empty(names).append_column(part, pa.array([], pa.int32())),
-                schema,
-                layers,
-                part,
-            )
-        return pa.concat_tables(out)
+            empty = self._empty(names).append_column(part, pa.array([], pa.int32()))
+            table, side = take_apart(_project(empty, schema, layers, part), apart, part)
+            out, sides = [table], [side]
+        return pa.concat_tables(out), pa.concat_tables(sides) if apart else None
 
     def take(self, entries: np.ndarray, files: np.ndarray, like: pa.Schema, part: str) -> pa.Table:
         """Every column of the rows of manifest ``entries``, in that order, with ``part`` set
@@ -257,6 +280,10 @@ class _Cache:
     def _empty(self, names) -> pa.Table:
         schema = self.file.schema_arrow
         return pa.schema([schema.field(n) for n in names]).empty_table()
+
+    def drop_manifest(self) -> None:
+        """Free the manifest (the parts' facts, once :meth:`info` has been asked for them)."""
+        self.manifest = None
 
     def close(self) -> None:
         self.file.close()

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from layerprobe.errors import DataError
 from layerprobe.results.external import is_table, read_table
+from layerprobe.results.frames import first_rows, first_values, key_codes
 from layerprobe.results.parts import BadPart, PartInfo, _unreadable, part_files, part_info
 from layerprobe.results.schema import COLUMNS, PROBE_KEY, ROW_KEY, SCHEMA
 from layerprobe.runtime.warn import warn as warn_user
@@ -45,6 +46,7 @@ TEXT = (
     "layer",
     "probe",
     "backend",
+    "config",  # a hash: few distinct values, 8 bytes a row as text (100 MB at 10 M rows)
 )
 # Accuracies served must be finite; a null val_accuracy means "not measured" (a fine-tune with
 # a given learning rate), a null test_accuracy is refused like NaN.
@@ -118,8 +120,33 @@ def read(
     DataError : no part files, no readable or selected rows, or a bad part (without
         ``skip_bad``).
     """
+    return _read(
+        results_dir,
+        columns=columns,
+        selected_only=selected_only,
+        layers=layers,
+        skip_bad=skip_bad,
+        warn=warn,
+        row_cache=row_cache,
+    )[0]
+
+
+def _read(
+    results_dir: str | Path,
+    *,
+    columns: Sequence[str] | None,
+    selected_only: bool,
+    layers: Sequence[str] | None,
+    skip_bad: bool,
+    warn: Callable[[str], None] | None,
+    row_cache: bool,
+    apart: Sequence[str] = (),
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """:func:`read`'s work; with ``apart`` (and ``selected_only``), also those columns once per
+    checkpoint (:func:`read_apart`). Returns (rows, checkpoints or None)."""
     if is_table(results_dir):  # a published table instead of a store (results/external.py)
-        return read_table(results_dir, columns=columns, selected_only=selected_only, layers=layers)
+        table = read_table(results_dir, columns=columns, selected_only=selected_only, layers=layers)
+        return table, None
     say = warn or _stderr
     files = part_files(results_dir)
     if not files:
@@ -135,10 +162,14 @@ def read(
         raise ValueError(f"read: unknown column(s) {unknown}")
     schema = pa.schema([base.field(c) for c in want])
 
+    apart = [c for c in apart if c in want and c != "model_key"] if selected_only else []
+    side = None  # the rows of `apart` where they were taken apart as the rows were read
     if selected_only and row_cache:  # the selected rows of unchanged parts from one file
         from layerprobe.results.rowcache import read_parts
 
-        infos, table = read_parts(files, schema, layers=layers, results_dir=results_dir, warn=say)
+        infos, table, side = read_parts(
+            files, schema, layers=layers, results_dir=results_dir, warn=say, apart=apart
+        )
     else:
         infos, table = _read_parts(files, schema, selected_only, layers, results_dir)
     for info in infos:
@@ -152,6 +183,8 @@ def read(
         newest = {id(info) for info in served}
         numbers = pa.array([i for i, info in enumerate(infos) if id(info) in newest], pa.int32())
         table = table.filter(pc.is_in(table[PART], numbers))
+        if side is not None:
+            side = side.filter(pc.is_in(side[PART], numbers))
     table = table.drop_columns([PART])
     keep = ds.field("selected") == True if selected_only else None  # noqa: E712
     if layers:
@@ -164,23 +197,80 @@ def read(
                 raise err
             say(err.skipped())
         served = [info for info in served if info.path not in {err.path for err in bad}]
-        table = _scan(served, schema, keep, results_dir)
+        table, side = _scan(served, schema, keep, results_dir), None  # `apart` in the rows
     if not served:
         raise DataError(f"no readable results in {results_dir}; re-run `layerprobe probe`")
     if selected_only:
         table = _categorical(table)  # the table before it is dropped: its columns can be freed
+        checkpoints = None
+        if apart:  # reduced to one row per checkpoint before the rows become a DataFrame
+            if side is None:
+                side = table.select(["model_key", *apart])
+                table = table.drop_columns(apart)
+            values = _pandas(_categorical(side.select(["model_key", *apart])))
+            del side
+            checkpoints = first_values(values["model_key"], values[apart])
+            checkpoints["model_key"] = checkpoints["model_key"].astype(str)
+            del values
         frame = _pandas(table)
         if frame.empty and not layers:
             raise DataError(
                 f"no rows of {results_dir} have selected == true (the λ chosen on validation); "
                 "re-run `layerprobe probe` to write them"
             )
-        return _newest(frame, list(key))
+        rows = _newest(frame, list(key))
+        if checkpoints is not None and len(rows) < len(frame):
+            raise _Duplicates  # rows were dropped: their checkpoints' values are taken again
+        return rows, checkpoints
     frame = _newest(_pandas(table), list(key))
     order = ["model_key", "task", "probe", "shots", "seed", "depth", "l2", "k"]
     frame = frame.sort_values(order if columns is None else list(key), kind="stable")
     frame = frame.reset_index(drop=True)
-    return frame[[c for c in COLUMNS if c in want]]
+    return frame[[c for c in COLUMNS if c in want]], None
+
+
+def read_apart(
+    results_dir: str | Path,
+    *,
+    columns: Sequence[str],
+    apart: Sequence[str],
+    layers: Sequence[str] | None = None,
+    skip_bad: bool = False,
+    warn: Callable[[str], None] | None = None,
+    row_cache: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`read` with ``selected_only``, the columns ``apart`` (ones that describe a
+    checkpoint: its US accuracy, its knobs) returned once per checkpoint instead of on every row.
+
+    At the paper's scale a float column is 80 MB on 10 M rows and 40 KB on 4,800 checkpoints:
+    the columns apart are taken from the Arrow table before the rows become a DataFrame, so the
+    rows and their transient copies never hold them.
+
+    Returns
+    -------
+    rows : as :func:`read` returns them, with ``columns`` (and the probe key) but not ``apart``.
+    checkpoints : one row per ``model_key`` (in order of first appearance), with each column of
+        ``apart`` the results have: its first value that is not missing, as
+        ``rows.groupby("model_key", observed=True, sort=False)[apart].first()`` of a full read.
+    """
+    options = dict(layers=layers, skip_bad=skip_bad, warn=warn, row_cache=row_cache)
+    want = list(dict.fromkeys([*columns, *apart]))
+    if not is_table(results_dir):
+        try:
+            return _read(results_dir, columns=want, selected_only=True, apart=apart, **options)
+        except _Duplicates:  # rare: a row key served twice; read whole, then take them apart
+            pass
+    rows, _ = _read(results_dir, columns=want, selected_only=True, **options)
+    there = [c for c in apart if c in rows.columns and c != "model_key"]
+    checkpoints = rows.groupby("model_key", observed=True, sort=False)[there].first()
+    rows = rows.drop(columns=[c for c in there if c not in columns])
+    checkpoints = checkpoints.reset_index()
+    checkpoints["model_key"] = checkpoints["model_key"].astype(str)
+    return rows, checkpoints
+
+
+class _Duplicates(Exception):
+    """Duplicate rows were dropped after a checkpoint's values were taken (:func:`read_apart`)."""
 
 
 def load(
@@ -364,6 +454,37 @@ def _combine(
     return table.take(pc.sort_indices(table[PART]))  # a stable sort
 
 
+def take_apart(table: pa.Table, apart: Sequence[str], part: str) -> tuple[pa.Table, pa.Table]:
+    """``table`` without the columns ``apart``, and the few rows of them a checkpoint's first
+    value can be on (for :func:`read_apart`).
+
+    Those rows are the first, and each row where the part or any column of ``apart`` differs
+    from the row before (missing values equal to each other): whichever parts are later left
+    out (an older generation), each checkpoint's first row, and its first row with a value in
+    each column, is among them. The store's rows come part by part, so that is a few rows per
+    part instead of every row.
+
+    Returns
+    -------
+    (``table`` less ``apart``, ``model_key``, ``part`` and ``apart`` at those rows)
+    """
+    apart = [c for c in apart if c in table.column_names]
+    n = table.num_rows
+    change = np.zeros(n, bool)
+    change[:1] = True
+    for name in [part, *apart]:
+        column = table[name]
+        before, after = column.slice(0, max(n - 1, 0)), column.slice(1)
+        same = pc.fill_null(pc.equal(before, after), False)
+        same = pc.or_(same, pc.and_(pc.is_null(before), pc.is_null(after)))
+        if pa.types.is_floating(column.type):  # NaN equals NaN here
+            both_nan = pc.and_(pc.is_nan(before), pc.is_nan(after))
+            same = pc.or_(same, pc.fill_null(both_nan, False))
+        change[1:] |= ~np.asarray(same.to_numpy(zero_copy_only=False), bool)
+    side = table.select(["model_key", part, *apart]).filter(pa.array(change))
+    return table.drop_columns(apart), side
+
+
 def _cast(column: pa.ChunkedArray, to: pa.DataType) -> pa.ChunkedArray:
     if column.type == to:
         return column
@@ -462,16 +583,36 @@ def _pandas(table: pa.Table) -> pd.DataFrame:
 
 def _categorical(table: pa.Table) -> pa.Table:
     """Text columns as dictionaries: pandas gets categoricals instead of one object per row.
-    Their categories are the values present, in order of first appearance (a column read as
-    dictionaries is decoded and encoded again, one column at a time, to drop unused values)."""
+    Their categories are the values present, in order of first appearance."""
     for name in TEXT:
         if name in table.column_names:
-            column = table[name]
-            if pa.types.is_dictionary(column.type):
-                column = column.cast(column.type.value_type)
             i = table.column_names.index(name)
-            table = table.set_column(i, name, column.dictionary_encode())
+            table = table.set_column(i, name, _encoded(table[name]))
     return table
+
+
+def _encoded(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``column`` as one dictionary array of the values present, in order of first appearance
+    (what ``dictionary_encode`` of its text gives).
+
+    A column read as dictionaries (one per row group or part) gets one shared dictionary and
+    its indices renumbered in that order — a few int32 arrays, where decoding to text and
+    encoding again would build every row's string (a quarter GiB at 10 M rows).
+    """
+    if not pa.types.is_dictionary(column.type):
+        return column.dictionary_encode()
+    if column.null_count == 0:
+        unified = pa.table({"c": column}).unify_dictionaries()["c"].combine_chunks()
+        if len(unified.dictionary) == len(pc.unique(unified.dictionary)):
+            indices = unified.indices.to_numpy()
+            used = indices[first_rows(indices)]  # dictionary entries in order of first use
+            renumber = np.zeros(len(unified.dictionary), np.int32)
+            renumber[used] = np.arange(len(used), dtype=np.int32)
+            array = pa.DictionaryArray.from_arrays(
+                pa.array(renumber[indices], pa.int32()), unified.dictionary.take(pa.array(used))
+            )
+            return pa.chunked_array([array])
+    return column.cast(column.type.value_type).dictionary_encode()
 
 
 def _newest(frame: pd.DataFrame, key: list[str]) -> pd.DataFrame:
@@ -487,24 +628,13 @@ def _any_duplicate(frame: pd.DataFrame, key: list[str]) -> bool:
     """Whether two rows of ``frame`` share their ``key`` values (missing values equal), as
     ``frame.duplicated(key).any()``.
 
-    The common answer is no, and this is the check every analysis read pays: each key column
-    becomes integer codes (a categorical's own), and the codes one number in mixed radix, so the
-    check is one count (or one sort) of a single int64 array instead of pandas' hash of every
+    The common answer is no, and this is the check every analysis read pays: one count (or one
+    sort) of the single int64 array of :func:`key_codes` instead of pandas' hash of every
     column (0.6 GiB at 10 M rows).
     """
-    combined = np.zeros(len(frame), np.int64)
-    size = 1
-    for name in key:
-        column = frame[name]
-        if isinstance(column.dtype, pd.CategoricalDtype):
-            codes, n = column.cat.codes.to_numpy(np.int64) + 1, len(column.cat.categories) + 1
-        else:
-            codes, uniques = pd.factorize(column, use_na_sentinel=False)
-            n = max(len(uniques), 1)
-        if size > (2**62) // n:  # too many combinations for one int64: pandas' own check
-            return bool(frame.duplicated(key).any())
-        combined = combined * n + codes
-        size *= n
+    combined, size = key_codes(frame, key)
+    if combined is None:  # too many combinations for one int64: pandas' own check
+        return bool(frame.duplicated(key).any())
     if size <= 4 * len(frame):  # a count per combination
         return bool((np.bincount(combined, minlength=size) > 1).any())
     combined.sort()
