@@ -5,6 +5,8 @@ the plain pandas computation gives, on stores the real writer wrote."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -12,7 +14,9 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from layerprobe.analysis.fit import READ_COLUMNS, fit_store
+from layerprobe.analysis.layersat import chance_levels
 from layerprobe.analysis.points import GROUP, as_text, seed_means, with_upstream_task
+from layerprobe.analysis.report import REPORT_COLUMNS, write_report
 from layerprobe.results.frames import first_values
 from layerprobe.results.parts import write_part
 from layerprobe.results.read import CHECKPOINT_NUMBERS, read_selected, read_selected_apart
@@ -38,17 +42,17 @@ def knob_store(folder):
 
 
 def full_read(folder, columns, **kw):
-    """(rows, checkpoints) the plain way: everything on every row, then pandas' first."""
+    """(rows, checkpoints) the plain way: everything on every row, then the distinct rows."""
     apart = [c for c in CHECKPOINT_NUMBERS if c not in columns]
     table = read_selected(folder, [*columns, *apart], **kw)
-    first = table.groupby("model_key", observed=True, sort=False)[apart].first().reset_index()
-    first["model_key"] = first["model_key"].astype(str)
-    return table.drop(columns=apart), first
+    distinct = table[["model_key", *apart]].drop_duplicates().reset_index(drop=True)
+    distinct["model_key"] = distinct["model_key"].astype(str)
+    return table.drop(columns=apart), distinct
 
 
 @pytest.mark.parametrize("layers", [None, ["pre_logits"]])
 @pytest.mark.parametrize("other", ["superseded", "tied", "superseded first"])
-def test_apart_reads_the_rows_and_first_values_of_a_full_read(tmp_path, layers, other):
+def test_apart_reads_the_rows_and_distinct_numbers_of_a_full_read(tmp_path, layers, other):
     folder = knob_store(tmp_path / "s")
     # Beside the newest part of m1/gamma, one with other numbers: of an older generation (never
     # served), or of the same one (its rows are served once each, the newest part's row kept).
@@ -66,14 +70,14 @@ def test_apart_reads_the_rows_and_first_values_of_a_full_read(tmp_path, layers, 
         {"model_key": model, "task": task, "probe": "ridge", "cache": other},
     )
     columns = [c for c in READ_COLUMNS if c not in CHECKPOINT_NUMBERS]
-    want_rows, want_first = full_read(folder, columns, layers=layers, row_cache=False)
-    first_us = want_first.set_index("model_key")["upstream_accuracy"]
+    want_rows, want_combos = full_read(folder, columns, layers=layers, row_cache=False)
+    first_us = want_combos.groupby("model_key", sort=False)["upstream_accuracy"].first()
     assert first_us["m2"] == pytest.approx(0.6)  # its first task has none
     assert first_us["m1"] == pytest.approx(0.5)  # m1/alpha's, before any of m1/gamma's
     for row_cache in (False, True, True):  # direct, cache built, cache served
-        rows, first = read_selected_apart(folder, columns, layers, row_cache=row_cache)
+        rows, combos = read_selected_apart(folder, columns, layers, row_cache=row_cache)
         assert_frame_equal(rows, want_rows)
-        assert_frame_equal(first, want_first)
+        assert_frame_equal(combos, want_combos)
         assert not set(CHECKPOINT_NUMBERS) & set(rows.columns)
         settle()
 
@@ -99,9 +103,9 @@ def test_a_table_read_apart_is_split_after_it_is_read(tmp_path):
             *"model model_key upstream_accuracy head_wd task layer depth shots seed test_accuracy".split()
         ]
     ].assign(test_accuracy=table["test_accuracy"].round(3)).to_csv(path, index=False)
-    rows, first = read_selected_apart(path, ["model_key", "task", "test_accuracy"])
+    rows, combos = read_selected_apart(path, ["model_key", "task", "test_accuracy"])
     assert "upstream_accuracy" not in rows.columns and len(rows) == len(table)
-    assert first["model_key"].tolist() == [f"m{m}" for m in range(5)]
+    assert combos["model_key"].tolist() == [f"m{m}" for m in range(5)]
 
 
 def test_first_values_are_pandas_first(tmp_path):
@@ -158,3 +162,50 @@ def test_text_read_as_dictionaries_keeps_the_values_present_in_order_of_first_us
     assert got.combine_chunks().equals(want.combine_chunks())
     with_null = pa.chunked_array([pa.array(["b", None, "a"]).dictionary_encode()])
     assert _encoded(with_null).to_pylist() == ["b", None, "a"]
+
+
+def test_a_report_read_apart_is_the_report_of_a_full_read(tmp_path):
+    folder = knob_store(tmp_path / "s")
+    apart = write_report(folder, tmp_path / "apart", bootstrap=0)
+    whole = write_report(
+        folder, tmp_path / "whole", table=read_selected(folder, list(REPORT_COLUMNS)), bootstrap=0
+    )
+    for name in ("fits.parquet", "layers.parquet"):
+        assert (apart.parent / name).read_bytes() == (whole.parent / name).read_bytes()
+    stamp = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC")
+    page = [stamp.sub("", p.read_text()) for p in (apart, whole)]
+    assert page[0] == page[1]
+    assert "US accuracy 0.400–0.800" in page[0]  # the checkpoints' numbers reached the summary
+
+
+def plain_chance_levels(table: pd.DataFrame) -> pd.DataFrame:
+    """chance_levels as every row's values grouped by pandas (the reference)."""
+    cols = [c for c in ("task", "shots", "n_train", "n_test") if c in table.columns]
+    frame = table[cols].copy()
+    frame["task"] = as_text(frame["task"])
+    for col in ("n_train", "n_test"):
+        frame[col] = frame[col].astype(float) if col in frame.columns else np.nan
+    shots = frame["shots"].astype(float)
+    chance = shots / frame["n_train"].where(frame["n_train"] > 0)
+    frame["chance"] = np.where(shots > 0, chance, np.nan)
+    grouped = frame.groupby(["task", "shots"], observed=True, sort=True)
+    return grouped.agg(chance=("chance", "median"), n_test=("n_test", "median")).reset_index()
+
+
+def test_chance_levels_from_distinct_rows_are_the_medians_of_every_row():
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(1, 300))
+        table = pd.DataFrame(
+            {
+                "task": pd.Categorical(rng.choice(["b", "a", "c", "dd"], n)),
+                "shots": rng.choice([0, 1, 5, 25], n).astype(np.int64),
+                "n_train": rng.choice([0, 7, 50, 125, 10, 33], n).astype(np.int64),
+                "n_test": rng.choice([100.0, 200.0, 333.0, np.nan, 1e-3, 7.1], n),
+            }
+        )
+        if trial % 5 == 0:
+            table = table.drop(columns=["n_test"])
+        if trial % 7 == 0:
+            table["n_train"] = table["n_train"].astype(float).where(rng.random(n) > 0.3)
+        assert_frame_equal(chance_levels(table), plain_chance_levels(table), check_exact=True)

@@ -25,13 +25,17 @@ from layerprobe.analysis.rankcorr import (
     spearman,
 )
 from layerprobe.errors import ConfigError
+from layerprobe.results.frames import first_rows, key_codes
 
 KEY = ["model_key", *GROUP]
 MEASURES = ("saturation_depth", "best_depth", "gap")
 
 
-def layer_curves(table: pd.DataFrame) -> pd.DataFrame:
+def layer_curves(table: pd.DataFrame, checkpoints: pd.DataFrame | None = None) -> pd.DataFrame:
     """Accuracy against depth: one row per (checkpoint, upstream task, task, shots, probe, layer).
+
+    ``checkpoints``: the checkpoints' US accuracy when it was read apart from ``table``
+    (:func:`~layerprobe.results.read.read_selected_apart`).
 
     Returns
     -------
@@ -40,7 +44,7 @@ def layer_curves(table: pd.DataFrame) -> pd.DataFrame:
     sorted by depth within each curve.
     """
     curves = seed_means(table)
-    info = checkpoint_info(table)[["model_key", "model", "upstream_accuracy"]]
+    info = checkpoint_info(table, checkpoints)[["model_key", "model", "upstream_accuracy"]]
     curves = curves.merge(info.rename(columns={"upstream_accuracy": "us"}), on="model_key")
     return curves.sort_values([*KEY, "depth"], kind="stable").reset_index(drop=True)
 
@@ -171,18 +175,64 @@ def chance_levels(table: pd.DataFrame) -> pd.DataFrame:
     DataFrame: task, shots, chance (0–1), n_test (median test rows; NaN when unknown).
     """
     cols = [c for c in ("task", "shots", "n_train", "n_test") if c in table.columns]
-    frame = table[cols].copy()
-    frame["task"] = as_text(frame["task"])  # every row: convert the categories once
+    # The distinct rows first, each with its count: the medians of every row's values are the
+    # medians of the distinct values repeated by their counts (:func:`_weighted_median`), and
+    # there are a few hundred distinct rows among millions.
+    codes, size = key_codes(table, cols)
+    if codes is None:
+        frame, counts = table[cols], np.ones(len(table), np.int64)
+    else:
+        first = first_rows(codes)
+        frame = table[cols].iloc[first]
+        if size <= 4 * len(codes):
+            counts = np.bincount(codes, minlength=size)[codes[first]]
+        else:
+            values, found = np.unique(codes, return_counts=True)
+            counts = found[np.searchsorted(values, codes[first])]
+        del codes
+    frame = frame.reset_index(drop=True)
+    frame["task"] = as_text(frame["task"])
     for col in ("n_train", "n_test"):
         frame[col] = frame[col].astype(float) if col in frame.columns else np.nan
     shots = frame["shots"].astype(float)
     frame["chance"] = np.where(
         shots > 0, shots / frame["n_train"].where(frame["n_train"] > 0), np.nan
     )
-    out = frame.groupby(["task", "shots"], observed=True, sort=True).agg(
-        chance=("chance", "median"), n_test=("n_test", "median")
-    )
-    return out.reset_index()
+    frame["count"] = counts
+    rows = []
+    for (task, shot), group in frame.groupby(["task", "shots"], observed=True, sort=True):
+        weights = group["count"].to_numpy()
+        rows.append(
+            {
+                "task": task,
+                "shots": shot,
+                "chance": _weighted_median(group["chance"].to_numpy(), weights),
+                "n_test": _weighted_median(group["n_test"].to_numpy(), weights),
+            }
+        )
+    out = pd.DataFrame(rows, columns=["task", "shots", "chance", "n_test"])
+    kinds = {"task": frame["task"].dtype, "shots": frame["shots"].dtype}
+    return out.astype(kinds | {"chance": float, "n_test": float})
+
+
+def _weighted_median(values: np.ndarray, counts: np.ndarray) -> float:
+    """The median of ``values`` each repeated ``counts`` times, missing values left out, as
+    pandas' grouped median computes it: the middle value, or the mean of the two middle ones
+    (``(upper + lower) / 2``, in that order)."""
+    keep = ~np.isnan(values)
+    values, counts = values[keep], counts[keep]
+    n = int(counts.sum())
+    if n == 0:
+        return np.nan
+    order = np.argsort(values, kind="stable")
+    values, ends = values[order], np.cumsum(counts[order])
+
+    def kth(k: int) -> float:  # the k-th smallest (0-based) of the repeated values
+        return float(values[np.searchsorted(ends, k + 1)])
+
+    if n % 2:
+        return kth(n // 2)
+    return (kth(n // 2) + kth(n // 2 - 1)) / 2
 
 
 def top_checkpoints(saturation: pd.DataFrame, top: float = 1 / 3) -> pd.DataFrame:

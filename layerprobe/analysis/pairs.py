@@ -46,6 +46,7 @@ from layerprobe.analysis.points import (
     with_upstream_task,
 )
 from layerprobe.errors import ConfigError, DataError
+from layerprobe.results.frames import key_codes
 from layerprobe.results.schema import PRETRAIN_IDENTITY
 from layerprobe.results.show import check_shots
 
@@ -97,6 +98,7 @@ def knob_pairs(
     match: Sequence[str] = (),
     shots: Sequence[int] | None = None,
     level: float = 0.95,
+    checkpoints: pd.DataFrame | None = None,
 ) -> KnobPairs:
     """Paired differences between checkpoints that differ in one knob only (module doc).
 
@@ -111,6 +113,8 @@ def knob_pairs(
     match : further columns a pair must agree on (each must describe the checkpoint).
     shots : only these shot counts.
     level : the intervals' coverage (default 0.95).
+    checkpoints : the checkpoints' numbers (US accuracy, knobs, pre-training seed) when they were
+        read apart from ``table`` (:func:`~layerprobe.results.read.read_selected_apart`).
 
     Returns
     -------
@@ -123,19 +127,20 @@ def knob_pairs(
     """
     if not 0 < level < 1:
         raise ConfigError(f"--level {level:g} is not in (0, 1); e.g. 0.95")
+    columns = [*table.columns, *(() if checkpoints is None else checkpoints.columns)]
     for name in [*knobs, *match]:
-        if name not in table.columns:
+        if name not in columns:
             raise ConfigError(
                 f"column {name!r} is not in the results; use one of "
-                f"{', '.join(sorted(map(str, table.columns)))}"
+                f"{', '.join(sorted(set(map(str, columns))))}"
             )
     check_shots(table, shots)
     if shots:
         table = table[table["shots"].isin(list(shots))]
     if table.empty:
         raise DataError("no results to compare: the results have no rows")
-    present = [c for c in PRETRAIN_IDENTITY if c in table.columns]
-    info = _checkpoints(table, [*KNOBS, *present, *match])
+    present = [c for c in PRETRAIN_IDENTITY if c in columns]
+    info = _checkpoints(table, [*KNOBS, *present, *match], checkpoints)
     for name in PRETRAIN_IDENTITY:
         if name not in info.columns:
             info[name] = None
@@ -170,16 +175,28 @@ def knob_pairs(
     return KnobPairs(effect_frame, pair_frame, notes, matched_on)
 
 
-def _checkpoints(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+def _checkpoints(
+    table: pd.DataFrame, columns: list[str], checkpoints: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per checkpoint: upstream task, US accuracy and ``columns`` (each must be one value
-    per checkpoint)."""
+    per checkpoint), from ``table`` and the ``checkpoints`` read apart from it."""
     cols = list(dict.fromkeys(["upstream_task", "upstream_accuracy", *columns]))
     # Distinct rows first (a few per checkpoint, in order of first appearance, so each
     # column's first non-missing value and its count of values are those of every row).
     present = [c for c in ["model_key", *cols] if c in table.columns]
-    frame = with_upstream_task(table[present].drop_duplicates())
-    frame = frame[["model_key", *cols]].copy()
+    codes, _ = key_codes(table, present)
+    if codes is None:
+        frame = table[present].drop_duplicates()
+    else:  # the same rows, from one code per row instead of pandas' hash of every column
+        frame = table[present].iloc[np.sort(np.unique(codes, return_index=True)[1])]
+        del codes
+    frame = with_upstream_task(frame)
     frame["model_key"] = frame["model_key"].astype(str)
+    if checkpoints is not None:  # every distinct combination of the two, for each checkpoint
+        apart = [c for c in cols if c in checkpoints.columns and c not in present]
+        combos = checkpoints[["model_key", *apart]].astype({"model_key": str})
+        frame = frame.merge(combos, on="model_key", how="left")
+    frame = frame[["model_key", *cols]].copy()
     for col in cols:
         if frame[col].dtype == object or isinstance(frame[col].dtype, pd.CategoricalDtype):
             frame[col] = frame[col].astype(object)

@@ -116,7 +116,7 @@ def checkpoint_info(table: pd.DataFrame, checkpoints: pd.DataFrame | None = None
     ----------
     table : store rows.
     checkpoints : columns of the checkpoints read apart from ``table``'s rows
-        (:func:`~layerprobe.results.read.read_selected_apart`), one row per model_key.
+        (:func:`~layerprobe.results.read.read_selected_apart`).
     """
     names = ["model", "upstream_accuracy", *KNOBS]
     cols = [c for c in names if c in table.columns]
@@ -125,11 +125,12 @@ def checkpoint_info(table: pd.DataFrame, checkpoints: pd.DataFrame | None = None
         info = first_values(key, table[cols])
     else:
         info = table.groupby("model_key", observed=True, sort=False)[cols].first().reset_index()
+    info["model_key"] = info["model_key"].astype(str)
     if checkpoints is not None:  # the columns read apart, in the order a full read has them
         more = [c for c in names if c in checkpoints.columns and c not in cols]
-        info = info.merge(checkpoints[["model_key", *more]], on="model_key", how="left")
+        first = checkpoints.groupby("model_key", sort=False)[more].first().reset_index()
+        info = info.merge(first.astype({"model_key": str}), on="model_key", how="left")
         info = info[["model_key", *[c for c in names if c in cols or c in more]]]
-    info["model_key"] = info["model_key"].astype(str)
     for col in names:
         if col not in info.columns:
             info[col] = np.nan

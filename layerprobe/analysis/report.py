@@ -35,11 +35,15 @@ from layerprobe.analysis.layersat import (
     top_checkpoints,
 )
 from layerprobe.analysis.pairs import display, knob_pairs
-from layerprobe.analysis.points import GROUP, NO_US, checkpoint_points
+from layerprobe.analysis.points import GROUP, NO_US, checkpoint_info, checkpoint_points
 from layerprobe.analysis.similarity_plots import similarity_figures
 from layerprobe.analysis.tables import fit_display
 from layerprobe.errors import ConfigError, DataError, check_folder
-from layerprobe.results.read import ANALYSIS_SCHEMA, read_selected
+from layerprobe.results.read import (
+    ANALYSIS_SCHEMA,
+    CHECKPOINT_NUMBERS,
+    read_selected_apart,
+)
 from layerprobe.results.show import check_shots
 from layerprobe.results.store import part_files
 from layerprobe.runtime.atomic import write_text_atomic
@@ -111,10 +115,11 @@ def write_report(
     out = check_folder(out_dir, "--out")
     say = progress or (lambda message: None)
     say("reading the results")
+    checkpoints = None  # the checkpoints' numbers, read once per checkpoint (less memory)
     if table is None:
-        table = read_selected(
+        table, checkpoints = read_selected_apart(
             results_dir,
-            columns=REPORT_COLUMNS,
+            [c for c in REPORT_COLUMNS if c not in CHECKPOINT_NUMBERS],
             skip_bad=skip_bad,
             warn=warn,
             row_cache=not config.no_row_cache,
@@ -124,26 +129,29 @@ def write_report(
         table = table[table["shots"].isin(shots)]
     if table.empty:
         raise DataError(f"no selected results in {results_dir} for shots {shots}")
+    if checkpoints is not None:  # those the rows of these shots are of
+        keys = set(table["model_key"].unique())
+        checkpoints = checkpoints[checkpoints["model_key"].isin(keys)]
     out.mkdir(parents=True, exist_ok=True)
     settings = config.settings()
 
     say("layer saturation")
-    curves = layer_curves(table)
+    curves = layer_curves(table, checkpoints)
     saturation = layer_saturation(curves, draws=100, seed=config.seed)
     chance = chance_levels(table)
     summary = task_layer_summary(saturation, chance=chance)
     write_fits(saturation, out / "layers.parquet")
 
     pts, fits, corr = None, None, None
-    if table["upstream_accuracy"].notna().any():
+    if (table if checkpoints is None else checkpoints)["upstream_accuracy"].notna().any():
         say("saturation fits")
-        pts = checkpoint_points(table, layer, warn=warn)
+        pts = checkpoint_points(table, layer, warn=warn, checkpoints=checkpoints)
         fits = fit_points(pts, config, warn=warn)
         if len(fits):
             write_fits(fits, out / "fits.parquet")
             corr = saturation_correlation(saturation, fits, chance=chance)
 
-    pairs = knob_pairs(table)
+    pairs = knob_pairs(table, checkpoints=checkpoints)
 
     say("plots")
     with plots.vector_copies(svg):
@@ -153,7 +161,7 @@ def write_report(
     # The page, top to bottom: the summary, the figures, then the tables (long ones collapsed).
     # A new section is one function returning a Section (or None) and one line here.
     sections = [
-        _summary_section(table, fits, saturation, summary, corr),
+        _summary_section(table, checkpoints, fits, saturation, summary, corr),
         Section(
             "Figures", [*map(_p, notes), *(_figure(path, caption) for path, caption in figures)]
         ),
@@ -175,6 +183,7 @@ def write_report(
 
 def _summary_section(
     table: pd.DataFrame,
+    checkpoints: pd.DataFrame | None,
     fits: pd.DataFrame | None,
     saturation: pd.DataFrame,
     summary: pd.DataFrame,
@@ -182,7 +191,7 @@ def _summary_section(
 ) -> Section:
     """What the store holds and what the data support, from the tables the sections show."""
     section = Section("Summary")
-    items = [_store_facts(table)]
+    items = [_store_facts(table, checkpoints)]
     if fits is None:
         items.append(html.escape(NO_US[0].upper() + NO_US[1:] + "."))
     elif fits.empty:
@@ -196,9 +205,9 @@ def _summary_section(
     return section
 
 
-def _store_facts(table: pd.DataFrame) -> str:
+def _store_facts(table: pd.DataFrame, checkpoints: pd.DataFrame | None) -> str:
     shot_counts = sorted({int(s) for s in table["shots"].unique()}, key=lambda s: (s == 0, s))
-    us = table.groupby("model_key", observed=True)["upstream_accuracy"].first().astype(float)
+    us = checkpoint_info(table, checkpoints)["upstream_accuracy"].astype(float)
     text = (
         f"<b>The store</b>: {_count(table['model_key'].nunique(), 'checkpoint')}, "
         f"{_count(table['task'].nunique(), 'task')}, "

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from layerprobe.errors import DataError
 from layerprobe.results.external import is_table, read_table
-from layerprobe.results.frames import first_rows, first_values, key_codes
+from layerprobe.results.frames import first_rows, key_codes
 from layerprobe.results.parts import BadPart, PartInfo, _unreadable, part_files, part_info
 from layerprobe.results.schema import COLUMNS, PROBE_KEY, ROW_KEY, SCHEMA
 from layerprobe.runtime.warn import warn as warn_user
@@ -207,11 +207,8 @@ def _read(
             if side is None:
                 side = table.select(["model_key", *apart])
                 table = table.drop_columns(apart)
-            values = _pandas(_categorical(side.select(["model_key", *apart])))
+            checkpoints = _distinct(_pandas(_categorical(side.select(["model_key", *apart]))))
             del side
-            checkpoints = first_values(values["model_key"], values[apart])
-            checkpoints["model_key"] = checkpoints["model_key"].astype(str)
-            del values
         frame = _pandas(table)
         if frame.empty and not layers:
             raise DataError(
@@ -249,9 +246,11 @@ def read_apart(
     Returns
     -------
     rows : as :func:`read` returns them, with ``columns`` (and the probe key) but not ``apart``.
-    checkpoints : one row per ``model_key`` (in order of first appearance), with each column of
-        ``apart`` the results have: its first value that is not missing, as
-        ``rows.groupby("model_key", observed=True, sort=False)[apart].first()`` of a full read.
+    checkpoints : ``model_key`` (text) and the columns of ``apart`` the results have: their
+        distinct combinations in order of first appearance, as
+        ``rows[["model_key", *apart]].drop_duplicates()`` of a full read — one row per
+        checkpoint where its numbers agree on all its rows, as in a store layerprobe wrote
+        (``checkpoints.groupby("model_key", sort=False).first()`` is then the full read's).
     """
     options = dict(layers=layers, skip_bad=skip_bad, warn=warn, row_cache=row_cache)
     want = list(dict.fromkeys([*columns, *apart]))
@@ -262,11 +261,21 @@ def read_apart(
             pass
     rows, _ = _read(results_dir, columns=want, selected_only=True, **options)
     there = [c for c in apart if c in rows.columns and c != "model_key"]
-    checkpoints = rows.groupby("model_key", observed=True, sort=False)[there].first()
-    rows = rows.drop(columns=[c for c in there if c not in columns])
-    checkpoints = checkpoints.reset_index()
-    checkpoints["model_key"] = checkpoints["model_key"].astype(str)
-    return rows, checkpoints
+    checkpoints = _distinct(rows[["model_key", *there]])
+    return rows.drop(columns=[c for c in there if c not in columns]), checkpoints
+
+
+def _distinct(frame: pd.DataFrame) -> pd.DataFrame:
+    """The distinct rows of ``frame`` (missing values equal), in order of first appearance,
+    ``model_key`` as text and a fresh index."""
+    codes, _ = key_codes(frame, list(frame.columns))
+    if codes is None:
+        frame = frame.drop_duplicates()
+    else:
+        frame = frame.iloc[np.sort(np.unique(codes, return_index=True)[1])]
+    frame = frame.reset_index(drop=True)
+    frame["model_key"] = frame["model_key"].astype(str)
+    return frame
 
 
 class _Duplicates(Exception):
