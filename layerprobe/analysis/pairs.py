@@ -42,6 +42,7 @@ from layerprobe.analysis.points import (
     GROUP,
     KNOBS,
     POINT_COLUMNS,
+    best_layers,
     seed_means,
     with_upstream_task,
 )
@@ -213,9 +214,9 @@ def _checkpoints(
 def _values(table: pd.DataFrame) -> pd.DataFrame:
     """Per checkpoint and (upstream task, task, shots, probe): DS accuracy at pre_logits, at the
     best layer, and the best layer's depth."""
-    means = seed_means(table).sort_values(["depth"], kind="stable")
+    means = seed_means(table)
     keys = ["model_key", *GROUP]
-    best = means.loc[means.groupby(keys, sort=False)["accuracy"].idxmax()]
+    best = means.loc[best_layers(means, keys)]
     out = best[keys].assign(ds_best=best["accuracy"].to_numpy(), best_depth=best["depth"])
     pre = means[means["layer"] == "pre_logits"][[*keys, "accuracy"]]
     out = out.merge(pre.rename(columns={"accuracy": "ds"}), on=keys, how="left")

@@ -109,6 +109,24 @@ def seed_means(table: pd.DataFrame) -> pd.DataFrame:
     return stats
 
 
+def best_layers(means: pd.DataFrame, keys: list[str]) -> pd.Index:
+    """Index labels of each curve's best layer: the first layer in depth order with the highest
+    mean accuracy; curves in order of their first row in depth order.
+
+    The same as ``means.sort_values("depth", kind="stable").groupby(keys, sort=False)
+    ["accuracy"].idxmax()``, from three arrays (an order, one code per row, the accuracies)
+    instead of a sorted copy of every column (half a GiB at 3 M curve points).
+    """
+    codes, _ = key_codes(means, keys)
+    if codes is None:
+        ordered = means.sort_values(["depth"], kind="stable")
+        return pd.Index(ordered.groupby(keys, sort=False)["accuracy"].idxmax())
+    order = np.argsort(means["depth"].to_numpy(), kind="stable")
+    accuracy = pd.Series(means["accuracy"].to_numpy()[order])
+    first = accuracy.groupby(codes[order], sort=False).idxmax().to_numpy()
+    return means.index[order[first]]
+
+
 def checkpoint_info(table: pd.DataFrame, checkpoints: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per model_key: model, upstream accuracy and the pre-training knobs (first value).
 
@@ -164,10 +182,7 @@ def checkpoint_points(
     """
     means = seed_means(table)
     if layer == "best":
-        # The first layer (in depth order) with the highest mean accuracy.
-        means = means.sort_values(["depth"], kind="stable")
-        idx = means.groupby(["model_key", *GROUP], sort=False)["accuracy"].idxmax()
-        chosen = means.loc[idx]
+        chosen = means.loc[best_layers(means, ["model_key", *GROUP])]
     else:
         layers = set(means["layer"].unique())  # distinct values first: millions of rows
         if layer not in layers:
