@@ -32,11 +32,19 @@ MEASURES = ("saturation_depth", "best_depth", "gap")
 BLOCK_BYTES = 32 << 20  # resampled values held at once by the checkpoint bootstrap
 
 
-def layer_curves(table: pd.DataFrame, checkpoints: pd.DataFrame | None = None) -> pd.DataFrame:
+def layer_curves(
+    table: pd.DataFrame | None,
+    checkpoints: pd.DataFrame | None = None,
+    *,
+    means: pd.DataFrame | None = None,
+    info: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Accuracy against depth: one row per (checkpoint, upstream task, task, shots, probe, layer).
 
     ``checkpoints``: the checkpoints' US accuracy when it was read apart from ``table``
-    (:func:`~layerprobe.results.read.read_selected_apart`).
+    (:func:`~layerprobe.results.read.read_selected_apart`); ``means``, ``info``: ``table``'s
+    :func:`seed_means` and :func:`checkpoint_info` when the caller has them (with both, ``table``
+    is not read).
 
     Returns
     -------
@@ -44,8 +52,9 @@ def layer_curves(table: pd.DataFrame, checkpoints: pd.DataFrame | None = None) -
     (mean over seeds, 0–1), se (standard error over seeds), seeds, us (upstream accuracy or NaN),
     sorted by depth within each curve.
     """
-    curves = seed_means(table)
-    info = checkpoint_info(table, checkpoints)[["model_key", "model", "upstream_accuracy"]]
+    curves = seed_means(table) if means is None else means
+    info = checkpoint_info(table, checkpoints) if info is None else info
+    info = info[["model_key", "model", "upstream_accuracy"]]
     curves = curves.merge(info.rename(columns={"upstream_accuracy": "us"}), on="model_key")
     return curves.sort_values([*KEY, "depth"], kind="stable").reset_index(drop=True)
 

@@ -47,7 +47,7 @@ from layerprobe.analysis.points import (
     with_upstream_task,
 )
 from layerprobe.errors import ConfigError, DataError
-from layerprobe.results.frames import key_codes
+from layerprobe.results.frames import first_rows, key_codes
 from layerprobe.results.schema import PRETRAIN_IDENTITY
 from layerprobe.results.show import check_shots
 
@@ -100,6 +100,7 @@ def knob_pairs(
     shots: Sequence[int] | None = None,
     level: float = 0.95,
     checkpoints: pd.DataFrame | None = None,
+    means: pd.DataFrame | None = None,
 ) -> KnobPairs:
     """Paired differences between checkpoints that differ in one knob only (module doc).
 
@@ -116,6 +117,7 @@ def knob_pairs(
     level : the intervals' coverage (default 0.95).
     checkpoints : the checkpoints' numbers (US accuracy, knobs, pre-training seed) when they were
         read apart from ``table`` (:func:`~layerprobe.results.read.read_selected_apart`).
+    means : ``table``'s :func:`~layerprobe.analysis.points.seed_means`, when the caller has them.
 
     Returns
     -------
@@ -138,6 +140,7 @@ def knob_pairs(
     check_shots(table, shots)
     if shots:
         table = table[table["shots"].isin(list(shots))]
+        means = None if means is None else means[means["shots"].isin(list(shots))]
     if table.empty:
         raise DataError("no results to compare: the results have no rows")
     present = [c for c in PRETRAIN_IDENTITY if c in columns]
@@ -145,7 +148,7 @@ def knob_pairs(
     for name in PRETRAIN_IDENTITY:
         if name not in info.columns:
             info[name] = None
-    values = _values(table)
+    values = _values(seed_means(table) if means is None else means)
     effects, pairs, notes = [], [], []
     matched_on = {}
     compared: set[str] = set()  # the checkpoints of the knobs compared
@@ -189,7 +192,7 @@ def _checkpoints(
     if codes is None:
         frame = table[present].drop_duplicates()
     else:  # the same rows, from one code per row instead of pandas' hash of every column
-        frame = table[present].iloc[np.sort(np.unique(codes, return_index=True)[1])]
+        frame = table[present].iloc[first_rows(codes)]
         del codes
     frame = with_upstream_task(frame)
     frame["model_key"] = frame["model_key"].astype(str)
@@ -211,10 +214,9 @@ def _checkpoints(
     return per[cols].first().reset_index()
 
 
-def _values(table: pd.DataFrame) -> pd.DataFrame:
+def _values(means: pd.DataFrame) -> pd.DataFrame:
     """Per checkpoint and (upstream task, task, shots, probe): DS accuracy at pre_logits, at the
     best layer, and the best layer's depth."""
-    means = seed_means(table)
     keys = ["model_key", *GROUP]
     best = means.loc[best_layers(means, keys)]
     out = best[keys].assign(ds_best=best["accuracy"].to_numpy(), best_depth=best["depth"])

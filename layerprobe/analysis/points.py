@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from layerprobe.errors import DataError, UnknownNameError, did_you_mean
-from layerprobe.results.frames import first_values, key_codes
+from layerprobe.results.frames import first_rows, first_values, key_codes
 from layerprobe.results.schema import KNOBS
 from layerprobe.runtime.warn import warn as warn_user
 
@@ -97,11 +97,8 @@ def seed_means(table: pd.DataFrame) -> pd.DataFrame:
     if codes is None:
         stats = stats.reset_index()
     else:
-        # A group's keys are those of its first row: first appearances are where the
-        # running maximum of the (first-appearance ordered) group numbers steps up.
-        number = grouped.ngroup().to_numpy()
-        rises = np.diff(np.maximum.accumulate(number), prepend=-1) > 0
-        first = table[keys].take(np.flatnonzero(rises))
+        # A group's keys are those of its first row (groups come in order of first appearance).
+        first = table[keys].take(first_rows(codes))
         stats = pd.concat([first.reset_index(drop=True), stats.reset_index(drop=True)], axis=1)
     stats["se"] = (stats.pop("std") / np.sqrt(stats["seeds"])).fillna(0.0)
     for col in ("model_key", "task", "layer", "probe"):
@@ -164,6 +161,8 @@ def checkpoint_points(
     warn: Callable[[str], None] | None = None,
     require_us: bool = True,
     checkpoints: pd.DataFrame | None = None,
+    means: pd.DataFrame | None = None,
+    info: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One point per checkpoint and (upstream task, task, shots, probe).
 
@@ -174,13 +173,15 @@ def checkpoint_points(
     require_us : raise :class:`DataError` when no row has an upstream accuracy.
     checkpoints : the checkpoints' US accuracy and knobs when they were read apart from
         ``table`` (:func:`~layerprobe.results.read.read_selected_apart`).
+    means, info : ``table``'s :func:`seed_means` and :func:`checkpoint_info`, when the caller
+        has them already (with both, ``table`` is not read and may be None).
 
     Returns
     -------
     DataFrame: upstream_task, task, shots, probe, model_key, model, layer, depth, us (US accuracy,
     0–1), ds (DS accuracy, 0–1), ds_se, seeds, and the knob columns.
     """
-    means = seed_means(table)
+    means = seed_means(table) if means is None else means
     if layer == "best":
         chosen = means.loc[best_layers(means, ["model_key", *GROUP])]
     else:
@@ -192,7 +193,8 @@ def checkpoint_points(
         if lacking:
             _warn(warn, f"{len(lacking)} checkpoint(s) have no layer {layer!r} and are left out")
     points = chosen.rename(columns={"accuracy": "ds", "se": "ds_se"})
-    points = points.merge(checkpoint_info(table, checkpoints), on="model_key", how="left")
+    info = checkpoint_info(table, checkpoints) if info is None else info
+    points = points.merge(info, on="model_key", how="left")
     points = points.rename(columns={"upstream_accuracy": "us"})
     if require_us:
         has = points["us"].notna()

@@ -35,7 +35,7 @@ from layerprobe.analysis.layersat import (
     top_checkpoints,
 )
 from layerprobe.analysis.pairs import display, knob_pairs
-from layerprobe.analysis.points import GROUP, NO_US, checkpoint_info, checkpoint_points
+from layerprobe.analysis.points import GROUP, NO_US, checkpoint_info, checkpoint_points, seed_means
 from layerprobe.analysis.similarity_plots import similarity_figures
 from layerprobe.analysis.tables import fit_display
 from layerprobe.errors import ConfigError, DataError, check_folder
@@ -136,22 +136,29 @@ def write_report(
     settings = config.settings()
 
     say("layer saturation")
-    curves = layer_curves(table, checkpoints)
-    saturation = layer_saturation(curves, draws=100, seed=config.seed)
+    # What is made from the rows themselves first; then the rows are let go (a GiB at the
+    # paper's scale), and the rest stands on the seed means and the checkpoints' facts.
+    settings_section = _settings_section(results_dir, table, settings)
     chance = chance_levels(table)
+    info = checkpoint_info(table, checkpoints)
+    facts = _store_facts(table, info)
+    means = seed_means(table)
+    pairs = knob_pairs(table, checkpoints=checkpoints, means=means)
+    del table
+    curves = layer_curves(None, means=means, info=info)
+    saturation = layer_saturation(curves, draws=100, seed=config.seed)
     summary = task_layer_summary(saturation, chance=chance)
     write_fits(saturation, out / "layers.parquet")
 
     pts, fits, corr = None, None, None
-    if (table if checkpoints is None else checkpoints)["upstream_accuracy"].notna().any():
+    if info["upstream_accuracy"].notna().any():
         say("saturation fits")
-        pts = checkpoint_points(table, layer, warn=warn, checkpoints=checkpoints)
+        pts = checkpoint_points(None, layer, warn=warn, means=means, info=info)
         fits = fit_points(pts, config, warn=warn)
         if len(fits):
             write_fits(fits, out / "fits.parquet")
             corr = saturation_correlation(saturation, fits, chance=chance)
-
-    pairs = knob_pairs(table, checkpoints=checkpoints)
+    del means
 
     say("plots")
     with plots.vector_copies(svg):
@@ -161,7 +168,7 @@ def write_report(
     # The page, top to bottom: the summary, the figures, then the tables (long ones collapsed).
     # A new section is one function returning a Section (or None) and one line here.
     sections = [
-        _summary_section(table, checkpoints, fits, saturation, summary, corr),
+        _summary_section(facts, fits, saturation, summary, corr),
         Section(
             "Figures", [*map(_p, notes), *(_figure(path, caption) for path, caption in figures)]
         ),
@@ -170,7 +177,7 @@ def write_report(
         _layer_section(saturation, summary),
         _knob_section(pts),
         _knob_pairs_section(pairs),
-        _settings_section(results_dir, table, settings),
+        settings_section,
     ]
     path = out / "report.html"
     write_text_atomic(path, _page([s for s in sections if s is not None], results_dir))
@@ -182,8 +189,7 @@ def write_report(
 
 
 def _summary_section(
-    table: pd.DataFrame,
-    checkpoints: pd.DataFrame | None,
+    facts: str,
     fits: pd.DataFrame | None,
     saturation: pd.DataFrame,
     summary: pd.DataFrame,
@@ -191,7 +197,7 @@ def _summary_section(
 ) -> Section:
     """What the store holds and what the data support, from the tables the sections show."""
     section = Section("Summary")
-    items = [_store_facts(table, checkpoints)]
+    items = [facts]
     if fits is None:
         items.append(html.escape(NO_US[0].upper() + NO_US[1:] + "."))
     elif fits.empty:
@@ -205,9 +211,11 @@ def _summary_section(
     return section
 
 
-def _store_facts(table: pd.DataFrame, checkpoints: pd.DataFrame | None) -> str:
+def _store_facts(table: pd.DataFrame, info: pd.DataFrame) -> str:
+    """The store in one sentence: checkpoints, tasks, shots, seeds and the US range (``info``:
+    :func:`~layerprobe.analysis.points.checkpoint_info` of ``table``)."""
     shot_counts = sorted({int(s) for s in table["shots"].unique()}, key=lambda s: (s == 0, s))
-    us = checkpoint_info(table, checkpoints)["upstream_accuracy"].astype(float)
+    us = info["upstream_accuracy"].astype(float)
     text = (
         f"<b>The store</b>: {_count(table['model_key'].nunique(), 'checkpoint')}, "
         f"{_count(table['task'].nunique(), 'task')}, "

@@ -25,15 +25,16 @@ def key_codes(frame: pd.DataFrame, key: Sequence[str]) -> tuple[np.ndarray | Non
     size = 1
     for name in key:
         column = frame[name]
-        if isinstance(column.dtype, pd.CategoricalDtype):
-            codes, n = column.cat.codes.to_numpy(np.int64) + 1, len(column.cat.categories) + 1
+        if isinstance(column.dtype, pd.CategoricalDtype):  # its codes as they are (int8 …)
+            codes, shift, n = column.cat.codes.to_numpy(), 1, len(column.cat.categories) + 1
         else:
             codes, uniques = pd.factorize(column, use_na_sentinel=False)
-            n = max(len(uniques), 1)
+            shift, n = 0, max(len(uniques), 1)
         if size > (2**62) // n:
             return None, 0
-        combined *= n
+        combined *= n  # in place, no array of the row count but this one
         combined += codes
+        combined += shift  # a missing category (code -1) is 0
         size *= n
     return combined, size
 

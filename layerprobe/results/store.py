@@ -272,7 +272,7 @@ def _distinct(frame: pd.DataFrame) -> pd.DataFrame:
     if codes is None:
         frame = frame.drop_duplicates()
     else:
-        frame = frame.iloc[np.sort(np.unique(codes, return_index=True)[1])]
+        frame = frame.iloc[first_rows(codes)]
     frame = frame.reset_index(drop=True)
     frame["model_key"] = frame["model_key"].astype(str)
     return frame
@@ -615,10 +615,13 @@ def _encoded(column: pa.ChunkedArray) -> pa.ChunkedArray:
         if len(unified.dictionary) == len(pc.unique(unified.dictionary)):
             indices = unified.indices.to_numpy()
             used = indices[first_rows(indices)]  # dictionary entries in order of first use
-            renumber = np.zeros(len(unified.dictionary), np.int32)
-            renumber[used] = np.arange(len(used), dtype=np.int32)
+            # The narrowest index type (pandas' codes are int8 below 128 values): the indices
+            # then become the categorical's codes as they are, not one more copy.
+            kind = np.int8 if len(used) < 2**7 else np.int16 if len(used) < 2**15 else np.int32
+            renumber = np.zeros(len(unified.dictionary), kind)
+            renumber[used] = np.arange(len(used), dtype=kind)
             array = pa.DictionaryArray.from_arrays(
-                pa.array(renumber[indices], pa.int32()), unified.dictionary.take(pa.array(used))
+                pa.array(renumber[indices]), unified.dictionary.take(pa.array(used))
             )
             return pa.chunked_array([array])
     return column.cast(column.type.value_type).dictionary_encode()
