@@ -6,7 +6,7 @@
 So the reader keeps the selected rows of every valid part, every column of
 :data:`~layerprobe.results.store.ANALYSIS_SCHEMA`, in one Parquet file beside the store,
 ``<results>/.layerprobe/selected-rows.cache`` (not ``*.parquet``: no store glob, nor a DuckDB or
-pyarrow scan of ``**/*.parquet``, ever takes it for a part). Its footer holds the manifest: per
+pyarrow scan of ``**/*.parquet``, ever takes it for a part). Its footer holds the manifest (JSON, zlib-compressed): per
 part its path (relative to the store), size, ``mtime_ns``, ``ctime_ns`` and inode, the
 :class:`~layerprobe.results.parts.PartInfo` facts the reader needs (identity, generation key,
 newest ``created_at``, number of rows) and how many cached rows are its.
@@ -28,9 +28,11 @@ configs' ``no_row_cache``) reads the parts directly and leaves the cache alone.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -47,7 +49,7 @@ from layerprobe.runtime.ids import short_hash
 
 CACHE_FOLDER = ".layerprobe"
 CACHE_NAME = "selected-rows.cache"
-FORMAT = 1
+FORMAT = 2  # 2: the manifest zlib-compressed (a fifth of the footer at 120,000 parts)
 MANIFEST_KEY = b"layerprobe_row_cache"
 # A part changed less than this before the cache's stat pass is not trusted from the cache: a
 # rewrite within the file system's time-stamp granularity (or a clock a little off, on a shared
@@ -299,7 +301,10 @@ def _load(path: Path, warn: Callable[[str], None]) -> _Cache | None:
         raw = (file.metadata.metadata or {}).get(MANIFEST_KEY)
         if raw is None:
             raise ValueError("it has no manifest")
-        manifest = json.loads(raw)
+        if raw[:1] == b"{":  # an uncompressed manifest: a cache of format 1, rebuilt silently
+            file.close()
+            return None
+        manifest = json.loads(zlib.decompress(base64.b64decode(raw)))
         if manifest.get("fingerprint") != fingerprint():
             file.close()
             return None
@@ -344,7 +349,8 @@ def _write(path: Path, table: pa.Table, *, manifest: dict, warn) -> None:
     """Write the cache atomically; where that fails (read-only store, disk full), warn once."""
     # In the Parquet footer only (not in the Arrow schema it also stores, where it would be
     # kept a second time and decoded with the schema).
-    manifest = json.dumps(manifest, separators=(",", ":"), default=str)
+    manifest = json.dumps(manifest, separators=(",", ":"), default=str).encode()
+    manifest = base64.b64encode(zlib.compress(manifest, 6)).decode("ascii")
     table = table.replace_schema_metadata(None)
     try:
         with atomic_path(path, fsync=True) as tmp:
