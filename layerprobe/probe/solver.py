@@ -1,5 +1,8 @@
 """The closed-form few-shot probe of the recipe, batched over problems, in torch.
 
+The torch backend runs these functions on CUDA (and the logistic probes and ``ridge_scores``
+use them on the CPU); its CPU sweep computes the same steps in numpy (``numpy_sweep.py``).
+
 One problem is a train set ``x`` (n, D) with labels, solved for every L2 value at once:
 
 1. standardise with the train set's mean and std (+1e-5) and append a bias column of 100
