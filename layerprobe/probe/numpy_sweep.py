@@ -66,7 +66,7 @@ def sweep(
     problem = (y, subsets, rows, l2, num_classes, np.dtype(dtype), np.dtype(score_dtype))
 
     def run(layer_ids: list[int]) -> None:
-        for batch in recipe.layer_batches(train, layer_ids):
+        for batch in recipe.layer_batches(train, layer_ids, budget=recipe.CPU_BATCH_BYTES):
             x = np.stack([np.asarray(train[i]) for i in batch])  # (layers, N, D)
             z = np.stack([np.asarray(evals[i]) for i in batch])[:, rows.order]  # (layers, M, D)
             out[batch] = _sweep_batch(x, z, *problem)
