@@ -3,8 +3,9 @@
 The same recipe and the same batching as the torch path (``torch_backend.py``, on CUDA), in
 numpy, so the CLI's default probe never imports torch; the counts are the same:
 
-- problems of the same size (all seeds of one shot count, all layers of one width) are
+- problems of the same size (all seeds of one shot count, the layers of a batch) are
   decomposed in one batched ``eigh`` on the cheaper side, in float64 unless asked otherwise;
+  a batch is a layer or two (``CPU_BATCH_BYTES``), so its arrays reuse memory already mapped;
 - each layer's evaluation rows (validation and test together) meet all of that layer's
   probes in one float32 product, ``[z - o, 1] @ [lift_1 | W_2 | …]``: a probe is scored
   through its eigenbasis (r columns, then a product with the λ weights) or through its
