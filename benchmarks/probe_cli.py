@@ -6,7 +6,10 @@ The standard sweep as a user runs it: 20 tasks of float16 caches on disk (12 lay
 - CLI: ``python -m layerprobe probe --cache … --results <fresh folder>`` in a subprocess,
   process start to exit (the last Parquet part renamed);
 - engine: the torch backend in this process on the same features, already in memory
-  (float32), one call per task, as ``benchmarks/probe_sweep.py`` times it;
+  (float32), one call per task, as ``benchmarks/probe_sweep.py`` times it — the function the
+  CLI calls, which on the CPU runs the numpy path (no torch);
+- torch path: the same backend's torch path (``torch_backend.sweep`` on the CPU, what the
+  engine ran before the numpy path), same features, its counts compared;
 - start-up: a fresh interpreter importing what the CLI imports before its first unit, then
   exiting (the part of the CLI's time no engine change can reach);
 - numpy: the recipe written plainly (``probe_sweep.numpy_recipe``), in memory, at its faster
@@ -150,12 +153,18 @@ def run_cli(cache_dir: Path, results: Path, source: Path = ROOT) -> Clock:
     return clock
 
 
+STARTUP = (
+    "import layerprobe.cli, layerprobe.commands.probe, layerprobe.probe.run, "
+    "layerprobe.probe.numpy_sweep"
+)
+
+
 def run_startup(source: Path = ROOT) -> Clock:
     """The probe command's start-up alone: a fresh interpreter importing what ``layerprobe
-    probe`` imports before its first unit (the CLI, the probe runner, torch, pandas, pyarrow,
-    h5py), then exiting."""
+    probe`` imports before its first unit (the CLI, the probe runner and the numpy sweep:
+    numpy, pandas, pyarrow, h5py; no torch on the CPU), then exiting."""
     env = os.environ | {"PYTHONPATH": str(source)}
-    code = "import layerprobe.cli, layerprobe.commands.probe, layerprobe.probe.run"
+    code = STARTUP
     with Clock() as clock:
         subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=source)
     return clock
@@ -166,6 +175,33 @@ def run_engine(tasks, l2s) -> tuple[Clock, list[np.ndarray]]:
     for _, probes, _ in tasks:
         with clock:
             counts.append(torch_backend(probes, l2s, device="cpu", precision="float64"))
+    return clock, counts
+
+
+def run_torch_path(tasks, l2s) -> tuple[Clock, list[np.ndarray]]:
+    """The torch backend's torch path on the CPU (the engine before the numpy path), per task."""
+    import torch
+
+    from layerprobe.probe.accuracy import EvalRows
+    from layerprobe.probe.torch_backend import sweep
+
+    counts, clock = [], Clock()
+    for _, probes, _ in tasks:
+        rows = EvalRows.build(probes.y_eval, probes.eval_group, probes.num_groups)
+        with clock:
+            counts.append(
+                sweep(
+                    probes.train,
+                    probes.y_train,
+                    probes.subsets,
+                    evals=probes.evals,
+                    rows=rows,
+                    l2s=l2s,
+                    num_classes=probes.num_classes,
+                    device="cpu",
+                    dtype=torch.float64,
+                )
+            )
     return clock, counts
 
 
@@ -294,14 +330,17 @@ def main() -> None:
     print(f"{fits:,} probe fits, {args.tasks} tasks; {os.cpu_count()} CPUs; caches in {cache}")
 
     run_engine(tasks[:1], l2s)  # warm-up (thread pools, allocator)
+    run_torch_path(tasks[:1], l2s)
     inputs = floor_inputs(tasks)
     time_floor(inputs[:1], l2s)  # warm-up
-    cli, engine, floor, before, startup = [], [], [], [], []
+    cli, engine, floor, before, startup, torch_path = [], [], [], [], [], []
     for r in range(args.repeats):
         cli.append(run_cli(cache, work / f"results{r}"))
         startup.append(run_startup())
         clock, counts = run_engine(tasks, l2s)
         engine.append(clock)
+        clock, torch_counts = run_torch_path(tasks, l2s)
+        torch_path.append(clock)
         floor.append(time_floor(inputs, l2s))
         if args.compare_with:
             before.append(run_cli(cache, work / "before", Path(args.compare_with)))
@@ -334,6 +373,13 @@ def main() -> None:
             median(startup, "cpu"),
         )
     )
+    rows.append(
+        (
+            "torch path on the CPU (engine before)",
+            median(torch_path, "wall"),
+            median(torch_path, "cpu"),
+        )
+    )
     if before:
         rows.append((f"CLI of {args.compare_with}", median(before, "wall"), median(before, "cpu")))
     print()
@@ -352,11 +398,20 @@ def main() -> None:
         f"start-up {start_s:.2f} s of the CLI's {rows[0][1]:.2f} s; the CLI without it / engine "
         f"{(rows[0][1] - start_s) / rows[1][1]:.2f}x wall"
     )
+    print(
+        f"engine (numpy path) / torch path {rows[1][1] / rows[5][1]:.2f}x wall, "
+        f"{rows[1][2] / rows[5][2]:.2f}x CPU"
+    )
     runs = [("CLI", cli), ("engine", engine), ("floor", floor), ("start-up", startup)]
+    runs.append(("torch path", torch_path))
     runs.append(("before", before))
     print(
         "runs, wall (s): "
         + "; ".join(f"{n} {', '.join(f'{c.wall:.2f}' for c in cs)}" for n, cs in runs if cs)
+    )
+    torch_same = sum(int((a == b).sum()) for a, b in zip(counts, torch_counts, strict=True))
+    print(
+        f"counts: engine vs torch path {torch_same:,} of {sum(c.size for c in counts):,} identical"
     )
     print(
         f"accuracies: CLI rows vs engine {same:,} of {total:,} identical; "

@@ -5,7 +5,9 @@ D = 384, 10 classes, 2,000 train and 1,000 test rows per task, random features w
 structure. λ is chosen on 200 validation rows held out of train (the CLI's default scheme),
 so every fit is scored on 1,200 rows (validation + test).
 
-- layerprobe: the torch backend (``layerprobe.probe.backends.torch_backend``), CPU;
+- layerprobe: the torch backend (``layerprobe.probe.backends.torch_backend``), CPU — its
+  numpy path; and its torch path (``layerprobe.probe.torch_backend.sweep`` on the CPU, the
+  engine before the numpy path), interleaved, counts compared;
 - (a) numpy: the same recipe written plainly, one eigendecomposition per probe and a loop
   over λ (float64 throughout);
 - (b) scikit-learn ``RidgeClassifier`` on the same standardised features, one fit per probe
@@ -24,9 +26,11 @@ import time
 import numpy as np
 import torch
 
+from layerprobe.probe.accuracy import EvalRows
 from layerprobe.probe.backends import torch_backend
 from layerprobe.probe.plan import plan_probes
 from layerprobe.probe.problems import DEFAULT_L2S, ProbeSet, select_l2
+from layerprobe.probe.torch_backend import sweep as torch_path_sweep
 
 LAYERS, DIM, CLASSES, TRAIN, TEST = 12, 384, 10, 2000, 1000
 SHOTS, SEEDS = (1, 5, 10, 25), 3
@@ -117,19 +121,36 @@ def main() -> None:
     torch_backend(
         make_task(999), l2s, device="cpu", precision="float64"
     )  # warm-up (thread pools, allocator)
-    ours, ours32, numpy_time = [], [], 0.0
+    ours, ours32, theirs, numpy_time = [], [], [], 0.0
+    torch_same = torch_total = 0
     same, entries, max_diff = 0, 0, 0
     sk_time = sk_fits = 0
     sk_diffs, sk_selected_diffs = [], []
     for task in range(args.tasks):
         probes = make_task(task)
         sizes = probes.group_sizes()
-        runs = []
-        for _ in range(args.repeats):
+        runs, torch_runs = [], []
+        rows = EvalRows.build(probes.y_eval, probes.eval_group, probes.num_groups)
+        for _ in range(args.repeats):  # numpy path and torch path, interleaved
             t = time.perf_counter()
             counts = torch_backend(probes, l2s, device="cpu", precision="float64")
             runs.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            torch_counts = torch_path_sweep(
+                probes.train,
+                probes.y_train,
+                probes.subsets,
+                evals=probes.evals,
+                rows=rows,
+                l2s=l2s,
+                num_classes=probes.num_classes,
+                device="cpu",
+            )
+            torch_runs.append(time.perf_counter() - t)
         ours.append(runs)
+        theirs.append(torch_runs)
+        torch_same += int((counts == torch_counts).sum())
+        torch_total += counts.size
         t = time.perf_counter()
         torch_backend(probes, l2s, device="cpu", precision="float32")
         ours32.append(time.perf_counter() - t)
@@ -159,6 +180,7 @@ def main() -> None:
     total = sum(statistics.median(r) for r in ours)
     best = sum(min(r) for r in ours)
     total32 = sum(ours32)
+    torch_path_total = sum(statistics.median(r) for r in theirs)
     numpy_total = numpy_time * args.tasks / max(min(args.baseline_tasks, args.tasks), 1)
     sk_total = sk_time / max(sk_fits, 1) * fits
     print()
@@ -167,6 +189,7 @@ def main() -> None:
         ("layerprobe torch, float64 eigh (median/task)", total),
         ("layerprobe torch, float64 eigh (best/task)", best),
         ("layerprobe torch, --precision float32", total32),
+        ("torch path on the CPU, float64 (median/task)", torch_path_total),
         (
             f"(a) numpy recipe, eigh per probe ({min(args.baseline_tasks, args.tasks)} tasks)",
             numpy_total,
@@ -176,6 +199,7 @@ def main() -> None:
     for name, seconds in rows:
         print(f"{name:<46} {seconds:>10.2f} {fits / seconds:>10,.0f} {seconds / total:>13.1f}x")
     print()
+    print(f"counts vs the torch path: {torch_same:,} of {torch_total:,} identical")
     print(
         f"accuracies vs (a): {same:,} of {entries:,} (probe, λ, split) counts identical; "
         f"largest difference {max_diff} row(s)"

@@ -93,8 +93,9 @@ def test_batch_matches_one_at_a_time_and_sklearn():
     np.testing.assert_array_equal(batch, reference)
 
 
+@pytest.mark.parametrize("kind", ["torch", "numpy"])
 @pytest.mark.parametrize("many_classes", [False, True])
-def test_accuracy_count_has_argmax_tie_semantics(monkeypatch, many_classes):
+def test_accuracy_count_has_argmax_tie_semantics(monkeypatch, many_classes, kind):
     from layerprobe.probe import accuracy
 
     if many_classes:
@@ -105,25 +106,26 @@ def test_accuracy_count_has_argmax_tie_semantics(monkeypatch, many_classes):
     labels = rng.integers(0, classes, rows)
     group = rng.integers(0, 2, rows)
     ev = EvalRows.build(labels, group, 2)
-    block = torch.from_numpy(scores[:, ev.order].reshape(2, rows, -1).copy())
+    block = scores[:, ev.order].reshape(2, rows, -1).copy()
+    block = torch.from_numpy(block) if kind == "torch" else block
     counts, unsure = count_correct(block, ev, l2s)
     right = scores.argmax(2) == labels[None, :, None]  # numpy: the first of tied maxima
     expected = np.stack([(right & (group == g)[None, :, None]).sum(1) for g in (0, 1)], axis=1)
-    np.testing.assert_array_equal(counts.numpy(), expected)
+    np.testing.assert_array_equal(np.asarray(counts), expected)
     assert unsure is None
     # Flagged as too close to call: exactly the rows whose label ties the best other class.
     counts, unsure = count_correct(block, ev, l2s, tol=1e-6)
-    np.testing.assert_array_equal(counts.numpy(), expected)
+    np.testing.assert_array_equal(np.asarray(counts), expected)
     s = scores[:, ev.order]
     own = np.take_along_axis(s, np.sort(labels)[None, :, None, None], axis=2)[:, :, 0]
     others = np.where(
         np.arange(classes)[None, None, :, None] == np.sort(labels)[None, :, None, None], -np.inf, s
     )
-    np.testing.assert_array_equal(unsure.numpy(), own == others.max(2))
+    np.testing.assert_array_equal(np.asarray(unsure), own == others.max(2))
 
 
 def test_near_ties_are_settled_in_float64(monkeypatch):
-    from layerprobe.probe import torch_backend
+    from layerprobe.probe import recipe
 
     layers, y, tests, yt, subsets = two_layers(seed=21)
     expected = np.stack(
@@ -138,7 +140,7 @@ def test_near_ties_are_settled_in_float64(monkeypatch):
     np.testing.assert_array_equal(
         ridge_accuracy_batch(layers, y, tests, yt, l2s=L2S, subsets=subsets), expected
     )
-    monkeypatch.setattr(torch_backend, "NEAR_TIE", 1.0)  # everything is 'too close': all float64
+    monkeypatch.setattr(recipe, "NEAR_TIE", 1.0)  # everything is 'too close': all float64
     np.testing.assert_array_equal(
         ridge_accuracy_batch(layers, y, tests, yt, l2s=L2S, subsets=subsets), expected
     )
@@ -238,11 +240,11 @@ def test_cuda_and_cuml_agree_with_cpu():
 
 
 def test_row_blocks_and_argmax_counting_give_the_same_counts(monkeypatch):
-    from layerprobe.probe import accuracy, torch_backend
+    from layerprobe.probe import accuracy, recipe
 
     layers, y, tests, yt, subsets = two_layers(seed=15)
     expected = ridge_accuracy_batch(layers, y, tests, yt, l2s=L2S, subsets=subsets)
-    monkeypatch.setattr(torch_backend, "SCORES_BYTES", 3 * 4 * 4 * len(L2S) * 7)  # 7-row blocks
+    monkeypatch.setattr(recipe, "SCORES_BYTES", 3 * 4 * 4 * len(L2S) * 7)  # 7-row blocks
     np.testing.assert_array_equal(
         ridge_accuracy_batch(layers, y, tests, yt, l2s=L2S, subsets=subsets), expected
     )

@@ -5,6 +5,10 @@ is right exactly when ``s_c > max(s_0 … s_{c-1})`` and ``s_c >= max(s_0 … s_
 same answer as ``argmax`` (which picks the first of tied maxima), computed with one running
 elementwise maximum over the classes instead of a strided argmax, which is several times
 slower on the CPU.
+
+The count is written once for numpy arrays (the CPU) and torch tensors (CUDA, and the logistic
+probes): the operations used have the same meaning in both, and this module imports torch only
+when handed a tensor.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 MAX_SEGMENTS = 64  # above this many classes in a block, count through argmax instead
 
@@ -25,12 +28,13 @@ class EvalRows:
     ----------
     order : (M,) permutation that sorts the rows by label (apply it to the features).
     segments : (label, start, stop) of each label's run of rows, in sorted order.
-    groups : (G, M) bool, row membership of each group (e.g. validation, test), sorted order.
+    groups : (G, M) bool, row membership of each group (e.g. validation, test), sorted order:
+        a numpy array, or a torch tensor on the scores' device.
     """
 
     order: np.ndarray
     segments: list[tuple[int, int, int]]
-    groups: torch.Tensor
+    groups: np.ndarray
 
     @classmethod
     def build(cls, labels: np.ndarray, group: np.ndarray, num_groups: int) -> EvalRows:
@@ -41,7 +45,7 @@ class EvalRows:
         stops = np.append(starts[1:], len(labels))
         segments = [(int(v), int(a), int(b)) for v, a, b in zip(values, starts, stops, strict=True)]
         member = np.asarray(group)[order][None, :] == np.arange(num_groups)[:, None]
-        return cls(order, segments, torch.as_tensor(member))
+        return cls(order, segments, member)
 
     def slice(self, start: int, stop: int) -> EvalRows:
         """Rows ``start:stop`` of the sorted order (segments clipped and shifted)."""
@@ -59,14 +63,13 @@ class EvalRows:
         return np.repeat([seg[0] for seg in self.segments], [b - a for _, a, b in self.segments])
 
 
-def count_correct(
-    scores: torch.Tensor, rows: EvalRows, num_l2: int, *, tol: float = 0.0
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+def count_correct(scores, rows: EvalRows, num_l2: int, *, tol: float = 0.0):
     """Correct predictions per group and λ, and the predictions too close to call.
 
     Parameters
     ----------
-    scores : (P, M, C * L) scores of P problems, rows in ``rows.order``, columns class-major.
+    scores : (P, M, C * L) scores of P problems, rows in ``rows.order``, columns class-major
+        (a numpy array or a torch tensor; the results are of the same kind).
     rows : the evaluation rows.
     num_l2 : L.
     tol : with tol > 0, also flag every (problem, row, λ) whose own-class score is within
@@ -78,10 +81,11 @@ def count_correct(
     counts : (P, G, L) int64 rows whose argmax over classes is their label.
     unsure : (P, M, L) bool flags, or None when tol is 0 or nothing is flagged.
     """
+    xp = _namespace(scores)
     num_problems, _, width = scores.shape
     num_classes = width // num_l2
-    s = scores.view(num_problems, -1, num_classes, num_l2)
-    groups = rows.groups.to(torch.float32)
+    s = scores.reshape(num_problems, -1, num_classes, num_l2)
+    groups = _cast(_like(rows.groups, s), "float32")
     if len(rows.segments) > MAX_SEGMENTS:
         return _count_by_argmax(s, rows, groups, tol)
     # One pass over the classes keeps, for every row, the best score of the classes other
@@ -89,10 +93,10 @@ def count_correct(
     # of the classes below c, which they must beat strictly (argmax keeps the first maximum).
     # Rows whose label is no class of the scores (never in train) are never right.
     by_label = {label: (start, stop) for label, start, stop in rows.segments}
-    others = torch.full_like(s[:, :, 0], -torch.inf)  # (P, M, L)
-    own = torch.empty_like(others)
-    below = torch.full_like(others, -torch.inf)
-    known = torch.zeros(s.shape[1], dtype=torch.bool, device=s.device)  # rows of a train class
+    others = xp.full_like(s[:, :, 0], -np.inf)  # (P, M, L)
+    own = xp.empty_like(others)
+    below = xp.full_like(others, -np.inf)
+    known = np.zeros(s.shape[1], dtype=bool)  # rows of a train class
     for c in range(num_classes):
         if c in by_label:
             start, stop = by_label[c]
@@ -100,27 +104,71 @@ def count_correct(
             own[:, start:stop] = s[:, start:stop, c]
             known[start:stop] = True
             for part in (slice(0, start), slice(stop, None)):  # every row but class c's own
-                torch.maximum(others[:, part], s[:, part, c], out=others[:, part])
+                xp.maximum(others[:, part], s[:, part, c], out=others[:, part])
         else:
-            torch.maximum(others, s[:, :, c], out=others)
-    right = (own > below) & (own >= others) & known[:, None]
-    # Counts are summed as float32 matrix products (exact below 2**24 rows).
-    counts = (groups @ right.to(torch.float32)).round().to(torch.int64)  # (P, G, L)
+            xp.maximum(others, s[:, :, c], out=others)
+    known = _like(known, s)[:, None]
+    right = xp.greater(own, below)  # right = own > below & own >= others & known, in place
+    right &= xp.greater_equal(own, others)
+    right &= known
+    counts = _counts(groups, right)
     if not tol:
         return counts, None
-    unsure = ((own - others).abs() <= tol * (own.abs() + others.abs())) & known[:, None]
+    # unsure = |own - others| <= tol (|own| + |others|), in place on the spent buffers
+    xp.abs(own, out=below)
+    below += xp.abs(others)
+    below *= tol
+    others -= own
+    xp.abs(others, out=others)
+    unsure = xp.less_equal(others, below)
+    unsure &= known
     return counts, unsure if unsure.any() else None
 
 
 def _count_by_argmax(s, rows, groups, tol):
     """Many classes: one strided argmax (the first of tied maxima, as numpy) beats a loop."""
-    labels = torch.as_tensor(rows.sorted_labels(), device=s.device)
+    xp = _namespace(s)
+    labels = _like(rows.sorted_labels(), s)
     right = s.argmax(2) == labels[None, :, None]
-    counts = (groups @ right.to(torch.float32)).round().to(torch.int64)
+    counts = _counts(groups, right)
     if not tol:
         return counts, None
-    top2 = s.topk(2, dim=2).values  # (P, M, 2, L)
-    own = s.gather(2, labels.view(1, -1, 1, 1).expand(s.shape[0], -1, 1, s.shape[3])).squeeze(2)
-    best = torch.where(own >= top2[:, :, 0], top2[:, :, 1], top2[:, :, 0])
-    unsure = (own - best).abs() <= tol * (own.abs() + best.abs())
+    # The best class other than the row's own: the maximum with the own class masked out.
+    mine = np.arange(s.shape[2])[None, :] == rows.sorted_labels()[:, None]  # (M, C)
+    best = xp.amax(xp.where(_like(mine, s)[None, :, :, None], -np.inf, s), 2)  # (P, M, L)
+    own = s[:, _like(np.arange(s.shape[1]), s), labels]  # (P, M, L)
+    unsure = abs(own - best) <= tol * (abs(own) + abs(best))
     return counts, unsure if unsure.any() else None
+
+
+def _counts(groups, right):
+    """(P, G, L) int64 per-group counts of ``right`` (P, M, L), summed as float32 matrix
+    products (exact below 2**24 rows)."""
+    return _cast(_namespace(right).round(groups @ _cast(right, "float32")), "int64")
+
+
+def _namespace(array):
+    """numpy, or torch for a tensor (imported only then)."""
+    if isinstance(array, np.ndarray):
+        return np
+    import torch
+
+    return torch
+
+
+def _like(values: np.ndarray, array):
+    """``values`` (numpy) as the kind of ``array``: itself, or a tensor on its device."""
+    if isinstance(array, np.ndarray):
+        return values
+    import torch
+
+    return torch.as_tensor(values, device=array.device)
+
+
+def _cast(array, dtype: str):
+    """``array`` converted to the dtype named ``dtype`` (numpy or torch)."""
+    if isinstance(array, np.ndarray):
+        return array.astype(dtype)
+    import torch
+
+    return array.to(getattr(torch, dtype))

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from layerprobe.errors import DataError
 from layerprobe.probe.backends import get_backend
 from layerprobe.probe.problems import DEFAULT_L2S, ProbeSet, check_finite, check_l2s
-from layerprobe.probe.solver import decompose, lambda_weights
+
+if TYPE_CHECKING:  # the functions returning tensors import torch when called
+    import torch
 
 
 def _as_layers(x, what: str) -> list[np.ndarray]:
-    if isinstance(x, np.ndarray | torch.Tensor) and np.ndim(x) == 2:
+    if getattr(x, "ndim", None) == 2:  # one array or tensor: one layer
         return [np.asarray(x)]
     layers = [np.asarray(a) for a in x]
     if not layers:
@@ -69,6 +71,8 @@ def one_probe(x_train, y_train, x_test, y_test, *, batch, **options) -> np.ndarr
 def one_problem(x_train, y_train, *, l2s, num_classes):
     """One probe's train problem as tensors for the score functions: features (1, n, D),
     labels (1, n) int64, the number of classes C and the λ values (L,) (checked)."""
+    import torch
+
     y_train = np.asarray(y_train)
     c = _num_classes(num_classes, y_train)
     l2 = torch.as_tensor(check_l2s(l2s))
@@ -80,6 +84,8 @@ def one_problem(x_train, y_train, *, l2s, num_classes):
 def with_bias(x_test, dtype: torch.dtype) -> torch.Tensor:
     """(m, D + 1) test features of ``dtype`` with the constant column the lift maps to the
     bias."""
+    import torch
+
     return torch.nn.functional.pad(torch.as_tensor(np.asarray(x_test)).to(dtype), (0, 1), value=1.0)
 
 
@@ -183,6 +189,10 @@ def ridge_scores(
     -------
     (L, m, C) scores; the prediction is their argmax over the last axis.
     """
+    import torch
+
+    from layerprobe.probe.solver import decompose, lambda_weights
+
     x, y, c, l2 = one_problem(x_train, y_train, l2s=l2s, num_classes=num_classes)
     score_dtype = getattr(torch, score_precision)
     dec = decompose(x, y, c, dtype=getattr(torch, precision))

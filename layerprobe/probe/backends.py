@@ -3,7 +3,8 @@
 Every backend is a function ``(probes: ProbeSet, l2s, device, precision) -> (layers, P, G, L)``
 int64 counts of correct predictions.
 
-- ``torch`` (default): batched closed form on the CPU or a CUDA GPU (fast);
+- ``torch`` (default): batched closed form; on the CPU through numpy, on CUDA through torch
+  (fast; the CPU path never imports torch);
 - ``cuml``: cuML's ``Ridge`` on a GPU, one fit per probe and λ (the ``gpu`` extra);
 - ``sklearn``: scikit-learn's ``Ridge``, one fit per probe and λ (slow; a reference).
 """
@@ -17,8 +18,8 @@ import numpy as np
 from layerprobe.errors import ConfigError, EnvironmentProblem
 from layerprobe.probe.config import PRECISIONS
 from layerprobe.probe.problems import ProbeSet
-from layerprobe.probe.solver import BIAS, STD_EPS
-from layerprobe.runtime.devices import resolve_device
+from layerprobe.probe.recipe import BIAS, STD_EPS
+from layerprobe.runtime.devices import resolve_device_name
 
 
 class Backend(Protocol):
@@ -35,26 +36,33 @@ def _check_precision(precision: str) -> None:
 
 
 def torch_backend(probes: ProbeSet, l2s: np.ndarray, *, device: str, precision: str) -> np.ndarray:
-    import torch
-
+    """The batched closed form: on the CPU through numpy (no torch import), on CUDA through
+    torch; the same counts either way."""
     from layerprobe.probe.accuracy import EvalRows
-    from layerprobe.probe.torch_backend import sweep
 
     _check_precision(precision)
-    device = resolve_device(device)
+    name = resolve_device_name(device)
     rows = EvalRows.build(probes.y_eval, probes.eval_group, probes.num_groups)
-    dtype = torch.float64 if precision == "float64" else torch.float32
-    return sweep(
-        probes.train,
-        probes.y_train,
-        probes.subsets,
-        evals=probes.evals,
-        rows=rows,
-        l2s=l2s,
-        num_classes=probes.num_classes,
-        device=device,
-        dtype=dtype,
-    )
+    arrays = (probes.train, probes.y_train, probes.subsets)
+    problem = {"evals": probes.evals, "rows": rows, "l2s": l2s, "num_classes": probes.num_classes}
+    if name == "cpu":
+        from layerprobe.probe.numpy_sweep import sweep
+
+        return sweep(*arrays, **problem, dtype=np.dtype(precision).type)
+    import torch
+
+    from layerprobe.probe.torch_backend import sweep
+
+    dtype = getattr(torch, precision)
+    return sweep(*arrays, **problem, device=torch.device(name), dtype=dtype)
+
+
+def needs_torch(probe: str, backend: str, device: str) -> bool:
+    """Whether probing family ``probe`` with ``backend`` on ``device`` imports torch: all
+    but the ridge probe's CPU and non-torch backends."""
+    if probe != "ridge":
+        return True
+    return backend == "torch" and resolve_device_name(device) != "cpu"
 
 
 def _recipe_arrays(x_train, y_train, x_eval, num_classes, xp, dtype):
@@ -161,7 +169,7 @@ def check_backend(name: str, device: str, precision: str) -> None:
     get_backend(name)
     _check_precision(precision)
     if name == "torch":
-        resolve_device(device)
+        resolve_device_name(device)
     elif name == "cuml":
         _import_cuml()
 

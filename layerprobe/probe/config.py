@@ -96,8 +96,7 @@ class ProbeConfig:
 
     def __post_init__(self) -> None:
         from layerprobe.probe.families import DEFAULT_LOGISTIC_L2S, check_family
-        from layerprobe.probe.knn import check_ks
-        from layerprobe.probe.problems import DEFAULT_L2S, check_l2s
+        from layerprobe.probe.problems import DEFAULT_L2S, check_ks, check_l2s
 
         self.probe = check_family(self.probe)
         self.l2_select = policy.parse_policy(self.l2_select)

@@ -14,21 +14,22 @@ from typing import Any
 
 @contextlib.contextmanager
 def each_unit(
-    fn: Callable[..., Any], items: Sequence[tuple], workers: int
+    fn: Callable[..., Any], items: Sequence[tuple], workers: int, *, torch_threads: bool = True
 ) -> Iterator[Iterator[tuple[tuple, Future]]]:
     """``fn(*item)`` for every item, as ``(item, future)`` pairs in the order of ``items``.
 
     With one worker each call runs when its pair is reached, so nothing after a unit the
     caller stops at (by raising) starts. With more, the calls run on ``workers`` threads, torch
-    and BLAS single-threaded in each; when the caller raises, units not yet started are
-    cancelled and those running finish.
+    and BLAS single-threaded in each (torch left alone, not imported, without
+    ``torch_threads``); when the caller raises, units not yet started are cancelled and those
+    running finish.
     """
     if workers == 1:
         yield ((item, _done(fn, item)) for item in items)
         return
-    from layerprobe.probe.torch_backend import single_threaded_pool
+    from layerprobe.runtime.pools import single_threaded_pool
 
-    with single_threaded_pool(workers) as pool:
+    with single_threaded_pool(workers, torch_threads=torch_threads) as pool:
         futures = [pool.submit(fn, *item) for item in items]
         try:
             yield zip(items, futures, strict=True)

@@ -18,9 +18,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from layerprobe.errors import ConfigError
 from layerprobe.probe.api import array_probes, group_accuracy, one_probe, one_problem, with_bias
@@ -31,14 +31,22 @@ from layerprobe.probe.backends import (
     sklearn_backend,
     torch_backend,
 )
-from layerprobe.probe.knn import DEFAULT_KS, TEMPERATURE, check_ks, check_votes
-from layerprobe.probe.logistic import MAX_ITER, TOL
-from layerprobe.probe.logistic_sweep import LogisticResult
-from layerprobe.probe.problems import ProbeSet, check_l2s
+from layerprobe.probe.problems import (
+    DEFAULT_KS,
+    MAX_ITER,
+    TEMPERATURE,
+    TOL,
+    ProbeSet,
+    check_ks,
+    check_l2s,
+    check_votes,
+)
 from layerprobe.registry import Registry
 from layerprobe.runtime.devices import resolve_device
-from layerprobe.runtime.pools import single_threaded_pool
 from layerprobe.runtime.warn import LayerprobeWarning
+
+if TYPE_CHECKING:  # the families below import torch when they run, not here
+    from layerprobe.probe.logistic_sweep import LogisticResult
 
 # λ of the logistic probe (summed cross-entropy + λ/2 ‖W‖², i.e. scikit-learn's C = 1/λ):
 # 1, 4, …, 2^20 (11 values). Smaller λ fit the training rows ever more closely and need
@@ -77,6 +85,8 @@ def logistic_sweep(
     :class:`LogisticResult`: counts (layers, P, G, L), grad_norm / converged / iterations
     (layers, P, L).
     """
+    import torch
+
     from layerprobe.probe.logistic_sweep import sweep
 
     _check_precision(precision)
@@ -124,6 +134,8 @@ def knn_sweep(
     -------
     {vote: (layers, P, G, K) int64}, k ascending.
     """
+    import torch
+
     from layerprobe.probe.knn_sweep import sweep
 
     _check_precision(precision)
@@ -305,7 +317,11 @@ def logistic_scores(
     (L, m, C) logits (softmax over the last axis gives the probabilities), and the fit's
     convergence report as a :class:`LogisticResult` with empty counts.
     """
+    import torch
+
     from layerprobe.probe.logistic import fit, rotate
+    from layerprobe.probe.logistic_sweep import LogisticResult
+    from layerprobe.runtime.pools import single_threaded_pool
 
     x, y, c, l2 = one_problem(x_train, y_train, l2s=l2s, num_classes=num_classes)
     with single_threaded_pool(1, name="layerprobe-logistic") as pool:

@@ -24,40 +24,18 @@ Exact float64 ties are broken by ``torch.topk`` (scikit-learn's choice there is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 
-from layerprobe.errors import ConfigError
-from layerprobe.probe.problems import DEFAULT_KS as DEFAULT_KS  # beside the λ grids
+# The grid, the votes and their checks live beside the λ grids (no torch needed to check them).
+from layerprobe.probe.problems import DEFAULT_KS as DEFAULT_KS
+from layerprobe.probe.problems import TEMPERATURE as TEMPERATURE
+from layerprobe.probe.problems import VOTES as VOTES
+from layerprobe.probe.problems import check_ks as check_ks
+from layerprobe.probe.problems import check_votes as check_votes
 
-TEMPERATURE = 0.07  # dinov2's k-NN temperature
-VOTES = ("majority", "weighted")
 BLOCK_BYTES = 64 << 20  # similarities of one block of evaluation rows to one train pool
 NEAR_TIE = 1e-5  # float32 similarity gaps below this are settled in float64
-
-
-def check_ks(ks: Sequence[int], train_sizes: Sequence[int] = ()) -> np.ndarray:
-    """Sorted unique k values as int64; :class:`ConfigError` when one is < 1 or larger than
-    the smallest train set."""
-    arr = np.unique(np.asarray(list(ks)))
-    if arr.size == 0 or arr.dtype.kind not in "iu" or (arr < 1).any():
-        raise ConfigError(f"k-NN needs whole numbers k >= 1, got {list(ks)}")
-    smallest = min(train_sizes, default=None)
-    if smallest is not None and arr[-1] > smallest:
-        raise ConfigError(
-            f"k = {int(arr[-1])} is larger than a train set of {smallest} rows; "
-            f"use k values up to {smallest} (or more train rows / shots)"
-        )
-    return arr.astype(np.int64)
-
-
-def check_votes(votes: Sequence[str]) -> tuple[str, ...]:
-    for vote in votes:
-        if vote not in VOTES:
-            raise ConfigError(f"unknown k-NN vote {vote!r}; use one of {', '.join(VOTES)}")
-    return tuple(votes)
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:

@@ -42,12 +42,11 @@ from dataclasses import dataclass
 
 import torch
 
+# TOL and MAX_ITER live beside the grids (no torch needed to read them).
+from layerprobe.probe.problems import MAX_ITER as MAX_ITER
+from layerprobe.probe.problems import TOL as TOL
 from layerprobe.probe.solver import decompose
 
-# ‖∇(f / n)‖₂ at which a problem counts as converged: at least as strict as scikit-learn's
-# default stop (max-abs of the gradient of its 1/n-scaled objective <= 1e-4), as ‖g‖∞ <= ‖g‖₂.
-TOL = 1e-4
-MAX_ITER = 300  # L-BFGS steps
 MEMORY = 10  # L-BFGS correction pairs
 RIDGE_SCALE = 4.0  # the ridge start uses λ_ridge = 4λ (softmax curvature <= ~1/4)
 REFRESH = 25  # steps between exact recomputations of the logits (they are updated as A + t F d)

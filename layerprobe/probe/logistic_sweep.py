@@ -58,7 +58,7 @@ def sweep(
     gnorm, iters = np.zeros(shape), np.zeros(shape, np.int64)
     conv = np.zeros(shape, bool)
     rows = EvalRows.build(probes.y_eval, probes.eval_group, probes.num_groups)
-    groups_dev = rows.groups.to(device)
+    groups_dev = torch.as_tensor(rows.groups, device=device)
     rows = EvalRows(rows.order, rows.segments, groups_dev)
     l2 = torch.as_tensor(np.asarray(l2s, np.float64), device=device)
     y_pool = torch.as_tensor(np.asarray(probes.y_train, np.int64), device=device)

@@ -18,6 +18,13 @@ from layerprobe.errors import ConfigError, DataError
 DEFAULT_L2S: tuple[float, ...] = tuple(float(2.0**k) for k in range(-10, 20))
 # k of the k-NN probe families (the option --k shows them as its default).
 DEFAULT_KS: tuple[int, ...] = (10, 20, 50, 200)
+TEMPERATURE = 0.07  # dinov2's k-NN temperature
+VOTES = ("majority", "weighted")  # the k-NN votes
+# The logistic probe: ‖∇(f / n)‖₂ at which a problem counts as converged, at least as strict as
+# scikit-learn's default stop (max-abs of the gradient of its 1/n-scaled objective <= 1e-4, as
+# ‖g‖∞ <= ‖g‖₂), and the cap on its L-BFGS steps.
+TOL = 1e-4
+MAX_ITER = 300
 
 
 @dataclass
@@ -127,6 +134,28 @@ def check_l2s(l2s: Sequence[float]) -> np.ndarray:
     if not np.isfinite(arr).all() or (arr <= 0).any():
         raise ConfigError(f"L2 values must be positive and finite, got {list(l2s)}")
     return arr
+
+
+def check_ks(ks: Sequence[int], train_sizes: Sequence[int] = ()) -> np.ndarray:
+    """Sorted unique k values as int64; :class:`ConfigError` when one is < 1 or larger than
+    the smallest train set."""
+    arr = np.unique(np.asarray(list(ks)))
+    if arr.size == 0 or arr.dtype.kind not in "iu" or (arr < 1).any():
+        raise ConfigError(f"k-NN needs whole numbers k >= 1, got {list(ks)}")
+    smallest = min(train_sizes, default=None)
+    if smallest is not None and arr[-1] > smallest:
+        raise ConfigError(
+            f"k = {int(arr[-1])} is larger than a train set of {smallest} rows; "
+            f"use k values up to {smallest} (or more train rows / shots)"
+        )
+    return arr.astype(np.int64)
+
+
+def check_votes(votes: Sequence[str]) -> tuple[str, ...]:
+    for vote in votes:
+        if vote not in VOTES:
+            raise ConfigError(f"unknown k-NN vote {vote!r}; use one of {', '.join(VOTES)}")
+    return tuple(votes)
 
 
 def select_l2(val_accuracy: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from layerprobe.errors import DataError, UserError
-from layerprobe.probe.backends import check_backend
+from layerprobe.probe.backends import check_backend, needs_torch
 from layerprobe.probe.config import ProbeConfig
 from layerprobe.probe.executor import each_unit
 from layerprobe.probe.features import MAX_LOAD_BYTES
@@ -100,7 +100,8 @@ def run_probes(
         unconverged = int((rows["converged"] == False).sum()) if "converged" in rows else 0  # noqa: E712
         return write_part(rows, results_dir, identity), unconverged
 
-    with bar, each_unit(probe_and_write, todo, workers) as outcomes:
+    torch_threads = needs_torch(config.probe, config.backend, config.device)
+    with bar, each_unit(probe_and_write, todo, workers, torch_threads=torch_threads) as outcomes:
         for (unit, _), future in outcomes:
             try:
                 path, unconverged = future.result()
@@ -136,12 +137,11 @@ def _unit_workers(config: ProbeConfig, num_units: int) -> int:
     waits for another); otherwise one at a time, each spread over the threads by layer."""
     if config.backend != "torch" or num_units < 2:
         return 1
-    import torch
+    from layerprobe.runtime.devices import resolve_device_name
+    from layerprobe.runtime.pools import cpu_threads
 
-    from layerprobe.probe.backends import resolve_device
-
-    threads = torch.get_num_threads()
-    if resolve_device(config.device).type != "cpu" or num_units < 2 * threads:
+    threads = cpu_threads()
+    if resolve_device_name(config.device) != "cpu" or num_units < 2 * threads:
         return 1
     return threads
 

@@ -1,5 +1,8 @@
 """The closed-form few-shot probe of the recipe, batched over problems, in torch.
 
+The torch backend runs these functions on CUDA (and the logistic probes and ``ridge_scores``
+use them on the CPU); its CPU sweep computes the same steps in numpy (``numpy_sweep.py``).
+
 One problem is a train set ``x`` (n, D) with labels, solved for every L2 value at once:
 
 1. standardise with the train set's mean and std (+1e-5) and append a bias column of 100
@@ -23,12 +26,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-# blas_threads lives in runtime/pools.py; tests and benchmarks also import it from here.
-from layerprobe.runtime.pools import blas_threads, shared_pool
+from layerprobe.probe import recipe
 
-BIAS = 100.0  # the constant bias feature; large, so the bias is barely regularised
-STD_EPS = 1e-5  # added to the train std before dividing (the recipe's value)
-ROW_CHUNK = 65536  # rows per step when the primal Gram matrix is accumulated
+# The constants and dual_scoring_is_cheaper live in recipe.py (shared with the numpy path);
+# blas_threads in runtime/pools.py. Tests and benchmarks also import them from here.
+from layerprobe.probe.recipe import (  # noqa: F401
+    BIAS,
+    ROW_CHUNK,
+    STD_EPS,
+    dual_scoring_is_cheaper,
+)
+from layerprobe.runtime.pools import blas_threads, cpu_threads, shared_pool  # noqa: F401
 
 
 @dataclass
@@ -127,7 +135,7 @@ def _eigh(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     batch one matrix after another, and the tridiagonal reduction scales poorly over cores,
     so this is about twice as fast on two cores.
     """
-    workers = min(torch.get_num_threads(), gram.shape[0])
+    workers = min(cpu_threads(), gram.shape[0])
     if gram.device.type != "cpu":
         eigs, q = torch.linalg.eigh(gram)
     elif workers < 2:  # numpy's LAPACK (OpenBLAS) is the faster one here too
@@ -151,8 +159,7 @@ def _fold(top: torch.Tensor, bias_row: torch.Tensor, mu, sd, origin) -> torch.Te
     mu, sd = mu.to(top.dtype), sd.to(top.dtype)
     if origin is not None:
         mu = mu - origin.to(top.dtype)
-    offset = BIAS * bias_row.to(top.dtype) - (mu / sd) @ top
-    return torch.cat([top / sd.transpose(1, 2), offset], dim=1)
+    return recipe.fold(top, bias_row.to(top.dtype), offset=mu, sd=sd)
 
 
 def _decompose_dual(x, y, num_classes, dtype, origin, lift_dtype) -> Decomposition:
@@ -199,18 +206,5 @@ def lambda_weights(
     large common offset (the bias at large λ) that would otherwise drown the differences
     between classes in float32 round-off.
     """
-    rhs = dec.rhs - dec.rhs.mean(-1, keepdim=True) if centre else dec.rhs
-    scale = 1.0 / (dec.eigs.unsqueeze(-1) + l2s.to(dec.eigs.dtype))  # (B, r, L)
-    weights = rhs.unsqueeze(-1) * scale.unsqueeze(-2)  # (B, r, C, L)
-    return weights.flatten(2).to(dtype)
-
-
-def dual_scoring_is_cheaper(rank: int, dim: int, num_columns: int, *, num_rows: int) -> bool:
-    """Score through the r-dimensional eigenbasis, or through the (D + 1, C·L) weights?
-
-    Per evaluation row the eigenbasis route costs r (D + 1) + r C L multiply-adds, the
-    weight route (D + 1) C L, plus (D + 1) r C L once to form the weights.
-    """
-    dual = num_rows * rank * (dim + 1 + num_columns)
-    primal = num_rows * (dim + 1) * num_columns + (dim + 1) * rank * num_columns
-    return dual < primal
+    l2s = l2s.to(dec.eigs.dtype)
+    return recipe.weights_by_lambda(dec.rhs, dec.eigs, l2s, centre=centre).to(dtype)

@@ -1,4 +1,8 @@
-"""The torch backend: every probe of a task in a few batched calls (CPU or CUDA).
+"""The torch backend's torch path: every probe of a task in a few batched calls.
+
+The ridge backend named ``torch`` runs this on CUDA; on the CPU it runs the same recipe in
+numpy (``numpy_sweep.py``), which gives the same counts without importing torch. This sweep
+still runs on the CPU when called directly (the tests compare the two there).
 
 Work is organised so that Python loops run over layers and shot counts, never over probes
 or λ values:
@@ -20,27 +24,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from layerprobe.probe import recipe
 from layerprobe.probe.accuracy import EvalRows, count_correct
-from layerprobe.probe.solver import (
-    Decomposition,
-    blas_threads,
-    decompose,
-    dual_scoring_is_cheaper,
-    lambda_weights,
-    matmul,
-)
-from layerprobe.runtime.pools import (  # noqa: F401 - probe/run.py imports single_threaded_pool here
-    intra_op_threads,
-    shared_pool,
-    single_threaded_pool,
-)
+from layerprobe.probe.recipe import dual_scoring_is_cheaper, layer_batches, layer_shares
+from layerprobe.probe.solver import Decomposition, blas_threads, decompose, lambda_weights, matmul
+from layerprobe.runtime.pools import cpu_threads, intra_op_threads, shared_pool
 
 SCORE_DTYPE = torch.float32  # the large products; decompositions keep their own precision
-MAX_BATCH_BYTES = 1 << 30  # train features of the layers decomposed together (float32)
-SCORES_BYTES = 64 << 20  # scores of all probes of a layer for one block of evaluation rows
-# float32 verdicts whose winning margin is below this (relative) are recomputed in float64,
-# so the accuracies equal the float64 recipe's.
-NEAR_TIE = 2e-5
 
 
 def sweep(
@@ -79,23 +69,23 @@ def sweep(
     l2 = torch.as_tensor(np.asarray(l2s, dtype=np.float64), device=device)
     y = torch.as_tensor(np.asarray(y_train, dtype=np.int64), device=device)
     order = torch.as_tensor(rows.order, device=device)
-    rows = EvalRows(rows.order, rows.segments, rows.groups.to(device))
+    rows = EvalRows(rows.order, rows.segments, torch.as_tensor(rows.groups, device=device))
     out = np.zeros((len(train), len(subsets), rows.groups.shape[0], len(l2s)), dtype=np.int64)
 
     def run(layer_ids: list[int]) -> None:
-        for batch in _layer_batches(train, layer_ids):
+        for batch in layer_batches(train, layer_ids):
             x = torch.stack([torch.as_tensor(train[i]) for i in batch]).to(device)
             z = torch.stack([torch.as_tensor(evals[i]) for i in batch]).to(device)[:, order]
             counts = _sweep_batch(x, y, subsets, z, rows, l2, num_classes, dtype, score_dtype)
             out[batch] = counts.cpu().numpy()
 
-    workers = min(torch.get_num_threads(), len(train)) if device.type == "cpu" else 1
+    workers = min(cpu_threads(), len(train)) if device.type == "cpu" else 1
     if workers < 2:
         run(list(range(len(train))))
         return out
     # On the CPU, one single-threaded worker per core, each with a share of the layers: many
     # small operations then never wait on each other's threads, and eigh runs in parallel.
-    shares = [list(map(int, share)) for share in np.array_split(np.arange(len(train)), workers)]
+    shares = layer_shares(len(train), workers)
 
     def run_single_threaded(layer_ids: list[int]) -> None:
         torch.set_num_threads(1)  # OpenMP's thread count is per thread: set it in the worker too
@@ -116,9 +106,9 @@ def _sweep_batch(x, y, subsets, z, rows, l2, num_classes, dtype, score_dtype) ->
     centred = torch.nn.functional.pad(centred, (0, 1), value=1.0)
     plans = _decompose_all(x, y, subsets, num_classes, dtype, score_dtype, origin)
     width = num_classes * len(l2)
-    chunk = max(1, SCORES_BYTES // (4 * width * len(subsets)))  # evaluation rows per step
+    chunk = recipe.rows_per_block(width, len(subsets))  # evaluation rows per step
     scores = centred.new_empty((len(subsets), min(chunk, z.shape[1]), width))  # reused buffer
-    tol = NEAR_TIE if score_dtype != dtype else 0.0
+    tol = recipe.NEAR_TIE if score_dtype != dtype else 0.0
     # Scores are kept plan by plan (the probes of one plan side by side); `back` restores
     # the subsets' order.
     back = torch.as_tensor(np.argsort([p for plan in plans for p in plan.subset_ids]))
@@ -168,23 +158,6 @@ def _settle_near_ties(unsure, scores, z, origin, plans, layer, l2, rows) -> torc
     return delta.to(scores.device)
 
 
-def _layer_batches(train: Sequence[np.ndarray], layer_ids: list[int]) -> list[list[int]]:
-    """Runs of consecutive layers of equal width whose train features fit the memory budget."""
-    batches: list[list[int]] = []
-    for i in layer_ids:
-        size = train[i].shape[0] * train[i].shape[1] * 4
-        last = batches[-1] if batches else None
-        if (
-            last is not None
-            and train[last[0]].shape[1] == train[i].shape[1]
-            and (len(last) + 1) * size <= MAX_BATCH_BYTES
-        ):
-            last.append(i)
-        else:
-            batches.append([i])
-    return batches
-
-
 def _pool_mean(x: torch.Tensor) -> torch.Tensor:
     """(layers, 1, D) float32 mean of each layer's train pool (any origin is exact as long as
     scoring and folding use the same one; near the mean keeps the scores' products small)."""
@@ -220,12 +193,9 @@ class _Plan:
 def _decompose_all(x, y, subsets, num_classes, dtype, score_dtype, origin) -> list[_Plan]:
     """Decompose every (layer, subset) problem, batched by subset size."""
     num_layers, pool, _ = x.shape
-    by_size: dict[int, list[int]] = {}
-    for p, idx in enumerate(subsets):
-        by_size.setdefault(len(idx), []).append(p)
     plans = []
-    for size, ids in by_size.items():
-        if size == pool and len(ids) == 1 and np.array_equal(subsets[ids[0]], np.arange(pool)):
+    for size, ids in recipe.subsets_by_size(subsets).items():
+        if size == pool and recipe.is_whole_pool(subsets, ids, pool):
             xs, ys = x, y.expand(num_layers, pool)  # the whole pool: no copy
         else:
             idx = torch.as_tensor(np.stack([subsets[p] for p in ids]), device=x.device)

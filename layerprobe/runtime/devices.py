@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import glob
+import os
+import sys
 from typing import TYPE_CHECKING
 
 from layerprobe.errors import ConfigError, EnvironmentProblem
@@ -10,6 +13,28 @@ if TYPE_CHECKING:
     import torch
 
 DEVICES = ("auto", "cpu", "cuda")  # auto = CUDA when a GPU is visible, else the CPU
+
+# A Linux machine where torch can see a GPU has one of these: the NVIDIA driver (its version
+# file, device nodes), ROCm's kernel driver, or WSL's GPU node.
+GPU_NODES = ("/proc/driver/nvidia/version", "/dev/nvidia[0-9]*", "/dev/kfd", "/dev/dxg")
+
+
+def no_gpu_here() -> bool:
+    """True where no GPU can be visible to torch, found without importing torch (Linux: none
+    of ``GPU_NODES`` exists); False where torch must be asked."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return not any(os.path.exists(p) if "*" not in p else glob.glob(p) for p in GPU_NODES)
+
+
+def resolve_device_name(name: str) -> str:
+    """The device a stage runs on, as a name (``cpu``, ``cuda``, ``cuda:INDEX``); the same
+    answers and errors as :func:`resolve_device`, but ``cpu``, and ``auto`` on a machine with
+    no GPU (:func:`no_gpu_here`), are answered without importing torch."""
+    name = str(name)
+    if name == "cpu" or (name == "auto" and no_gpu_here()):
+        return "cpu"
+    return str(resolve_device(name))
 
 
 def resolve_device(name: str) -> torch.device:
