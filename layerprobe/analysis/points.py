@@ -155,7 +155,7 @@ def checkpoint_info(table: pd.DataFrame, checkpoints: pd.DataFrame | None = None
 
 
 def checkpoint_points(
-    table: pd.DataFrame,
+    table: pd.DataFrame | None,
     layer: str = "pre_logits",
     *,
     warn: Callable[[str], None] | None = None,

@@ -9,13 +9,16 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+SPAN = 1 << 16  # integer key columns of a smaller range are used as codes directly
+
 
 def key_codes(frame: pd.DataFrame, key: Sequence[str]) -> tuple[np.ndarray | None, int]:
     """One int64 per row that is equal for two rows exactly when their ``key`` values are
     (missing values equal to each other), and the number of possible codes.
 
-    Each key column becomes integer codes (a categorical's own, else ``pd.factorize``), and the
-    codes one number in mixed radix: a multi-column key in one array of 8 bytes per row.
+    Each key column becomes integer codes (a categorical's own, a small-range integer column's
+    values, else ``pd.factorize``), and the codes one number in mixed radix: a multi-column key
+    in one array of 8 bytes per row.
 
     Returns
     -------
@@ -25,8 +28,15 @@ def key_codes(frame: pd.DataFrame, key: Sequence[str]) -> tuple[np.ndarray | Non
     size = 1
     for name in key:
         column = frame[name]
+        exact = isinstance(column.dtype, np.dtype) and (
+            column.dtype.kind == "i" or column.dtype.kind == "u" and column.dtype.itemsize < 8
+        )
+        values = column.to_numpy() if exact and len(column) else None
         if isinstance(column.dtype, pd.CategoricalDtype):  # its codes as they are (int8 …)
             codes, shift, n = column.cat.codes.to_numpy(), 1, len(column.cat.categories) + 1
+        elif values is not None and int(values.max()) - int(values.min()) < SPAN:
+            # integers of a small range (shots, seeds) are their own codes: no array made
+            codes, shift, n = values, -int(values.min()), int(values.max()) - int(values.min()) + 1
         else:
             codes, uniques = pd.factorize(column, use_na_sentinel=False)
             shift, n = 0, max(len(uniques), 1)

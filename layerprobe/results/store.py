@@ -605,8 +605,8 @@ def _encoded(column: pa.ChunkedArray) -> pa.ChunkedArray:
     (what ``dictionary_encode`` of its text gives).
 
     A column read as dictionaries (one per row group or part) gets one shared dictionary and
-    its indices renumbered in that order — a few int32 arrays, where decoding to text and
-    encoding again would build every row's string (a quarter GiB at 10 M rows).
+    its indices renumbered in that order — a few small integer arrays, where decoding to text
+    and encoding again would build every row's string (a quarter GiB at 10 M rows).
     """
     if not pa.types.is_dictionary(column.type):
         return column.dictionary_encode()
