@@ -18,7 +18,7 @@ def add_parser(subparsers) -> None:
             "matched pairs show the knobs' effects), extract every layer on the 22 built-in "
             "downstream tasks, probe them few-shot with 3 seeds, fit the saturation curves on the "
             "upper hull and write a report, all offline; prints what it found, each finding with "
-            "its interval or as undetermined. A second run reuses everything. About 6.2 minutes on "
+            "its interval or as undetermined. A second run reuses everything. About 5.6 minutes on "
             "a quiet 2-core CPU, longer on a busy one (--quick: about 1.1 minutes); measured "
             "2026-12-07 (docs/demo.md). It shows where it is (stage, "
             "unit i of n, time left) unless --quiet."
