@@ -182,26 +182,13 @@ def run_torch_path(tasks, l2s) -> tuple[Clock, list[np.ndarray]]:
     """The torch backend's torch path on the CPU (the engine before the numpy path), per task."""
     import torch
 
-    from layerprobe.probe.accuracy import EvalRows
+    from layerprobe.probe.backends import sweep_probes
     from layerprobe.probe.torch_backend import sweep
 
     counts, clock = [], Clock()
     for _, probes, _ in tasks:
-        rows = EvalRows.build(probes.y_eval, probes.eval_group, probes.num_groups)
         with clock:
-            counts.append(
-                sweep(
-                    probes.train,
-                    probes.y_train,
-                    probes.subsets,
-                    evals=probes.evals,
-                    rows=rows,
-                    l2s=l2s,
-                    num_classes=probes.num_classes,
-                    device="cpu",
-                    dtype=torch.float64,
-                )
-            )
+            counts.append(sweep_probes(sweep, probes, l2s, device="cpu", dtype=torch.float64))
     return clock, counts
 
 

@@ -26,8 +26,7 @@ import time
 import numpy as np
 import torch
 
-from layerprobe.probe.accuracy import EvalRows
-from layerprobe.probe.backends import torch_backend
+from layerprobe.probe.backends import sweep_probes, torch_backend
 from layerprobe.probe.plan import plan_probes
 from layerprobe.probe.problems import DEFAULT_L2S, ProbeSet, select_l2
 from layerprobe.probe.torch_backend import sweep as torch_path_sweep
@@ -130,22 +129,12 @@ def main() -> None:
         probes = make_task(task)
         sizes = probes.group_sizes()
         runs, torch_runs = [], []
-        rows = EvalRows.build(probes.y_eval, probes.eval_group, probes.num_groups)
         for _ in range(args.repeats):  # numpy path and torch path, interleaved
             t = time.perf_counter()
             counts = torch_backend(probes, l2s, device="cpu", precision="float64")
             runs.append(time.perf_counter() - t)
             t = time.perf_counter()
-            torch_counts = torch_path_sweep(
-                probes.train,
-                probes.y_train,
-                probes.subsets,
-                evals=probes.evals,
-                rows=rows,
-                l2s=l2s,
-                num_classes=probes.num_classes,
-                device="cpu",
-            )
+            torch_counts = sweep_probes(torch_path_sweep, probes, l2s, device="cpu")
             torch_runs.append(time.perf_counter() - t)
         ours.append(runs)
         theirs.append(torch_runs)

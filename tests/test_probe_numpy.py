@@ -15,6 +15,7 @@ from cachefiles import write_task
 
 from layerprobe.probe import numpy_sweep, torch_backend
 from layerprobe.probe.accuracy import EvalRows
+from layerprobe.probe.backends import sweep_probes
 from layerprobe.runtime import devices
 
 L2S = np.asarray([2.0**k for k in range(-10, 20, 3)])
@@ -151,18 +152,8 @@ def torch_path_solver(family, backend, *, device, precision):
     assert (family, backend, device) == ("ridge", "torch", "cpu")
 
     def solve(probes, l2s):
-        rows = EvalRows.build(probes.y_eval, probes.eval_group, probes.num_groups)
-        counts = torch_backend.sweep(
-            probes.train,
-            probes.y_train,
-            probes.subsets,
-            evals=probes.evals,
-            rows=rows,
-            l2s=l2s,
-            num_classes=probes.num_classes,
-            device="cpu",
-            dtype=getattr(torch, precision),
-        )
+        dtype = getattr(torch, precision)
+        counts = sweep_probes(torch_backend.sweep, probes, l2s, device="cpu", dtype=dtype)
         return counts, None
 
     return solve

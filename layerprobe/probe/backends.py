@@ -38,23 +38,41 @@ def _check_precision(precision: str) -> None:
 def torch_backend(probes: ProbeSet, l2s: np.ndarray, *, device: str, precision: str) -> np.ndarray:
     """The batched closed form: on the CPU through numpy (no torch import), on CUDA through
     torch; the same counts either way."""
-    from layerprobe.probe.accuracy import EvalRows
-
     _check_precision(precision)
     name = resolve_device_name(device)
-    rows = EvalRows.build(probes.y_eval, probes.eval_group, probes.num_groups)
-    arrays = (probes.train, probes.y_train, probes.subsets)
-    problem = {"evals": probes.evals, "rows": rows, "l2s": l2s, "num_classes": probes.num_classes}
     if name == "cpu":
         from layerprobe.probe.numpy_sweep import sweep
 
-        return sweep(*arrays, **problem, dtype=np.dtype(precision).type)
+        return sweep_probes(sweep, probes, l2s, dtype=np.dtype(precision).type)
     import torch
 
     from layerprobe.probe.torch_backend import sweep
 
     dtype = getattr(torch, precision)
-    return sweep(*arrays, **problem, device=torch.device(name), dtype=dtype)
+    return sweep_probes(sweep, probes, l2s, device=torch.device(name), dtype=dtype)
+
+
+def sweep_probes(sweep, probes: ProbeSet, l2s: np.ndarray, **options) -> np.ndarray:
+    """``sweep`` — the numpy path's or the torch path's — on the problems of ``probes``, its
+    evaluation rows put in label order here; ``options``: the path's device and dtype.
+
+    Returns
+    -------
+    (layers, P, G, L) int64 counts of correct predictions.
+    """
+    from layerprobe.probe.accuracy import EvalRows
+
+    rows = EvalRows.build(probes.y_eval, probes.eval_group, probes.num_groups)
+    return sweep(
+        probes.train,
+        probes.y_train,
+        probes.subsets,
+        evals=probes.evals,
+        rows=rows,
+        l2s=l2s,
+        num_classes=probes.num_classes,
+        **options,
+    )
 
 
 def needs_torch(probe: str, backend: str, device: str) -> bool:

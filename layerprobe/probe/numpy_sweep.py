@@ -20,12 +20,12 @@ the CPU; the layers are shared among single-threaded workers, one per core.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from layerprobe.probe import recipe
 from layerprobe.probe.accuracy import EvalRows, count_correct
+from layerprobe.probe.recipe import Decomposition
 from layerprobe.runtime.pools import blas_threads, cpu_threads, one_thread, shared_pool
 
 SCORE_DTYPE = np.float32  # the large products; decompositions keep their own precision
@@ -87,31 +87,6 @@ def sweep(
         shares = recipe.layer_shares(len(train), workers)
         list(shared_pool(workers, "layerprobe-probe").map(run_single_threaded, shares))
     return out
-
-
-@dataclass
-class Decomposition:
-    """The λ-independent part of B problems solved on the same side (see ``solver.py``).
-
-    Attributes
-    ----------
-    lift : (B, D + 1, r) maps ``[z - origin, 1]`` to the eigenbasis, standardisation and bias
-        folded in; r = n (dual) or D + 1 (primal).
-    eigs : (B, r) eigenvalues, clamped at 0.
-    rhs : (B, r, C) the eigenbasis projection of the ±1 targets.
-    """
-
-    lift: np.ndarray
-    eigs: np.ndarray
-    rhs: np.ndarray
-
-    @property
-    def rank(self) -> int:
-        return self.lift.shape[-1]
-
-    def __getitem__(self, part: slice) -> Decomposition:
-        """The problems ``part`` of the batch (views, no copy)."""
-        return Decomposition(self.lift[part], self.eigs[part], self.rhs[part])
 
 
 def decompose(

@@ -10,6 +10,8 @@ neither torch nor the sweeps, so the CPU path never loads torch.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -137,3 +139,29 @@ def rows_per_block(num_columns: int, num_probes: int) -> int:
     """Evaluation rows scored per step: the float32 scores of every probe of a layer within
     ``SCORES_BYTES``."""
     return max(1, SCORES_BYTES // (4 * num_columns * num_probes))
+
+
+@dataclass
+class Decomposition:
+    """The λ-independent part of B problems solved on the same side, in the arrays of either
+    path (numpy arrays on the CPU, torch tensors on CUDA).
+
+    Attributes
+    ----------
+    lift : (B, D + 1, r) maps ``[z - origin, 1]`` (features and a one) to the eigenbasis,
+        standardisation and bias folded in; r = n (dual) or D + 1 (primal).
+    eigs : (B, r) eigenvalues, clamped at 0.
+    rhs : (B, r, C) the eigenbasis projection of the ±1 targets.
+    """
+
+    lift: Any
+    eigs: Any
+    rhs: Any
+
+    @property
+    def rank(self) -> int:
+        return self.lift.shape[-1]
+
+    def __getitem__(self, part: slice) -> Decomposition:
+        """The problems ``part`` of the batch (views, no copy)."""
+        return Decomposition(self.lift[part], self.eigs[part], self.rhs[part])

@@ -21,47 +21,22 @@ into ``lhs`` (``lhs / sd`` and an offset row ``100 · lhs_bias - ((mu - o) / sd)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from layerprobe.probe import recipe
 
-# The constants and dual_scoring_is_cheaper live in recipe.py (shared with the numpy path);
+# The constants, Decomposition and dual_scoring_is_cheaper live in recipe.py (shared with the
+# numpy path);
 # blas_threads in runtime/pools.py. Tests and benchmarks also import them from here.
 from layerprobe.probe.recipe import (  # noqa: F401
     BIAS,
     ROW_CHUNK,
     STD_EPS,
+    Decomposition,
     dual_scoring_is_cheaper,
 )
 from layerprobe.runtime.pools import blas_threads, cpu_threads, shared_pool  # noqa: F401
-
-
-@dataclass
-class Decomposition:
-    """The λ-independent part of B problems solved on the same side.
-
-    Attributes
-    ----------
-    lift : (B, D + 1, r) maps ``[z - origin, 1]`` (features and a one) to the eigenbasis,
-        standardisation and bias folded in; r = n (dual) or D + 1 (primal).
-    eigs : (B, r) eigenvalues, clamped at 0.
-    rhs : (B, r, C) the eigenbasis projection of the ±1 targets.
-    """
-
-    lift: torch.Tensor
-    eigs: torch.Tensor
-    rhs: torch.Tensor
-
-    @property
-    def rank(self) -> int:
-        return self.lift.shape[-1]
-
-    def __getitem__(self, part: slice) -> Decomposition:
-        """The problems ``part`` of the batch (views, no copy)."""
-        return Decomposition(self.lift[part], self.eigs[part], self.rhs[part])
 
 
 def matmul(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:

@@ -98,6 +98,18 @@ def read_parts(
 
     root = Path(results_dir)
     path = cache_path(root)
+
+    def without_cache():  # a cache found damaged while its rows were read: every part read
+        return read_parts(
+            files,
+            schema,
+            layers=layers,
+            results_dir=root,
+            warn=warn,
+            trust_cache=False,
+            apart=apart,
+        )
+
     started = time.time_ns()
     rels = _relative(files, root)
     stats = [_stat(f) for f in files]
@@ -117,15 +129,7 @@ def read_parts(
                 return infos, *cached.rows(schema, layers, PART, apart)
             except Exception as err:  # damaged pages (checksums): never an answer from it
                 warn(_damaged(path, err))
-                return read_parts(
-                    files,
-                    schema,
-                    layers=layers,
-                    results_dir=root,
-                    warn=warn,
-                    trust_cache=False,
-                    apart=apart,
-                )
+                return without_cache()
             finally:
                 cached.close()
 
@@ -150,15 +154,7 @@ def read_parts(
         except Exception as err:  # damaged pages (checksums): never an answer from it
             cached.close()
             warn(_damaged(path, err))
-            return read_parts(
-                files,
-                schema,
-                layers=layers,
-                results_dir=root,
-                warn=warn,
-                trust_cache=False,
-                apart=apart,
-            )
+            return without_cache()
     table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     if (np.diff(table[PART].to_numpy()) < 0).any():  # cached and read parts: back in file order
         table = table.take(pc.sort_indices(table[PART]))  # stable: each part's rows in order
