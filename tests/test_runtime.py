@@ -184,3 +184,56 @@ def test_the_cli_prints_a_warning_as_one_line(store_with_a_bad_part, capsys):
         assert said[0].startswith(f"layerprobe: warning: skipping results part {bad}: ")
         assert "LayerprobeWarning" not in err and "Traceback" not in err
     assert warnings.showwarning is not None and "one_line" not in warnings.showwarning.__name__
+
+
+# -- Arrow's memory pool for bulk reads --------------------------------------------------------
+
+# A process that asks for the pool the store-reading commands use, with jemalloc printing its
+# options at exit: ``stats_print`` is added to the options the function sets (or the user's).
+_POOL_PROGRAM = """
+import os, sys
+import layerprobe.runtime.memory as memory
+memory.RETURN_AT_ONCE += ",stats_print:true"
+print(memory.return_freed_memory(), file=sys.stderr)
+print("left:", os.environ.get(memory.JEMALLOC_CONF), file=sys.stderr)
+import pyarrow as pa
+print("pool:", pa.default_memory_pool().backend_name, file=sys.stderr)
+"""
+
+
+def _needs_jemalloc() -> None:
+    import pyarrow as pa
+
+    try:
+        pa.jemalloc_memory_pool()
+    except (NotImplementedError, pa.ArrowNotImplementedError):
+        pytest.skip("this pyarrow is built without jemalloc")
+
+
+def _pool_process(env_extra: dict[str, str]) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "JE_ARROW_MALLOC_CONF"} | env_extra
+    done = subprocess.run(
+        [sys.executable, "-c", _POOL_PROGRAM], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def test_the_bulk_read_pool_returns_freed_pages_at_once_from_its_start():
+    # Arrow builds jemalloc with a decay of 1 s; set after Arrow has loaded, a decay of 0 reaches
+    # only arenas made later, so the variable must be there when Arrow loads — and then gone.
+    _needs_jemalloc()
+    err = _pool_process({})
+    assert "opt.dirty_decay_ms: 0" in err and "opt.muzzy_decay_ms: 0" in err
+    assert "left: None" in err and "pool: jemalloc" in err
+
+
+def test_the_bulk_read_pool_keeps_a_users_own_jemalloc_options():
+    _needs_jemalloc()
+    err = _pool_process({"JE_ARROW_MALLOC_CONF": "dirty_decay_ms:250,stats_print:true"})
+    assert "opt.dirty_decay_ms: 250" in err
+    assert "left: dirty_decay_ms:250,stats_print:true" in err

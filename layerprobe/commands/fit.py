@@ -28,12 +28,12 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    return_freed_memory()  # first: before pyarrow is imported (see runtime/memory.py)
     from layerprobe.analysis.fit import fit_store, write_fits
     from layerprobe.analysis.tables import format_fits
     from layerprobe.errors import check_writable
 
     config = from_args(FitConfig, args)
-    return_freed_memory()  # the store is read in bulk: keep the peak to what is live
     out = check_writable(config.out_dir(), "--out", create=False)  # made when the fits are
     fits = fit_store(config.results, config, skip_bad=config.skip_bad)
     path = write_fits(fits, out / "fits.parquet")

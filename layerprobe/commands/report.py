@@ -25,11 +25,11 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    return_freed_memory()  # first: before pyarrow is imported (see runtime/memory.py)
     from layerprobe.analysis.report import write_report
     from layerprobe.errors import check_writable, removed_if_failed
 
     config = from_args(ReportConfig, args)
-    return_freed_memory()  # the store is read in bulk: keep the peak to what is live
 
     def progress(message: str) -> None:
         if not config.quiet:

@@ -41,10 +41,10 @@ def add_parser(subparsers) -> None:
 
 
 def run_show(args: argparse.Namespace) -> int:
+    return_freed_memory()  # first: before pyarrow is imported (see runtime/memory.py)
     from layerprobe.results import filter_table, format_summary, layer_summary, load
 
     config = from_args(ShowConfig, args)
-    return_freed_memory()
     table = load(config.results, skip_bad=config.skip_bad)
     table = filter_table(table, tasks=config.task, models=config.model, shots=config.shots)
     sys.stdout.write(format_summary(layer_summary(table), config.format))
@@ -52,10 +52,10 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_knobs(args: argparse.Namespace) -> int:
+    return_freed_memory()  # first: before pyarrow is imported (see runtime/memory.py)
     from layerprobe.analysis.pairs import format_pairs, knob_pairs, read_for_pairs
 
     config = from_args(KnobsConfig, args)
-    return_freed_memory()
     table = read_for_pairs(
         config.results,
         match=config.match,
