@@ -7,8 +7,8 @@ elementwise maximum over the classes instead of a strided argmax, which is sever
 slower on the CPU.
 
 The count is written once for numpy arrays (the CPU) and torch tensors (CUDA, and the logistic
-probes): the operations used have the same meaning in both, and this module imports torch only
-when handed a tensor.
+probes): the operations used have the same meaning in both, or are spelt once in
+``arrays.py``; torch is imported only when a tensor is handed over.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from layerprobe.probe.arrays import cast, like, namespace
 
 MAX_SEGMENTS = 64  # above this many classes in a block, count through argmax instead
 
@@ -81,11 +83,11 @@ def count_correct(scores, rows: EvalRows, num_l2: int, *, tol: float = 0.0):
     counts : (P, G, L) int64 rows whose argmax over classes is their label.
     unsure : (P, M, L) bool flags, or None when tol is 0 or nothing is flagged.
     """
-    xp = _namespace(scores)
+    xp = namespace(scores)
     num_problems, _, width = scores.shape
     num_classes = width // num_l2
     s = scores.reshape(num_problems, -1, num_classes, num_l2)
-    groups = _cast(_like(rows.groups, s), "float32")
+    groups = cast(like(rows.groups, s), "float32")
     if len(rows.segments) > MAX_SEGMENTS:
         return _count_by_argmax(s, rows, groups, tol)
     # One pass over the classes keeps, for every row, the best score of the classes other
@@ -107,7 +109,7 @@ def count_correct(scores, rows: EvalRows, num_l2: int, *, tol: float = 0.0):
                 xp.maximum(others[:, part], s[:, part, c], out=others[:, part])
         else:
             xp.maximum(others, s[:, :, c], out=others)
-    known = _like(known, s)[:, None]
+    known = like(known, s)[:, None]
     right = xp.greater(own, below)  # right = own > below & own >= others & known, in place
     right &= xp.greater_equal(own, others)
     right &= known
@@ -127,16 +129,16 @@ def count_correct(scores, rows: EvalRows, num_l2: int, *, tol: float = 0.0):
 
 def _count_by_argmax(s, rows, groups, tol):
     """Many classes: one strided argmax (the first of tied maxima, as numpy) beats a loop."""
-    xp = _namespace(s)
-    labels = _like(rows.sorted_labels(), s)
+    xp = namespace(s)
+    labels = like(rows.sorted_labels(), s)
     right = s.argmax(2) == labels[None, :, None]
     counts = _counts(groups, right)
     if not tol:
         return counts, None
     # The best class other than the row's own: the maximum with the own class masked out.
     mine = np.arange(s.shape[2])[None, :] == rows.sorted_labels()[:, None]  # (M, C)
-    best = xp.amax(xp.where(_like(mine, s)[None, :, :, None], -np.inf, s), 2)  # (P, M, L)
-    own = s[:, _like(np.arange(s.shape[1]), s), labels]  # (P, M, L)
+    best = xp.amax(xp.where(like(mine, s)[None, :, :, None], -np.inf, s), 2)  # (P, M, L)
+    own = s[:, like(np.arange(s.shape[1]), s), labels]  # (P, M, L)
     unsure = abs(own - best) <= tol * (abs(own) + abs(best))
     return counts, unsure if unsure.any() else None
 
@@ -144,31 +146,4 @@ def _count_by_argmax(s, rows, groups, tol):
 def _counts(groups, right):
     """(P, G, L) int64 per-group counts of ``right`` (P, M, L), summed as float32 matrix
     products (exact below 2**24 rows)."""
-    return _cast(_namespace(right).round(groups @ _cast(right, "float32")), "int64")
-
-
-def _namespace(array):
-    """numpy, or torch for a tensor (imported only then)."""
-    if isinstance(array, np.ndarray):
-        return np
-    import torch
-
-    return torch
-
-
-def _like(values: np.ndarray, array):
-    """``values`` (numpy) as the kind of ``array``: itself, or a tensor on its device."""
-    if isinstance(array, np.ndarray):
-        return values
-    import torch
-
-    return torch.as_tensor(values, device=array.device)
-
-
-def _cast(array, dtype: str):
-    """``array`` converted to the dtype named ``dtype`` (numpy or torch)."""
-    if isinstance(array, np.ndarray):
-        return array.astype(dtype)
-    import torch
-
-    return array.to(getattr(torch, dtype))
+    return cast(namespace(right).round(groups @ cast(right, "float32")), "int64")

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from layerprobe.probe.arrays import concat
+
 BIAS = 100.0  # the constant bias feature; large, so the bias is barely regularised
 STD_EPS = 1e-5  # added to the train std before dividing (the recipe's value)
 ROW_CHUNK = 65536  # rows per step when the primal Gram matrix is accumulated
@@ -46,16 +48,7 @@ def fold(top, bias_row, *, offset, sd):
     (m / sd) @ top)``, the second term the last row.
     """
     row = BIAS * bias_row - (offset / sd) @ top
-    return _concatenate([top / sd.swapaxes(1, 2), row], axis=1)
-
-
-def _concatenate(parts, *, axis: int):
-    """``np.concatenate`` or ``torch.concatenate``, by the arrays' kind."""
-    if isinstance(parts[0], np.ndarray):
-        return np.concatenate(parts, axis=axis)
-    import torch
-
-    return torch.concatenate(parts, axis=axis)
+    return concat([top / sd.swapaxes(1, 2), row], 1)
 
 
 def weights_by_lambda(rhs, eigs, l2s, *, centre: bool = False):
