@@ -21,7 +21,7 @@ from layerprobe.errors import DataError
 from layerprobe.results import load, read_selected
 from layerprobe.results.parts import write_part
 from tests.helpers_pretrain import lp_home_fixture  # noqa: F401 - fixture
-from tests.results_data import curve_store, probe_rows
+from tests.results_data import curve_store, probe_rows, write_store
 
 L2 = "2**-10,1,2**10"
 KEY = "toy-0123456789ab"
@@ -282,3 +282,62 @@ def test_the_duplicate_check_answers_as_pandas_on_every_kind_of_key_column():
         )
         for key in (["model_key", "shots"], ["model_key", "shots", "config", "l2", "seed"]):
             assert _any_duplicate(frame, key) == frame.duplicated(key).any(), (trial, key)
+
+
+# -- listing the parts ---------------------------------------------------------------------------
+
+
+def test_part_files_come_in_path_order_skipping_temporaries_and_linked_folders(tmp_path):
+    from layerprobe.results.parts import part_files
+
+    names = [
+        "m1/a.parquet",
+        "m1-b/a.parquet",  # '-' sorts before '/' as text, after it as a path part
+        "m1.parquet",
+        "m1/sub/c.parquet",
+        "M0/a.parquet",
+        ".hidden/d.parquet",  # a part below a dot-folder is still a part
+        "m1/.tmp-writer.parquet",  # a writer's temporary file is not
+        "m1/notes.txt",
+    ]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "e.parquet").write_bytes(b"")
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+
+    found = part_files(tmp_path)
+    expected = sorted(
+        p for p in tmp_path.rglob("*.parquet") if not p.name.startswith(".")
+    )  # what the reader listed before: Path.rglob does not follow linked folders either
+    assert found == expected
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == [
+        ".hidden/d.parquet",
+        "M0/a.parquet",
+        "elsewhere/e.parquet",
+        "m1/a.parquet",
+        "m1/sub/c.parquet",
+        "m1-b/a.parquet",
+        "m1.parquet",
+    ]
+
+
+def test_a_store_folder_that_cannot_be_listed_is_one_line_not_missing_parts(tmp_path, monkeypatch):
+    import os
+
+    from layerprobe.results import parts
+
+    write_store(probe_rows(0.5), tmp_path)
+    (tmp_path / "m2").mkdir()
+    real = os.scandir
+
+    def scandir(folder):  # as for a folder without read permission, for any user (root too)
+        if str(folder).endswith("m2"):
+            raise PermissionError(13, "Permission denied", str(folder))
+        return real(folder)
+
+    monkeypatch.setattr(parts.os, "scandir", scandir)
+    with pytest.raises(DataError, match=r"cannot list .*m2 \(Permission denied\); give this user"):
+        parts.part_files(tmp_path)
+    assert main(["results", "show", "--results", str(tmp_path)]) == 2
