@@ -1,7 +1,8 @@
 """Array operations written once for numpy arrays and torch tensors.
 
-The probe's counting (``accuracy.py``) and the ridge sweep's batch step (``batched.py``) run on
-numpy arrays on the CPU — without importing torch — and on torch tensors on CUDA. Most of what
+The closed form (``solver.py``), the ridge sweep's batch step (``batched.py``) and the probe's
+counting (``accuracy.py``) run on numpy arrays on the CPU — without importing torch — and on
+torch tensors on CUDA (and on the CPU where the logistic probes call them). Most of what
 they do means the same in both (indexing, ``@``, ``reshape``, ``swapaxes``, in-place
 arithmetic); the few operations spelt differently are here, each dispatching on the kind of
 array it is handed. torch is imported only when a tensor is.

@@ -37,6 +37,7 @@ from layerprobe.probe.arrays import (
     pad_column,
     zeros,
 )
+from layerprobe.probe.arrays import dtype as array_dtype
 
 # The constants and Decomposition live in recipe.py, the array operations in arrays.py,
 # blas_threads in runtime/pools.py. Tests and benchmarks also import them from here.
@@ -57,7 +58,7 @@ def signed_onehot(y, num_classes: int, dtype):
     return 2.0 * cast(like(np.eye(num_classes), y), dtype)[y] - 1.0
 
 
-def decompose(x, y, num_classes: int, *, dtype, origin=None) -> Decomposition:
+def decompose(x, y, num_classes: int, *, dtype=None, origin=None) -> Decomposition:
     """Solve B problems of the same size up to the choice of λ.
 
     Parameters
@@ -66,7 +67,7 @@ def decompose(x, y, num_classes: int, *, dtype, origin=None) -> Decomposition:
     y : (B, n) int64 labels in [0, num_classes), of the same kind.
     num_classes : C, the number of target columns.
     dtype : dtype (of that kind) of the Gram matrix, its eigendecomposition and the lift
-        (float64 in the recipe: float32 Gram matrices can give wrong small eigenvalues).
+        (default float64, the recipe's: float32 Gram matrices can give wrong small eigenvalues).
     origin : (B, 1, D) or None; the lift then acts on ``[z - origin, 1]``. Scoring features
         centred near their mean keeps float32 products from cancelling large offsets.
 
@@ -75,6 +76,7 @@ def decompose(x, y, num_classes: int, *, dtype, origin=None) -> Decomposition:
     Decomposition of arrays of ``x``'s kind.
     """
     _, n, dim = x.shape
+    dtype = array_dtype("float64", x) if dtype is None else dtype
     if n < dim + 1:
         return _decompose_dual(x, y, num_classes, dtype, origin)
     return _decompose_primal(x, y, num_classes, dtype, origin)
