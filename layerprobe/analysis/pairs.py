@@ -47,7 +47,7 @@ from layerprobe.analysis.points import (
     with_upstream_task,
 )
 from layerprobe.errors import ConfigError, DataError
-from layerprobe.results.frames import first_rows, key_codes
+from layerprobe.results.frames import distinct_rows
 from layerprobe.results.schema import PRETRAIN_IDENTITY
 from layerprobe.results.show import check_shots
 
@@ -188,13 +188,7 @@ def _checkpoints(
     # Distinct rows first (a few per checkpoint, in order of first appearance, so each
     # column's first non-missing value and its count of values are those of every row).
     present = [c for c in ["model_key", *cols] if c in table.columns]
-    codes, _ = key_codes(table, present)
-    if codes is None:
-        frame = table[present].drop_duplicates()
-    else:  # the same rows, from one code per row instead of pandas' hash of every column
-        frame = table[present].iloc[first_rows(codes)]
-        del codes
-    frame = with_upstream_task(frame)
+    frame = with_upstream_task(distinct_rows(table[present]))
     frame["model_key"] = frame["model_key"].astype(str)
     if checkpoints is not None:  # every distinct combination of the two, for each checkpoint
         apart = [c for c in cols if c in checkpoints.columns and c not in present]

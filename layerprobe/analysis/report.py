@@ -48,8 +48,8 @@ from layerprobe.results.show import check_shots
 from layerprobe.results.store import part_files
 from layerprobe.runtime.atomic import write_text_atomic
 
-# Every analysis column but val_accuracy (the report shows test accuracy at the selected λ).
-# Every column but the validation accuracy and `selected` (true on every row the report reads).
+# Every analysis column but val_accuracy (the report shows test accuracy at the selected λ) and
+# `selected` (true on every row the report reads).
 REPORT_COLUMNS = tuple(c for c in ANALYSIS_SCHEMA.names if c not in ("val_accuracy", "selected"))
 PER_CHECKPOINT_ROWS = 200  # above this, the layer table shows per-task means only
 LONG_TABLE = 12  # tables with more rows are collapsed in <details>

@@ -60,6 +60,16 @@ def first_rows(codes: np.ndarray) -> np.ndarray:
     return starts[np.sort(first)]
 
 
+def distinct_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame.drop_duplicates()`` (missing values equal; the kept rows in order of first
+    appearance, with their index), found from one code per row (:func:`key_codes`) instead of
+    pandas' hash of every column."""
+    codes, _ = key_codes(frame, list(frame.columns))
+    if codes is None:  # too many combinations for one int64: pandas' own
+        return frame.drop_duplicates()
+    return frame.iloc[first_rows(codes)]
+
+
 def first_values(key: pd.Series, values: pd.DataFrame) -> pd.DataFrame:
     """``values.groupby(key, observed=True, sort=False).first().reset_index()`` for a
     categorical ``key`` without missing values, found from the rows where the key changes.

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from layerprobe.errors import DataError
 from layerprobe.results.external import is_table, read_table
-from layerprobe.results.frames import first_rows, key_codes
+from layerprobe.results.frames import distinct_rows, first_rows, key_codes
 from layerprobe.results.parts import BadPart, PartInfo, _unreadable, part_files, part_info
 from layerprobe.results.schema import COLUMNS, PROBE_KEY, ROW_KEY, SCHEMA
 from layerprobe.runtime.warn import warn as warn_user
@@ -268,12 +268,7 @@ def read_apart(
 def _distinct(frame: pd.DataFrame) -> pd.DataFrame:
     """The distinct rows of ``frame`` (missing values equal), in order of first appearance,
     ``model_key`` as text and a fresh index."""
-    codes, _ = key_codes(frame, list(frame.columns))
-    if codes is None:
-        frame = frame.drop_duplicates()
-    else:
-        frame = frame.iloc[first_rows(codes)]
-    frame = frame.reset_index(drop=True)
+    frame = distinct_rows(frame).reset_index(drop=True)
     frame["model_key"] = frame["model_key"].astype(str)
     return frame
 

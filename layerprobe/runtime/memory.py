@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 
-# Arrow's bundled jemalloc reads its options from this variable when it starts (the first
-# use of the jemalloc pool); the options are added to the ones Arrow builds it with.
+# Arrow's bundled jemalloc reads its options from this variable when it starts, as pyarrow is
+# imported; they are added to the ones Arrow builds it with.
 JEMALLOC_CONF = "JE_ARROW_MALLOC_CONF"
 RETURN_AT_ONCE = "dirty_decay_ms:0,muzzy_decay_ms:0"
 
